@@ -1,0 +1,1 @@
+"""benchmarks: quality and speed reports committed under `benchmarks/results/`. Nothing imports this."""

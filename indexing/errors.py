@@ -1,0 +1,32 @@
+"""Errors users see. Every message names the file, line or field at fault, because a
+user with a 40,000-row CSV needs to know *where*, not just *what*."""
+
+from __future__ import annotations
+
+
+class FewlabelError(Exception):
+    """Base class: the CLI prints these as one line and exits non-zero (no traceback)."""
+
+
+class DataError(FewlabelError):
+    """Bad input data. Carries the file, 1-based line number and field when known."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 field: str | None = None) -> None:
+        self.path, self.line, self.field, self.reason = path, line, field, message
+        where = []
+        if path is not None:
+            where.append(str(path))
+        if line is not None:
+            where.append(f"line {line}")
+        if field is not None:
+            where.append(f"field '{field}'")
+        super().__init__(f"{': '.join([', '.join(where), message]) if where else message}")
+
+
+class ModelError(FewlabelError):
+    """An encoder could not be found or loaded (unknown name, bad folder, no hub access)."""
+
+
+class IndexMismatchError(FewlabelError):
+    """A saved index does not fit what it is used with (encoder, dimension, format)."""

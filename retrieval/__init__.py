@@ -1,0 +1,1 @@
+"""retrieval: kNN label voting with tuned (k, m), and the `fewlabel` command line."""
