@@ -1,0 +1,398 @@
+"""Read users' labelled text files (CSV, TSV, JSON Lines) into uniform :class:`Row` objects.
+
+Every fewlabel command goes through here, so this is the one place where bad input is
+caught. Each problem becomes a :class:`~indexing.errors.DataError` that names the file, the
+1-based physical line and the field, because a user with a 40,000-row file needs to know
+*where* to look, not just *what* went wrong. Nothing is silently dropped or repaired except
+blank lines and surrounding whitespace around labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexing.errors import DataError
+
+__all__ = ["FORMATS", "Row", "detect_format", "parse_labels", "read_rows", "read_texts"]
+
+PathLike = str | os.PathLike
+
+#: File extension -> format. ``.txt`` is TSV because corpora such as NSMC ship TSV as .txt;
+#: ``.json`` is read as JSON Lines because that is what labelled-data tools export.
+FORMATS: dict[str, str] = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+_FORMAT_NAMES = ("csv", "tsv", "jsonl")
+
+# JSON strings cannot hold raw CR/LF, so splitting on them is safe; str.splitlines() is not,
+# because it also splits on U+2028, U+0085 and friends, which may appear inside JSON strings.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One labelled (or unlabelled) example, with where it came from for later error messages."""
+
+    text: str
+    labels: tuple[str, ...]  # () when no label column was requested (or allowed to be empty)
+    id: str  # from id_col when given, else the 0-based data row number as a string
+    line: int  # 1-based physical line where the record starts (a CSV/TSV header is line 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Format detection and label parsing
+# --------------------------------------------------------------------------------------------
+
+
+def detect_format(path: PathLike) -> str:
+    """Pick ``"csv"``, ``"tsv"`` or ``"jsonl"`` from the file extension.
+
+    Guessing from content is unreliable (a one-column CSV looks like a TSV), so an unknown
+    extension is an error that tells the user which extensions work or to pass a format.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in FORMATS:
+        return FORMATS[suffix]
+    accepted = ", ".join(FORMATS)
+    raise DataError(
+        f"cannot tell the format from extension '{suffix or '(none)'}'; accepted: {accepted} "
+        f"(or give the format explicitly: {', '.join(_FORMAT_NAMES)})",
+        path=str(path),
+    )
+
+
+def parse_labels(raw: object, *, label_sep: str | None, path: PathLike | None, line: int | None,
+                 field: str | None) -> tuple[str, ...]:
+    """Turn one raw label cell into a tuple of clean, unique labels.
+
+    Accepts a JSON list (from JSONL), a string holding a JSON list (``'["a", "b"]'``), a
+    string split on ``label_sep``, a single string label or an int. Labels are stripped and
+    de-duplicated in order. Raises :class:`DataError` when there is no label at all, because
+    an unlabelled example in a training file is almost always a mistake.
+    """
+    labels = _split_labels(raw, label_sep=label_sep, path=path, line=line, field=field)
+    if not labels:
+        raise DataError("no label", path=_str_or_none(path), line=line, field=field)
+    return labels
+
+
+def _split_labels(raw: object, *, label_sep: str | None, path: PathLike | None, line: int | None,
+                  field: str | None) -> tuple[str, ...]:
+    """Like :func:`parse_labels` but returns ``()`` for an empty cell instead of raising.
+
+    Kept separate so :func:`read_rows` can honour ``allow_empty_labels`` while malformed
+    labels (bad JSON, an empty item between separators) still raise.
+    """
+    where = {"path": _str_or_none(path), "line": line, "field": field}
+    if raw is None:
+        return ()
+    if isinstance(raw, list):
+        items = raw
+    elif isinstance(raw, bool):
+        raise DataError(f"a label must be a string or an integer, found {raw!r}", **where)
+    elif isinstance(raw, int):
+        items = [raw]
+    elif isinstance(raw, str):
+        items = _split_label_string(raw, label_sep=label_sep, where=where)
+    else:
+        raise DataError(f"labels must be a string or a list, found {type(raw).__name__}", **where)
+    return _clean_label_items(items, where=where)
+
+
+def _split_label_string(raw: str, *, label_sep: str | None, where: dict) -> list:
+    """Split one label string: JSON list if it looks like one, else on ``label_sep``."""
+    stripped = raw.strip()
+    if not stripped:
+        return []
+    if stripped.startswith("["):
+        try:
+            parsed = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"labels look like a JSON list but are not valid JSON ({exc.msg})",
+                            **where) from exc
+        if not isinstance(parsed, list):
+            raise DataError("labels look like a JSON list but are not one", **where)
+        return parsed
+    if label_sep:
+        return stripped.split(label_sep)
+    return [stripped]
+
+
+def _clean_label_items(items: list, *, where: dict) -> tuple[str, ...]:
+    """Stringify, strip and de-duplicate label items; an empty item is an error, not skipped,
+    because it usually means a wrong separator or a stray one that the user should see."""
+    seen: dict[str, None] = {}
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise DataError(f"a label must be a string or an integer, found {item!r}", **where)
+        label = str(item).strip()
+        if not label:
+            raise DataError("empty label in the label list", **where)
+        seen.setdefault(label, None)
+    return tuple(seen)
+
+
+# --------------------------------------------------------------------------------------------
+# Public readers
+# --------------------------------------------------------------------------------------------
+
+
+def read_rows(path: PathLike, *, text_col: str, label_col: str | None = None, id_col: str | None = None,
+              label_sep: str | None = None, fmt: str | None = None, header: bool = True,
+              allow_empty_labels: bool = False) -> list[Row]:
+    """Read every data row of a CSV, TSV or JSONL file, validating as it goes.
+
+    ``fmt`` overrides the extension. With ``header=False`` (CSV/TSV only) columns are 0-based
+    positions written as strings (``text_col="0"``). With ``allow_empty_labels`` a missing or
+    empty label gives ``labels=()`` instead of an error (for partly labelled files).
+    Raises :class:`DataError` on the first problem, naming file, line and field.
+    """
+    fmt = _resolve_format(path, fmt)
+    content = _read_text(path)
+    wanted = [c for c in (text_col, label_col, id_col) if c is not None]
+    if fmt == "jsonl":
+        records = _jsonl_records(content, path=path, wanted=wanted, optional={label_col})
+    else:
+        records = _delimited_records(content, path=path, fmt=fmt, wanted=wanted, header=header)
+    rows: list[Row] = []
+    first_line_of_id: dict[str, int] = {}
+    for index, (line, values) in enumerate(records):
+        row = _make_row(values, index=index, line=line, path=path, text_col=text_col,
+                        label_col=label_col, id_col=id_col, label_sep=label_sep,
+                        allow_empty_labels=allow_empty_labels)
+        if id_col is not None:
+            _check_unique_id(row, first_line_of_id, path=path, id_col=id_col)
+        rows.append(row)
+    if not rows:
+        raise DataError("no rows: the file has no data rows", path=str(path))
+    return rows
+
+
+def read_texts(path: PathLike, *, text_col: str, id_col: str | None = None, fmt: str | None = None,
+               header: bool = True) -> list[Row]:
+    """Read texts without labels (prediction inputs); every ``Row.labels`` is ``()``."""
+    return read_rows(path, text_col=text_col, id_col=id_col, fmt=fmt, header=header)
+
+
+# --------------------------------------------------------------------------------------------
+# File loading
+# --------------------------------------------------------------------------------------------
+
+
+def _resolve_format(path: PathLike, fmt: str | None) -> str:
+    """An explicit ``fmt`` wins over the extension, but must still be one we can read."""
+    if fmt is None:
+        return detect_format(path)
+    if fmt.lower() not in _FORMAT_NAMES:
+        raise DataError(f"unknown format '{fmt}'; accepted: {', '.join(_FORMAT_NAMES)}", path=str(path))
+    return fmt.lower()
+
+
+def _read_text(path: PathLike) -> str:
+    """Read the whole file as UTF-8 (BOM tolerated), turning I/O and decoding failures into
+    DataErrors with the file name and, for bad bytes, the line they are on."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError("file not found", path=str(path))
+    if not p.is_file():
+        raise DataError("not a regular file", path=str(path))
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read file ({exc.strerror or exc})", path=str(path)) from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        hint = "the file is UTF-16; " if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise DataError(f"not valid UTF-8 ({hint}save it as UTF-8)", path=str(path), line=line) from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Record sources: each yields (start line, {column: raw value}) for the requested columns
+# --------------------------------------------------------------------------------------------
+
+
+def _delimited_records(content: str, *, path: PathLike, fmt: str, wanted: list[str],
+                       header: bool) -> Iterator[tuple[int, dict[str, object]]]:
+    """Yield CSV/TSV records with the line each one *starts* on (quoted CSV fields may span
+    several physical lines, so ``reader.line_num`` after a read is the record's last line)."""
+    reader = _make_reader(content, fmt)
+    lines_read = 0
+    positions: dict[str, int] | None = None if header else _positions_from_numbers(wanted, path)
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise _csv_error(exc, path=path, fmt=fmt, line=lines_read + 1) from exc
+        line, lines_read = lines_read + 1, reader.line_num
+        if not fields:  # blank line
+            continue
+        if positions is None:
+            positions = _positions_from_header(fields, wanted, path=path, line=line)
+            continue
+        yield line, _pick_fields(fields, positions, path=path, line=line)
+
+
+def _make_reader(content: str, fmt: str) -> Iterator[list[str]]:
+    """CSV is read strictly so an unclosed quote is reported instead of swallowing the rest of
+    the file; TSV ignores quotes entirely because real TSV corpora (STS-B) contain stray ones."""
+    stream = io.StringIO(content, newline="")
+    if fmt == "tsv":
+        return csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE)
+    return csv.reader(stream, strict=True)
+
+
+def _csv_error(exc: csv.Error, *, path: PathLike, fmt: str, line: int) -> DataError:
+    """Explain the csv module's terse errors in terms a user can act on."""
+    message = str(exc)
+    if "unexpected end of data" in message:
+        message += "; a quoted field starting in this record is never closed"
+    elif "field larger than field limit" in message:
+        message += "; probably an unclosed quote starting in this record"
+    return DataError(f"malformed {fmt.upper()} record starting here: {message}", path=str(path), line=line)
+
+
+def _positions_from_numbers(wanted: list[str], path: PathLike) -> dict[str, int]:
+    """Without a header, columns are addressed by 0-based position written as a string."""
+    positions: dict[str, int] = {}
+    for col in wanted:
+        if not (col.strip().isascii() and col.strip().isdigit()):
+            raise DataError("with header=False, columns are 0-based positions such as '0' or '1'",
+                            path=str(path), field=col)
+        positions[col] = int(col)
+    return positions
+
+
+def _positions_from_header(header_fields: list[str], wanted: list[str], *, path: PathLike,
+                           line: int) -> dict[str, int]:
+    """Map requested column names to positions; unknown or ambiguous names are errors that
+    list the columns the file actually has, since a typo is the usual cause."""
+    names = [name.strip() for name in header_fields]
+    positions: dict[str, int] = {}
+    for col in wanted:
+        matches = [i for i, name in enumerate(names) if name == col.strip()]
+        if not matches:
+            available = ", ".join(repr(n) for n in names)
+            raise DataError(f"no such column; available columns: {available}",
+                            path=str(path), line=line, field=col)
+        if len(matches) > 1:
+            raise DataError(f"column name appears {len(matches)} times in the header",
+                            path=str(path), line=line, field=col)
+        positions[col] = matches[0]
+    return positions
+
+
+def _pick_fields(fields: list[str], positions: dict[str, int], *, path: PathLike,
+                 line: int) -> dict[str, object]:
+    """Take the requested columns from one record; extra trailing fields are ignored."""
+    needed = max(positions.values()) + 1
+    if len(fields) < needed:
+        short = next(col for col, pos in positions.items() if pos >= len(fields))
+        raise DataError(f"expected {needed} fields, found {len(fields)}", path=str(path), line=line,
+                        field=short)
+    return {col: fields[pos] for col, pos in positions.items()}
+
+
+def _jsonl_records(content: str, *, path: PathLike, wanted: list[str],
+                   optional: set[str | None]) -> Iterator[tuple[int, dict[str, object]]]:
+    """Yield one record per non-blank JSON Lines line. ``optional`` keys (the label column)
+    may be missing; they come back as None so the label rules decide what that means."""
+    for number, text in enumerate(_LINE_BREAK.split(content), start=1):
+        if not text.strip():
+            continue
+        obj = _parse_json_line(text, path=path, line=number)
+        values: dict[str, object] = {}
+        for col in wanted:
+            if col not in obj and col not in optional:
+                raise DataError("missing key", path=str(path), line=number, field=col)
+            values[col] = obj.get(col)
+        yield number, values
+
+
+def _parse_json_line(text: str, *, path: PathLike, line: int) -> Mapping[str, object]:
+    """Parse one JSONL line, which must be a JSON object."""
+    array_hint = ""
+    if line == 1 and text.lstrip().startswith("["):
+        array_hint = "; this looks like a JSON array file, but JSON Lines (one object per line) is expected"
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno}){array_hint}", path=str(path),
+                        line=line) from exc
+    if not isinstance(obj, dict):
+        raise DataError(f"expected a JSON object, found {_type_name(obj)}{array_hint}", path=str(path),
+                        line=line)
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# Row building and checks
+# --------------------------------------------------------------------------------------------
+
+
+def _make_row(values: dict[str, object], *, index: int, line: int, path: PathLike, text_col: str,
+              label_col: str | None, id_col: str | None, label_sep: str | None,
+              allow_empty_labels: bool) -> Row:
+    """Validate one record's text, labels and id and build the Row."""
+    text = _check_text(values[text_col], path=path, line=line, field=text_col)
+    labels: tuple[str, ...] = ()
+    if label_col is not None:
+        labels = _split_labels(values[label_col], label_sep=label_sep, path=path, line=line, field=label_col)
+        if not labels and not allow_empty_labels:
+            raise DataError("no label", path=str(path), line=line, field=label_col)
+    row_id = str(index) if id_col is None else _check_id(values[id_col], path=path, line=line, field=id_col)
+    return Row(text=text, labels=labels, id=row_id, line=line)
+
+
+def _check_text(raw: object, *, path: PathLike, line: int, field: str) -> str:
+    """Text must be a non-blank string; it is returned unchanged (no stripping) so what the
+    encoder sees is exactly what the user wrote."""
+    if not isinstance(raw, str):
+        raise DataError(f"text must be a string, found {_type_name(raw)}", path=str(path), line=line,
+                        field=field)
+    if not raw.strip():
+        raise DataError("empty text", path=str(path), line=line, field=field)
+    return raw
+
+
+def _check_id(raw: object, *, path: PathLike, line: int, field: str) -> str:
+    """Ids may be strings or integers (JSONL); they are stripped and must not be empty."""
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        raise DataError(f"id must be a string or an integer, found {_type_name(raw)}", path=str(path),
+                        line=line, field=field)
+    row_id = str(raw).strip()
+    if not row_id:
+        raise DataError("empty id", path=str(path), line=line, field=field)
+    return row_id
+
+
+def _check_unique_id(row: Row, first_line_of_id: dict[str, int], *, path: PathLike, id_col: str) -> None:
+    """Ids key predictions and index entries, so a repeated id would silently overwrite one."""
+    first = first_line_of_id.setdefault(row.id, row.line)
+    if first != row.line:
+        raise DataError(f"duplicate id '{row.id}' (first seen on line {first})", path=str(path),
+                        line=row.line, field=id_col)
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _str_or_none(path: PathLike | None) -> str | None:
+    return None if path is None else str(path)

