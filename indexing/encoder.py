@@ -81,6 +81,7 @@ class Encoder:
             location = self._local_or_hub(self.model_name)
             if Path(location).is_dir():
                 settings = folder_settings(Path(location))
+                self.model_name = location  # absolute, so an index built here loads from any folder
         self.location = location
         self.prefix = prefix if prefix is not None else settings.get("prefix", "")
         self.device = pick_device(device)

@@ -1,0 +1,416 @@
+"""Fast checks of kNN voting, (k, m) tuning and `KNNLabeler`, on hand-made neighbour sets and
+hand-built unit vectors (no encoders, no downloads)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.metrics import f1_score
+
+from indexing.errors import DataError, FewlabelError, IndexMismatchError
+from retrieval.knn import KNNLabeler
+from retrieval.tuning import KMResult, tune_k_m
+from retrieval.voting import (
+    multi_label_predict,
+    neighbour_label_tensor,
+    single_label_predict,
+    vote_counts,
+    vote_fractions,
+)
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _neigh(rows: list[list[set[int]]], n_labels: int) -> np.ndarray:
+    """(n_q, k, L) bool from per-query lists of neighbour label sets."""
+    out = np.zeros((len(rows), len(rows[0]), n_labels), dtype=bool)
+    for q, row in enumerate(rows):
+        for j, labels in enumerate(row):
+            out[q, j, sorted(labels)] = True
+    return out
+
+
+def _clusters(seed: int = 0, per_cluster: int = 20, dim: int = 16, noise: float = 0.15):
+    """Unit vectors scattered around three orthogonal centres; returns (X, cluster ids, centres)."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(dim, dtype=np.float32)[:3]
+    cluster = np.repeat(np.arange(3), per_cluster)
+    X = centres[cluster] + noise * rng.standard_normal((cluster.size, dim)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X.astype(np.float32), cluster, centres
+
+
+def _unit(X: np.ndarray) -> np.ndarray:
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+
+
+MULTI = {0: ("a",), 1: ("b",), 2: ("a", "c")}
+SINGLE = {0: "a", 1: "b", 2: "c"}
+
+
+# ---------------------------------------------------------------------------- voting rules
+
+
+def test_neighbour_label_tensor_ignores_missing_neighbours() -> None:
+    labels = np.array([[1, 0], [0, 1], [1, 1]], dtype=bool)
+    ids = np.array([[2, 0, -1], [1, -1, -1]])
+    neigh = neighbour_label_tensor(labels, ids)
+    assert neigh.shape == (2, 3, 2)
+    np.testing.assert_array_equal(neigh[0], [[1, 1], [1, 0], [0, 0]])
+    # -1 must not borrow the labels of the last training row
+    np.testing.assert_array_equal(neigh[1], [[0, 1], [0, 0], [0, 0]])
+    with pytest.raises(FewlabelError):
+        neighbour_label_tensor(labels, np.array([[3]]))
+
+
+def test_multi_label_m_threshold() -> None:
+    # labels 0,1,2; query 0: label 0 from 3 neighbours, label 1 from 2, label 2 from 1
+    neigh = _neigh([[{0, 1}, {0}, {0, 1, 2}, set()]], 3)
+    sims = np.array([[0.9, 0.8, 0.7, 0.6]])
+    counts = vote_counts(neigh, sims, k=4, weighted=False)
+    np.testing.assert_array_equal(counts, [[3, 2, 1]])
+    np.testing.assert_array_equal(multi_label_predict(counts, 2), [[True, True, False]])
+    np.testing.assert_array_equal(multi_label_predict(counts, 3), [[True, False, False]])
+    np.testing.assert_array_equal(multi_label_predict(counts, 4), [[False, False, False]])
+    # only the first k (best) neighbours vote
+    np.testing.assert_array_equal(vote_counts(neigh, sims, k=2, weighted=False), [[2, 1, 0]])
+    with pytest.raises(FewlabelError):
+        vote_counts(neigh, sims, k=5, weighted=False)
+    with pytest.raises(FewlabelError):
+        multi_label_predict(counts, 0)
+
+
+def test_missing_neighbours_vote_for_nothing() -> None:
+    labels = np.array([[1, 0], [0, 1]], dtype=bool)
+    ids = np.array([[0, 1, -1, -1]])
+    sims = np.array([[0.9, 0.5, -3.4028235e38, -3.4028235e38]], dtype=np.float32)
+    neigh = neighbour_label_tensor(labels, ids)
+    np.testing.assert_array_equal(vote_counts(neigh, sims, 4, weighted=False), [[1, 1]])
+    np.testing.assert_allclose(vote_counts(neigh, sims, 4, weighted=True), [[0.9, 0.5]], rtol=1e-6)
+    # fractions keep k in the denominator, weighted ones the (clipped) similarity total
+    np.testing.assert_allclose(vote_fractions(vote_counts(neigh, sims, 4, False), 4), [[0.25, 0.25]])
+    frac = vote_fractions(vote_counts(neigh, sims, 4, True), 4, weighted=True, sims=sims)
+    np.testing.assert_allclose(frac, [[0.9 / 1.4, 0.5 / 1.4]], rtol=1e-6)
+
+
+def test_weighted_votes_clip_negative_similarities() -> None:
+    neigh = _neigh([[{0}, {1}, {1}, {0}]], 2)
+    sims = np.array([[0.5, 0.25, 0.25, -0.5]])
+    counts = vote_counts(neigh, sims, 4, weighted=True)
+    np.testing.assert_allclose(counts, [[0.5, 0.5]])  # the -0.5 neighbour adds nothing, not -0.5
+    # m compares against the weighted vote: 0.5 < 1, so nothing reaches m=1
+    assert not multi_label_predict(counts, 1).any()
+    assert multi_label_predict(counts, 0.5).all()
+    np.testing.assert_allclose(vote_fractions(counts, 4, weighted=True, sims=sims), [[0.5, 0.5]])
+    # a query with no positive support gets zeros, not NaN
+    zero = vote_fractions(np.zeros((1, 2)), 2, weighted=True, sims=np.array([[-0.1, -0.2]]))
+    np.testing.assert_array_equal(zero, [[0.0, 0.0]])
+    with pytest.raises(FewlabelError):
+        vote_fractions(counts, 4, weighted=True)
+
+
+def test_single_label_majority_and_abstention() -> None:
+    neigh = _neigh([[{1}, {0}, {1}, {2}, {1}], [{0}, {1}, {2}, {0}, {1}]], 3)
+    sims = np.array([[0.9, 0.8, 0.7, 0.6, 0.5]] * 2)
+    counts = vote_counts(neigh, sims, 5, weighted=False)
+    np.testing.assert_array_equal(single_label_predict(counts, sims, neigh, 3), [1, -1])  # q1 best has 2 < 3
+    np.testing.assert_array_equal(single_label_predict(counts, sims, neigh, 2), [1, 0])  # 0 vs 1 tie -> sims
+
+
+def test_single_label_tie_breaks() -> None:
+    # 2 votes each; label 1's voters are closer in total (0.5+0.5 > 0.75+0.125)
+    neigh = _neigh([[{0}, {1}, {1}, {0}]], 2)
+    sims = np.array([[0.75, 0.5, 0.5, 0.125]])
+    counts = vote_counts(neigh, sims, 4, weighted=False)
+    np.testing.assert_array_equal(single_label_predict(counts, sims, neigh, 1), [1])
+    # equal votes and equal summed similarity -> the nearest voter's label
+    sims_eq = np.array([[0.75, 0.5, 0.25, 0.5]])
+    np.testing.assert_array_equal(single_label_predict(counts, sims_eq, neigh, 1), [0])
+    neigh_rev = _neigh([[{1}, {0}, {0}, {1}]], 2)
+    np.testing.assert_array_equal(single_label_predict(counts, sims_eq, neigh_rev, 1), [1])
+    # weighted single-label: m against the weighted vote
+    wcounts = vote_counts(neigh, sims, 4, weighted=True)
+    np.testing.assert_array_equal(single_label_predict(wcounts, sims, neigh, 1), [1])
+    np.testing.assert_array_equal(single_label_predict(wcounts, sims, neigh, 1.5), [-1])
+
+
+# ---------------------------------------------------------------------------- tuning
+
+
+def _book_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two labels; every query has one true label t and the other label o. Half the queries see
+    neighbours [t, o, t, o, o], half [o, t, t, o, o]. Reasoning per (k, m):
+    k=1 is wrong for half; k=2 gives t:1 o:1 (m=1 predicts both, m=2 none); k=3 gives t:2 o:1, so
+    m=2 predicts exactly {t}: perfect; k=4 ties 2:2; k=5 favours o. The unique best is (3, 2)."""
+    rows, truth = [], []
+    for q in range(8):
+        t, o = q % 2, 1 - q % 2
+        rows.append([{t}, {o}, {t}, {o}, {o}] if q < 4 else [{o}, {t}, {t}, {o}, {o}])
+        truth.append([t == 0, t == 1])
+    sims = np.tile(np.linspace(0.9, 0.5, 5), (8, 1))
+    return _neigh(rows, 2), sims, np.array(truth)
+
+
+def test_tune_finds_reasoned_best() -> None:
+    neigh, sims, y = _book_case()
+    for metric in ("micro", "macro"):
+        result = tune_k_m(neigh, sims, y, max_k=5, metric=metric)
+        assert (result.k, result.m) == (3, 2)
+        assert result.score == pytest.approx(1.0)
+        assert result.metric == metric
+    perfect = [(r["k"], r["m"]) for r in result.grid if r["micro_f1"] == pytest.approx(1.0)]
+    assert perfect == [(3, 2)]
+    assert len(result.grid) == 5 * 6 // 2
+    json.dumps(result.to_dict())  # plain types only
+    assert isinstance(result, KMResult)
+
+
+def test_tune_single_label_reasoned_best() -> None:
+    neigh, sims, y = _book_case()
+    result = tune_k_m(neigh, sims, y, max_k=5, multi_label=False)
+    # single-label: k=1 is right for half; k=3 majority is always t (2 vs 1) -> accuracy 1 with m<=2;
+    # m=1 and m=2 tie at k=3, larger m wins. k=2 ties 1:1 and the closer voter is wrong for half.
+    assert (result.k, result.m) == (3, 2)
+    row = next(r for r in result.grid if (r["k"], r["m"]) == (3, 2))
+    assert row["accuracy"] == pytest.approx(1.0)
+
+
+def _random_case(seed: int, n_q: int = 40, max_k: int = 6, n_labels: int = 4, single: bool = False):
+    rng = np.random.default_rng(seed)
+    neigh = rng.random((n_q, max_k, n_labels)) < 0.35
+    sims = -np.sort(-rng.uniform(-0.2, 1.0, (n_q, max_k)), axis=1)
+    if single:
+        lab = rng.integers(0, n_labels, (n_q, max_k))
+        neigh = np.eye(n_labels, dtype=bool)[lab]
+        neigh[rng.random((n_q, max_k)) < 0.1] = False  # some missing neighbours
+        y = np.eye(n_labels, dtype=bool)[rng.integers(0, n_labels, n_q)]
+        y[:3] = False  # a few queries whose right answer is "no label"
+    else:
+        y = rng.random((n_q, n_labels)) < 0.4
+    return neigh, sims, y
+
+
+def _best_by_rule(grid: list[dict], key: str) -> tuple[int, int]:
+    top = max(r[key] for r in grid)
+    tied = [r for r in grid if r[key] >= top - 1e-12]
+    k = min(r["k"] for r in tied)
+    return k, max(r["m"] for r in tied if r["k"] == k)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tune_multi_label_matches_sklearn_brute_force(seed: int, weighted: bool) -> None:
+    neigh, sims, y = _random_case(seed)
+    result = tune_k_m(neigh, sims, y, max_k=6, weighted=weighted, metric="macro")
+    rows = {(r["k"], r["m"]): r for r in result.grid}
+    assert len(rows) == 21
+    for k in range(1, 7):
+        counts = vote_counts(neigh, sims, k, weighted)  # the book's way: re-vote for every (k, m)
+        for m in range(1, k + 1):
+            pred = multi_label_predict(counts, m)
+            for avg in ("micro", "macro"):
+                expected = f1_score(y, pred, average=avg, zero_division=0)
+                assert rows[(k, m)][f"{avg}_f1"] == pytest.approx(expected, abs=1e-12), (k, m, avg)
+    assert (result.k, result.m) == _best_by_rule(result.grid, "macro_f1")
+    assert result.score == rows[(result.k, result.m)]["macro_f1"]
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("seed", [3, 4])
+def test_tune_single_label_matches_sklearn_brute_force(seed: int, weighted: bool) -> None:
+    neigh, sims, y = _random_case(seed, single=True)
+    result = tune_k_m(neigh, sims, y, max_k=6, multi_label=False, weighted=weighted)
+    rows = {(r["k"], r["m"]): r for r in result.grid}
+    true_idx = np.where(y.any(axis=1), y.argmax(axis=1), -1)
+    for k in range(1, 7):
+        counts = vote_counts(neigh, sims, k, weighted)
+        for m in range(1, k + 1):
+            pred = single_label_predict(counts, sims[:, :k], neigh[:, :k], m)
+            onehot = np.zeros_like(y)
+            onehot[pred >= 0, pred[pred >= 0]] = True  # "no label" = all-zero row = false negative
+            for avg in ("micro", "macro"):
+                expected = f1_score(y, onehot, average=avg, zero_division=0)
+                assert rows[(k, m)][f"{avg}_f1"] == pytest.approx(expected, abs=1e-12), (k, m, avg)
+            assert rows[(k, m)]["accuracy"] == pytest.approx(np.mean(pred == true_idx), abs=1e-12)
+    assert (result.k, result.m) == _best_by_rule(result.grid, "micro_f1")
+
+
+def test_tune_tie_prefers_smaller_k_then_larger_m() -> None:
+    # every neighbour is right: all (k, m) are perfect -> smallest k (1, with its only m)
+    neigh = _neigh([[{0}, {0}, {0}], [{1}, {1}, {1}]], 2)
+    sims = np.full((2, 3), 0.9)
+    y = np.array([[True, False], [False, True]])
+    result = tune_k_m(neigh, sims, y, max_k=3)
+    assert (result.k, result.m) == (1, 1)
+    # weighted, similarity 3 (artificial): k=1 has only a 0.5 vote for the wrong label (nothing
+    # predicted), k=2 gives t=3.0, o=0.5, so m=1 and m=2 are both perfect -> the larger m
+    neigh = _neigh([[{1}, {0}]], 2)
+    sims = np.array([[0.5, 3.0]])
+    result = tune_k_m(neigh, sims, np.array([[True, False]]), max_k=2, weighted=True)
+    assert (result.k, result.m) == (2, 2)
+
+
+def test_tune_validates_inputs() -> None:
+    neigh, sims, y = _book_case()
+    with pytest.raises(FewlabelError):
+        tune_k_m(neigh, sims, y, max_k=6)  # more than searched
+    with pytest.raises(FewlabelError):
+        tune_k_m(neigh, sims, y, max_k=3, metric="weighted")  # type: ignore[arg-type]
+    with pytest.raises(DataError):
+        tune_k_m(neigh, sims, y[:, :1], max_k=3)
+    with pytest.raises(DataError):
+        tune_k_m(neigh, sims, np.ones_like(y), max_k=3, multi_label=False)
+
+
+def test_tune_progress_bar_runs() -> None:
+    neigh, sims, y = _book_case()
+    assert tune_k_m(neigh, sims, y, max_k=5, show_progress=True).k == 3
+
+
+# ---------------------------------------------------------------------------- KNNLabeler
+
+
+def test_labeler_round_trip_multi_label() -> None:
+    X, cluster, centres = _clusters()
+    y = [MULTI[c] for c in cluster]
+    labeler = KNNLabeler(k=5, m=3).fit(X, y)
+    assert labeler.classes_.tolist() == ["a", "b", "c"]
+    assert labeler.label_matrix_.shape == (60, 3) and labeler.label_matrix_.dtype == bool
+    assert labeler.index_.ntotal == 60
+
+    Q, q_cluster, _ = _clusters(seed=1, per_cluster=4)
+    assert labeler.predict(Q) == [MULTI[c] for c in q_cluster]
+
+    proba = labeler.predict_proba(Q)
+    assert proba.shape == (12, 3)
+    expected = np.array([[c in MULTI[k] for c in "abc"] for k in q_cluster], dtype=float)
+    np.testing.assert_allclose(proba, expected)
+
+    sims, ids = labeler.kneighbors(Q[:2], n_neighbors=3)
+    assert sims.shape == ids.shape == (2, 3)
+    assert (np.diff(sims, axis=1) <= 1e-6).all()  # best first
+
+    expl = labeler.explain(Q[:2], n_neighbors=3)
+    assert len(expl) == 2 and len(expl[0]) == 3
+    first = expl[0][0]
+    assert set(first) == {"row", "similarity", "labels"}
+    assert first["row"] == int(ids[0, 0]) and first["similarity"] == pytest.approx(float(sims[0, 0]))
+    assert first["labels"] == list(MULTI[int(cluster[first["row"]])])
+    json.dumps(expl)  # plain Python types
+
+    # a query between clusters gets fewer (possibly no) labels rather than a guess
+    far = _unit(np.ones((1, X.shape[1]), dtype=np.float32))
+    assert isinstance(labeler.predict(far)[0], tuple)
+    assert labeler.predict(np.zeros((0, X.shape[1]), dtype=np.float32)) == []
+
+
+def test_labeler_single_label_and_abstention() -> None:
+    X, cluster, centres = _clusters()
+    labeler = KNNLabeler(k=5, m=3, multi_label=False).fit(X, [SINGLE[c] for c in cluster])
+    Q, q_cluster, _ = _clusters(seed=2, per_cluster=3)
+    assert labeler.predict(Q) == [SINGLE[c] for c in q_cluster]
+    # halfway between clusters a and b (3 points each): the 6 nearest split 3:3, below m=4 -> None
+    X3, cluster3, _ = _clusters(per_cluster=3)
+    strict = KNNLabeler(k=6, m=4, multi_label=False).fit(X3, [SINGLE[c] for c in cluster3])
+    mid = _unit((centres[0] + centres[1])[None, :])
+    assert strict.predict(mid) == [None]
+    assert KNNLabeler(k=6, m=3, multi_label=False).fit(X3, [SINGLE[c] for c in cluster3]).predict(mid) != [
+        None
+    ]
+    with pytest.raises(DataError):
+        KNNLabeler(multi_label=False).fit(X[:2], [("a", "b"), ("a",)])
+
+
+def test_labeler_weighted_proba_sums_to_one_for_single_label() -> None:
+    X, cluster, _ = _clusters()
+    labeler = KNNLabeler(k=5, m=1, multi_label=False, weighted=True).fit(X, [SINGLE[c] for c in cluster])
+    Q, q_cluster, _ = _clusters(seed=3, per_cluster=2)
+    np.testing.assert_allclose(labeler.predict_proba(Q).sum(axis=1), 1.0)
+    assert labeler.predict(Q) == [SINGLE[c] for c in q_cluster]
+
+
+def test_from_index_gives_same_predictions() -> None:
+    X, cluster, _ = _clusters()
+    y = [MULTI[c] for c in cluster]
+    fitted = KNNLabeler(k=5, m=3).fit(X, y)
+    wrapped = KNNLabeler.from_index(
+        fitted.index_, fitted.label_matrix_, list(fitted.classes_), k=5, m=3, multi_label=True
+    )
+    assert wrapped.index_.ntotal == 60  # nothing re-added
+    assert wrapped.factory is None
+    Q, _, _ = _clusters(seed=4, per_cluster=5)
+    assert wrapped.predict(Q) == fitted.predict(Q)
+    np.testing.assert_array_equal(wrapped.predict_proba(Q), fitted.predict_proba(Q))
+    with pytest.raises(IndexMismatchError):
+        KNNLabeler.from_index(
+            fitted.index_, fitted.label_matrix_[:10], ["a", "b", "c"], k=5, m=3, multi_label=True
+        )
+    with pytest.raises(IndexMismatchError):
+        KNNLabeler.from_index(fitted.index_, fitted.label_matrix_, ["a", "b"], k=5, m=3, multi_label=True)
+    with pytest.raises(FewlabelError):
+        KNNLabeler.from_index(
+            fitted.index_, fitted.label_matrix_, ["a", "b", "c"], k=5, m=6, multi_label=True
+        )
+
+
+def test_hnsw_factory_works() -> None:
+    X, cluster, _ = _clusters()
+    y = [MULTI[c] for c in cluster]
+    labeler = KNNLabeler(k=5, m=3, factory="HNSW32").fit(X, y)
+    Q, q_cluster, _ = _clusters(seed=5, per_cluster=4)
+    assert labeler.predict(Q) == [MULTI[c] for c in q_cluster]
+
+
+def test_fewer_vectors_than_k() -> None:
+    X, cluster, _ = _clusters(per_cluster=1)  # 3 vectors, k=5 -> faiss pads with -1
+    labeler = KNNLabeler(k=5, m=1).fit(X, [MULTI[c] for c in cluster])
+    expl = labeler.explain(X[:1])
+    assert len(expl[0]) == 3
+    assert labeler.predict(X[:1]) == [("a", "b", "c")]  # each of the 3 real neighbours votes once
+    np.testing.assert_allclose(labeler.predict_proba(X[:1]), [[2 / 5, 1 / 5, 1 / 5]])
+
+
+@pytest.mark.parametrize(("k", "m"), [(0, 1), (3, 0), (3, 4), (2.5, 1), (True, 1), (3, None)])
+def test_bad_k_m_raise(k: object, m: object) -> None:
+    X, cluster, _ = _clusters(per_cluster=3)
+    with pytest.raises(FewlabelError):
+        KNNLabeler(k=k, m=m).fit(X, [MULTI[c] for c in cluster])  # type: ignore[arg-type]
+
+
+def test_bad_inputs_raise() -> None:
+    X, cluster, _ = _clusters(per_cluster=3)
+    y = [MULTI[c] for c in cluster]
+    with pytest.raises(DataError):
+        KNNLabeler().fit(X[:0], [])
+    with pytest.raises(DataError):
+        KNNLabeler(k=3, m=1).fit(X, y[:-1])
+    with pytest.raises(DataError):
+        KNNLabeler(k=3, m=1).fit(X * 2, y)  # not normalised
+    with pytest.raises(DataError):
+        KNNLabeler(k=3, m=1).fit(X[0], y[:1])
+    with pytest.raises(FewlabelError):
+        KNNLabeler(k=3, m=1, factory="NoSuchIndex").fit(X, y)
+    with pytest.raises(FewlabelError):
+        KNNLabeler().predict(X)  # not fitted
+    fitted = KNNLabeler(k=3, m=1).fit(X, y)
+    with pytest.raises(IndexMismatchError):
+        fitted.predict(_unit(np.ones((1, 8), dtype=np.float32)))
+
+
+def test_sklearn_estimator_contract() -> None:
+    labeler = KNNLabeler(k=7, m=2, weighted=True, factory="HNSW32")
+    assert labeler.get_params() == {
+        "k": 7,
+        "m": 2,
+        "multi_label": True,
+        "weighted": True,
+        "factory": "HNSW32",
+    }
+    X, cluster, _ = _clusters(per_cluster=3)
+    fitted = labeler.fit(X, [MULTI[c] for c in cluster])
+    assert fitted is labeler
+    copy = clone(labeler)
+    assert copy.get_params() == labeler.get_params() and not hasattr(copy, "index_")
