@@ -9,7 +9,6 @@ kNN: index on train, k and m tuned on dev (micro-F1), scored once on test. Naive
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from indexing.label_index import LabelIndex
 from indexing.readers import Row
 from retrieval.labelling import evaluate, predict_rows, tune_index
 
-from .report import machine_info, write_report
+from .report import write_report
 
 NSMC_TRAIN_ROWS, NSMC_DEV_ROWS = 10_000, 2_000
 
