@@ -77,7 +77,14 @@ def time_encoder(model: str, texts: list[str], batch_size: int) -> tuple[dict, E
     encoder = Encoder(model, device="cpu")
     rss_ours = current_rss_mib()
     log(f"[{model}] loaded ours from {encoder.location}; RSS {rss_ours:.0f} MiB")
-    st_model = SentenceTransformer(encoder.location, device="cpu")
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # BERT's unused pooler is "missing" for ST too: don't print a report
+    try:
+        st_model = SentenceTransformer(encoder.location, device="cpu")
+    finally:
+        hf_logging.set_verbosity(previous)
     rss_both = current_rss_mib()
     log(f"[{model}] loaded SentenceTransformer; RSS {rss_both:.0f} MiB")
     st_texts = [encoder.prefix + t for t in texts]  # Encoder adds the prefix itself; ST must be given it
@@ -241,12 +248,13 @@ def index_table(rows: list[dict]) -> str:
 
 
 def memory_table(encoders: list[dict], peak: float) -> str:
-    lines = ["| point | RSS (MiB) |", "|---|---|"]
+    lines = ["| point | RSS (MiB) | increase (MiB) |", "|---|---|---|"]
     for r in encoders:
-        lines.append(f"| after loading {r['model']} (ours) | {r['rss_after_loading_ours_mib']:.0f} |")
-        lines.append(f"| after also loading {r['model']} (SentenceTransformer) | "
-                     f"{r['rss_after_loading_sentence_transformer_mib']:.0f} |")
-    lines.append(f"| peak of the whole run (ru_maxrss) | {peak:.0f} |")
+        ours, theirs = r["rss_after_loading_ours_mib"], r["rss_after_loading_sentence_transformer_mib"]
+        lines.append(f"| after loading {r['model']} (ours) | {ours:.0f} | +{ours - r['rss_before_load_mib']:.0f} |")
+        lines.append(f"| after also loading {r['model']} (SentenceTransformer) | {theirs:.0f} | "
+                     f"+{theirs - ours:.0f} |")
+    lines.append(f"| peak of the whole run (ru_maxrss) | {peak:.0f} | |")
     return "\n".join(lines)
 
 
@@ -306,8 +314,10 @@ def main() -> None:
         + (f"\n**Note:** {index_part['shortfall']}.\n" if index_part["shortfall"] else "")
         + "\n" + index_table(index_part["indexes"]) + "\n\n"
         "## Memory\n\n"
-        "Resident set size (VmRSS) after each model load, and the peak RSS of the whole process "
-        "(`resource.getrusage(...).ru_maxrss`), which includes both models, the vectors and the indexes.\n\n"
+        "Resident set size (VmRSS) of the process after each model load, in the order loaded; it is cumulative "
+        "(earlier models, freed memory the allocator keeps, libraries imported on first use), so the increase "
+        "column is the better guide to one model's cost. Peak = `resource.getrusage(...).ru_maxrss` at the end, "
+        "covering the models, the vectors and the indexes.\n\n"
         + memory_table(encoders, peak))
     payload = {"settings": {"n_texts": len(texts), "batch_size": args.batch_size, "models": models,
                             "index_model": INDEX_MODEL, "k": K, "search_repeats": SEARCH_REPEATS,
