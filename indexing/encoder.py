@@ -115,6 +115,8 @@ class Encoder:
         source = str(folder) if folder else location
         previous = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # an encoder never uses BERT's pooler: don't warn it is missing
+        bars_were_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a sub-second "Loading weights" bar is noise, and breaks --quiet
         logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
@@ -125,6 +127,8 @@ class Encoder:
                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
         finally:
             hf_logging.set_verbosity(previous)
+            if bars_were_on:
+                hf_logging.enable_progress_bar()
         return tokenizer, model.to(self.device).eval()
 
     def describe(self, normalize: bool = True) -> dict:

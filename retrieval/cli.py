@@ -226,11 +226,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from indexing.label_index import LabelIndex
     from indexing.readers import read_texts
 
-    from .labelling import predict_rows
+    from .labelling import predict_rows, resolve_k_m
     from .outputs import output_format, write_predictions
 
     output_format(Path(args.out))  # fail on a bad output name before any encoding
     index = LabelIndex.load(args.index_dir)
+    resolve_k_m(index, args.k, args.m)  # and on a bad --k/--m
     rows = read_texts(args.input, text_col=args.text_col, id_col=args.id_col, header=not args.no_header)
     encoder = load_encoder(args, index.encoder["model"])
     predictions = predict_rows(index, encoder, rows, k=args.k, m=args.m, explain=args.explain,
