@@ -26,7 +26,7 @@ from indexing.label_index import LabelIndex
 from indexing.readers import Row
 from retrieval.labelling import evaluate, predict_rows, tune_index
 
-from .report import write_report
+from .report import markdown_table, write_report
 
 NSMC_TRAIN_ROWS, NSMC_DEV_ROWS = 10_000, 2_000
 
@@ -106,13 +106,12 @@ def run(dataset: str, splits: dict[str, list[Row]], models: list[str], cache: Em
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| data | method | train / dev / test | k, m (tuned on dev) | micro-F1 | macro-F1 | accuracy* | time |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        km = f"{r['k']}, {r['m']:g}" if "k" in r else "-"
-        lines.append(f"| {r['dataset']} | {r['method']} | {r['train']:,} / {r['dev']:,} / {r['test']:,} | {km} | "
-                     f"{r['micro_f1']:.3f} | {r['macro_f1']:.3f} | {r['accuracy']:.3f} | {r['seconds']:.0f} s |")
-    return "\n".join(lines)
+    headers = ["data", "method", "train / dev / test", "k, m (tuned on dev)", "micro-F1", "macro-F1", "accuracy*",
+               "time"]
+    rows = [[r["dataset"], r["method"], f"{r['train']:,} / {r['dev']:,} / {r['test']:,}",
+             f"{r['k']}, {r['m']:g}" if "k" in r else "-", f"{r['micro_f1']:.3f}", f"{r['macro_f1']:.3f}",
+             f"{r['accuracy']:.3f}", f"{r['seconds']:.0f} s"] for r in results]
+    return markdown_table(headers, rows)
 
 
 def main() -> None:

@@ -35,6 +35,13 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
+def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
+    """A Markdown table; cells are formatted by the caller so each report keeps its own precision."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def write_report(out: Path, name: str, title: str, body: str, payload: dict, *, data_note: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_info()

@@ -34,7 +34,7 @@ from indexing.encoder import Encoder
 from indexing.label_index import make_faiss_index, train_if_needed
 
 from .knn_quality import goemotions_splits, nsmc_splits
-from .report import write_report
+from .report import markdown_table, write_report
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model here is local: never wait on the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -230,32 +230,27 @@ def bench_indexes(encoder: Encoder, data: Path, n_vectors: int, n_queries: int, 
 
 # ---- report -------------------------------------------------------------------------------------
 def encoder_table(rows: list[dict]) -> str:
-    lines = ["| model | ours (sentences/s) | SentenceTransformer (sentences/s) | ratio ours/theirs | max abs diff |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['ours_per_second']:.1f} | {r['theirs_per_second']:.1f} | "
-              f"{r['ratio_ours_over_theirs']:.2f} | {r['max_abs_diff']:.1e} |" for r in rows]
-    return "\n".join(lines)
+    headers = ["model", "ours (sentences/s)", "SentenceTransformer (sentences/s)", "ratio ours/theirs", "max abs diff"]
+    return markdown_table(headers, [[r["model"], f"{r['ours_per_second']:.1f}", f"{r['theirs_per_second']:.1f}",
+                                     f"{r['ratio_ours_over_theirs']:.2f}", f"{r['max_abs_diff']:.1e}"] for r in rows])
 
 
 def index_table(rows: list[dict]) -> str:
-    lines = ["| factory | vectors | build (s) | ms per 1,000 queries (k=10) | recall@10 vs Flat | size (MB) |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        recall = f"{r['recall_at_10']:.4f}" if "recall_at_10" in r else "1 (exact)"
-        lines.append(f"| {r['factory']} | {r['vectors']:,} | {r['build_seconds']:.2f} | "
-                     f"{r['ms_per_1000_queries']:.1f} | {recall} | {r['size_mb']:.1f} |")
-    return "\n".join(lines)
+    headers = ["factory", "vectors", "build (s)", "ms per 1,000 queries (k=10)", "recall@10 vs Flat", "size (MB)"]
+    return markdown_table(headers, [
+        [r["factory"], f"{r['vectors']:,}", f"{r['build_seconds']:.2f}", f"{r['ms_per_1000_queries']:.1f}",
+         f"{r['recall_at_10']:.4f}" if "recall_at_10" in r else "1 (exact)", f"{r['size_mb']:.1f}"] for r in rows])
 
 
 def memory_table(encoders: list[dict], peak: float) -> str:
-    lines = ["| point | RSS (MiB) | increase (MiB) |", "|---|---|---|"]
+    rows: list[list[object]] = []
     for r in encoders:
         ours, theirs = r["rss_after_loading_ours_mib"], r["rss_after_loading_sentence_transformer_mib"]
-        lines.append(f"| after loading {r['model']} (ours) | {ours:.0f} | +{ours - r['rss_before_load_mib']:.0f} |")
-        lines.append(f"| after also loading {r['model']} (SentenceTransformer) | {theirs:.0f} | "
-                     f"+{theirs - ours:.0f} |")
-    lines.append(f"| peak of the whole run (ru_maxrss) | {peak:.0f} | |")
-    return "\n".join(lines)
+        rows.append([f"after loading {r['model']} (ours)", f"{ours:.0f}", f"+{ours - r['rss_before_load_mib']:.0f}"])
+        rows.append([f"after also loading {r['model']} (SentenceTransformer)", f"{theirs:.0f}",
+                     f"+{theirs - ours:.0f}"])
+    rows.append(["peak of the whole run (ru_maxrss)", f"{peak:.0f}", ""])
+    return markdown_table(["point", "RSS (MiB)", "increase (MiB)"], rows)
 
 
 def main() -> None:
