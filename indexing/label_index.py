@@ -197,8 +197,9 @@ class LabelIndex:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> LabelIndex:
-        """Read an index folder, checking format, counts, dimension and fingerprint agree."""
+    def load(cls, folder: str | Path, encoder: SupportsEncode | None = None) -> LabelIndex:
+        """Read an index folder, checking format, counts, dimension and fingerprint agree, and, when
+        `encoder` is given, that it makes the same kind of vectors as the ones stored."""
         import faiss
 
         folder = Path(folder)
@@ -244,6 +245,9 @@ class LabelIndex:
             raise IndexMismatchError(f"{folder}: rows carry labels missing from meta.json: {stray[:5]}")
         standard = {"format_version", "fewlabel_version", "encoder", "faiss", "labels", "multi_label",
                     "n_rows", "data_fingerprint", "tuning"}
-        return cls(encoder=meta["encoder"], factory=meta["faiss"]["factory"], rows=rows,
-                   label_names=list(meta["labels"]), multi_label=bool(meta["multi_label"]), faiss_index=index,
-                   tuning=meta.get("tuning"), extra={k: v for k, v in meta.items() if k not in standard})
+        loaded = cls(encoder=meta["encoder"], factory=meta["faiss"]["factory"], rows=rows,
+                     label_names=list(meta["labels"]), multi_label=bool(meta["multi_label"]), faiss_index=index,
+                     tuning=meta.get("tuning"), extra={k: v for k, v in meta.items() if k not in standard})
+        if encoder is not None:
+            loaded.check_encoder(encoder)
+        return loaded

@@ -49,9 +49,13 @@ def test_round_trip_keeps_vectors_rows_and_meta(index, minilm, tmp_path):
     assert loaded.search(query, 1)[1][0, 0] in (0, 5)  # a positive row is nearest
 
 
-def test_encoder_mismatch_is_refused_with_the_difference(index, e5):
+def test_encoder_mismatch_is_refused_with_the_difference(index, e5, minilm, tmp_path):
+    folder = index.save(tmp_path / "idx")
     with pytest.raises(IndexMismatchError, match="model: index has 'minilm', encoder has 'e5-small'"):
-        index.check_encoder(e5)
+        LabelIndex.load(folder, encoder=e5)
+    assert len(LabelIndex.load(folder, encoder=minilm)) == len(ROWS)
+    with pytest.raises(IndexMismatchError, match="encoder does not match"):
+        index.encode_queries(e5, ["a query"])
 
 
 def test_dimension_and_count_mismatch_refused(index, tmp_path):
