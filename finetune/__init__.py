@@ -1,3 +1,4 @@
-"""finetune: cross-encoder heads (STS, relation extraction, NLI) and SetFit.
+"""finetune: training heads on top of the encoders, with sentence-transformers' trainers (no hand loops).
 
-Empty in this release: the training heads arrive with the STS, NLI and relation-extraction work."""
+Now: STS cross-encoder regression and bi-encoder fine-tuning (`finetune.sts`), shared settings
+(`finetune.settings`). Relation extraction, NLI and SetFit heads come with their own issues."""

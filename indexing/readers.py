@@ -161,7 +161,7 @@ def read_rows(path: PathLike, *, text_col: str, label_col: str | None = None, id
     Raises :class:`DataError` on the first problem, naming file, line and field.
     """
     fmt = _resolve_format(path, fmt)
-    content = _read_text(path)
+    content = read_text_file(path)
     wanted = [c for c in (text_col, label_col, id_col) if c is not None]
     if fmt == "jsonl":
         records = _jsonl_records(content, path=path, wanted=wanted, optional={label_col})
@@ -201,7 +201,7 @@ def _resolve_format(path: PathLike, fmt: str | None) -> str:
     return fmt.lower()
 
 
-def _read_text(path: PathLike) -> str:
+def read_text_file(path: PathLike) -> str:
     """Read the whole file as UTF-8 (BOM tolerated), turning I/O and decoding failures into
     DataErrors with the file name and, for bad bytes, the line they are on."""
     p = Path(path)

@@ -1,4 +1,4 @@
-"""`fewlabel`: build label indexes, label new text, run the demo.
+"""`fewlabel`: build label indexes, label new text, run the demo, score sentence pairs (STS), fine-tune.
 
 Every error a user can cause ends as one line on stderr and exit status 2 (set FEWLABEL_DEBUG=1 for
 the traceback); long work shows progress bars unless `--quiet`."""
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from indexing.errors import FewlabelError
+from indexing.errors import DataError, FewlabelError
 from indexing.registry import DEFAULT_MODEL, REGISTRY
 
 EPILOG = "Data files: .csv, .tsv/.txt, .jsonl. Models: " + ", ".join(
@@ -42,6 +42,71 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the embedding cache ($FEWLABEL_HOME/cache)")
+
+
+PAIRS_HELP = ("pair file: KorSTS TSV (with header), STS-B TSV (no header), KLUE-STS JSON, or CSV/TSV with "
+              "sentence1,sentence2 [,id,label,binary-label]; the layout is detected from the content")
+STS_EPILOG = ("Scores are 0-5. A bi-encoder's cosine is mapped by 5*clip(cos,0,1), or by a linear/isotonic fit "
+              "on --calibrate-on pairs; a cross-encoder folder (from `fewlabel finetune sts`) scores pairs "
+              "itself, averaged over both sentence orders. Output: id,target (+ OUT.csv.meta.json).")
+
+
+# ---- STS: `sts score` and `finetune sts` ----------------------------------------------------------------
+def add_sts_commands(commands: argparse._SubParsersAction) -> None:
+    sts = commands.add_parser("sts", help="score sentence pairs 0-5 (semantic textual similarity)",
+                              description="Semantic textual similarity: score sentence pairs 0-5.")
+    sts_cmds = sts.add_subparsers(dest="sts_command", metavar="SUBCOMMAND", required=True)
+    score = sts_cmds.add_parser("score", help="score every pair of a file", epilog=STS_EPILOG,
+                                description="Score every pair of PAIRS 0-5 with a bi-encoder (cosine) or a "
+                                "cross-encoder folder; writes id,target and OUT.csv.meta.json (model, "
+                                "calibration, metrics). When PAIRS carries scores, prints Pearson, Spearman and "
+                                "the F1 of the binary label (score >= 3).")
+    score.add_argument("pairs", help=PAIRS_HELP)
+    score.add_argument("--model", default=DEFAULT_MODEL,
+                       help="encoder (registry name, folder, hub id) or cross-encoder folder "
+                            f"(default: {DEFAULT_MODEL})")
+    score.add_argument("--out", required=True, help="output CSV with id,target (written atomically)")
+    score.add_argument("--calibrate-on", metavar="TRAIN",
+                       help="labelled pair file to fit the cosine -> 0-5 map on (bi-encoders only)")
+    score.add_argument("--calibration", choices=["linear", "isotonic"], default=None,
+                       help="map fitted on --calibrate-on (default: linear); without --calibrate-on the map is "
+                            "5*clip(cos,0,1)")
+    add_model_options(score)
+    score.set_defaults(handler=cmd_sts_score)
+
+
+def add_finetune_commands(commands: argparse._SubParsersAction) -> None:
+    finetune = commands.add_parser("finetune", help="train a model head on labelled data",
+                                   description="Fine-tune model heads on labelled data.")
+    ft_cmds = finetune.add_subparsers(dest="finetune_command", metavar="SUBCOMMAND", required=True)
+    sts = ft_cmds.add_parser("sts", help="train an STS cross-encoder (or bi-encoder) on scored pairs",
+                             description="Train an STS head with sentence-transformers' trainer: a cross-encoder "
+                             "(default; both sentence orders as augmentation) or, with --bi-encoder, the encoder "
+                             "itself (CosineSimilarityLoss). Dev Pearson is measured every epoch and the best "
+                             "epoch is kept. Writes the model, README.md (model card), training_log.jsonl and "
+                             "fewlabel_model.json to OUT; resumes from OUT/checkpoints when a run was cut short.",
+                             epilog="Use the result with: fewlabel sts score PAIRS --model OUT --out scores.csv")
+    sts.add_argument("--train", required=True, help="scored pairs to train on. " + PAIRS_HELP)
+    sts.add_argument("--dev", required=True, help="scored pairs to pick the best epoch on")
+    sts.add_argument("--base", default=DEFAULT_MODEL,
+                     help=f"model to start from: e5-small, minilm or a local folder (default: {DEFAULT_MODEL})")
+    sts.add_argument("--out", required=True, help="output model folder")
+    sts.add_argument("--epochs", type=float, default=2, help="(default: 2)")
+    sts.add_argument("--lr", type=float, default=2e-5, help="learning rate (default: 2e-5)")
+    sts.add_argument("--batch-size", type=int, default=16, help="(default: 16)")
+    sts.add_argument("--max-length", type=int, default=128, help="tokens per pair (default: 128)")
+    sts.add_argument("--warmup-ratio", type=float, default=0.1, help="(default: 0.1)")
+    sts.add_argument("--seed", type=int, default=42, help="(default: 42)")
+    sts.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (smoke runs)")
+    sts.add_argument("--bi-encoder", action="store_true",
+                     help="fine-tune the encoder (cosine scores) instead of training a cross-encoder")
+    sts.add_argument("--binary-objective", action="store_true",
+                     help="cross-encoder: also learn the binary label (score >= 3) with a weighted BCE term on "
+                          "the same output")
+    sts.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoints has a checkpoint")
+    sts.add_argument("--keep-checkpoints", action="store_true", help="keep OUT/checkpoints after training")
+    sts.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
+    sts.set_defaults(handler=cmd_finetune_sts)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--show", type=int, default=6, help="held-out predictions to print per dataset")
     add_model_options(demo)
     demo.set_defaults(handler=cmd_demo)
+
+    add_sts_commands(commands)  # `sts score`, `finetune sts`
+    add_finetune_commands(commands)
     return parser
 
 
@@ -246,6 +314,84 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo(args)
+
+
+def read_scored_pairs(path: str, role: str):
+    from indexing.pairs import read_pairs
+
+    rows = read_pairs(path)
+    if rows[0].score is None:
+        raise DataError(f"{role} pairs need scores (a label or score column); this file has none", path=path)
+    return rows
+
+
+def cmd_sts_score(args: argparse.Namespace) -> int:
+    from importlib.metadata import version
+
+    from indexing.pairs import read_pairs
+
+    from .sts import STSScorer, pair_metrics, write_scores
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".csv":
+        raise FewlabelError(f"{out}: STS scores are written as CSV (id,target); the name must end in .csv")
+    if args.calibration and not args.calibrate_on:
+        raise FewlabelError("--calibration needs --calibrate-on TRAIN (labelled pairs to fit the map on)")
+    rows = read_pairs(args.pairs)
+    calib_rows = read_scored_pairs(args.calibrate_on, "--calibrate-on") if args.calibrate_on else None
+    say(args, f"loading {args.model} …")
+    scorer = STSScorer(args.model, calibration=(args.calibration or "linear") if calib_rows else "default",
+                       device=args.device, batch_size=args.batch_size, cache=open_cache(args),
+                       show_progress=not args.quiet)
+    if calib_rows is not None:
+        scorer.fit(calib_rows)
+        say(args, f"fitted {scorer.calibration_.method} calibration on {len(calib_rows)} pairs")
+    started = time.perf_counter()
+    scores = scorer.predict(rows)
+    seconds = time.perf_counter() - started
+    metrics = pair_metrics(rows, scores)
+    meta = {"input": str(args.pairs), "n_pairs": len(rows), "model": scorer.describe(),
+            "calibration": scorer.calibration_.to_dict() if scorer.calibration_ is not None else None,
+            "calibrated_on": args.calibrate_on, "metrics": metrics, "seconds": round(seconds, 2),
+            "fewlabel_version": version("fewlabel")}
+    write_scores(rows, scores, out, meta)
+    print(f"scored {len(rows)} pairs with {args.model} ({scorer.kind}) -> {out}")
+    if metrics:
+        print(f"Pearson {_fmt_metric(metrics['pearson'])}  Spearman {_fmt_metric(metrics['spearman'])}  "
+              f"binary F1 {_fmt_metric(metrics['binary_f1'])}  ({metrics['n']} labelled pairs)")
+    return 0
+
+
+def cmd_finetune_sts(args: argparse.Namespace) -> int:
+    from finetune.sts import train_sts_bi_encoder, train_sts_cross_encoder
+
+    if args.bi_encoder and args.binary_objective:
+        raise FewlabelError("--binary-objective applies to the cross-encoder, not --bi-encoder")
+    train = read_scored_pairs(args.train, "--train")
+    dev = read_scored_pairs(args.dev, "--dev")
+    kind = "bi-encoder" if args.bi_encoder else "cross-encoder"
+    say(args, f"training an STS {kind} from {args.base} on {len(train)} pairs (dev {len(dev)}) …")
+    common = dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
+                  warmup_ratio=args.warmup_ratio, seed=args.seed, resume=not args.no_resume,
+                  max_steps=args.max_steps, device=args.device, show_progress=not args.quiet,
+                  keep_checkpoints=args.keep_checkpoints, sources={"train": args.train, "dev": args.dev})
+    if args.bi_encoder:
+        summary = train_sts_bi_encoder(train, dev, args.base, args.out, **common)
+    else:
+        summary = train_sts_cross_encoder(train, dev, args.base, args.out, binary_objective=args.binary_objective,
+                                          **common)
+    resumed = f", resumed from {Path(summary['resumed_from']).name}" if summary["resumed_from"] else ""
+    steps = f"{summary['steps']} step" + ("s" if summary["steps"] != 1 else "")
+    print(f"trained an STS {kind} from {args.base}: {steps} in {summary['train_seconds']} s"
+          f"{resumed} -> {summary['out_dir']}")
+    dev_scores = summary["dev"]
+    print(f"dev: Pearson {_fmt_metric(dev_scores['pearson'])}  Spearman {_fmt_metric(dev_scores['spearman'])}  "
+          f"binary F1 {_fmt_metric(dev_scores['binary_f1'])}  ({dev_scores['n']} pairs)")
+    return 0
+
+
+def _fmt_metric(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,426 @@
+"""Train STS heads with sentence-transformers' trainers (no hand-written loop).
+
+- :func:`train_sts_cross_encoder`: ``CrossEncoder(base, num_labels=1)`` learns the pair's score scaled to
+  0-1 with binary cross-entropy on the logit (the sentence-transformers STS recipe); each pair is also
+  shown in the other order (``both_orders``) because the score is symmetric and a cross-encoder is not.
+  Dev Pearson is measured every epoch by ``CrossEncoderCorrelationEvaluator`` and the best epoch's
+  weights are kept (``load_best_model_at_end``).
+- :func:`train_sts_bi_encoder`: the encoder itself learns with ``CosineSimilarityLoss`` (cosine ≈ score/5),
+  and is saved as an encoder folder that :class:`indexing.encoder.Encoder` loads with the base's prefix
+  and maximum length; fewlabel's default map ``5 * clip(cos, 0, 1)`` then fits it without calibration.
+
+The output folder holds the model (``save_pretrained``), ``README.md`` (a model card: data, settings, dev
+scores), ``training_log.jsonl`` (the trainer's log history, one JSON object a line) and
+``fewlabel_model.json`` (``{"kind": "sts-cross-encoder", "scale": 5.0, ...}``), which is written last: a
+folder without it is unfinished. Checkpoints go to ``OUT/checkpoints``; a run that finds one there (made
+with the same data and settings) resumes from the latest, and they are removed after a successful run
+unless ``keep_checkpoints``.
+
+``binary_objective`` (cross-encoder only): adds ``binary_weight`` times a second binary cross-entropy on the
+same single output, for the binary label (score >= 3) with the logit shifted so that its decision
+boundary sits at 3/5. No second head: the one output still reads as a 0-5 score. It uses the trainers'
+documented custom-loss contract (an ``nn.Module`` taking ``(inputs, labels)``) and logs both terms."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from indexing.encoder import pick_device
+from indexing.errors import DataError, FewlabelError, ModelError
+from indexing.pairs import BINARY_THRESHOLD, MAX_SCORE, PairRow
+
+from .settings import TrainSettings, resolve_base
+
+__all__ = ["BI_KIND", "CROSS_KIND", "MARKER_FILE", "train_sts_bi_encoder", "train_sts_cross_encoder"]
+
+MARKER_FILE = "fewlabel_model.json"  # the same name retrieval.sts looks for (finetune does not import retrieval)
+CROSS_KIND, BI_KIND = "sts-cross-encoder", "sts-bi-encoder"
+DEV_NAME = "sts-dev"
+RUN_FILE = "fewlabel_run.json"  # in OUT/checkpoints: what the checkpoints were trained on, to refuse a wrong resume
+
+
+# ---- public API --------------------------------------------------------------------------------------
+def train_sts_cross_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[PairRow] | None, base: str,
+                            out_dir: str | Path, *, epochs: float = 2, lr: float = 2e-5, batch_size: int = 16,
+                            max_length: int = 128, warmup_ratio: float = 0.1, seed: int = 42,
+                            both_orders: bool = True, binary_objective: bool = False, binary_weight: float = 0.5,
+                            resume: bool = True, max_steps: int | None = None, device: str | None = None,
+                            show_progress: bool = True, keep_checkpoints: bool = False,
+                            sources: dict[str, str] | None = None) -> dict:
+    """Fine-tune a cross-encoder STS head on ``base`` (registry name or folder) and save it to ``out_dir``.
+    Returns a summary: output folder, dev scores (final model, both orders averaged), steps, seconds."""
+    settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
+                             warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps)
+    train, dev = _check_pairs(train_pairs, "train"), _check_pairs(dev_pairs, "dev") if dev_pairs else []
+    location, base_info = resolve_base(base)
+    out, ckpt_dir = _prepare_out(out_dir)
+    extra = {"both_orders": both_orders, "binary_objective": binary_objective,
+             "binary_weight": binary_weight if binary_objective else None}
+    resume_from = _resume_point(ckpt_dir, CROSS_KIND, base_info, settings, extra, train, dev, resume)
+
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderCorrelationEvaluator
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    from transformers import set_seed
+
+    started = time.perf_counter()
+    set_seed(settings.seed)  # the new classifier head's initial weights
+    with _quiet_loading():
+        try:
+            model = CrossEncoder(location, num_labels=1, max_length=settings.max_length, device=pick_device(device),
+                                 local_files_only=True)
+        except Exception as exc:
+            raise ModelError(f"cannot load base model '{base}' as a cross-encoder: {_first_line(exc)}") from exc
+
+    first = [p.sentence1 for p in train]
+    second = [p.sentence2 for p in train]
+    targets: list = [p.score / MAX_SCORE for p in train]
+    if binary_objective:
+        targets = [[p.score / MAX_SCORE, float(p.binary)] for p in train]
+    if both_orders:
+        first, second, targets = first + second, second + first, targets + targets
+    dataset = Dataset.from_dict({"sentence1": first, "sentence2": second, "label": targets})
+    loss = sts_binary_aux_loss(model, weight=binary_weight) if binary_objective else BinaryCrossEntropyLoss(model)
+    evaluator = (CrossEncoderCorrelationEvaluator([[p.sentence1, p.sentence2] for p in dev],
+                                                  [p.score for p in dev], name=DEV_NAME,
+                                                  batch_size=settings.batch_size, show_progress_bar=False)
+                 if dev else None)
+    args = CrossEncoderTrainingArguments(**_trainer_args(ckpt_dir, settings, len(dataset), bool(dev), device,
+                                                         show_progress, metric=f"eval_{DEV_NAME}_pearson"))
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator)
+    _quiet_trainer(trainer, show_progress)
+    trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - started
+
+    model.save_pretrained(str(out), create_model_card=False)
+    dev_scores = _metrics(_cross_predict(model, dev, settings.batch_size), dev) if dev else None
+    info = {"kind": CROSS_KIND, "scale": MAX_SCORE, "max_length": settings.max_length, "both_orders_at_scoring": True,
+            "output": "sigmoid(logit) * scale", **_common_info(base_info, settings, extra, train, dev, trainer,
+                                                                  dev_scores, seconds, resume_from, sources)}
+    _finish(out, ckpt_dir, trainer, info, keep_checkpoints)
+    return {"out_dir": str(out), **{k: info[k] for k in ("dev", "steps", "train_seconds", "resumed_from")}}
+
+
+def train_sts_bi_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[PairRow] | None, base: str,
+                         out_dir: str | Path, *, epochs: float = 2, lr: float = 2e-5, batch_size: int = 16,
+                         max_length: int = 128, warmup_ratio: float = 0.1, seed: int = 42, resume: bool = True,
+                         max_steps: int | None = None, device: str | None = None, show_progress: bool = True,
+                         keep_checkpoints: bool = False, sources: dict[str, str] | None = None) -> dict:
+    """Fine-tune the encoder ``base`` on STS pairs with ``CosineSimilarityLoss`` and save an encoder folder
+    (with ``fewlabel_encoder.json``: the base's prefix and maximum length) to ``out_dir``."""
+    settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
+                             warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps)
+    train, dev = _check_pairs(train_pairs, "train"), _check_pairs(dev_pairs, "dev") if dev_pairs else []
+    location, base_info = resolve_base(base)
+    out, ckpt_dir = _prepare_out(out_dir)
+    resume_from = _resume_point(ckpt_dir, BI_KIND, base_info, settings, {}, train, dev, resume)
+
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+    from transformers import set_seed
+
+    started = time.perf_counter()
+    set_seed(settings.seed)
+    with _quiet_loading():
+        try:
+            model = SentenceTransformer(location, device=pick_device(device), local_files_only=True)
+        except Exception as exc:
+            raise ModelError(f"cannot load base model '{base}' as an encoder: {_first_line(exc)}") from exc
+    model.max_seq_length = settings.max_length
+    prefix = base_info["prefix"] or ""  # added to the texts, as Encoder does, so training sees what scoring sees
+    dataset = Dataset.from_dict({"sentence1": [prefix + p.sentence1 for p in train],
+                                 "sentence2": [prefix + p.sentence2 for p in train],
+                                 "label": [p.score / MAX_SCORE for p in train]})
+    evaluator = (EmbeddingSimilarityEvaluator([prefix + p.sentence1 for p in dev], [prefix + p.sentence2 for p in dev],
+                                              [p.score / MAX_SCORE for p in dev], batch_size=settings.batch_size,
+                                              similarity_fn_names=["cosine"], name=DEV_NAME)
+                 if dev else None)
+    args = SentenceTransformerTrainingArguments(**_trainer_args(ckpt_dir, settings, len(dataset), bool(dev), device,
+                                                                show_progress,
+                                                                metric=f"eval_{DEV_NAME}_pearson_cosine"))
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
+                                         loss=CosineSimilarityLoss(model), evaluator=evaluator)
+    _quiet_trainer(trainer, show_progress)
+    trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - started
+
+    model.save_pretrained(str(out), create_model_card=False)
+    encoder_max = int(base_info["max_length"] or settings.max_length)
+    (out / "fewlabel_encoder.json").write_text(json.dumps(
+        {"prefix": prefix, "max_length": encoder_max, "pooling": "mean",
+         "source": f"fine-tuned from {base_info['name']} on STS pairs (CosineSimilarityLoss) by fewlabel"},
+        indent=2) + "\n", encoding="utf-8")
+    dev_scores = _metrics(_bi_predict(out, dev, settings.batch_size, device), dev) if dev else None
+    info = {"kind": BI_KIND, "prefix": prefix, "max_length": encoder_max, "trained_max_length": settings.max_length,
+            "output": "5 * clip(cosine, 0, 1) of mean-pooled, normalised embeddings",
+            **_common_info(base_info, settings, {}, train, dev, trainer, dev_scores, seconds, resume_from, sources)}
+    _finish(out, ckpt_dir, trainer, info, keep_checkpoints)
+    return {"out_dir": str(out), **{k: info[k] for k in ("dev", "steps", "train_seconds", "resumed_from")}}
+
+
+# ---- the optional binary objective ----------------------------------------------------------------------
+def _binary_aux_loss_class():
+    import torch
+    from torch import nn
+
+    class _STSBinaryAuxLoss(nn.Module):
+        """BCE(logit, score/5) + weight * BCE(logit - log(0.6/0.4), binary): one output, two targets."""
+
+        def __init__(self, model, weight: float = 0.5) -> None:
+            super().__init__()
+            self.model = model
+            self.weight = float(weight)
+            self.shift = math.log((BINARY_THRESHOLD / MAX_SCORE) / (1 - BINARY_THRESHOLD / MAX_SCORE))
+            self.bce = nn.BCEWithLogitsLoss()
+
+        def forward(self, inputs, labels, prompt=None, task=None) -> dict:
+            from sentence_transformers.util import batch_to_device
+
+            features = self.model.preprocess(list(zip(inputs[0], inputs[1], strict=True)), prompt=prompt, task=task)
+            logits = self.model(batch_to_device(features, self.model.device))["scores"].view(-1)
+            target = torch.stack(list(labels)) if isinstance(labels, (list, tuple)) else labels
+            target = target.to(logits.device).float().view(-1, 2)
+            return {"score": self.bce(logits, target[:, 0]),
+                    "binary": self.weight * self.bce(logits - self.shift, target[:, 1])}
+
+        def get_config_dict(self) -> dict:
+            return {"weight": self.weight, "boundary": BINARY_THRESHOLD / MAX_SCORE}
+
+    return _STSBinaryAuxLoss
+
+
+def sts_binary_aux_loss(model, weight: float = 0.5):
+    """The loss for `binary_objective` (its class is made lazily, so torch loads only when training)."""
+    return _binary_aux_loss_class()(model, weight)
+
+
+# ---- helpers --------------------------------------------------------------------------------------------
+def _check_pairs(pairs: Sequence[PairRow] | None, role: str) -> list[PairRow]:
+    pairs = list(pairs or [])
+    if not pairs:
+        raise DataError(f"no {role} pairs")
+    unlabelled = next((p for p in pairs if p.score is None), None)
+    if unlabelled is not None:
+        raise DataError(f"{role} pairs must carry scores (pair '{unlabelled.id}' has none)",
+                        line=unlabelled.line, field="score")
+    return pairs
+
+
+def _prepare_out(out_dir: str | Path) -> tuple[Path, Path]:
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise FewlabelError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER_FILE).unlink(missing_ok=True)  # the folder is unfinished until the new marker is written
+    return out, out / "checkpoints"
+
+
+def _fingerprint(pairs: Sequence[PairRow]) -> str:
+    h = hashlib.sha256()
+    for p in pairs:
+        h.update(json.dumps([p.sentence1, p.sentence2, p.score, p.binary], ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
+
+
+def _resume_point(ckpt_dir: Path, kind: str, base_info: dict, settings: TrainSettings, extra: dict,
+                  train: list[PairRow], dev: list[PairRow], resume: bool) -> str | None:
+    """The latest checkpoint to resume from, when it was made by the same run; else None (fresh start)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    stops = ("epochs", "max_steps")  # where training stops may change between runs; how it trains may not
+    run = {"kind": kind, "base": base_info["name"], **extra, "train": _fingerprint(train), "dev": _fingerprint(dev),
+           "settings": {k: v for k, v in settings.to_dict().items() if k not in stops}}
+    previous = ckpt_dir / RUN_FILE
+    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    if resume and last:
+        recorded = json.loads(previous.read_text()) if previous.is_file() else None
+        if recorded != run:
+            raise FewlabelError(f"{ckpt_dir} holds checkpoints of a different run (other data, base or settings); "
+                                "remove that folder or choose another output folder")
+        return last
+    if ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True)
+    previous.write_text(json.dumps(run, indent=2) + "\n")
+    return None
+
+
+def _trainer_args(ckpt_dir: Path, settings: TrainSettings, n_rows: int, has_dev: bool, device: str | None,
+                  show_progress: bool, *, metric: str) -> dict:
+    steps_per_epoch = max(1, math.ceil(n_rows / settings.batch_size))
+    kwargs = {**_schedule_kwargs(settings), "output_dir": str(ckpt_dir), "save_strategy": "epoch",
+              "save_total_limit": 1, "eval_strategy": "epoch" if has_dev else "no",
+              "load_best_model_at_end": has_dev, "logging_strategy": "steps",
+              "logging_steps": max(1, min(50, steps_per_epoch // 4)), "report_to": "none",
+              "disable_tqdm": not show_progress, "dataloader_num_workers": 0,
+              "use_cpu": pick_device(device) == "cpu"}
+    if has_dev:
+        kwargs.update(metric_for_best_model=metric, greater_is_better=True)
+    return kwargs
+
+
+def _schedule_kwargs(settings: TrainSettings) -> dict:
+    """Settings as TrainingArguments fields; transformers 5 reads `warmup_steps` < 1 as a ratio, older
+    versions have `warmup_ratio`."""
+    from transformers import TrainingArguments
+
+    kwargs = settings.trainer_kwargs()
+    if "warmup_ratio" in {f.name for f in dataclasses.fields(TrainingArguments)} and settings.warmup_ratio:
+        kwargs.pop("warmup_steps", None)
+        kwargs["warmup_ratio"] = settings.warmup_ratio
+    return kwargs
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Hide transformers' load report (the new classifier head is *meant* to be untrained)."""
+    from transformers.utils import logging as hf_logging
+
+    previous, st_logger = hf_logging.get_verbosity(), logging.getLogger("sentence_transformers")
+    st_level = st_logger.level
+    hf_logging.set_verbosity_error()
+    st_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+        st_logger.setLevel(st_level)
+
+
+def _quiet_trainer(trainer, show_progress: bool) -> None:
+    """Without progress bars transformers prints every log line instead; quiet means quiet (the log
+    still goes to training_log.jsonl)."""
+    if not show_progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+
+
+def _cross_predict(model, pairs: Sequence[PairRow], batch_size: int) -> np.ndarray:
+    both = [(p.sentence1, p.sentence2) for p in pairs] + [(p.sentence2, p.sentence1) for p in pairs]
+    out = np.asarray(model.predict(both, batch_size=batch_size, show_progress_bar=False), dtype=np.float64)
+    return MAX_SCORE * (out[:len(pairs)] + out[len(pairs):]) / 2.0
+
+
+def _bi_predict(folder: Path, pairs: Sequence[PairRow], batch_size: int, device: str | None) -> np.ndarray:
+    """Score dev pairs the way fewlabel will: `Encoder` on the saved folder (which also proves it loads)."""
+    from indexing.encoder import Encoder
+
+    encoder = Encoder(str(folder), device=device)
+    a = encoder.encode([p.sentence1 for p in pairs], batch_size=batch_size)
+    b = encoder.encode([p.sentence2 for p in pairs], batch_size=batch_size)
+    return MAX_SCORE * np.clip(np.einsum("ij,ij->i", a, b), 0.0, 1.0)
+
+
+def _metrics(predicted: np.ndarray, pairs: Sequence[PairRow]) -> dict:
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import f1_score
+
+    gold = np.asarray([p.score for p in pairs], dtype=np.float64)
+    out = {"n": len(pairs), "pearson": None, "spearman": None,
+           "binary_f1": float(f1_score([p.binary for p in pairs], (predicted >= BINARY_THRESHOLD).astype(int),
+                                       zero_division=0))}
+    if len(pairs) >= 2 and np.ptp(predicted) > 0 and np.ptp(gold) > 0:
+        out["pearson"], out["spearman"] = float(pearsonr(gold, predicted)[0]), float(spearmanr(gold, predicted)[0])
+    return out
+
+
+def _common_info(base_info: dict, settings: TrainSettings, extra: dict, train: list[PairRow], dev: list[PairRow],
+                 trainer, dev_scores: dict | None, seconds: float, resume_from: str | None,
+                 sources: dict[str, str] | None) -> dict:
+    import sentence_transformers
+    import transformers
+
+    per_epoch = [{"epoch": e.get("epoch"), "step": e.get("step"),
+                  "pearson": next((v for k, v in e.items() if k.startswith(f"eval_{DEV_NAME}_pearson")), None)}
+                 for e in trainer.state.log_history if any(k.startswith(f"eval_{DEV_NAME}_") for k in e)]
+    return {"base": base_info["name"], "settings": settings.to_dict(), **extra,
+            "data": {"train_pairs": len(train), "dev_pairs": len(dev), "train_fingerprint": _fingerprint(train),
+                     **({"sources": sources} if sources else {})},
+            "dev": dev_scores, "dev_per_epoch": per_epoch, "best_checkpoint_metric": trainer.state.best_metric,
+            "steps": int(trainer.state.global_step), "train_seconds": round(seconds, 1), "resumed_from": resume_from,
+            "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "versions": {"sentence_transformers": sentence_transformers.__version__,
+                         "transformers": transformers.__version__}}
+
+
+def _finish(out: Path, ckpt_dir: Path, trainer, info: dict, keep_checkpoints: bool) -> None:
+    """Log, card, then the marker (last: its presence means the folder is complete)."""
+    with open(out / "training_log.jsonl", "w", encoding="utf-8") as fh:
+        for entry in trainer.state.log_history:
+            fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+    (out / "README.md").write_text(_model_card(info), encoding="utf-8")
+    if not keep_checkpoints:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    tmp = out / f".{MARKER_FILE}.tmp"
+    tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out / MARKER_FILE)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _model_card(info: dict) -> str:
+    cross = info["kind"] == CROSS_KIND
+    title = "STS cross-encoder" if cross else "STS bi-encoder"
+    s, data, dev = info["settings"], info["data"], info["dev"]
+    lines = [f"# fewlabel {title}", "",
+             f"Fine-tuned from `{info['base']}` by fewlabel ({info['trained_at']}) with sentence-transformers "
+             f"{info['versions']['sentence_transformers']}.",
+             "",
+             ("It reads both sentences together and outputs a similarity: sigmoid(logit) x 5 is the 0-5 score; "
+              "fewlabel averages both sentence orders." if cross else
+              f"An encoder: the 0-5 score is 5 x clip(cosine, 0, 1) of mean-pooled, L2-normalised embeddings "
+              f"(prefix {info['prefix']!r})."),
+             "", "## Data", "",
+             f"- train: {data['train_pairs']:,} pairs" + (", each also in the other sentence order"
+                                                          if info.get("both_orders") else ""),
+             f"- dev: {data['dev_pairs']:,} pairs"]
+    for role, path in (data.get("sources") or {}).items():
+        lines.append(f"- {role} file: `{path}`")
+    lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in s.items()]
+    objective = ("BCE on score/5" + (f" + {info['binary_weight']} x BCE on the binary label (score >= 3)"
+                                     if info.get("binary_objective") else "")
+                 if cross else "CosineSimilarityLoss (MSE of cosine vs score/5)")
+    lines += [f"| objective | {objective} |", f"| steps | {info['steps']} |",
+              f"| training time | {info['train_seconds']} s |"]
+    if info.get("resumed_from"):
+        lines.append(f"| resumed from | `{Path(info['resumed_from']).name}` |")
+    lines += ["", "## Dev scores", ""]
+    if dev:
+        lines += [f"Final model ({'both orders averaged' if cross else 'cosine'}): Pearson {_fmt(dev['pearson'])}, "
+                  f"Spearman {_fmt(dev['spearman'])}, binary F1 (threshold 3) {_fmt(dev['binary_f1'])} "
+                  f"on {dev['n']:,} pairs.", ""]
+        if info["dev_per_epoch"]:
+            lines += ["| epoch | step | dev Pearson |", "|---|---|---|"]
+            lines += [f"| {e['epoch']:.2f} | {e['step']} | {_fmt(e['pearson'])} |" for e in info["dev_per_epoch"]]
+            lines.append("")
+            lines.append("The checkpoint with the best dev Pearson was kept.")
+    else:
+        lines.append("No dev pairs were given: the last checkpoint was kept.")
+    lines += ["", "## Use", "", "```bash", "fewlabel sts score pairs.csv --model THIS_FOLDER --out scores.csv", "```",
+              "", "```python", "from retrieval.sts import STSScorer",
+              "STSScorer(\"THIS_FOLDER\").predict([(\"sentence one\", \"sentence two\")])", "```", ""]
+    return "\n".join(lines)
