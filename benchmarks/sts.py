@@ -2,6 +2,7 @@
 
     python -m benchmarks.sts --data ../shared/data --out benchmarks/results
     python -m benchmarks.sts --train-cross-encoder e5-small:korsts --train-cross-encoder minilm:stsb --epochs 2
+    python -m benchmarks.sts --train-cross-encoder e5-small:korsts+stsb   # trained on both train splits
 
 Rows:
 1. Cosine of each registry encoder, zero training: mean-pooled, normalised embeddings, cosine mapped to 0-5 by
@@ -10,7 +11,8 @@ Rows:
    rows with the map fitted on the dataset's train split.
 2. Optional: heads trained by `finetune/sts.py` on a dataset's train split, best epoch picked on its dev split
    (`--train-cross-encoder BASE:DATASET`, `--train-bi-encoder BASE:DATASET`, repeatable), with the shared
-   settings below; training time is reported. An interrupted training run resumes from its checkpoint
+   settings below; training time is reported. Each trained head is scored on every dataset's test split.
+   An interrupted training run resumes from its checkpoint
    when the script is run again (the row then says so, and its time covers the resumed part only).
 Every row is scored once on the full test split. Scoring time per 1,000 pairs excludes model loading and
 uses no embedding cache (each distinct text is encoded once; a cross-encoder reads every pair twice, once
@@ -75,29 +77,38 @@ def cosine_rows(dataset: str, splits: dict, model: str, calibrations: list[str],
     return rows
 
 
-def trained_row(key: str, splits: dict, base: str, kind: str, args) -> dict:
-    dataset = DATASETS[key][0]
-    out = Path(args.model_dir) / f"sts-{kind}-{Path(base).name}-{key}"
+def trained_rows(train_key: str, splits: dict, base: str, kind: str, eval_keys: list[str], args) -> list[dict]:
+    """Train one head on `train_key` (one dataset, or several joined by '+'), then score it on the test split
+    of every dataset in `eval_keys`, so each model is compared on Korean and English alike."""
+    parts = train_key.split("+")
+    train_pairs = [row for key in parts for row in splits[key]["train"]]
+    dev_pairs = [row for key in parts for row in splits[key]["dev"]]
+    trained_on = " + ".join(DATASETS[key][0] for key in parts)
+    out = Path(args.model_dir) / f"sts-{kind}-{Path(base).name}-{train_key.replace('+', '-')}"
     settings = dict(epochs=args.epochs, lr=args.lr, batch_size=args.train_batch_size, max_length=args.max_length,
                     warmup_ratio=args.warmup_ratio, seed=args.seed, max_steps=args.max_steps, device=args.device,
                     show_progress=True)
     train = train_sts_cross_encoder if kind == "cross-encoder" else train_sts_bi_encoder
-    summary = train(splits["train"], splits["dev"], base, out, **settings)
+    summary = train(train_pairs, dev_pairs, base, out, **settings)
     scorer = STSScorer(str(out), device=args.device, batch_size=args.batch_size, show_progress=True)
-    scores, seconds = timed_predict(scorer, splits["test"])
-    return result_row(dataset, f"{kind} from {base} (trained)", splits, scores, seconds, train=len(splits["train"]),
-                      train_seconds=summary["train_seconds"], steps=summary["steps"], dev=summary["dev"],
-                      resumed_from=summary["resumed_from"],
-                      model_dir=str(out),
-                      settings={k: v for k, v in settings.items() if k not in ("device", "show_progress")})
+    rows = []
+    for key in eval_keys:
+        scores, seconds = timed_predict(scorer, splits[key]["test"])
+        rows.append(result_row(DATASETS[key][0], f"{kind} from {base}, trained on {trained_on}", splits[key], scores,
+                               seconds, train=len(train_pairs), train_seconds=summary["train_seconds"],
+                               steps=summary["steps"], dev=summary["dev"], resumed_from=summary["resumed_from"],
+                               model_dir=str(out),
+                               settings={k: v for k, v in settings.items() if k not in ("device", "show_progress")}))
+    return rows
 
 
 def parse_runs(values: list[str], option: str) -> list[tuple[str, str]]:
     runs = []
     for value in values:
         base, _, dataset = value.rpartition(":")
-        if not base or dataset not in DATASETS:
-            raise SystemExit(f"{option} {value!r}: expected BASE:DATASET with DATASET in {', '.join(DATASETS)}")
+        if not base or not all(part in DATASETS for part in dataset.split("+")):
+            raise SystemExit(f"{option} {value!r}: expected BASE:DATASET with DATASET in {', '.join(DATASETS)} "
+                             "(or several joined by '+')")
         runs.append((base, dataset))
     return runs
 
@@ -149,14 +160,15 @@ def main() -> None:
     calibrations = [c for c in args.calibrations.split(",") if c]
     runs = ([(b, d, "cross-encoder") for b, d in parse_runs(args.train_cross_encoder, "--train-cross-encoder")]
             + [(b, d, "bi-encoder") for b, d in parse_runs(args.train_bi_encoder, "--train-bi-encoder")])
-    splits = {key: load_splits(data, key, args.limit) for key in {*datasets, *(d for _, d, _ in runs)}}
+    needed = {*datasets, *(part for _, d, _ in runs for part in d.split("+"))}
+    splits = {key: load_splits(data, key, args.limit) for key in needed}
 
     results: list[dict] = []
     for key in datasets:
         for model in models:
             results.extend(cosine_rows(DATASETS[key][0], splits[key], model, calibrations, args))
     for base, key, kind in runs:
-        results.append(trained_row(key, splits[key], base, kind, args))
+        results.extend(trained_rows(key, splits, base, kind, datasets, args))
 
     sizes = {DATASETS[k][0]: {s: len(v) for s, v in splits[k].items()} for k in splits}
     limit_note = f" **Limited to the first {args.limit} pairs of every split: a check, not a result.**" \
