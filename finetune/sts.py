@@ -23,15 +23,12 @@ documented custom-loss contract (an ``nn.Module`` taking ``(inputs, labels)``) a
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import logging
 import math
 import shutil
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,14 +38,13 @@ from indexing.encoder import pick_device
 from indexing.errors import DataError, FewlabelError, ModelError
 from indexing.pairs import BINARY_THRESHOLD, MAX_SCORE, PairRow
 
+from .runs import MARKER_FILE, RUN_FILE, first_line, prepare_out, quiet_loading, quiet_trainer, trainer_args
 from .settings import TrainSettings, resolve_base
 
 __all__ = ["BI_KIND", "CROSS_KIND", "MARKER_FILE", "train_sts_bi_encoder", "train_sts_cross_encoder"]
 
-MARKER_FILE = "fewlabel_model.json"  # the same name retrieval.sts looks for (finetune does not import retrieval)
 CROSS_KIND, BI_KIND = "sts-cross-encoder", "sts-bi-encoder"
 DEV_NAME = "sts-dev"
-RUN_FILE = "fewlabel_run.json"  # in OUT/checkpoints: what the checkpoints were trained on, to refuse a wrong resume
 
 
 # ---- public API --------------------------------------------------------------------------------------
@@ -65,7 +61,7 @@ def train_sts_cross_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[
                              warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps)
     train, dev = _check_pairs(train_pairs, "train"), _check_pairs(dev_pairs, "dev") if dev_pairs else []
     location, base_info = resolve_base(base)
-    out, ckpt_dir = _prepare_out(out_dir)
+    out, ckpt_dir = prepare_out(out_dir)
     extra = {"both_orders": both_orders, "binary_objective": binary_objective,
              "binary_weight": binary_weight if binary_objective else None}
     resume_from = _resume_point(ckpt_dir, CROSS_KIND, base_info, settings, extra, train, dev, resume)
@@ -78,12 +74,12 @@ def train_sts_cross_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[
 
     started = time.perf_counter()
     set_seed(settings.seed)  # the new classifier head's initial weights
-    with _quiet_loading():
+    with quiet_loading():
         try:
             model = CrossEncoder(location, num_labels=1, max_length=settings.max_length, device=pick_device(device),
                                  local_files_only=True)
         except Exception as exc:
-            raise ModelError(f"cannot load base model '{base}' as a cross-encoder: {_first_line(exc)}") from exc
+            raise ModelError(f"cannot load base model '{base}' as a cross-encoder: {first_line(exc)}") from exc
 
     first = [p.sentence1 for p in train]
     second = [p.sentence2 for p in train]
@@ -98,10 +94,10 @@ def train_sts_cross_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[
                                                   [p.score for p in dev], name=DEV_NAME,
                                                   batch_size=settings.batch_size, show_progress_bar=False)
                  if dev else None)
-    args = CrossEncoderTrainingArguments(**_trainer_args(ckpt_dir, settings, len(dataset), bool(dev), device,
+    args = CrossEncoderTrainingArguments(**trainer_args(ckpt_dir, settings, len(dataset), bool(dev), device,
                                                          show_progress, metric=f"eval_{DEV_NAME}_pearson"))
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator)
-    _quiet_trainer(trainer, show_progress)
+    quiet_trainer(trainer, show_progress)
     trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
 
@@ -125,7 +121,7 @@ def train_sts_bi_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[Pai
                              warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps)
     train, dev = _check_pairs(train_pairs, "train"), _check_pairs(dev_pairs, "dev") if dev_pairs else []
     location, base_info = resolve_base(base)
-    out, ckpt_dir = _prepare_out(out_dir)
+    out, ckpt_dir = prepare_out(out_dir)
     resume_from = _resume_point(ckpt_dir, BI_KIND, base_info, settings, {}, train, dev, resume)
 
     from datasets import Dataset
@@ -137,11 +133,11 @@ def train_sts_bi_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[Pai
 
     started = time.perf_counter()
     set_seed(settings.seed)
-    with _quiet_loading():
+    with quiet_loading():
         try:
             model = SentenceTransformer(location, device=pick_device(device), local_files_only=True)
         except Exception as exc:
-            raise ModelError(f"cannot load base model '{base}' as an encoder: {_first_line(exc)}") from exc
+            raise ModelError(f"cannot load base model '{base}' as an encoder: {first_line(exc)}") from exc
     model.max_seq_length = settings.max_length
     prefix = base_info["prefix"] or ""  # added to the texts, as Encoder does, so training sees what scoring sees
     dataset = Dataset.from_dict({"sentence1": [prefix + p.sentence1 for p in train],
@@ -151,12 +147,12 @@ def train_sts_bi_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[Pai
                                               [p.score / MAX_SCORE for p in dev], batch_size=settings.batch_size,
                                               similarity_fn_names=["cosine"], name=DEV_NAME)
                  if dev else None)
-    args = SentenceTransformerTrainingArguments(**_trainer_args(ckpt_dir, settings, len(dataset), bool(dev), device,
+    args = SentenceTransformerTrainingArguments(**trainer_args(ckpt_dir, settings, len(dataset), bool(dev), device,
                                                                 show_progress,
                                                                 metric=f"eval_{DEV_NAME}_pearson_cosine"))
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
                                          loss=CosineSimilarityLoss(model), evaluator=evaluator)
-    _quiet_trainer(trainer, show_progress)
+    quiet_trainer(trainer, show_progress)
     trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
 
@@ -222,15 +218,6 @@ def _check_pairs(pairs: Sequence[PairRow] | None, role: str) -> list[PairRow]:
     return pairs
 
 
-def _prepare_out(out_dir: str | Path) -> tuple[Path, Path]:
-    out = Path(out_dir).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise FewlabelError(f"{out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER_FILE).unlink(missing_ok=True)  # the folder is unfinished until the new marker is written
-    return out, out / "checkpoints"
-
-
 def _fingerprint(pairs: Sequence[PairRow]) -> str:
     h = hashlib.sha256()
     for p in pairs:
@@ -259,57 +246,6 @@ def _resume_point(ckpt_dir: Path, kind: str, base_info: dict, settings: TrainSet
     ckpt_dir.mkdir(parents=True)
     previous.write_text(json.dumps(run, indent=2) + "\n")
     return None
-
-
-def _trainer_args(ckpt_dir: Path, settings: TrainSettings, n_rows: int, has_dev: bool, device: str | None,
-                  show_progress: bool, *, metric: str) -> dict:
-    steps_per_epoch = max(1, math.ceil(n_rows / settings.batch_size))
-    kwargs = {**_schedule_kwargs(settings), "output_dir": str(ckpt_dir), "save_strategy": "epoch",
-              "save_total_limit": 1, "eval_strategy": "epoch" if has_dev else "no",
-              "load_best_model_at_end": has_dev, "logging_strategy": "steps",
-              "logging_steps": max(1, min(50, steps_per_epoch // 4)), "report_to": "none",
-              "disable_tqdm": not show_progress, "dataloader_num_workers": 0,
-              "use_cpu": pick_device(device) == "cpu"}
-    if has_dev:
-        kwargs.update(metric_for_best_model=metric, greater_is_better=True)
-    return kwargs
-
-
-def _schedule_kwargs(settings: TrainSettings) -> dict:
-    """Settings as TrainingArguments fields; transformers 5 reads `warmup_steps` < 1 as a ratio, older
-    versions have `warmup_ratio`."""
-    from transformers import TrainingArguments
-
-    kwargs = settings.trainer_kwargs()
-    if "warmup_ratio" in {f.name for f in dataclasses.fields(TrainingArguments)} and settings.warmup_ratio:
-        kwargs.pop("warmup_steps", None)
-        kwargs["warmup_ratio"] = settings.warmup_ratio
-    return kwargs
-
-
-@contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """Hide transformers' load report (the new classifier head is *meant* to be untrained)."""
-    from transformers.utils import logging as hf_logging
-
-    previous, st_logger = hf_logging.get_verbosity(), logging.getLogger("sentence_transformers")
-    st_level = st_logger.level
-    hf_logging.set_verbosity_error()
-    st_logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(previous)
-        st_logger.setLevel(st_level)
-
-
-def _quiet_trainer(trainer, show_progress: bool) -> None:
-    """Without progress bars transformers prints every log line instead; quiet means quiet (the log
-    still goes to training_log.jsonl)."""
-    if not show_progress:
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)
 
 
 def _cross_predict(model, pairs: Sequence[PairRow], batch_size: int) -> np.ndarray:
@@ -371,10 +307,6 @@ def _finish(out: Path, ckpt_dir: Path, trainer, info: dict, keep_checkpoints: bo
     tmp = out / f".{MARKER_FILE}.tmp"
     tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     tmp.replace(out / MARKER_FILE)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _fmt(value: float | None) -> str:

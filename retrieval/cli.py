@@ -1,4 +1,4 @@
-"""`fewlabel`: build label indexes, label new text, run the demo, score sentence pairs (STS), fine-tune.
+"""`fewlabel`: build label indexes, label new text, run the demo, score sentence pairs (STS), fine-tune, zero-shot.
 
 Every error a user can cause ends as one line on stderr and exit status 2 (set FEWLABEL_DEBUG=1 for
 the traceback); long work shows progress bars unless `--quiet`."""
@@ -108,6 +108,10 @@ def add_finetune_commands(commands: argparse._SubParsersAction) -> None:
     sts.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
     sts.set_defaults(handler=cmd_finetune_sts)
 
+    from .zeroshot_cli import add_finetune_nli_command
+
+    add_finetune_nli_command(ft_cmds)  # `finetune nli`
+
 
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
@@ -173,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--m", type=float, default=None, help="votes a label needs (default: tuned m)")
     predict.add_argument("--explain", action="store_true", help="also write each text's neighbours")
     add_model_options(predict)
+    from .zeroshot_cli import add_fallback_options, add_zeroshot_command
+
+    add_fallback_options(predict)  # --fallback nli|embed|none and its settings
     predict.set_defaults(handler=cmd_predict)
 
     demo = commands.add_parser("demo", help="build, tune and label on the bundled samples",
@@ -188,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sts_commands(commands)  # `sts score`, `finetune sts`
     add_finetune_commands(commands)
+    add_zeroshot_command(commands)  # `zeroshot`
     return parser
 
 
@@ -297,6 +305,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .labelling import predict_rows, resolve_k_m
     from .outputs import output_format, write_predictions
 
+    if getattr(args, "fallback", "none") != "none":
+        from .zeroshot_cli import cmd_predict_fallback
+
+        return cmd_predict_fallback(args)
     output_format(Path(args.out))  # fail on a bad output name before any encoding
     index = LabelIndex.load(args.index_dir)
     resolve_k_m(index, args.k, args.m)  # and on a bad --k/--m

@@ -1,0 +1,85 @@
+"""What every fine-tuning run shares (STS, NLI, and heads to come): the output folder and its marker
+file, TrainingArguments built from `TrainSettings`, and quieting transformers where it is noise.
+
+Kept apart from any one head so a new head imports these instead of copying them."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from indexing.encoder import pick_device
+from indexing.errors import FewlabelError
+
+from .settings import TrainSettings
+
+MARKER_FILE = "fewlabel_model.json"  # the same name retrieval.sts looks for (finetune does not import retrieval)
+RUN_FILE = "fewlabel_run.json"  # in OUT/checkpoints: what the checkpoints were trained on, to refuse a wrong resume
+
+
+def prepare_out(out_dir: str | Path) -> tuple[Path, Path]:
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise FewlabelError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER_FILE).unlink(missing_ok=True)  # the folder is unfinished until the new marker is written
+    return out, out / "checkpoints"
+
+
+def trainer_args(ckpt_dir: Path, settings: TrainSettings, n_rows: int, has_dev: bool, device: str | None,
+                  show_progress: bool, *, metric: str) -> dict:
+    steps_per_epoch = max(1, math.ceil(n_rows / settings.batch_size))
+    kwargs = {**schedule_kwargs(settings), "output_dir": str(ckpt_dir), "save_strategy": "epoch",
+              "save_total_limit": 1, "eval_strategy": "epoch" if has_dev else "no",
+              "load_best_model_at_end": has_dev, "logging_strategy": "steps",
+              "logging_steps": max(1, min(50, steps_per_epoch // 4)), "report_to": "none",
+              "disable_tqdm": not show_progress, "dataloader_num_workers": 0,
+              "use_cpu": pick_device(device) == "cpu"}
+    if has_dev:
+        kwargs.update(metric_for_best_model=metric, greater_is_better=True)
+    return kwargs
+
+
+def schedule_kwargs(settings: TrainSettings) -> dict:
+    """Settings as TrainingArguments fields; transformers 5 reads `warmup_steps` < 1 as a ratio, older
+    versions have `warmup_ratio`."""
+    from transformers import TrainingArguments
+
+    kwargs = settings.trainer_kwargs()
+    if "warmup_ratio" in {f.name for f in dataclasses.fields(TrainingArguments)} and settings.warmup_ratio:
+        kwargs.pop("warmup_steps", None)
+        kwargs["warmup_ratio"] = settings.warmup_ratio
+    return kwargs
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hide transformers' load report (the new classifier head is *meant* to be untrained)."""
+    from transformers.utils import logging as hf_logging
+
+    previous, st_logger = hf_logging.get_verbosity(), logging.getLogger("sentence_transformers")
+    st_level = st_logger.level
+    hf_logging.set_verbosity_error()
+    st_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+        st_logger.setLevel(st_level)
+
+
+def quiet_trainer(trainer, show_progress: bool) -> None:
+    """Without progress bars transformers prints every log line instead; quiet means quiet (the log
+    still goes to training_log.jsonl)."""
+    if not show_progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+
+
+def first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
