@@ -111,6 +111,9 @@ def add_finetune_commands(commands: argparse._SubParsersAction) -> None:
     from .zeroshot_cli import add_finetune_nli_command
 
     add_finetune_nli_command(ft_cmds)  # `finetune nli`
+    from .re_cli import add_finetune_re_command
+
+    add_finetune_re_command(ft_cmds)  # `finetune re`
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_sts_commands(commands)  # `sts score`, `finetune sts`
     add_finetune_commands(commands)
     add_zeroshot_command(commands)  # `zeroshot`
+    from .re_cli import add_re_commands
+
+    add_re_commands(commands)  # `re predict`, `re knn`, `re evaluate`
     return parser
 
 

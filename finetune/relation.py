@@ -1,0 +1,436 @@
+"""Train a relation classifier (KLUE-RE, SemEval-2010 Task 8, or any label list) with sentence-transformers'
+``CrossEncoder`` and ``CrossEncoderTrainer`` (no hand-written loop).
+
+Each row is rendered by :mod:`indexing.re_render` (``baseline``, ``entity`` or ``typed`` markers, the
+default) into a pair of texts, and ``CrossEncoder(base, num_labels=len(labels))`` classifies the pair from its
+first token's vector (``[CLS]`` / ``<s>``, the sequence-classification head of transformers). Pooling over the
+concatenated entity-start vectors is *not* implemented: the head is the standard [CLS] classifier.
+With ``marker="entity"`` the four markers ``[E1] [/E1] [E2] [/E2]`` are added to the tokenizer as special
+tokens (new embedding rows, saved with the model).
+
+The loss (:func:`relation_loss`) follows the trainers' custom-loss contract (an ``nn.Module`` taking
+``(inputs, labels)``):
+
+- ``ce``: cross-entropy (``torch.nn.functional.cross_entropy``);
+- ``weighted``: cross-entropy with "balanced" class weights, ``n / (classes present * count of the class)``;
+- ``focal``: focal loss ``(1 - p_t)^gamma * CE`` (Lin et al., 2017), ``focal_gamma`` default 2;
+- ``label_smoothing`` (0-1) applies to all three.
+
+With dev rows, a ``RelationEvaluator`` (:func:`relation_evaluator`) measures KLUE's micro-F1 (without the
+no-relation class), AUPRC and, for SemEval labels, the official macro-F1 every epoch, and the epoch with the
+best micro-F1 is kept (``load_best_model_at_end``). Test rows, when given, are scored once at the end.
+
+The output folder holds the model (``save_pretrained``; ``id2label`` in ``config.json`` is the label list in
+order), ``README.md`` (a model card), ``scores.json``, ``training_log.jsonl`` and ``fewlabel_model.json``
+(``{"kind": "re-cross-encoder", "labels": [...], "marker": ..., ...}``), written last: a folder without it is
+unfinished. Checkpoints go to ``OUT/checkpoints``; a later run with the same data and settings resumes there.
+Use the folder with ``fewlabel re predict`` or :class:`retrieval.re_predict.RelationClassifier`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from indexing.encoder import pick_device
+from indexing.errors import DataError, FewlabelError, ModelError
+from indexing.re_metrics import relation_metrics
+from indexing.re_render import ENTITY_MARKERS, TYPE_LANGUAGES, check_marker, render_rows
+from indexing.relations import RelationRow, label_counts, no_relation_label
+
+from .runs import MARKER_FILE, RUN_FILE, first_line, prepare_out, quiet_loading, quiet_trainer, trainer_args
+from .settings import TrainSettings, resolve_base
+
+__all__ = ["LOSSES", "RE_KIND", "class_weights", "predict_probs", "relation_evaluator",
+           "relation_loss", "train_re_classifier"]
+
+RE_KIND = "re-cross-encoder"
+LOSSES = ("ce", "weighted", "focal")
+DEV_NAME = "re-dev"
+PRIMARY = "micro_f1"
+
+
+def train_re_classifier(train_rows: Sequence[RelationRow], dev_rows: Sequence[RelationRow] | None,
+                        labels: Sequence[str], base: str, out_dir: str | Path, *,
+                        test_rows: Sequence[RelationRow] | None = None, marker: str = "typed",
+                        type_language: str = "auto", loss: str = "ce", focal_gamma: float = 2.0,
+                        label_smoothing: float = 0.0, no_relation: str | None = None, epochs: float = 3,
+                        lr: float = 3e-5, batch_size: int = 16, max_length: int = 128, warmup_ratio: float = 0.1,
+                        seed: int = 42, resume: bool = True, max_steps: int | None = None, device: str | None = None,
+                        show_progress: bool = True, keep_checkpoints: bool = False,
+                        sources: dict[str, str] | None = None) -> dict:
+    """Fine-tune a relation classifier on ``base`` (registry name or folder) and save it to ``out_dir``.
+
+    ``labels`` is the label list in order (KLUE's ``relation_list.json``); ``no_relation`` defaults to
+    ``no_relation`` or ``Other`` when the list has one. Returns a summary: output folder, dev and test scores,
+    steps, seconds, where it resumed from."""
+    settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
+                             warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps)
+    labels = list(labels)
+    options = _check_options(labels, marker, type_language, loss, focal_gamma, label_smoothing, no_relation)
+    train = _check_rows(train_rows, labels, "train")
+    dev = _check_rows(dev_rows, labels, "dev") if dev_rows else []
+    test = _check_rows(test_rows, labels, "test") if test_rows else []
+    location, base_info = resolve_base(base)
+    out, ckpt_dir = prepare_out(out_dir)
+    resume_from = _resume_point(ckpt_dir, base_info, settings, options, train, dev, resume)
+    with _progress_bars(show_progress):
+        return _train(train, dev, test, labels, options, location, base, base_info, out, ckpt_dir, resume_from,
+                      settings, device, show_progress, keep_checkpoints, sources)
+
+
+# ---- the loss ------------------------------------------------------------------------------------------
+def class_weights(rows: Sequence[RelationRow], labels: Sequence[str]) -> list[float]:
+    """"Balanced" weights: ``n / (classes present * count)``; a class absent from training gets 1."""
+    counts = label_counts(rows)
+    present = [c for c in labels if counts.get(c)]
+    n = sum(counts.get(c, 0) for c in labels)
+    return [n / (len(present) * counts[c]) if counts.get(c) else 1.0 for c in labels]
+
+
+def relation_loss(model, *, weight: Sequence[float] | None = None, label_smoothing: float = 0.0,
+                  focal_gamma: float = 0.0):
+    """Cross-entropy (optionally class-weighted and label-smoothed) or, with ``focal_gamma`` > 0, focal loss,
+    as a loss module for ``CrossEncoderTrainer``."""
+    return _loss_class()(model, weight=weight, label_smoothing=label_smoothing, focal_gamma=focal_gamma)
+
+
+def _loss_class():
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class RelationLoss(nn.Module):
+        def __init__(self, model, *, weight, label_smoothing: float, focal_gamma: float) -> None:
+            super().__init__()
+            self.model = model
+            self.label_smoothing = float(label_smoothing)
+            self.focal_gamma = float(focal_gamma)
+            self.register_buffer("weight", None if weight is None else torch.tensor(list(weight), dtype=torch.float))
+
+        def forward(self, inputs, labels, prompt=None, task=None):
+            from sentence_transformers.util import batch_to_device
+
+            features = self.model.preprocess(list(zip(inputs[0], inputs[1], strict=True)), prompt=prompt, task=task)
+            logits = self.model(batch_to_device(features, self.model.device))["scores"]
+            target = labels.to(logits.device).long().view(-1)
+            weight = None if self.weight is None else self.weight.to(logits.device, logits.dtype)
+            if self.focal_gamma <= 0:
+                return F.cross_entropy(logits, target, weight=weight, label_smoothing=self.label_smoothing)
+            per_row = F.cross_entropy(logits, target, weight=weight, label_smoothing=self.label_smoothing,
+                                      reduction="none")
+            p_true = torch.softmax(logits, dim=-1).gather(1, target.view(-1, 1)).view(-1)
+            focal = (1 - p_true).clamp(min=0).pow(self.focal_gamma) * per_row
+            norm = weight[target].sum() if weight is not None else torch.tensor(float(len(target)))
+            return focal.sum() / norm.clamp(min=1e-12)
+
+    return RelationLoss
+
+
+# ---- evaluation during training ------------------------------------------------------------------------
+def predict_probs(model, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
+    """Class probabilities (softmax of the logits), rows in input order, columns in the model's label order."""
+    if not pairs:
+        return np.zeros((0, int(model.num_labels)))
+    logits = np.asarray(model.predict([list(p) for p in pairs], batch_size=batch_size, show_progress_bar=False,
+                                      convert_to_numpy=True), dtype=np.float64)
+    logits = logits.reshape(len(pairs), -1)
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def _evaluator_class():
+    from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+
+    class RelationEvaluator(BaseEvaluator):
+        """KLUE micro-F1 (no-relation excluded; the primary metric), AUPRC and accuracy on labelled rows, plus
+        SemEval's official macro-F1 for SemEval labels; fractions in [0, 1]."""
+
+        def __init__(self, pairs, gold, labels, no_relation, *, name: str = DEV_NAME, batch_size: int = 32):
+            super().__init__()
+            self.pairs, self.gold, self.labels, self.no_relation = list(pairs), list(gold), list(labels), no_relation
+            self.name, self.batch_size = name, batch_size
+            self.primary_metric = PRIMARY
+
+        def __call__(self, model, output_path=None, epoch: int = -1, steps: int = -1) -> dict:
+            probs = predict_probs(model, self.pairs, self.batch_size)
+            scores = relation_metrics(self.gold, probs, self.labels, self.no_relation)
+            metrics = {k: v for k, v in scores.items() if isinstance(v, float)}
+            metrics = self.prefix_name_to_metrics(metrics, self.name)
+            self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+            return metrics
+
+    return RelationEvaluator
+
+
+def relation_evaluator(pairs, gold, labels, no_relation, **kwargs):
+    """A ``RelationEvaluator`` for ``CrossEncoderTrainer``; its class is built on first use so
+    sentence-transformers loads only when training."""
+    return _evaluator_class()(pairs, gold, labels, no_relation, **kwargs)
+
+
+# ---- training ------------------------------------------------------------------------------------------
+def _train(train: list[RelationRow], dev: list[RelationRow], test: list[RelationRow], labels: list[str],
+           options: dict, location: str, base: str, base_info: dict, out: Path, ckpt_dir: Path,
+           resume_from: str | None, settings: TrainSettings, device: str | None, show_progress: bool,
+           keep_checkpoints: bool, sources: dict[str, str] | None) -> dict:
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from transformers import set_seed
+
+    started = time.perf_counter()
+    set_seed(settings.seed)  # the new classifier head's initial weights
+    id2label = dict(enumerate(labels))
+    with quiet_loading():
+        try:
+            model = CrossEncoder(location, num_labels=len(labels), max_length=settings.max_length,
+                                 device=pick_device(device), local_files_only=True,
+                                 config_kwargs={"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}})
+        except Exception as exc:
+            raise ModelError(f"cannot load base model '{base}' as a cross-encoder: {first_line(exc)}") from exc
+    if options["marker"] == "entity":
+        add_entity_tokens(model)
+    sep = model.tokenizer.sep_token or "[SEP]"
+    options = {**options, "sep": sep}
+
+    def pairs(rows: list[RelationRow]) -> list[tuple[str, str]]:
+        return [r.pair() for r in render_rows(rows, options["marker"], sep=sep, type_language=options["type_language"])]
+
+    label2id = {name: i for i, name in enumerate(labels)}
+    train_pairs = pairs(train)
+    dataset = Dataset.from_dict({"first": [p[0] for p in train_pairs], "second": [p[1] for p in train_pairs],
+                                 "label": [label2id[r.label] for r in train]})
+    weight = class_weights(train, labels) if options["loss"] == "weighted" else None
+    loss = relation_loss(model, weight=weight, label_smoothing=options["label_smoothing"],
+                         focal_gamma=options["focal_gamma"] if options["loss"] == "focal" else 0.0)
+    evaluator = (relation_evaluator(pairs(dev), [r.label for r in dev], labels, options["no_relation"],
+                                   batch_size=settings.batch_size) if dev else None)
+    args = CrossEncoderTrainingArguments(**trainer_args(ckpt_dir, settings, len(dataset), bool(dev), device,
+                                                         show_progress, metric=f"eval_{DEV_NAME}_{PRIMARY}"))
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator)
+    quiet_trainer(trainer, show_progress)
+    trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - started
+
+    model.save_pretrained(str(out), create_model_card=False)
+    dev_scores = _score(model, pairs(dev), dev, labels, options, settings) if dev else None
+    test_scores = _score(model, pairs(test), test, labels, options, settings) if test else None
+    info = _info(base_info, settings, options, labels, train, dev, test, trainer, dev_scores, test_scores, seconds,
+                 resume_from, sources, weight)
+    _finish(out, ckpt_dir, trainer, info, keep_checkpoints)
+    return {"out_dir": str(out), **{k: info[k] for k in ("dev", "test", "steps", "train_seconds", "resumed_from")}}
+
+
+def add_entity_tokens(model) -> None:
+    """Add ``[E1] [/E1] [E2] [/E2]`` to the tokenizer as special tokens and grow the embedding matrix to match
+    (the new rows are learned in training and saved with the model)."""
+    tokenizer = model.tokenizer
+    added = tokenizer.add_tokens(list(ENTITY_MARKERS), special_tokens=True)
+    if added:
+        module = model[0]
+        hf_model = getattr(module, "model", None) or getattr(module, "auto_model", None)
+        if hf_model is None or not hasattr(hf_model, "resize_token_embeddings"):
+            raise ModelError("cannot add the entity-marker tokens to this model (no resizable embeddings); "
+                             "use --marker typed")
+        hf_model.resize_token_embeddings(len(tokenizer))
+
+
+def _score(model, pairs: list[tuple[str, str]], rows: list[RelationRow], labels: list[str], options: dict,
+           settings: TrainSettings) -> dict:
+    started = time.perf_counter()
+    scores = relation_metrics([r.label for r in rows], predict_probs(model, pairs, settings.batch_size), labels,
+                              options["no_relation"])
+    scores["seconds"] = round(time.perf_counter() - started, 1)
+    return scores
+
+
+# ---- checks and bookkeeping ----------------------------------------------------------------------------
+def _check_options(labels: list[str], marker: str, type_language: str, loss: str, focal_gamma: float,
+                   label_smoothing: float, no_relation: str | None) -> dict:
+    if len(labels) < 2:
+        raise FewlabelError(f"a relation classifier needs at least 2 labels, got {len(labels)}")
+    if len(set(labels)) != len(labels):
+        raise FewlabelError("the label list names a label twice")
+    check_marker(marker)
+    if type_language not in TYPE_LANGUAGES:
+        raise FewlabelError(f"type language must be one of {', '.join(TYPE_LANGUAGES)}, got {type_language!r}")
+    if loss not in LOSSES:
+        raise FewlabelError(f"unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
+    if not 0 <= label_smoothing < 1:
+        raise FewlabelError(f"label smoothing must be in [0, 1), got {label_smoothing}")
+    if loss == "focal" and not focal_gamma > 0:
+        raise FewlabelError(f"focal gamma must be > 0, got {focal_gamma}")
+    none = no_relation if no_relation is not None else no_relation_label(labels)
+    if none is not None and none not in labels:
+        raise FewlabelError(f"the no-relation class '{none}' is not in the label list")
+    return {"marker": marker, "type_language": type_language, "loss": loss,
+            "focal_gamma": focal_gamma if loss == "focal" else None, "label_smoothing": label_smoothing,
+            "no_relation": none, "pooling": "cls"}
+
+
+def _check_rows(rows: Sequence[RelationRow] | None, labels: list[str], role: str) -> list[RelationRow]:
+    rows = list(rows or [])
+    if not rows:
+        raise DataError(f"no {role} rows")
+    known = set(labels)
+    bad = next((r for r in rows if r.label not in known), None)
+    if bad is not None:
+        what = "has no label" if bad.label is None else f"has label '{bad.label}', which is not in the label list"
+        raise DataError(f"{role} row '{bad.id}' {what}", line=bad.line, field="label")
+    return rows
+
+
+def _fingerprint(rows: Sequence[RelationRow]) -> str:
+    h = hashlib.sha256()
+    for r in rows:
+        item = [r.sentence, r.subject.to_klue(), r.object.to_klue(), r.label]
+        h.update(json.dumps(item, ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
+
+
+def _resume_point(ckpt_dir: Path, base_info: dict, settings: TrainSettings, options: dict,
+                  train: list[RelationRow], dev: list[RelationRow], resume: bool) -> str | None:
+    """The latest checkpoint to resume from when it was made by the same run; else None (fresh start)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    stops = ("epochs", "max_steps")  # where training stops may change between runs; how it trains may not
+    run = {"kind": RE_KIND, "base": base_info["name"], "train": _fingerprint(train), "dev": _fingerprint(dev),
+           "options": options, "settings": {k: v for k, v in settings.to_dict().items() if k not in stops}}
+    previous = ckpt_dir / RUN_FILE
+    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    if resume and last:
+        recorded = json.loads(previous.read_text()) if previous.is_file() else None
+        if recorded != run:
+            raise FewlabelError(f"{ckpt_dir} holds checkpoints of a different run (other data, base or settings); "
+                                "remove that folder or choose another output folder")
+        return last
+    if ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True)
+    previous.write_text(json.dumps(run, indent=2) + "\n")
+    return None
+
+
+@contextmanager
+def _progress_bars(show: bool) -> Iterator[None]:
+    """Quiet means quiet: without progress bars, also no "Loading weights" / "Writing model shards" bars."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    if not show:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+def _info(base_info: dict, settings: TrainSettings, options: dict, labels: list[str], train: list[RelationRow],
+          dev: list[RelationRow], test: list[RelationRow], trainer, dev_scores: dict | None, test_scores: dict | None,
+          seconds: float, resume_from: str | None, sources: dict[str, str] | None,
+          weight: list[float] | None) -> dict:
+    import sentence_transformers
+    import transformers
+
+    key = f"eval_{DEV_NAME}_"
+    per_epoch = [{"epoch": e.get("epoch"), "step": e.get("step"), "micro_f1": e.get(key + "micro_f1"),
+                  "auprc": e.get(key + "auprc"), "semeval_macro_f1": e.get(key + "semeval_macro_f1")}
+                 for e in trainer.state.log_history if key + PRIMARY in e]
+    objective = {"ce": "cross-entropy", "weighted": "cross-entropy with balanced class weights",
+                 "focal": f"focal loss (gamma {options['focal_gamma']})"}[options["loss"]]
+    if options["label_smoothing"]:
+        objective += f", label smoothing {options['label_smoothing']}"
+    return {"kind": RE_KIND, "labels": labels, "id2label": {str(i): n for i, n in enumerate(labels)},
+            **options, "max_length": settings.max_length, "base": base_info["name"], "settings": settings.to_dict(),
+            "objective": objective, "class_weights": weight,
+            "data": {"train_rows": len(train), "dev_rows": len(dev), "test_rows": len(test),
+                     "train_classes": label_counts(train), "train_fingerprint": _fingerprint(train),
+                     **({"sources": sources} if sources else {})},
+            "dev": dev_scores, "test": test_scores, "dev_per_epoch": per_epoch,
+            "best_checkpoint_metric": trainer.state.best_metric, "steps": int(trainer.state.global_step),
+            "train_seconds": round(seconds, 1), "resumed_from": resume_from,
+            "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "versions": {"sentence_transformers": sentence_transformers.__version__,
+                         "transformers": transformers.__version__}}
+
+
+def _finish(out: Path, ckpt_dir: Path, trainer, info: dict, keep_checkpoints: bool) -> None:
+    """Log, scores, card, then the marker (last: its presence means the folder is complete)."""
+    with open(out / "training_log.jsonl", "w", encoding="utf-8") as fh:
+        for entry in trainer.state.log_history:
+            fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+    (out / "scores.json").write_text(json.dumps({"dev": info["dev"], "test": info["test"]}, ensure_ascii=False,
+                                                indent=2) + "\n", encoding="utf-8")
+    (out / "README.md").write_text(_model_card(info), encoding="utf-8")
+    if not keep_checkpoints:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    tmp = out / f".{MARKER_FILE}.tmp"
+    tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out / MARKER_FILE)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def _score_lines(name: str, scores: dict) -> list[str]:
+    line = (f"micro-F1 (without {scores['no_relation'] or 'a no-relation class'}) {_pct(scores['micro_f1'])}, "
+            f"AUPRC {_pct(scores['auprc'])} (over {scores['auprc_classes']} classes with examples), accuracy "
+            f"{_pct(scores['accuracy'])}")
+    if "semeval_macro_f1" in scores:
+        line += f", SemEval official macro-F1 {_pct(scores['semeval_macro_f1'])}"
+    return [f"### {name}", "", f"{line} on {scores['n']:,} rows (x100).", ""]
+
+
+def _model_card(info: dict) -> str:
+    data = info["data"]
+    marker_text = {"baseline": "the competition baseline, `subject[SEP]object` paired with the sentence",
+                   "entity": "entity markers `[E1] … [/E1]`, `[E2] … [/E2]` (added to the tokenizer)",
+                   "typed": "typed entity markers with punctuation, `@ * type * subject @`, `# ^ type ^ object #`"
+                   }[info["marker"]]
+    lines = ["# fewlabel relation classifier", "",
+             f"Fine-tuned from `{info['base']}` by fewlabel ({info['trained_at']}) with sentence-transformers "
+             f"{info['versions']['sentence_transformers']}.", "",
+             f"It reads a sentence rendered with {marker_text} (type words: {info['type_language']}), and "
+             f"classifies the pair from the first token's vector into {len(info['labels'])} relations. The label "
+             "order is `labels` in `fewlabel_model.json` and `id2label` in `config.json`; it is the order of the "
+             "`probs` column that `fewlabel re predict` writes.", "",
+             "## Data", "", f"- train: {data['train_rows']:,} rows", f"- dev: {data['dev_rows']:,} rows",
+             f"- test: {data['test_rows']:,} rows"]
+    for role, path in (data.get("sources") or {}).items():
+        lines.append(f"- {role} file: `{path}`")
+    lines += ["", "Train classes: " + ", ".join(f"{k} {v:,}" for k, v in data["train_classes"].items()), "",
+              "## Settings", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in info["settings"].items()]
+    lines += [f"| rendering | {info['marker']} |", f"| objective | {info['objective']} |",
+              f"| pooling | {info['pooling']} (the [CLS] classifier) |",
+              f"| no-relation class | {info['no_relation']} |",
+              f"| steps | {info['steps']} |", f"| training time | {info['train_seconds']} s |"]
+    if info.get("resumed_from"):
+        lines.append(f"| resumed from | `{Path(info['resumed_from']).name}` |")
+    lines += ["", "## Scores", ""]
+    if info["dev"]:
+        lines += _score_lines("Dev (final model)", info["dev"])
+        if info["dev_per_epoch"]:
+            lines += ["| epoch | step | dev micro-F1 | dev AUPRC |", "|---|---|---|---|"]
+            lines += [f"| {e['epoch']:.2f} | {e['step']} | {_pct(e['micro_f1'])} | {_pct(e['auprc'])} |"
+                      for e in info["dev_per_epoch"]]
+            lines += ["", "The checkpoint with the best dev micro-F1 was kept.", ""]
+    else:
+        lines += ["No dev rows were given: the last checkpoint was kept.", ""]
+    if info["test"]:
+        lines += _score_lines("Test (held out, scored once)", info["test"])
+    lines += ["## Use", "", "```bash", "fewlabel re predict THIS_FOLDER test.json --out submission.csv", "```", "",
+              "```python", "from retrieval.re_predict import RelationClassifier",
+              "probs = RelationClassifier(\"THIS_FOLDER\").predict_proba(rows)  # rows from indexing.relations",
+              "```", ""]
+    return "\n".join(lines)
