@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -45,7 +44,16 @@ from indexing.re_metrics import relation_metrics
 from indexing.re_render import ENTITY_MARKERS, TYPE_LANGUAGES, check_marker, render_rows
 from indexing.relations import RelationRow, label_counts, no_relation_label
 
-from .runs import MARKER_FILE, RUN_FILE, first_line, prepare_out, quiet_loading, quiet_trainer, trainer_args
+from .runs import (
+    finish_run,
+    first_line,
+    prepare_out,
+    quiet_loading,
+    quiet_trainer,
+    resumable_settings,
+    resume_point,
+    trainer_args,
+)
 from .settings import TrainSettings, resolve_base
 
 __all__ = ["LOSSES", "RE_KIND", "class_weights", "predict_probs", "relation_evaluator",
@@ -298,25 +306,10 @@ def _fingerprint(rows: Sequence[RelationRow]) -> str:
 
 def _resume_point(ckpt_dir: Path, base_info: dict, settings: TrainSettings, options: dict,
                   train: list[RelationRow], dev: list[RelationRow], resume: bool) -> str | None:
-    """The latest checkpoint to resume from when it was made by the same run; else None (fresh start)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    stops = ("epochs", "max_steps")  # where training stops may change between runs; how it trains may not
+    """The checkpoint to resume from (see `finetune.runs.resume_point`)."""
     run = {"kind": RE_KIND, "base": base_info["name"], "train": _fingerprint(train), "dev": _fingerprint(dev),
-           "options": options, "settings": {k: v for k, v in settings.to_dict().items() if k not in stops}}
-    previous = ckpt_dir / RUN_FILE
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-    if resume and last:
-        recorded = json.loads(previous.read_text()) if previous.is_file() else None
-        if recorded != run:
-            raise FewlabelError(f"{ckpt_dir} holds checkpoints of a different run (other data, base or settings); "
-                                "remove that folder or choose another output folder")
-        return last
-    if ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir)
-    ckpt_dir.mkdir(parents=True)
-    previous.write_text(json.dumps(run, indent=2) + "\n")
-    return None
+           "options": options, "settings": resumable_settings(settings)}
+    return resume_point(ckpt_dir, run, resume)
 
 
 @contextmanager
@@ -364,18 +357,8 @@ def _info(base_info: dict, settings: TrainSettings, options: dict, labels: list[
 
 
 def _finish(out: Path, ckpt_dir: Path, trainer, info: dict, keep_checkpoints: bool) -> None:
-    """Log, scores, card, then the marker (last: its presence means the folder is complete)."""
-    with open(out / "training_log.jsonl", "w", encoding="utf-8") as fh:
-        for entry in trainer.state.log_history:
-            fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-    (out / "scores.json").write_text(json.dumps({"dev": info["dev"], "test": info["test"]}, ensure_ascii=False,
-                                                indent=2) + "\n", encoding="utf-8")
-    (out / "README.md").write_text(_model_card(info), encoding="utf-8")
-    if not keep_checkpoints:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-    tmp = out / f".{MARKER_FILE}.tmp"
-    tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out / MARKER_FILE)
+    finish_run(out, ckpt_dir, trainer, info, model_card=_model_card(info),
+               keep_checkpoints=keep_checkpoints, scores={"dev": info["dev"], "test": info["test"]})
 
 
 def _pct(value: float | None) -> str:

@@ -6,8 +6,10 @@ Kept apart from any one head so a new head imports these instead of copying them
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,3 +85,46 @@ def quiet_trainer(trainer, show_progress: bool) -> None:
 
 def first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def resume_point(ckpt_dir: Path, run: dict, resume: bool) -> str | None:
+    """The latest checkpoint in `ckpt_dir` when it was made by the same `run` (kind, base, data fingerprints,
+    settings); else None after clearing the folder for a fresh start. Resuming someone else's checkpoints
+    would silently mix two trainings, so a different run is refused instead."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    previous = ckpt_dir / RUN_FILE
+    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    if resume and last:
+        recorded = json.loads(previous.read_text()) if previous.is_file() else None
+        if recorded != run:
+            raise FewlabelError(f"{ckpt_dir} holds checkpoints of a different run (other data, base or settings); "
+                                "remove that folder or choose another output folder")
+        return last
+    if ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True)
+    previous.write_text(json.dumps(run, indent=2) + "\n")
+    return None
+
+
+def resumable_settings(settings: TrainSettings) -> dict:
+    """Settings that must match to resume: where training stops (epochs, max_steps) may change between runs,
+    how it trains may not."""
+    return {k: v for k, v in settings.to_dict().items() if k not in ("epochs", "max_steps")}
+
+
+def finish_run(out: Path, ckpt_dir: Path, trainer, info: dict, *, model_card: str, keep_checkpoints: bool,
+               scores: dict | None = None) -> None:
+    """Log, scores, card, then the marker file (last: its presence means the folder is complete)."""
+    with open(out / "training_log.jsonl", "w", encoding="utf-8") as fh:
+        for entry in trainer.state.log_history:
+            fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+    if scores is not None:
+        (out / "scores.json").write_text(json.dumps(scores, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (out / "README.md").write_text(model_card, encoding="utf-8")
+    if not keep_checkpoints:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    tmp = out / f".{MARKER_FILE}.tmp"
+    tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out / MARKER_FILE)

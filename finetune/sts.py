@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -35,10 +34,20 @@ from pathlib import Path
 import numpy as np
 
 from indexing.encoder import pick_device
-from indexing.errors import DataError, FewlabelError, ModelError
+from indexing.errors import DataError, ModelError
 from indexing.pairs import BINARY_THRESHOLD, MAX_SCORE, PairRow
 
-from .runs import MARKER_FILE, RUN_FILE, first_line, prepare_out, quiet_loading, quiet_trainer, trainer_args
+from .runs import (
+    MARKER_FILE,
+    finish_run,
+    first_line,
+    prepare_out,
+    quiet_loading,
+    quiet_trainer,
+    resumable_settings,
+    resume_point,
+    trainer_args,
+)
 from .settings import TrainSettings, resolve_base
 
 __all__ = ["BI_KIND", "CROSS_KIND", "MARKER_FILE", "train_sts_bi_encoder", "train_sts_cross_encoder"]
@@ -227,25 +236,10 @@ def _fingerprint(pairs: Sequence[PairRow]) -> str:
 
 def _resume_point(ckpt_dir: Path, kind: str, base_info: dict, settings: TrainSettings, extra: dict,
                   train: list[PairRow], dev: list[PairRow], resume: bool) -> str | None:
-    """The latest checkpoint to resume from, when it was made by the same run; else None (fresh start)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    stops = ("epochs", "max_steps")  # where training stops may change between runs; how it trains may not
+    """The checkpoint to resume from (see `finetune.runs.resume_point`)."""
     run = {"kind": kind, "base": base_info["name"], **extra, "train": _fingerprint(train), "dev": _fingerprint(dev),
-           "settings": {k: v for k, v in settings.to_dict().items() if k not in stops}}
-    previous = ckpt_dir / RUN_FILE
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-    if resume and last:
-        recorded = json.loads(previous.read_text()) if previous.is_file() else None
-        if recorded != run:
-            raise FewlabelError(f"{ckpt_dir} holds checkpoints of a different run (other data, base or settings); "
-                                "remove that folder or choose another output folder")
-        return last
-    if ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir)
-    ckpt_dir.mkdir(parents=True)
-    previous.write_text(json.dumps(run, indent=2) + "\n")
-    return None
+           "settings": resumable_settings(settings)}
+    return resume_point(ckpt_dir, run, resume)
 
 
 def _cross_predict(model, pairs: Sequence[PairRow], batch_size: int) -> np.ndarray:
@@ -297,16 +291,8 @@ def _common_info(base_info: dict, settings: TrainSettings, extra: dict, train: l
 
 
 def _finish(out: Path, ckpt_dir: Path, trainer, info: dict, keep_checkpoints: bool) -> None:
-    """Log, card, then the marker (last: its presence means the folder is complete)."""
-    with open(out / "training_log.jsonl", "w", encoding="utf-8") as fh:
-        for entry in trainer.state.log_history:
-            fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-    (out / "README.md").write_text(_model_card(info), encoding="utf-8")
-    if not keep_checkpoints:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-    tmp = out / f".{MARKER_FILE}.tmp"
-    tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out / MARKER_FILE)
+    finish_run(out, ckpt_dir, trainer, info, model_card=_model_card(info),
+               keep_checkpoints=keep_checkpoints)
 
 
 def _fmt(value: float | None) -> str:
