@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from indexing.errors import FewlabelError
+from indexing.paths import atomic_file
 
 from .labelling import Prediction
 
@@ -31,28 +30,22 @@ def write_predictions(predictions: Sequence[Prediction], path: str | Path, label
     fmt = output_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     explain = any(p.neighbours for p in predictions)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            if fmt == "jsonl":
-                for p in predictions:
-                    item = {"id": p.id, "labels": list(p.labels), "scores": p.scores,
-                            "top_similarity": round(p.top_similarity, 6)}
-                    if explain:
-                        item["neighbours"] = p.neighbours
-                    fh.write(json.dumps(item, ensure_ascii=False) + "\n")
-            else:
-                header = ["id", "labels", *[f"score:{name}" for name in label_names], "top_similarity"]
-                writer = csv.writer(fh)
-                writer.writerow([*header, "neighbours"] if explain else header)
-                for p in predictions:
-                    line = [p.id, json.dumps(list(p.labels), ensure_ascii=False),
-                            *[f"{p.scores[name]:.4f}" for name in label_names], f"{p.top_similarity:.4f}"]
-                    if explain:
-                        line.append(json.dumps(p.neighbours, ensure_ascii=False))
-                    writer.writerow(line)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        if fmt == "jsonl":
+            for p in predictions:
+                item = {"id": p.id, "labels": list(p.labels), "scores": p.scores,
+                        "top_similarity": round(p.top_similarity, 6)}
+                if explain:
+                    item["neighbours"] = p.neighbours
+                fh.write(json.dumps(item, ensure_ascii=False) + "\n")
+        else:
+            header = ["id", "labels", *[f"score:{name}" for name in label_names], "top_similarity"]
+            writer = csv.writer(fh)
+            writer.writerow([*header, "neighbours"] if explain else header)
+            for p in predictions:
+                line = [p.id, json.dumps(list(p.labels), ensure_ascii=False),
+                        *[f"{p.scores[name]:.4f}" for name in label_names], f"{p.top_similarity:.4f}"]
+                if explain:
+                    line.append(json.dumps(p.neighbours, ensure_ascii=False))
+                writer.writerow(line)
     return path

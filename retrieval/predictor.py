@@ -33,8 +33,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +42,7 @@ import numpy as np
 from indexing.embedding_cache import EmbeddingCache, SupportsEncode
 from indexing.errors import FewlabelError
 from indexing.label_index import LabelIndex
+from indexing.paths import atomic_file
 from indexing.readers import Row
 
 from .labelling import Prediction, label_targets, resolve_k_m
@@ -419,33 +418,27 @@ def write_routed_predictions(predictions: Sequence[RoutedPrediction], path: str 
     fmt = output_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     explain = any(p.neighbours for p in predictions)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            if fmt == "jsonl":
-                for p in predictions:
-                    item = {"id": p.id, "labels": list(p.labels), "route": p.route, "reason": p.reason,
-                            "scores": {name: round(p.scores[name], 6) for name in label_names}}
-                    if similarity:
-                        item["top_similarity"] = None if math.isnan(p.top_similarity) else round(p.top_similarity, 6)
-                    if explain:
-                        item["neighbours"] = p.neighbours
-                    fh.write(json.dumps(item, ensure_ascii=False) + "\n")
-            else:
-                writer = csv.writer(fh)
-                header = ["id", "labels", "route", "reason", *[f"score:{name}" for name in label_names]]
-                header += ["top_similarity"] if similarity else []
-                writer.writerow([*header, "neighbours"] if explain else header)
-                for p in predictions:
-                    line = [p.id, json.dumps(list(p.labels), ensure_ascii=False), p.route, p.reason,
-                            *[f"{p.scores[name]:.4f}" for name in label_names]]
-                    if similarity:
-                        line.append("" if math.isnan(p.top_similarity) else f"{p.top_similarity:.4f}")
-                    if explain:
-                        line.append(json.dumps(p.neighbours, ensure_ascii=False))
-                    writer.writerow(line)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        if fmt == "jsonl":
+            for p in predictions:
+                item = {"id": p.id, "labels": list(p.labels), "route": p.route, "reason": p.reason,
+                        "scores": {name: round(p.scores[name], 6) for name in label_names}}
+                if similarity:
+                    item["top_similarity"] = None if math.isnan(p.top_similarity) else round(p.top_similarity, 6)
+                if explain:
+                    item["neighbours"] = p.neighbours
+                fh.write(json.dumps(item, ensure_ascii=False) + "\n")
+        else:
+            writer = csv.writer(fh)
+            header = ["id", "labels", "route", "reason", *[f"score:{name}" for name in label_names]]
+            header += ["top_similarity"] if similarity else []
+            writer.writerow([*header, "neighbours"] if explain else header)
+            for p in predictions:
+                line = [p.id, json.dumps(list(p.labels), ensure_ascii=False), p.route, p.reason,
+                        *[f"{p.scores[name]:.4f}" for name in label_names]]
+                if similarity:
+                    line.append("" if math.isnan(p.top_similarity) else f"{p.top_similarity:.4f}")
+                if explain:
+                    line.append(json.dumps(p.neighbours, ensure_ascii=False))
+                writer.writerow(line)
     return path

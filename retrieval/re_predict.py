@@ -10,7 +10,6 @@ import csv
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from indexing.encoder import pick_device
 from indexing.errors import DataError, FewlabelError, ModelError
+from indexing.paths import atomic_file
 from indexing.re_render import render_rows
 from indexing.readers import read_text_file
 from indexing.relations import RelationRow
@@ -51,17 +51,11 @@ def write_submission(ids: Sequence[str], probs: np.ndarray, labels: Sequence[str
     if probs.shape != (len(ids), len(labels)):
         raise DataError(f"probs must be ({len(ids)} rows, {len(labels)} labels), got {probs.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(SUBMISSION_COLUMNS)
-            for row_id, row in zip(ids, probs, strict=True):
-                writer.writerow([row_id, labels[int(np.argmax(row))], json.dumps([float(p) for p in row])])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        writer = csv.writer(fh)
+        writer.writerow(SUBMISSION_COLUMNS)
+        for row_id, row in zip(ids, probs, strict=True):
+            writer.writerow([row_id, labels[int(np.argmax(row))], json.dumps([float(p) for p in row])])
     return path
 
 

@@ -20,7 +20,6 @@ import csv
 import json
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from indexing.embedding_cache import EmbeddingCache, encode_with_cache
 from indexing.encoder import Encoder, pick_device, transformer_folder
 from indexing.errors import FewlabelError, ModelError
 from indexing.pairs import BINARY_THRESHOLD, MAX_SCORE, PairRow
+from indexing.paths import atomic_file
 from indexing.registry import DEFAULT_MODEL
 
 __all__ = ["BI_ENCODER", "CROSS_ENCODER", "CALIBRATIONS", "MARKER_FILE", "Calibration", "STSScorer",
@@ -369,11 +369,5 @@ def write_scores(rows: Sequence[PairRow], scores: Sequence[float] | np.ndarray, 
 
 
 def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        write(fh)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 from indexing.errors import FewlabelError
+from indexing.paths import atomic_file
 from indexing.registry import DEFAULT_MODEL
 
 from .cli import add_data_options, add_model_options, load_encoder, open_cache, say
@@ -144,14 +143,8 @@ def labels_from_args(args: argparse.Namespace):
 def write_meta(out: Path, meta: dict) -> Path:
     """``OUT.meta.json`` beside an output, atomically."""
     path = out.with_name(out.name + ".meta.json")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(meta, ensure_ascii=False, indent=2, default=str) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        fh.write(json.dumps(meta, ensure_ascii=False, indent=2, default=str) + "\n")
     return path
 
 
