@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from indexing.errors import DataError
 from indexing.pairs import _json_lines, _json_list
-from indexing.readers import read_text_file
+from indexing.readers import iter_records, read_text_file
 
 __all__ = ["NLI_LABELS", "NLI_FORMATS", "NLIPair", "detect_nli_format", "read_nli", "read_nli_files"]
 
@@ -166,16 +166,8 @@ def _table_rows(content: str, path: PathLike) -> list[NLIPair]:
     columns: dict[str, int] | None = None
     label_field = "label"
     header_names: list[str] = []
-    lines_read = 0
     names = ("premise", "hypothesis")
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise DataError(f"malformed CSV record starting here: {exc}", path=str(path), line=lines_read + 1) from exc
-        line, lines_read = lines_read + 1, reader.line_num
+    for line, fields in iter_records(reader, path):
         if not fields or not any(f.strip() for f in fields):
             continue
         if columns is None:

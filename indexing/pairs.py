@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass
 
 from indexing.errors import DataError
-from indexing.readers import read_text_file
+from indexing.readers import iter_records, read_text_file
 
 __all__ = ["BINARY_THRESHOLD", "MAX_SCORE", "PAIR_FORMATS", "PairRow", "detect_pair_format", "read_pairs"]
 
@@ -217,22 +217,14 @@ def _table_rows(content: str, path: PathLike) -> list[PairRow]:
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
     columns: dict[str, int] | None = None
     rows: list[PairRow] = []
-    lines_read = 0
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return rows
-        except csv.Error as exc:
-            raise DataError(f"malformed CSV record starting here: {exc}", path=str(path),
-                            line=lines_read + 1) from exc
-        line, lines_read = lines_read + 1, reader.line_num
+    for line, fields in iter_records(reader, path):
         if not fields or not any(f.strip() for f in fields):
             continue
         if columns is None:
             columns = _table_columns(fields, path, line)
             continue
         rows.append(_table_row(fields, columns, len(rows), line, path))
+    return rows
 
 
 def _table_columns(header: list[str], path: PathLike, line: int) -> dict[str, int]:

@@ -14,7 +14,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -230,23 +230,37 @@ def _delimited_records(content: str, *, path: PathLike, fmt: str, wanted: list[s
                        header: bool) -> Iterator[tuple[int, dict[str, object]]]:
     """Yield CSV/TSV records with the line each one *starts* on (quoted CSV fields may span
     several physical lines, so ``reader.line_num`` after a read is the record's last line)."""
-    reader = _make_reader(content, fmt)
-    lines_read = 0
     positions: dict[str, int] | None = None if header else _positions_from_numbers(wanted, path)
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise _csv_error(exc, path=path, fmt=fmt, line=lines_read + 1) from exc
-        line, lines_read = lines_read + 1, reader.line_num
+    records = iter_records(_make_reader(content, fmt), path,
+                           error=lambda exc, line: _csv_error(exc, path=path, fmt=fmt, line=line))
+    for line, fields in records:
         if not fields:  # blank line
             continue
         if positions is None:
             positions = _positions_from_header(fields, wanted, path=path, line=line)
             continue
         yield line, _pick_fields(fields, positions, path=path, line=line)
+
+
+def iter_records(reader: Iterator[list[str]], path: PathLike, *,
+                 error: Callable[[csv.Error, int], Exception] | None = None) -> Iterator[tuple[int, list[str]]]:
+    """Yield (line the record *starts* on, fields) for every record of a `csv.reader`, blank ones included.
+
+    Quoted fields may span several physical lines, so `reader.line_num` after a read is the record's last
+    line; every reader of delimited files needs the start line for its error messages. A malformed record
+    raises `error(exc, line)`, by default a DataError naming the file and the line."""
+    lines_read = 0
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line = lines_read + 1
+            raise (error(exc, line) if error else
+                   DataError(f"malformed CSV record starting here: {exc}", path=str(path), line=line)) from exc
+        line, lines_read = lines_read + 1, reader.line_num
+        yield line, fields
 
 
 def _make_reader(content: str, fmt: str) -> Iterator[list[str]]:

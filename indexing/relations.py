@@ -37,7 +37,7 @@ from pathlib import Path
 
 from indexing.errors import DataError
 from indexing.pairs import _json_lines, _json_list
-from indexing.readers import read_text_file
+from indexing.readers import iter_records, read_text_file
 
 __all__ = ["Entity", "KLUE_NO_RELATION", "RELATION_FORMATS", "RelationRow", "SEMEVAL_LABELS", "SEMEVAL_OTHER",
            "SEMEVAL_RELATIONS", "detect_relation_format", "infer_labels", "label_counts", "no_relation_label",
@@ -268,21 +268,14 @@ def _csv_rows(content: str, path: PathLike, labels: list[str] | None, keep_label
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=_delimiter(first), strict=True)
     columns: dict[str, int] | None = None
     rows: list[RelationRow] = []
-    lines_read = 0
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return rows
-        except csv.Error as exc:
-            raise DataError(f"malformed CSV record starting here: {exc}", path=str(path), line=lines_read + 1) from exc
-        line, lines_read = lines_read + 1, reader.line_num
+    for line, fields in iter_records(reader, path):
         if not fields or not any(f.strip() for f in fields):
             continue
         if columns is None:
             columns = {name.strip().lower(): i for i, name in enumerate(fields)}
             continue
         rows.append(_csv_row(fields, columns, len(rows), line, path, labels, keep_labels))
+    return rows
 
 
 def _csv_row(fields: list[str], columns: dict[str, int], index: int, line: int, path: PathLike,
