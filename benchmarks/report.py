@@ -28,7 +28,7 @@ def machine_info() -> dict:
 
 
 def command_line() -> str:
-    argv = [Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else sys.argv[0], *sys.argv[1:]]
+    argv = [Path(sys.argv[0]).name, *sys.argv[1:]]  # `fewlabel …`, not /path/to/.venv/bin/fewlabel
     module = getattr(sys.modules.get("__main__"), "__spec__", None)
     if module is not None and module.name:
         argv = ["python", "-m", module.name, *sys.argv[1:]]

@@ -202,7 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
     from .re_cli import add_re_commands
 
     add_re_commands(commands)  # `re predict`, `re knn`, `re evaluate`
+    add_plugin_commands(commands)  # `bench slices` (from benchmarks, through an entry point)
     return parser
+
+
+def add_plugin_commands(commands: argparse._SubParsersAction) -> None:
+    """Commands other packages offer through the ``fewlabel.commands`` entry point (a function taking the
+    sub-command parsers); so `fewlabel bench` lives in `benchmarks` while nothing here imports it."""
+    from importlib.metadata import entry_points
+
+    for entry in sorted(entry_points(group="fewlabel.commands"), key=lambda e: e.name):
+        entry.load()(commands)
 
 
 # ---- handlers ----------------------------------------------------------------------------------------

@@ -1,0 +1,161 @@
+"""`fewlabel bench slices`: chapter 9's central experiment as one command.
+
+The `fewlabel` CLI (in `retrieval`) knows nothing of `benchmarks`; this module offers its commands through
+the ``fewlabel.commands`` entry point (see pyproject.toml), and runs alone as ``python -m benchmarks.slices``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_bench_command", "build_parser", "main"]
+
+DESCRIPTION = """How good is each method at each amount of labelled data? Trains every method on nested,
+stratified slices of TRAIN (8, 16, 32, … rows, then all), tunes every choice on DEV only, scores TEST once per
+method, slice and seed, and writes DIR/report.md (mean ± std over seeds), micro_f1.png, macro_f1.png,
+results.json (raw, per seed) and command.txt. An interrupted run resumes from results.json."""
+
+EPILOG = """methods: nb (Naive Bayes: words, or character 1-3-grams for Korean), zeroshot (NLI or embedding
+zero-shot, constant across slices), knn (one per --encoders), setfit and finetune (one per --bodies).
+example: fewlabel bench slices train.tsv --dev dev.tsv --test test.tsv --no-header --text-col 0 --label-col 1
+--label-sep , --label-names labels.txt --multi-label --out slices-goemotions"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("train", help="labelled training file (CSV, TSV/.txt, JSONL): the pool slices are drawn from")
+    p.add_argument("--dev", default=None, help="labelled dev file for every tuning choice (default: a stratified "
+                                               "--dev-fraction of TRAIN held out before slicing)")
+    p.add_argument("--test", required=True, help="labelled test file, scored once per method, slice and seed")
+    p.add_argument("--text-col", default="text")
+    p.add_argument("--label-col", default="label")
+    p.add_argument("--label-sep", default=None, help="separator of several labels in one field, e.g. ','")
+    p.add_argument("--no-header", action="store_true", help="CSV/TSV without header: columns are 0-based positions")
+    p.add_argument("--label-names", default=None,
+                   help="file with one label name a line; integer labels in the data index it (GoEmotions)")
+    p.add_argument("--multi-label", action="store_true", help="rows may carry several labels")
+    p.add_argument("--slices", default="8,16,32,64,128,256,all", help="slice sizes (default: %(default)s)")
+    p.add_argument("--methods", default="nb,zeroshot,knn,setfit,finetune", help="default: %(default)s")
+    p.add_argument("--seeds", type=int, default=3, help="slice draws (and training seeds) per method (default: 3)")
+    p.add_argument("--encoders", default="e5-small,minilm", help="kNN encoders (default: %(default)s)")
+    p.add_argument("--bodies", default="e5-small", help="SetFit and fine-tuning bodies (default: %(default)s)")
+    p.add_argument("--max-steps", type=int, default=200,
+                   help="cap on SetFit / fine-tuning steps per run (batch 16), the CPU budget knob (default: 200)")
+    p.add_argument("--setfit-iterations", type=int, default=20, help="SetFit pairs per text (default: 20)")
+    p.add_argument("--finetune-epochs", type=float, default=20,
+                   help="fine-tuning epochs before the --max-steps cap (default: 20)")
+    p.add_argument("--zeroshot-model", default="embed", help="'embed' or an NLI model folder / hub id")
+    p.add_argument("--zeroshot-encoder", default="e5-small", help="encoder of the embedding zero-shot")
+    p.add_argument("--zeroshot-labels", default=None,
+                   help="label descriptions in label order, e.g. '0=부정,1=긍정' (default: the label names)")
+    p.add_argument("--zeroshot-template", default=None, help="hypothesis template with {} for the label")
+    p.add_argument("--nb-analyzer", default="auto", choices=["auto", "word", "char_wb"])
+    p.add_argument("--dev-fraction", type=float, default=0.1)
+    p.add_argument("--dev-sample", type=int, default=1000,
+                   help="tune on a stratified sample of this many dev rows (0: all; default: 1000)")
+    p.add_argument("--max-train", type=int, default=None, help="cap the training pool ('all') at N rows")
+    p.add_argument("--test-sample", type=int, default=None, help="score a stratified sample of N test rows")
+    p.add_argument("--title", default=None, help="report title (default: the training file's name)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
+    p.add_argument("--restart", action="store_true", help="discard results.json in --out and start over")
+    p.add_argument("--out", required=True, help="output folder")
+
+
+def add_bench_command(commands: argparse._SubParsersAction) -> None:
+    """Entry point ``fewlabel.commands``: adds ``bench slices`` to the fewlabel CLI."""
+    bench = commands.add_parser("bench", help="benchmark methods against each other on your data",
+                                description="benchmark methods against each other on your data")
+    sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
+    slices = sub.add_parser("slices", help="every method at 8, 16, 32, … labelled rows against Naive Bayes",
+                            description=DESCRIPTION, epilog=EPILOG)
+    add_arguments(slices)  # -q / --quiet is fewlabel's own option: `fewlabel -q bench slices …`
+    slices.set_defaults(handler=run_slices)
+
+
+def config_of(args: argparse.Namespace, data) -> dict:
+    """What must match for a run to resume (everything that changes a number)."""
+    keys = ["train", "dev", "test", "text_col", "label_col", "label_sep", "no_header", "label_names", "multi_label",
+            "slices", "methods", "seeds", "encoders", "bodies", "max_steps", "setfit_iterations", "finetune_epochs",
+            "zeroshot_model", "zeroshot_encoder", "zeroshot_labels", "zeroshot_template", "nb_analyzer",
+            "dev_fraction", "dev_sample", "max_train", "test_sample"]
+    config = {k: getattr(args, k) for k in keys}
+    for k in ("train", "dev", "test", "label_names"):
+        if config[k]:
+            config[k] = Path(config[k]).name  # the same files from another folder resume the same run
+    config["sizes"] = data.sizes()
+    return config
+
+
+def run_slices(args: argparse.Namespace) -> int:
+    from indexing.embedding_cache import EmbeddingCache, default_cache_path
+    from indexing.errors import FewlabelError
+    from indexing.paths import atomic_file
+
+    from ..report import command_line
+    from .data import load_splits
+    from .methods import make_methods
+    from .report import write_slice_report
+    from .runner import run_benchmark
+    from .sampling import parse_slices
+
+    try:
+        slices = parse_slices(args.slices)
+        methods = make_methods([m.strip() for m in args.methods.split(",") if m.strip()],
+                               encoders=_names(args.encoders), bodies=_names(args.bodies),
+                               nb_analyzer=args.nb_analyzer, zeroshot_model=args.zeroshot_model,
+                               zeroshot_encoder=args.zeroshot_encoder, zeroshot_labels=args.zeroshot_labels,
+                               zeroshot_template=args.zeroshot_template, max_steps=args.max_steps,
+                               setfit_iterations=args.setfit_iterations, finetune_epochs=args.finetune_epochs)
+    except ValueError as exc:
+        raise FewlabelError(str(exc)) from exc
+    if args.seeds < 1:
+        raise FewlabelError("--seeds must be >= 1")
+    data = load_splits(args.train, dev=args.dev, test=args.test, text_col=args.text_col, label_col=args.label_col,
+                       multi_label=args.multi_label, label_sep=args.label_sep, header=not args.no_header,
+                       label_names=args.label_names, dev_fraction=args.dev_fraction, max_train=args.max_train,
+                       dev_sample=args.dev_sample or None, test_sample=args.test_sample)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out / "command.txt") as fh:
+        fh.write(command_line() + "\n")
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    log(f"{len(data.labels)} labels ({'multi' if data.multi_label else 'single'}-label); train pool "
+        f"{len(data.train):,}, dev {len(data.dev):,}, test {len(data.test):,}")
+    for note in data.notes:
+        log(f"note: {note}")
+    cache = None if args.no_cache else EmbeddingCache(default_cache_path())
+    state = run_benchmark(data, methods, slices, list(range(args.seeds)), out, config_of(args, data),
+                          task_settings={"batch_size": args.batch_size, "cache": cache, "device": args.device},
+                          restart=args.restart, show_progress=not args.quiet, log=log)
+    budget = f"setfit / finetune capped at {args.max_steps} steps of batch 16 per run"
+    report = write_slice_report(out, state, title=args.title or f"Training slices: {Path(args.train).name}",
+                                data_note=f"train {args.train}, dev {args.dev or '(held out of train)'}, "
+                                          f"test {args.test}; {len(data.train):,} / {len(data.dev):,} / "
+                                          f"{len(data.test):,} rows",
+                                notes=data.notes, budget_note=budget)
+    print(f"wrote {report}, micro_f1.png, macro_f1.png, results.json")
+    return 0
+
+
+def _names(spec: str) -> list[str]:
+    return [s.strip() for s in spec.split(",") if s.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.slices", description=DESCRIPTION, epilog=EPILOG)
+    add_arguments(parser)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from indexing.errors import FewlabelError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return run_slices(args)
+    except FewlabelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

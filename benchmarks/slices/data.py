@@ -1,0 +1,117 @@
+"""The three splits of a slice benchmark, read from users' files and made affordable.
+
+Train, dev and test are read by :func:`indexing.readers.read_rows` (CSV, TSV, JSONL; errors name file, line
+and field). Without a dev file a stratified dev split is held out of train *before* any slice is drawn.
+``max_train``, ``dev_sample`` and ``test_sample`` cap the pool, the tuning data and the test set with fixed
+(seed 0) stratified samples, identical for every seed and method, and each cap is recorded in the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indexing.errors import DataError
+from indexing.readers import Row, read_rows, read_text_file
+
+from .sampling import stratified_subset
+
+__all__ = ["SliceData", "load_splits", "label_matrix", "read_label_names"]
+
+CAP_SEED = 0  # caps and hold-outs are the same for every seed: only the slices vary
+
+
+@dataclass
+class SliceData:
+    train: list[Row]
+    dev: list[Row]
+    test: list[Row]
+    labels: list[str]
+    multi_label: bool
+    notes: list[str] = field(default_factory=list)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test)}
+
+
+def read_label_names(path: str | Path) -> list[str]:
+    """One label name a line (GoEmotions' ``labels.txt``); row labels that are integers index this list."""
+    names = [line.strip() for line in read_text_file(path).splitlines() if line.strip()]
+    if not names:
+        raise DataError("no label names", path=str(path))
+    return names
+
+
+def label_matrix(rows: list[Row], labels: list[str], source: str) -> np.ndarray:
+    """(n, L) booleans; a label outside ``labels`` is an error naming the file and line."""
+    column = {name: j for j, name in enumerate(labels)}
+    y = np.zeros((len(rows), len(labels)), dtype=bool)
+    for i, row in enumerate(rows):
+        for label in row.labels:
+            if label not in column:
+                raise DataError(f"label '{label}' never occurs in the training data ({', '.join(labels)})",
+                                path=source, line=row.line, field="label")
+            y[i, column[label]] = True
+    return y
+
+
+def _named(rows: list[Row], names: list[str] | None, source: str) -> list[Row]:
+    if names is None:
+        return rows
+    out = []
+    for row in rows:
+        mapped = []
+        for label in row.labels:
+            if not (label.isdigit() and int(label) < len(names)):
+                raise DataError(f"label '{label}' is not an index into the {len(names)} label names",
+                                path=source, line=row.line, field="label")
+            mapped.append(names[int(label)])
+        out.append(Row(row.text, tuple(mapped), row.id, row.line))
+    return out
+
+
+def load_splits(train: str, *, dev: str | None, test: str, text_col: str, label_col: str, multi_label: bool,
+                label_sep: str | None = None, header: bool = True, label_names: str | None = None,
+                dev_fraction: float = 0.1, max_train: int | None = None, dev_sample: int | None = None,
+                test_sample: int | None = None) -> SliceData:
+    names = read_label_names(label_names) if label_names else None
+
+    def read(path: str) -> list[Row]:
+        rows = read_rows(path, text_col=text_col, label_col=label_col, label_sep=label_sep, header=header)
+        rows = _named(rows, names, path)
+        if not multi_label:
+            many = next((r for r in rows if len(r.labels) > 1), None)
+            if many is not None:
+                raise DataError(f"{len(many.labels)} labels in a single-label run (add --multi-label)", path=path,
+                                line=many.line, field=label_col)
+        return rows
+
+    notes: list[str] = []
+    train_rows = read(train)
+    labels = names or sorted({lab for r in train_rows for lab in r.labels})
+    y_train = label_matrix(train_rows, labels, train)
+    if dev:
+        dev_rows = read(dev)
+    else:
+        if not 0 < dev_fraction < 1:
+            raise DataError(f"dev fraction must be between 0 and 1, got {dev_fraction}", path=train)
+        held = stratified_subset(y_train, max(1, round(len(train_rows) * dev_fraction)), CAP_SEED)
+        keep = np.setdiff1d(np.arange(len(train_rows)), held)
+        dev_rows = [train_rows[i] for i in held]
+        train_rows, y_train = [train_rows[i] for i in keep], y_train[keep]
+        notes.append(f"no dev file: a stratified {dev_fraction:.0%} of train ({len(dev_rows):,} rows) is held out "
+                     "as dev before slicing")
+    test_rows = read(test)
+    y_dev, y_test = label_matrix(dev_rows, labels, dev or train), label_matrix(test_rows, labels, test)
+    if max_train and len(train_rows) > max_train:
+        notes.append(f"training pool capped at {max_train:,} of {len(train_rows):,} rows (stratified sample): "
+                     "'all' means these")
+        train_rows = [train_rows[i] for i in stratified_subset(y_train, max_train, CAP_SEED)]
+    if dev_sample and len(dev_rows) > dev_sample:
+        notes.append(f"tuning uses a stratified sample of {dev_sample:,} of the {len(dev_rows):,} dev rows")
+        dev_rows = [dev_rows[i] for i in stratified_subset(y_dev, dev_sample, CAP_SEED)]
+    if test_sample and len(test_rows) > test_sample:
+        notes.append(f"test is a stratified sample of {test_sample:,} of the {len(test_rows):,} test rows")
+        test_rows = [test_rows[i] for i in stratified_subset(y_test, test_sample, CAP_SEED)]
+    return SliceData(train_rows, dev_rows, test_rows, list(labels), multi_label, notes)

@@ -1,0 +1,245 @@
+"""The methods a slice benchmark compares, behind one small contract.
+
+``fit(train, dev, task)`` learns from a training slice and makes every tunable choice on ``dev`` only;
+``predict(texts)`` answers for test *texts*: a method never receives test labels (the runner keeps them and
+scores), so a test label cannot reach a tuner. ``predict`` returns an (n, L) boolean matrix in
+``task.labels`` order. A ``constant`` method (zero-shot) ignores the slice and runs once per benchmark."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from indexing.embedding_cache import EmbeddingCache
+from indexing.readers import Row
+
+from .data import label_matrix
+
+__all__ = ["METHOD_NAMES", "FineTuneMethod", "KNNMethod", "NaiveBayesMethod", "SetFitMethod", "Task",
+           "ZeroShotMethod", "make_methods"]
+
+METHOD_NAMES = ("nb", "zeroshot", "knn", "setfit", "finetune")
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+
+@dataclass
+class Task:
+    """What every method is told besides the rows."""
+
+    labels: list[str]
+    multi_label: bool
+    seed: int = 0
+    batch_size: int = 64
+    cache: EmbeddingCache | None = None
+    device: str | None = None
+    settings: dict = field(default_factory=dict)
+
+
+def _one_hot(chosen: list[tuple[str, ...]], labels: list[str]) -> np.ndarray:
+    column = {name: j for j, name in enumerate(labels)}
+    y = np.zeros((len(chosen), len(labels)), dtype=bool)
+    for i, names in enumerate(chosen):
+        y[i, [column[n] for n in names]] = True
+    return y
+
+
+class NaiveBayesMethod:
+    """The book's baseline: CountVectorizer + MultinomialNB (one-vs-rest for multi-label). ``analyzer="auto"``
+    uses character 1-3-grams (``char_wb``) when the training text is mostly Korean, since whitespace words
+    split Korean badly (a particle glued to every noun), and words otherwise. Nothing is tuned."""
+
+    constant = False
+
+    def __init__(self, analyzer: str = "auto") -> None:
+        self.analyzer = analyzer
+        self.name = "nb"
+
+    def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
+        from sklearn.feature_extraction.text import CountVectorizer
+        from sklearn.multiclass import OneVsRestClassifier
+        from sklearn.naive_bayes import MultinomialNB
+
+        texts = [r.text for r in train]
+        analyzer = self.analyzer
+        if analyzer == "auto":
+            korean = sum(bool(_HANGUL.search(t)) for t in texts)
+            analyzer = "char_wb" if korean > len(texts) / 2 else "word"
+        self.vectorizer_ = CountVectorizer(analyzer=analyzer, ngram_range=(1, 3) if analyzer == "char_wb" else (1, 1))
+        x = self.vectorizer_.fit_transform(texts)
+        y = label_matrix(train, task.labels, "train slice")
+        self.task_ = task
+        if task.multi_label:
+            self.model_ = OneVsRestClassifier(MultinomialNB()).fit(x, y.astype(int))
+        else:
+            self.model_ = MultinomialNB().fit(x, y.argmax(1))
+        return {"analyzer": analyzer}
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        x = self.vectorizer_.transform(texts)
+        labels = self.task_.labels
+        if self.task_.multi_label:
+            return np.asarray(self.model_.predict(x), dtype=bool)
+        return np.eye(len(labels), dtype=bool)[self.model_.predict(x)]
+
+
+class KNNMethod:
+    """A FAISS label index of the slice; k and m tuned on dev (micro-F1) with the labels the slice has."""
+
+    constant = False
+
+    def __init__(self, encoder: str) -> None:
+        self.encoder_name = encoder
+        self.name = f"knn:{encoder}"
+        self._encoder = None
+
+    def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
+        from indexing.encoder import Encoder
+        from indexing.label_index import LabelIndex
+        from retrieval.labelling import tune_index
+
+        if self._encoder is None:
+            self._encoder = Encoder(self.encoder_name, device=task.device)
+        self.task_ = task
+        self.index_ = LabelIndex.build(train, self._encoder, multi_label=task.multi_label, cache=task.cache,
+                                       batch_size=task.batch_size)
+        known = set(self.index_.label_names)
+        tune_rows = [Row(r.text, tuple(lab for lab in r.labels if lab in known), r.id, r.line) for r in dev]
+        tune_rows = [r for r in tune_rows if r.labels]
+        result = tune_index(self.index_, self._encoder, tune_rows, metric="micro", source="dev", cache=task.cache,
+                            batch_size=task.batch_size)
+        return {"k": result.k, "m": result.m, "dev_micro_f1": round(result.score, 4)}
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        from retrieval.labelling import predict_rows
+
+        rows = [Row(t, (), str(i), i + 1) for i, t in enumerate(texts)]
+        predictions = predict_rows(self.index_, self._encoder, rows, cache=self.task_.cache,
+                                   batch_size=self.task_.batch_size)
+        return _one_hot([p.labels for p in predictions], self.task_.labels)
+
+
+class ZeroShotMethod:
+    """No training rows: NLI or embedding zero-shot over the label descriptions. Multi-label: the threshold is
+    tuned on dev (micro-F1); single-label: the top label. Constant across slices."""
+
+    constant = True
+    thresholds = [round(t, 2) for t in np.linspace(0.05, 0.95, 19)]
+
+    def __init__(self, model: str = "embed", *, encoder: str = "e5-small", label_spec: str | None = None,
+                 template: str | None = None) -> None:
+        self.model, self.encoder_name, self.label_spec, self.template = model, encoder, label_spec, template
+        self.name = "zeroshot"
+
+    def _scorer(self, task: Task):
+        from retrieval.zeroshot import load_zero_shot, parse_labels
+
+        labels = parse_labels(self.label_spec) if self.label_spec else parse_labels(task.labels)
+        if list(labels.names) != list(task.labels):
+            missing = sorted(set(task.labels) - set(labels.names))
+            raise ValueError(f"the zero-shot label descriptions must name every label in order {task.labels}; "
+                             f"missing: {missing}")
+        scorer = load_zero_shot(self.model, encoder=self.encoder_name, labels=labels, template=self.template,
+                                multi_label=task.multi_label, batch_size=task.batch_size, cache=task.cache,
+                                device=task.device)
+        return scorer
+
+    def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
+        from sklearn.metrics import f1_score
+
+        from retrieval.zeroshot import select_labels
+
+        self.task_ = task
+        self.scorer_ = self._scorer(task)
+        info = {"model": self.model if self.model != "embed" else f"embed ({self.encoder_name})",
+                "template": self.scorer_.template}
+        self.threshold_ = None
+        if task.multi_label:
+            scores = self.scorer_.scores([r.text for r in dev])
+            y = label_matrix(dev, task.labels, "dev")
+            grid = (self.thresholds if self.model != "embed"
+                    else [round(float(t), 4) for t in np.quantile(scores, np.linspace(0.05, 0.95, 19))])
+            f1 = [f1_score(y, select_labels(scores, threshold=t), average="micro", zero_division=0) for t in grid]
+            self.threshold_ = grid[int(np.argmax(f1))]
+            info.update(threshold=self.threshold_, dev_micro_f1=round(float(max(f1)), 4))
+        return info
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        from retrieval.zeroshot import select_labels
+
+        scores = self.scorer_.scores(list(texts))
+        if self.task_.multi_label:
+            return select_labels(scores, threshold=self.threshold_)
+        return select_labels(scores, top_k=1)
+
+
+class _TrainedHeadMethod:
+    """Shared by SetFit and fine-tuning: a trained model with ``predict`` over texts."""
+
+    constant = False
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        return self.model_.predict(list(texts), batch_size=self.task_.batch_size)
+
+
+class SetFitMethod(_TrainedHeadMethod):
+    """SetFit on ``body`` (:mod:`finetune.setfit_head`); body steps chosen on dev by setfit's evaluation."""
+
+    def __init__(self, body: str, *, max_steps: int = 200, num_iterations: int = 20) -> None:
+        self.body, self.max_steps, self.num_iterations = body, max_steps, num_iterations
+        self.name = f"setfit:{body}"
+
+    def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
+        from finetune.setfit_head import train_setfit
+
+        self.task_ = task
+        self.model_ = train_setfit([r.text for r in train], [r.labels for r in train], task.labels, self.body,
+                                   multi_label=task.multi_label, dev_texts=[r.text for r in dev],
+                                   dev_labels=[r.labels for r in dev], num_iterations=self.num_iterations,
+                                   max_steps=self.max_steps, seed=task.seed, device=task.device)
+        return self.model_.info
+
+
+class FineTuneMethod(_TrainedHeadMethod):
+    """A classification head fine-tuned with its body (:mod:`finetune.text_classifier`); the checkpoint is
+    chosen on dev micro-F1."""
+
+    def __init__(self, body: str, *, max_steps: int = 200, epochs: float = 20) -> None:
+        self.body, self.max_steps, self.epochs = body, max_steps, epochs
+        self.name = f"finetune:{body}"
+
+    def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
+        from finetune.text_classifier import fine_tune_classifier
+
+        self.task_ = task
+        self.model_ = fine_tune_classifier([r.text for r in train], [r.labels for r in train], task.labels,
+                                           self.body, multi_label=task.multi_label, dev_texts=[r.text for r in dev],
+                                           dev_labels=[r.labels for r in dev], epochs=self.epochs,
+                                           max_steps=self.max_steps, seed=task.seed, device=task.device, evals=4)
+        return self.model_.info
+
+
+def make_methods(names: list[str], *, encoders: list[str], bodies: list[str], nb_analyzer: str = "auto",
+                 zeroshot_model: str = "embed", zeroshot_encoder: str = "e5-small", zeroshot_labels: str | None = None,
+                 zeroshot_template: str | None = None, max_steps: int = 200, setfit_iterations: int = 20,
+                 finetune_epochs: float = 20) -> list:
+    """Method objects for ``names`` (a subset of :data:`METHOD_NAMES`): ``knn`` once per encoder, ``setfit``
+    and ``finetune`` once per body."""
+    unknown = [n for n in names if n not in METHOD_NAMES]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_NAMES)}")
+    out: list = []
+    for name in names:
+        if name == "nb":
+            out.append(NaiveBayesMethod(nb_analyzer))
+        elif name == "zeroshot":
+            out.append(ZeroShotMethod(zeroshot_model, encoder=zeroshot_encoder, label_spec=zeroshot_labels,
+                                      template=zeroshot_template))
+        elif name == "knn":
+            out += [KNNMethod(e) for e in encoders]
+        elif name == "setfit":
+            out += [SetFitMethod(b, max_steps=max_steps, num_iterations=setfit_iterations) for b in bodies]
+        else:
+            out += [FineTuneMethod(b, max_steps=max_steps, epochs=finetune_epochs) for b in bodies]
+    return out
