@@ -5,7 +5,8 @@ on its embeddings (one-vs-rest for multi-label data).
 The body is a registry encoder or a sentence-transformers folder; the encoder's query prefix (e5's
 ``"query: "``) is put before every text, in training and prediction alike. How long the body trains is chosen
 on dev data only: with dev rows, setfit scores the contrastive loss on pairs drawn from them a few times
-(``evals``) and keeps the best checkpoint (``load_best_model_at_end``). ``max_steps`` caps the work."""
+(``evals``) and keeps the best checkpoint (``load_best_model_at_end``). Without dev rows the paper's recipe
+runs as is (``num_iterations`` pairs per text, ``epochs``). ``max_steps`` caps the work."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from indexing.errors import FewlabelError
 
 from .runs import quiet_loading
 from .settings import resolve_base
-from .text_classifier import label_matrix
+from .text_classifier import decide, label_matrix
 
 __all__ = ["SetFitClassifier", "train_setfit"]
 
@@ -52,10 +53,7 @@ class SetFitClassifier:
         return probs
 
     def predict(self, texts: Sequence[str], threshold: float = 0.5, batch_size: int = 64) -> np.ndarray:
-        probs = self.predict_proba(texts, batch_size=batch_size)
-        if self.multi_label:
-            return probs >= threshold
-        return np.eye(len(self.labels), dtype=bool)[probs.argmax(1)] if len(probs) else probs.astype(bool)
+        return decide(self.predict_proba(texts, batch_size=batch_size), self.multi_label, threshold)
 
 
 def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str]], labels: Sequence[str],
@@ -63,8 +61,10 @@ def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str
                  dev_labels: Sequence[Sequence[str]] | None = None, num_iterations: int = 20, epochs: float = 1,
                  max_steps: int | None = None, batch_size: int = 16, evals: int = 4, eval_pairs: int = 256,
                  seed: int = 42, device: str | None = None, show_progress: bool = False) -> SetFitClassifier:
-    """Train SetFit on ``base`` and return it. ``num_iterations`` pairs per text and epoch (setfit's
-    default 20); ``eval_pairs`` bounds the dev pairs scored at each evaluation."""
+    """Train SetFit on ``base`` and return it. ``num_iterations`` pairs per text and epoch (the SetFit
+    paper's 20); ``eval_pairs`` bounds the dev pairs scored at each evaluation (setfit draws ``2 *
+    num_iterations`` pairs per dev text, so only the first ``eval_pairs / (2 * num_iterations)`` dev texts
+    are used)."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
@@ -81,7 +81,12 @@ def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str
         targets = [list(map(int, row)) for row in y] if multi_label else [int(row.argmax()) for row in y]
         return Dataset.from_dict({"text": [prefix + t for t in texts], "label": targets})
 
-    dev_set = dataset(dev_texts, label_matrix(dev_labels, labels, "dev")) if dev_texts else None
+    dev_set = None
+    if dev_texts:
+        # setfit draws 2 * num_iterations pairs per dev text whatever eval_max_steps says: keep only the
+        # first texts that give about `eval_pairs` pairs, or each evaluation would cost more than training
+        keep = max(2, math.ceil(eval_pairs / (2 * num_iterations)))
+        dev_set = dataset(dev_texts[:keep], label_matrix(dev_labels[:keep], labels, "dev"))
     pairs = 2 * num_iterations * len(train_texts)  # setfit's oversampling draws this many pairs per epoch
     total = min(max_steps or 10**9, max(1, math.ceil(pairs * epochs / batch_size)))
     every = max(1, math.ceil(total / max(1, evals)))

@@ -7,7 +7,8 @@ transformers' own sequence-classification head (``AutoModelForSequenceClassifica
 softmax (cross-entropy) otherwise. The encoder's query prefix (e5's ``"query: "``) is put before every text,
 as the encoder does.
 
-How long to train is chosen on dev data only: with dev rows the model is scored (micro-F1) a few times
+How long to train is chosen on dev data only: with dev rows the model is scored (micro-F1; for multi-label
+data the best over decision thresholds) a few times
 during training (``evals``) and the best checkpoint is kept (``load_best_model_at_end``); without dev rows
 the last step is kept. ``max_steps`` caps the work, which is how a CPU budget is kept."""
 
@@ -27,7 +28,7 @@ from indexing.errors import DataError, FewlabelError
 from .runs import quiet_loading, quiet_trainer
 from .settings import TrainSettings, resolve_base
 
-__all__ = ["TextClassifier", "fine_tune_classifier", "label_matrix"]
+__all__ = ["TextClassifier", "decide", "fine_tune_classifier", "label_matrix"]
 
 
 def label_matrix(label_lists: Sequence[Sequence[str]], labels: Sequence[str], source: str) -> np.ndarray:
@@ -41,6 +42,13 @@ def label_matrix(label_lists: Sequence[Sequence[str]], labels: Sequence[str], so
                                 field="label")
             y[i, column[label]] = 1.0
     return y
+
+
+def decide(probs: np.ndarray, multi_label: bool, threshold: float = 0.5) -> np.ndarray:
+    """(n, L) booleans from probabilities: every label at or over ``threshold`` (multi-label), else the top one."""
+    if multi_label:
+        return probs >= threshold
+    return np.eye(probs.shape[1], dtype=bool)[probs.argmax(1)] if len(probs) else probs.astype(bool)
 
 
 @dataclass
@@ -77,10 +85,7 @@ class TextClassifier:
 
     def predict(self, texts: Sequence[str], threshold: float = 0.5, batch_size: int = 64) -> np.ndarray:
         """(n, L) booleans: labels at or over ``threshold`` (multi-label) or the top label (single-label)."""
-        probs = self.predict_proba(texts, batch_size=batch_size)
-        if self.multi_label:
-            return probs >= threshold
-        return np.eye(len(self.labels), dtype=bool)[probs.argmax(1)] if len(probs) else probs.astype(bool)
+        return decide(self.predict_proba(texts, batch_size=batch_size), self.multi_label, threshold)
 
     def save(self, folder: str | Path) -> Path:
         """A folder transformers loads (``id2label`` in ``config.json`` is the label order)."""
@@ -156,11 +161,14 @@ def _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location
         from sklearn.metrics import f1_score
 
         logits, gold = prediction.predictions, prediction.label_ids
-        if multi_label:
-            chosen, truth = logits >= 0, gold >= 0.5
-        else:
+        if not multi_label:
             chosen, truth = np.eye(len(labels), dtype=bool)[logits.argmax(1)], np.eye(len(labels), dtype=bool)[gold]
-        return {"micro_f1": float(f1_score(truth, chosen, average="micro", zero_division=0))}
+            return {"micro_f1": float(f1_score(truth, chosen, average="micro", zero_division=0))}
+        # multi-label: the best micro-F1 over decision thresholds, so an early checkpoint whose probabilities
+        # are all under 0.5 is not judged worthless (the caller may tune the threshold on dev afterwards)
+        probs, truth = 1 / (1 + np.exp(-logits)), gold >= 0.5
+        return {"micro_f1": max(float(f1_score(truth, probs >= t, average="micro", zero_division=0))
+                                for t in np.linspace(0.05, 0.95, 19))}
 
     args = TrainingArguments(
         **{**schedule_kwargs(settings), "max_steps": total}, output_dir=str(work_dir), report_to="none",

@@ -32,7 +32,7 @@ def label_targets(rows: Sequence[Row], label_names: Sequence[str], source: str) 
     for i, row in enumerate(rows):
         for label in row.labels:
             if label not in column:
-                raise DataError(f"unknown label '{label}' (the index knows: {', '.join(label_names)})",
+                raise DataError(f"unknown label '{label}' (known labels: {', '.join(label_names)})",
                                 path=source, line=row.line, field="label")
             y[i, column[label]] = True
     return y

@@ -236,3 +236,24 @@ def test_setfit_and_fine_tuned_heads_learn_and_answer_in_label_order():
     assert len(tuned.info["dev_micro_f1"]) >= 2 and tuned.info["best_step"] is not None
     with pytest.raises(DataError, match="unknown label 'joy'"):
         fine_tune_classifier(texts, labels, ["anger", "sadness"], "minilm", multi_label=False, max_steps=1)
+
+
+class FixedProbabilities:
+    """A stand-in head whose probabilities are all under 0.5, as after a few steps on 8 rows."""
+
+    def predict_proba(self, texts, batch_size=64):
+        return np.array([[0.30, 0.10] if "joy" in t else [0.10, 0.30] for t in texts])
+
+    def predict(self, texts, threshold=0.5, batch_size=64):
+        return self.predict_proba(texts) >= threshold
+
+
+def test_multi_label_heads_get_their_decision_threshold_from_dev():
+    from benchmarks.slices.methods import FineTuneMethod
+
+    method = FineTuneMethod("minilm")
+    method.model_, method.task_ = FixedProbabilities(), Task(labels=["joy", "sadness"], multi_label=True)
+    dev = [Row("joy today", ("joy",), "d1", 1), Row("grey sadness", ("sadness",), "d2", 2)]
+    info = method.tune_threshold(dev)
+    assert 0.1 < info["threshold"] <= 0.3 and info["dev_micro_f1"] == 1.0
+    assert method.predict(["joy again", "sadness again"]).tolist() == [[True, False], [False, True]]

@@ -41,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bodies", default="e5-small", help="SetFit and fine-tuning bodies (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=200,
                    help="cap on SetFit / fine-tuning steps per run (batch 16), the CPU budget knob (default: 200)")
+    p.add_argument("--fit-max-rows", type=int, default=2048,
+                   help="SetFit and fine-tuning train on at most N rows of a slice, a stratified subset (at the step "
+                        "cap they never see more; SetFit's head would embed the whole pool) (default: 2048; 0: all)")
     p.add_argument("--setfit-iterations", type=int, default=20, help="SetFit pairs per text (default: 20)")
     p.add_argument("--finetune-epochs", type=float, default=20,
                    help="fine-tuning epochs before the --max-steps cap (default: 20)")
@@ -77,8 +80,9 @@ def add_bench_command(commands: argparse._SubParsersAction) -> None:
 def config_of(args: argparse.Namespace, data) -> dict:
     """What must match for a run to resume (everything that changes a number)."""
     keys = ["train", "dev", "test", "text_col", "label_col", "label_sep", "no_header", "label_names", "multi_label",
-            "slices", "methods", "seeds", "encoders", "bodies", "max_steps", "setfit_iterations", "finetune_epochs",
-            "zeroshot_model", "zeroshot_encoder", "zeroshot_labels", "zeroshot_template", "nb_analyzer",
+            "slices", "methods", "seeds", "encoders", "bodies", "max_steps", "fit_max_rows", "setfit_iterations",
+            "finetune_epochs", "zeroshot_model", "zeroshot_encoder", "zeroshot_labels", "zeroshot_template",
+            "nb_analyzer",
             "dev_fraction", "dev_sample", "max_train", "test_sample"]
     config = {k: getattr(args, k) for k in keys}
     for k in ("train", "dev", "test", "label_names"):
@@ -107,7 +111,8 @@ def run_slices(args: argparse.Namespace) -> int:
                                nb_analyzer=args.nb_analyzer, zeroshot_model=args.zeroshot_model,
                                zeroshot_encoder=args.zeroshot_encoder, zeroshot_labels=args.zeroshot_labels,
                                zeroshot_template=args.zeroshot_template, max_steps=args.max_steps,
-                               setfit_iterations=args.setfit_iterations, finetune_epochs=args.finetune_epochs)
+                               setfit_iterations=args.setfit_iterations, finetune_epochs=args.finetune_epochs,
+                               fit_max_rows=args.fit_max_rows or None)
     except ValueError as exc:
         raise FewlabelError(str(exc)) from exc
     if args.seeds < 1:
@@ -129,7 +134,8 @@ def run_slices(args: argparse.Namespace) -> int:
     state = run_benchmark(data, methods, slices, list(range(args.seeds)), out, config_of(args, data),
                           task_settings={"batch_size": args.batch_size, "cache": cache, "device": args.device},
                           restart=args.restart, show_progress=not args.quiet, log=log)
-    budget = f"setfit / finetune capped at {args.max_steps} steps of batch 16 per run"
+    budget = (f"setfit / finetune: at most {args.max_steps} steps of batch 16 per run"
+              + (f", on at most {args.fit_max_rows:,} rows of a slice (stratified)" if args.fit_max_rows else ""))
     report = write_slice_report(out, state, title=args.title or f"Training slices: {Path(args.train).name}",
                                 data_note=f"train {args.train}, dev {args.dev or '(held out of train)'}, "
                                           f"test {args.test}; {len(data.train):,} / {len(data.dev):,} / "

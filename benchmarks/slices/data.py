@@ -14,6 +14,7 @@ import numpy as np
 
 from indexing.errors import DataError
 from indexing.readers import Row, read_rows, read_text_file
+from retrieval.labelling import label_targets as label_matrix  # (n, L) booleans; unknown label: DataError
 
 from .sampling import stratified_subset
 
@@ -41,19 +42,6 @@ def read_label_names(path: str | Path) -> list[str]:
     if not names:
         raise DataError("no label names", path=str(path))
     return names
-
-
-def label_matrix(rows: list[Row], labels: list[str], source: str) -> np.ndarray:
-    """(n, L) booleans; a label outside ``labels`` is an error naming the file and line."""
-    column = {name: j for j, name in enumerate(labels)}
-    y = np.zeros((len(rows), len(labels)), dtype=bool)
-    for i, row in enumerate(rows):
-        for label in row.labels:
-            if label not in column:
-                raise DataError(f"label '{label}' never occurs in the training data ({', '.join(labels)})",
-                                path=source, line=row.line, field="label")
-            y[i, column[label]] = True
-    return y
 
 
 def _named(rows: list[Row], names: list[str] | None, source: str) -> list[Row]:

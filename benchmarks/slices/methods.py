@@ -175,55 +175,85 @@ class ZeroShotMethod:
 
 
 class _TrainedHeadMethod:
-    """Shared by SetFit and fine-tuning: a trained model with ``predict`` over texts."""
+    """Shared by SetFit and fine-tuning: a trained model with ``predict_proba`` over texts. Multi-label: the
+    probability a label needs is tuned on dev (micro-F1), since a head trained on 8 rows rarely reaches 0.5
+    for any label; single-label: the top label."""
 
     constant = False
+    thresholds = ZeroShotMethod.thresholds
+    max_rows: int | None = None
+
+    def capped(self, train: list[Row], task: Task) -> list[Row]:
+        """At most ``max_rows`` rows of the slice (a stratified subset, seeded): within a step budget the
+        model never sees more, and SetFit's head would otherwise embed the whole pool."""
+        if not self.max_rows or len(train) <= self.max_rows:
+            return train
+        from .sampling import stratified_subset
+
+        keep = stratified_subset(label_matrix(train, task.labels, "train slice"), self.max_rows, task.seed)
+        return [train[i] for i in keep]
+
+    def tune_threshold(self, dev: list[Row]) -> dict:
+        from sklearn.metrics import f1_score
+
+        self.threshold_ = 0.5
+        if not self.task_.multi_label or not dev:
+            return {}
+        probs = self.model_.predict_proba([r.text for r in dev], batch_size=self.task_.batch_size)
+        y = label_matrix(dev, self.task_.labels, "dev")
+        f1 = [f1_score(y, probs >= t, average="micro", zero_division=0) for t in self.thresholds]
+        self.threshold_ = self.thresholds[int(np.argmax(f1))]
+        return {"threshold": self.threshold_, "dev_micro_f1": round(float(max(f1)), 4)}
 
     def predict(self, texts: list[str]) -> np.ndarray:
-        return self.model_.predict(list(texts), batch_size=self.task_.batch_size)
+        return self.model_.predict(list(texts), threshold=self.threshold_, batch_size=self.task_.batch_size)
 
 
 class SetFitMethod(_TrainedHeadMethod):
-    """SetFit on ``body`` (:mod:`finetune.setfit_head`); body steps chosen on dev by setfit's evaluation."""
+    """SetFit on ``body`` (:mod:`finetune.setfit_head`) with the paper's recipe: ``num_iterations`` pairs per
+    text, one epoch, at most ``max_steps`` steps; a fixed recipe, so nothing is chosen and dev is not used
+    (setfit's own dev evaluation scores pair losses and would cost more than training at these sizes)."""
 
-    def __init__(self, body: str, *, max_steps: int = 200, num_iterations: int = 20) -> None:
-        self.body, self.max_steps, self.num_iterations = body, max_steps, num_iterations
+    def __init__(self, body: str, *, max_steps: int = 200, num_iterations: int = 20,
+                 max_rows: int | None = None) -> None:
+        self.body, self.max_steps, self.num_iterations, self.max_rows = body, max_steps, num_iterations, max_rows
         self.name = f"setfit:{body}"
 
     def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
         from finetune.setfit_head import train_setfit
 
         self.task_ = task
+        train = self.capped(train, task)
         self.model_ = train_setfit([r.text for r in train], [r.labels for r in train], task.labels, self.body,
-                                   multi_label=task.multi_label, dev_texts=[r.text for r in dev],
-                                   dev_labels=[r.labels for r in dev], num_iterations=self.num_iterations,
+                                   multi_label=task.multi_label, num_iterations=self.num_iterations,
                                    max_steps=self.max_steps, seed=task.seed, device=task.device)
-        return self.model_.info
+        return {**self.model_.info, "trained_rows": len(train), **self.tune_threshold(dev)}
 
 
 class FineTuneMethod(_TrainedHeadMethod):
     """A classification head fine-tuned with its body (:mod:`finetune.text_classifier`); the checkpoint is
     chosen on dev micro-F1."""
 
-    def __init__(self, body: str, *, max_steps: int = 200, epochs: float = 20) -> None:
-        self.body, self.max_steps, self.epochs = body, max_steps, epochs
+    def __init__(self, body: str, *, max_steps: int = 200, epochs: float = 20, max_rows: int | None = None) -> None:
+        self.body, self.max_steps, self.epochs, self.max_rows = body, max_steps, epochs, max_rows
         self.name = f"finetune:{body}"
 
     def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
         from finetune.text_classifier import fine_tune_classifier
 
         self.task_ = task
+        train = self.capped(train, task)
         self.model_ = fine_tune_classifier([r.text for r in train], [r.labels for r in train], task.labels,
                                            self.body, multi_label=task.multi_label, dev_texts=[r.text for r in dev],
                                            dev_labels=[r.labels for r in dev], epochs=self.epochs,
                                            max_steps=self.max_steps, seed=task.seed, device=task.device, evals=4)
-        return self.model_.info
+        return {**self.model_.info, "trained_rows": len(train), **self.tune_threshold(dev)}
 
 
 def make_methods(names: list[str], *, encoders: list[str], bodies: list[str], nb_analyzer: str = "auto",
                  zeroshot_model: str = "embed", zeroshot_encoder: str = "e5-small", zeroshot_labels: str | None = None,
                  zeroshot_template: str | None = None, max_steps: int = 200, setfit_iterations: int = 20,
-                 finetune_epochs: float = 20) -> list:
+                 finetune_epochs: float = 20, fit_max_rows: int | None = None) -> list:
     """Method objects for ``names`` (a subset of :data:`METHOD_NAMES`): ``knn`` once per encoder, ``setfit``
     and ``finetune`` once per body."""
     unknown = [n for n in names if n not in METHOD_NAMES]
@@ -239,7 +269,9 @@ def make_methods(names: list[str], *, encoders: list[str], bodies: list[str], nb
         elif name == "knn":
             out += [KNNMethod(e) for e in encoders]
         elif name == "setfit":
-            out += [SetFitMethod(b, max_steps=max_steps, num_iterations=setfit_iterations) for b in bodies]
+            out += [SetFitMethod(b, max_steps=max_steps, num_iterations=setfit_iterations, max_rows=fit_max_rows)
+                    for b in bodies]
         else:
-            out += [FineTuneMethod(b, max_steps=max_steps, epochs=finetune_epochs) for b in bodies]
+            out += [FineTuneMethod(b, max_steps=max_steps, epochs=finetune_epochs, max_rows=fit_max_rows)
+                    for b in bodies]
     return out
