@@ -92,14 +92,19 @@ def load_splits(train: str, *, dev: str | None, test: str, text_col: str, label_
                      "as dev before slicing")
     test_rows = read(test)
     y_dev, y_test = label_matrix(dev_rows, labels, dev or train), label_matrix(test_rows, labels, test)
+    # iterative stratification hits the asked sizes only roughly: the notes give the real ones
     if max_train and len(train_rows) > max_train:
-        notes.append(f"training pool capped at {max_train:,} of {len(train_rows):,} rows (stratified sample): "
-                     "'all' means these")
+        n = len(train_rows)
         train_rows = [train_rows[i] for i in stratified_subset(y_train, max_train, CAP_SEED)]
+        notes.append(f"training pool capped at {len(train_rows):,} of {n:,} rows (stratified sample, asked "
+                     f"{max_train:,}): 'all' means these")
     if dev_sample and len(dev_rows) > dev_sample:
-        notes.append(f"tuning uses a stratified sample of {dev_sample:,} of the {len(dev_rows):,} dev rows")
+        n = len(dev_rows)
         dev_rows = [dev_rows[i] for i in stratified_subset(y_dev, dev_sample, CAP_SEED)]
+        notes.append(f"tuning uses a stratified sample of {len(dev_rows):,} of the {n:,} dev rows")
     if test_sample and len(test_rows) > test_sample:
-        notes.append(f"test is a stratified sample of {test_sample:,} of the {len(test_rows):,} test rows")
+        n = len(test_rows)
         test_rows = [test_rows[i] for i in stratified_subset(y_test, test_sample, CAP_SEED)]
+        notes.append(f"test is a stratified sample of {len(test_rows):,} of the {n:,} test rows, the same for "
+                     "every method, slice and seed")
     return SliceData(train_rows, dev_rows, test_rows, list(labels), multi_label, notes)
