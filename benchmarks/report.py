@@ -42,19 +42,22 @@ def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: Path, name: str, title: str, body: str, payload: dict, *, data_note: str) -> Path:
+def write_report(out: Path, name: str, title: str, body: str, payload: dict, *, data_note: str,
+                 command: str | None = None) -> Path:
+    """``command`` defaults to this process's command line."""
     out.mkdir(parents=True, exist_ok=True)
+    command = command or command_line()
     machine = machine_info()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = (f"# {title}\n\n"
-              f"- command: `{command_line()}`\n"
+              f"- command: `{command}`\n"
               f"- data: {data_note}\n"
               f"- machine: {machine.get('cpu') or platform.processor()}, {machine['cpus']} cores, "
               f"{machine.get('memory_gib', '?')} GiB, {machine['cuda'] or 'no GPU'}; torch {machine['torch']}, "
               f"Python {machine['python']}\n"
               f"- date: {date}\n\n")
     (out / f"{name}.md").write_text(header + body + "\n", encoding="utf-8")
-    record = {"title": title, "command": command_line(), "data": data_note, "machine": machine, "date": date,
+    record = {"title": title, "command": command, "data": data_note, "machine": machine, "date": date,
               **payload}
     (out / f"{name}.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return out / f"{name}.md"

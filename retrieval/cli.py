@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -424,7 +425,9 @@ def _fmt_metric(value: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.command_line = "fewlabel " + shlex.join(argv)  # what reports record as their command
     if args.quiet:
         os.environ.setdefault("TQDM_DISABLE", "1")
     try:

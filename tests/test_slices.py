@@ -257,3 +257,29 @@ def test_multi_label_heads_get_their_decision_threshold_from_dev():
     info = method.tune_threshold(dev)
     assert 0.1 < info["threshold"] <= 0.3 and info["dev_micro_f1"] == 1.0
     assert method.predict(["joy again", "sadness again"]).tolist() == [[True, False], [False, True]]
+
+
+def test_cli_bench_slices_writes_the_report_and_resumes(tmp_path, capsys):
+    from retrieval.cli import main
+
+    data = toy_data()
+    for split in ("train", "dev", "test"):
+        write_tsv(tmp_path / f"{split}.tsv", [(r.text, r.labels[0]) for r in getattr(data, split)])
+    argv = ["-q", "bench", "slices", str(tmp_path / "train.tsv"), "--dev", str(tmp_path / "dev.tsv"), "--test",
+            str(tmp_path / "test.tsv"), "--no-header", "--text-col", "0", "--label-col", "1", "--methods", "nb",
+            "--slices", "3,6,all", "--seeds", "2", "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    out = tmp_path / "out"
+    for name in ("report.md", "micro_f1.png", "macro_f1.png", "results.json", "command.txt"):
+        assert (out / name).is_file(), name
+    assert "bench slices" in (out / "command.txt").read_text()
+    assert len(json.loads((out / "results.json").read_text())["results"]) == 6
+    assert main(argv) == 0  # everything finished: nothing runs again, the report is rewritten
+    capsys.readouterr()
+    other = [*argv[:argv.index("--seeds")], "--seeds", "3", "--out", str(out)]
+    assert main(other) == 2  # other settings in the same folder: refused, nothing overwritten
+    assert "other settings (seeds" in capsys.readouterr().err
+    assert len(json.loads((out / "results.json").read_text())["results"]) == 6
+    assert main([*argv[:argv.index("--text-col")], "--text-col", "9", "--label-col", "1", "--out",
+                 str(tmp_path / "bad")]) == 2
+    assert "train.tsv" in capsys.readouterr().err

@@ -6,6 +6,7 @@ the ``fewlabel.commands`` entry point (see pyproject.toml), and runs alone as ``
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -97,7 +98,6 @@ def run_slices(args: argparse.Namespace) -> int:
     from indexing.errors import FewlabelError
     from indexing.paths import atomic_file
 
-    from ..report import command_line
     from .data import load_splits
     from .methods import make_methods
     from .report import write_slice_report
@@ -123,8 +123,9 @@ def run_slices(args: argparse.Namespace) -> int:
                        dev_sample=args.dev_sample or None, test_sample=args.test_sample)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    command = getattr(args, "command_line", None) or "fewlabel " + shlex.join(sys.argv[1:])
     with atomic_file(out / "command.txt") as fh:
-        fh.write(command_line() + "\n")
+        fh.write(command + "\n")
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     log(f"{len(data.labels)} labels ({'multi' if data.multi_label else 'single'}-label); train pool "
         f"{len(data.train):,}, dev {len(data.dev):,}, test {len(data.test):,}")
@@ -140,7 +141,7 @@ def run_slices(args: argparse.Namespace) -> int:
                                 data_note=f"train {args.train}, dev {args.dev or '(held out of train)'}, "
                                           f"test {args.test}; {len(data.train):,} / {len(data.dev):,} / "
                                           f"{len(data.test):,} rows",
-                                notes=data.notes, budget_note=budget)
+                                notes=data.notes, budget_note=budget, command=command)
     print(f"wrote {report}, micro_f1.png, macro_f1.png, results.json")
     return 0
 
@@ -159,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from indexing.errors import FewlabelError
 
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.command_line = "python -m benchmarks.slices " + shlex.join(argv)
     try:
         return run_slices(args)
     except FewlabelError as exc:

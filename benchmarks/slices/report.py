@@ -135,7 +135,7 @@ def _fmt_margin(v: float | None) -> str:
 
 
 def write_slice_report(out: Path, state: dict, *, title: str, data_note: str, notes: list[str],
-                       budget_note: str = "") -> Path:
+                       budget_note: str = "", command: str | None = None) -> Path:
     summary = summarise(state)
     slices = _slices(summary)
     sizes = _real_sizes(state, slices)
@@ -163,5 +163,5 @@ def write_slice_report(out: Path, state: dict, *, title: str, data_note: str, no
               "![micro-F1](micro_f1.png) ![macro-F1](macro_f1.png)"]
     payload = {"summary": {m: {str(s): v for s, v in by.items()} for m, by in summary.items()},
                "checks": checks, "notes": notes, "config": state["config"], "slices": state["slices"]}
-    write_report(out, "report", title, "\n".join(lines), payload, data_note=data_note)
+    write_report(out, "report", title, "\n".join(lines), payload, data_note=data_note, command=command)
     return out / "report.md"
