@@ -207,10 +207,13 @@ def test_report_writer_on_canned_results(tmp_path):
     checks = {c["slice"]: c for c in verdicts(summary, [8, 32, ALL])}
     assert checks[8]["best"] == "knn:e5-small" and checks[8]["margin"] == pytest.approx(0.25)
     assert checks[ALL]["knn_margin"]["knn:e5-small"] == pytest.approx(0.11)
+    state["majority"] = {"label": "joy", "micro_f1": 0.20, "macro_f1": 0.10}
     report = write_slice_report(tmp_path, state, title="canned", data_note="canned", notes=["a note"])
     text = report.read_text()
     assert "| nb | 0.210 ± 0.010 | 0.310 ± 0.010 | 0.500 ± 0.010 |" in text
     assert "8 (9/10 rows)" in text and "zeroshot (no training rows)" in text and "a note" in text
+    assert "'joy' (the best constant answer on dev), scores micro-F1 0.200 / macro-F1 0.100" in text
+    assert "nb at 8" not in text
     for png in ("micro_f1.png", "macro_f1.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 

@@ -91,7 +91,20 @@ def verdicts(summary: dict, slices: list, metric: str = "micro") -> list[dict]:
     return out
 
 
-def plot(path: Path, summary: dict, slices: list, metric: str, title: str) -> None:
+def at_majority(summary: dict, majority: dict | None, tolerance: float = 0.005) -> list[str]:
+    """'method at slice' wherever micro- and macro-F1 both equal the constant-answer floor."""
+    if not majority:
+        return []
+    hits = []
+    for method, by_slice in summary.items():
+        for s, v in by_slice.items():
+            if (abs(v["micro"][0] - majority["micro_f1"]) < tolerance
+                    and abs(v["macro"][0] - majority["macro_f1"]) < tolerance):
+                hits.append(f"{method} at {s}")
+    return hits
+
+
+def plot(path: Path, summary: dict, slices: list, metric: str, title: str, majority: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,6 +126,9 @@ def plot(path: Path, summary: dict, slices: list, metric: str, title: str) -> No
     for method, by_slice in summary.items():
         if "-" in by_slice:
             ax.axhline(by_slice["-"][metric][0], color="grey", linestyle=":", label=f"{method} (no training rows)")
+    if majority:
+        ax.axhline(majority[f"{metric}_f1"], color="black", linestyle="--", linewidth=0.8,
+                   label=f"every text '{majority['label']}' (best constant answer)")
     ax.set_xscale("log")
     ticks = sorted({round(x) for x in xs_all})
     if ticks:
@@ -139,8 +155,9 @@ def write_slice_report(out: Path, state: dict, *, title: str, data_note: str, no
     summary = summarise(state)
     slices = _slices(summary)
     sizes = _real_sizes(state, slices)
-    plot(out / "micro_f1.png", summary, slices, "micro", f"{title}: micro-F1")
-    plot(out / "macro_f1.png", summary, slices, "macro", f"{title}: macro-F1")
+    majority = state.get("majority")
+    plot(out / "micro_f1.png", summary, slices, "micro", f"{title}: micro-F1", majority)
+    plot(out / "macro_f1.png", summary, slices, "macro", f"{title}: macro-F1", majority)
     times = {m: sum(v["seconds"] for v in by.values()) for m, by in summary.items()}
     checks = verdicts(summary, slices)
     lines = ["Mean ± standard deviation over seeds; the column heads give the asked slice size and the real "
@@ -148,6 +165,13 @@ def write_slice_report(out: Path, state: dict, *, title: str, data_note: str, no
     lines += [f"- {n}" for n in notes]
     if budget_note:
         lines += [f"- {budget_note}"]
+    if majority:
+        floor = at_majority(summary, majority)
+        lines += [f"- floor: giving every test text the same answer, '{majority['label']}' (the best constant answer on "
+                  "dev), scores "
+                  f"micro-F1 {majority['micro_f1']:.3f} / macro-F1 {majority['macro_f1']:.3f}"
+                  + (f"; these runs score exactly that (they learned nothing beyond it): {', '.join(floor)}"
+                     if floor else "")]
     lines += ["", "## Micro-F1", "", _table(summary, slices, sizes, "micro"), "",
               "## Macro-F1", "", _table(summary, slices, sizes, "macro"), "",
               "## Best method per slice against Naive Bayes (micro-F1)", "",
@@ -162,6 +186,7 @@ def write_slice_report(out: Path, state: dict, *, title: str, data_note: str, no
               markdown_table(["method", "seconds"], [[m, f"{t:,.0f}"] for m, t in times.items()]), "",
               "![micro-F1](micro_f1.png) ![macro-F1](macro_f1.png)"]
     payload = {"summary": {m: {str(s): v for s, v in by.items()} for m, by in summary.items()},
-               "checks": checks, "notes": notes, "config": state["config"], "slices": state["slices"]}
+               "checks": checks, "notes": notes, "majority": majority, "config": state["config"],
+               "slices": state["slices"]}
     write_report(out, "report", title, "\n".join(lines), payload, data_note=data_note, command=command)
     return out / "report.md"
