@@ -167,8 +167,8 @@ def write_slice_report(out: Path, state: dict, *, title: str, data_note: str, no
         lines += [f"- {budget_note}"]
     if majority:
         floor = at_majority(summary, majority)
-        lines += [f"- floor: giving every test text the same answer, '{majority['label']}' (the best constant answer on "
-                  "dev), scores "
+        lines += [f"- floor: giving every test text the same answer, '{majority['label']}' (the best constant "
+                  "answer on dev), scores "
                   f"micro-F1 {majority['micro_f1']:.3f} / macro-F1 {majority['macro_f1']:.3f}"
                   + (f"; these runs score exactly that (they learned nothing beyond it): {', '.join(floor)}"
                      if floor else "")]
