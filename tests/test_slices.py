@@ -278,6 +278,16 @@ def test_cli_bench_slices_writes_the_report_and_resumes(tmp_path, capsys):
     assert "bench slices" in (out / "command.txt").read_text()
     assert len(json.loads((out / "results.json").read_text())["results"]) == 6
     assert main(argv) == 0  # everything finished: nothing runs again, the report is rewritten
+    partial = [*argv[:argv.index("--methods")], "--methods", "nb,knn", "--encoders", "minilm", "--slices", "3,6,all",
+               "--seeds", "2", "--out", str(tmp_path / "partial")]
+    assert main([*partial, "--methods", "nb"]) == 0  # the last --methods wins: a run of nb alone
+    state = json.loads((tmp_path / "partial" / "results.json").read_text())
+    state["config"]["methods"] = "nb,knn"  # as if knn had been asked too and the run stopped before it
+    (tmp_path / "partial" / "results.json").write_text(json.dumps(state))
+    assert main([*partial, "--report-only"]) == 0
+    report = (tmp_path / "partial" / "report.md").read_text()
+    assert "UNFINISHED RUN: 6 of 12 runs done" in report and "| knn:minilm |" not in report
+    assert "--report-only" not in (tmp_path / "partial" / "command.txt").read_text()
     capsys.readouterr()
     other = [*argv[:argv.index("--seeds")], "--seeds", "3", "--out", str(out)]
     assert main(other) == 2  # other settings in the same folder: refused, nothing overwritten

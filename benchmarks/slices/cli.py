@@ -64,6 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
     p.add_argument("--restart", action="store_true", help="discard results.json in --out and start over")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the report from what results.json holds (an unfinished run: missing cells show -)")
     p.add_argument("--out", required=True, help="output folder")
 
 
@@ -101,7 +103,7 @@ def run_slices(args: argparse.Namespace) -> int:
     from .data import load_splits
     from .methods import make_methods
     from .report import write_slice_report
-    from .runner import run_benchmark
+    from .runner import load_results, run_benchmark
     from .sampling import parse_slices
 
     try:
@@ -124,24 +126,36 @@ def run_slices(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = getattr(args, "command_line", None) or "fewlabel " + shlex.join(sys.argv[1:])
-    with atomic_file(out / "command.txt") as fh:
-        fh.write(command + "\n")
+    if args.report_only and (out / "command.txt").is_file():
+        report_command, command = command, (out / "command.txt").read_text(encoding="utf-8").strip()
+    else:
+        report_command = None
+        with atomic_file(out / "command.txt") as fh:
+            fh.write(command + "\n")
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     log(f"{len(data.labels)} labels ({'multi' if data.multi_label else 'single'}-label); train pool "
         f"{len(data.train):,}, dev {len(data.dev):,}, test {len(data.test):,}")
     for note in data.notes:
         log(f"note: {note}")
     cache = None if args.no_cache else EmbeddingCache(default_cache_path())
-    state = run_benchmark(data, methods, slices, list(range(args.seeds)), out, config_of(args, data),
-                          task_settings={"batch_size": args.batch_size, "cache": cache, "device": args.device},
-                          restart=args.restart, show_progress=not args.quiet, log=log)
+    notes = list(data.notes)
+    if args.report_only:
+        state = load_results(out, config_of(args, data))
+        planned = sum(1 if m.constant else len(slices) * args.seeds for m in methods)
+        if len(state["results"]) < planned:
+            notes.append(f"UNFINISHED RUN: {len(state['results'])} of {planned} runs done; this report was written "
+                         f"from them by `{report_command or '--report-only'}`, and '-' marks what did not run")
+    else:
+        state = run_benchmark(data, methods, slices, list(range(args.seeds)), out, config_of(args, data),
+                              task_settings={"batch_size": args.batch_size, "cache": cache, "device": args.device},
+                              restart=args.restart, show_progress=not args.quiet, log=log)
     budget = (f"setfit / finetune: at most {args.max_steps} steps of batch 16 per run"
               + (f", on at most {args.fit_max_rows:,} rows of a slice (stratified)" if args.fit_max_rows else ""))
     report = write_slice_report(out, state, title=args.title or f"Training slices: {Path(args.train).name}",
                                 data_note=f"train {args.train}, dev {args.dev or '(held out of train)'}, "
                                           f"test {args.test}; {len(data.train):,} / {len(data.dev):,} / "
                                           f"{len(data.test):,} rows",
-                                notes=data.notes, budget_note=budget, command=command)
+                                notes=notes, budget_note=budget, command=command)
     print(f"wrote {report}, micro_f1.png, macro_f1.png, results.json")
     return 0
 
