@@ -85,8 +85,7 @@ def config_of(args: argparse.Namespace, data) -> dict:
     keys = ["train", "dev", "test", "text_col", "label_col", "label_sep", "no_header", "label_names", "multi_label",
             "slices", "methods", "seeds", "encoders", "bodies", "max_steps", "fit_max_rows", "setfit_iterations",
             "finetune_epochs", "zeroshot_model", "zeroshot_encoder", "zeroshot_labels", "zeroshot_template",
-            "nb_analyzer",
-            "dev_fraction", "dev_sample", "max_train", "test_sample"]
+            "nb_analyzer", "dev_fraction", "dev_sample", "max_train", "test_sample"]
     config = {k: getattr(args, k) for k in keys}
     for k in ("train", "dev", "test", "label_names"):
         if config[k]:

@@ -20,7 +20,7 @@ from indexing.paths import atomic_file
 
 from .data import SliceData, label_matrix
 from .methods import Task
-from .sampling import ALL, nested_slices
+from .sampling import nested_slices
 
 __all__ = ["RESULTS_FILE", "load_results", "majority_reference", "run_benchmark", "score", "unit_key"]
 
@@ -132,7 +132,3 @@ def majority_reference(y_dev: np.ndarray, y_test: np.ndarray, labels: list[str])
 def _plain(value):
     """JSON-safe copy of a method's info (numpy numbers become Python numbers)."""
     return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
-
-
-def slice_label(name) -> str:
-    return "all" if name == ALL else str(name)
