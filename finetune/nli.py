@@ -21,7 +21,6 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +37,7 @@ from .runs import (
     quiet_trainer,
     resumable_settings,
     resume_point,
+    run_outcome,
     trainer_args,
 )
 from .settings import TrainSettings, resolve_base
@@ -193,9 +193,6 @@ def _counts(pairs: Sequence[NLIPair]) -> dict[str, int]:
 def _info(base_info: dict, settings: TrainSettings, train: list[NLIPair], dev: list[NLIPair], test: list[NLIPair],
           trainer, dev_scores: dict | None, test_scores: dict | None, seconds: float, resume_from: str | None,
           sources: dict[str, str] | None) -> dict:
-    import sentence_transformers
-    import transformers
-
     per_epoch = [{"epoch": e.get("epoch"), "step": e.get("step"), "macro_f1": e.get(f"eval_{DEV_NAME}_f1_macro"),
                   "accuracy": e.get(f"eval_{DEV_NAME}_f1_micro")}
                  for e in trainer.state.log_history if f"eval_{DEV_NAME}_f1_macro" in e]
@@ -204,12 +201,7 @@ def _info(base_info: dict, settings: TrainSettings, train: list[NLIPair], dev: l
             "data": {"train_pairs": len(train), "dev_pairs": len(dev), "test_pairs": len(test),
                      "train_classes": _counts(train), "train_fingerprint": _fingerprint(train),
                      **({"sources": sources} if sources else {})},
-            "dev": dev_scores, "test": test_scores, "dev_per_epoch": per_epoch,
-            "best_checkpoint_metric": trainer.state.best_metric, "steps": int(trainer.state.global_step),
-            "train_seconds": round(seconds, 1), "resumed_from": resume_from,
-            "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "versions": {"sentence_transformers": sentence_transformers.__version__,
-                         "transformers": transformers.__version__}}
+            **run_outcome(trainer, dev_scores, test_scores, per_epoch, seconds, resume_from)}
 
 
 def _finish(out: Path, ckpt_dir: Path, trainer, info: dict, keep_checkpoints: bool) -> None:

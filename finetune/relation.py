@@ -33,7 +33,6 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +51,7 @@ from .runs import (
     quiet_trainer,
     resumable_settings,
     resume_point,
+    run_outcome,
     trainer_args,
 )
 from .settings import TrainSettings, resolve_base
@@ -331,9 +331,6 @@ def _info(base_info: dict, settings: TrainSettings, options: dict, labels: list[
           dev: list[RelationRow], test: list[RelationRow], trainer, dev_scores: dict | None, test_scores: dict | None,
           seconds: float, resume_from: str | None, sources: dict[str, str] | None,
           weight: list[float] | None) -> dict:
-    import sentence_transformers
-    import transformers
-
     key = f"eval_{DEV_NAME}_"
     per_epoch = [{"epoch": e.get("epoch"), "step": e.get("step"), "micro_f1": e.get(key + "micro_f1"),
                   "auprc": e.get(key + "auprc"), "semeval_macro_f1": e.get(key + "semeval_macro_f1")}
@@ -348,12 +345,7 @@ def _info(base_info: dict, settings: TrainSettings, options: dict, labels: list[
             "data": {"train_rows": len(train), "dev_rows": len(dev), "test_rows": len(test),
                      "train_classes": label_counts(train), "train_fingerprint": _fingerprint(train),
                      **({"sources": sources} if sources else {})},
-            "dev": dev_scores, "test": test_scores, "dev_per_epoch": per_epoch,
-            "best_checkpoint_metric": trainer.state.best_metric, "steps": int(trainer.state.global_step),
-            "train_seconds": round(seconds, 1), "resumed_from": resume_from,
-            "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "versions": {"sentence_transformers": sentence_transformers.__version__,
-                         "transformers": transformers.__version__}}
+            **run_outcome(trainer, dev_scores, test_scores, per_epoch, seconds, resume_from)}
 
 
 def _finish(out: Path, ckpt_dir: Path, trainer, info: dict, keep_checkpoints: bool) -> None:

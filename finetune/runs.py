@@ -128,3 +128,19 @@ def finish_run(out: Path, ckpt_dir: Path, trainer, info: dict, *, model_card: st
     tmp = out / f".{MARKER_FILE}.tmp"
     tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     tmp.replace(out / MARKER_FILE)
+
+
+def run_outcome(trainer, dev_scores: dict | None, test_scores: dict | None, per_epoch: list[dict], seconds: float,
+                resume_from: str | None) -> dict:
+    """The part of a head's marker file every trainer records the same way: scores, steps, time, versions."""
+    from datetime import datetime, timezone
+
+    import sentence_transformers
+    import transformers
+
+    return {"dev": dev_scores, "test": test_scores, "dev_per_epoch": per_epoch,
+            "best_checkpoint_metric": trainer.state.best_metric, "steps": int(trainer.state.global_step),
+            "train_seconds": round(seconds, 1), "resumed_from": resume_from,
+            "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "versions": {"sentence_transformers": sentence_transformers.__version__,
+                         "transformers": transformers.__version__}}
