@@ -12,14 +12,17 @@ its metrics are the ones reported). Writes `relation.md` and `relation.json`.
    neighbours k is chosen on a seeded 10% of train held out from the index (by micro-F1), then the index is the
    whole train set and test is scored once: KLUE's micro-F1 without Other, AUPRC, and SemEval's official
    macro-F1 (9 relations, direction must be right, Other excluded), all x100.
-3. **Fine-tuned classifier** (`--finetune`, slow on a CPU): `finetune.relation` from `--base` with `--marker`, the
-   best epoch picked on the same 10% held-out split, test scored once with the same metrics.
+3. **Fine-tuned classifiers** (`--finetune`, slow on a CPU): `finetune.relation` for every `--base` x `--marker` x
+   `--pooling` given (comma-separated), the best epoch picked on the same 10% held-out split, test scored once with
+   the same metrics. A model folder already trained with the same settings is scored again, not retrained, so an
+   interrupted benchmark resumes; an interrupted training resumes from its checkpoints.
 
 `--limit N` keeps the first N rows of train and of test, to check the script, not to report."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import time
@@ -105,22 +108,52 @@ def full_knn_row(encoder: Encoder, model: str, splits: dict, args, cache) -> dic
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-# ---- 3. fine-tuned classifier --------------------------------------------------------------------------------
-def finetune_row(splits: dict, args) -> dict:
-    out = Path(args.model_dir or fewlabel_home() / "models" / f"re-semeval-{Path(args.base).name}-{args.marker}")
-    summary = train_re_classifier(splits["fit"], splits["dev"], list(SEMEVAL_LABELS), args.base, out,
-                                  marker=args.marker, loss=args.loss, label_smoothing=args.label_smoothing,
-                                  epochs=args.epochs, lr=args.lr, batch_size=args.train_batch_size,
-                                  max_length=args.max_length, max_steps=args.max_steps, device=args.device,
-                                  sources={"train": "semeval2010_task8/train.jsonl (90%)",
-                                           "dev": "semeval2010_task8/train.jsonl (10%, seeded)"})
+# ---- 3. fine-tuned classifiers ------------------------------------------------------------------------------
+def finetune_configs(args) -> list[tuple[str, str, str]]:
+    """Every (base, marker, pooling) asked for; entity-start pooling needs markers, so baseline x entity-start
+    is left out."""
+    return [(base, marker, pooling) for base in args.base.split(",") for marker in args.marker.split(",")
+            for pooling in args.pooling.split(",") if not (pooling == "entity-start" and marker == "baseline")]
+
+
+def finished_run(out: Path, wanted: dict) -> dict | None:
+    """The record of a finished model folder trained with exactly these settings and data, else None: a
+    rerun of the benchmark scores such a folder again instead of training it again."""
+    marker = out / "fewlabel_model.json"
+    if not marker.is_file():
+        return None
+    info = json.loads(marker.read_text(encoding="utf-8"))
+    same = all(info.get(k) == v for k, v in wanted.items() if k != "settings") and all(
+        info.get("settings", {}).get(k) == v for k, v in wanted["settings"].items())
+    return info if same else None
+
+
+def finetune_row(splits: dict, args, base: str, marker: str, pooling: str) -> dict:
+    name = f"re-semeval-{Path(base).name}-{marker}-{pooling}"
+    out = Path(args.model_dir or fewlabel_home() / "models") / name
+    settings = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.train_batch_size,
+                "max_length": args.max_length, "max_steps": args.max_steps, "seed": args.seed}
+    wanted = {"marker": marker, "pooling": pooling, "loss": args.loss, "label_smoothing": args.label_smoothing,
+              "settings": settings}
+    info = finished_run(out, wanted)
+    if info is None:
+        train_re_classifier(splits["fit"], splits["dev"], list(SEMEVAL_LABELS), base, out, marker=marker,
+                            pooling=pooling, loss=args.loss, label_smoothing=args.label_smoothing,
+                            epochs=args.epochs, lr=args.lr, batch_size=args.train_batch_size,
+                            max_length=args.max_length, max_steps=args.max_steps, seed=args.seed, device=args.device,
+                            sources={"train": "semeval2010_task8/train.jsonl (90%)",
+                                     "dev": "semeval2010_task8/train.jsonl (10%, seeded)"})
+        info = json.loads((out / "fewlabel_model.json").read_text(encoding="utf-8"))
+    else:
+        print(f"{out}: already trained with these settings; scoring it", flush=True)
     started = time.perf_counter()
     classifier = RelationClassifier(out, device=args.device, batch_size=args.batch_size)
     probs = classifier.predict_proba(splits["test"], show_progress=True)
     scores = relation_metrics([r.label for r in splits["test"]], probs, classifier.labels, SEMEVAL_OTHER)
-    return {"method": f"fine-tuned {args.base} ({args.marker} markers, {args.loss})", **scores,
-            "train_seconds": summary["train_seconds"], "steps": summary["steps"],
-            "seconds": round(time.perf_counter() - started, 1), "model_dir": str(out)}
+    return {"method": f"fine-tuned {base} ({marker} markers, {pooling} pooling)", "base": base, "marker": marker,
+            "pooling": pooling, **scores, "train_seconds": info["train_seconds"], "steps": info["steps"],
+            "dev_per_epoch": info.get("dev_per_epoch"), "seconds": round(time.perf_counter() - started, 1),
+            "model_dir": str(out)}
 
 
 # ---- report ----------------------------------------------------------------------------------------------------
@@ -140,6 +173,16 @@ def body(episodes: list[dict], full: list[dict], splits: dict, args) -> str:
                                  [[r["method"], pct(r["micro_f1"]), pct(r["auprc"]), pct(r.get("semeval_macro_f1")),
                                    pct(r["accuracy"]), f"{r.get('train_seconds', 0) + r['seconds']:.0f} s"]
                                   for r in full]), ""]
+        tuned = [r for r in full if "steps" in r]
+        if tuned:
+            parts += [f"Fine-tuning settings: {args.epochs:g} epochs, learning rate {args.lr:g}, batch "
+                      f"{args.train_batch_size}, max length {args.max_length}, loss {args.loss}, label smoothing "
+                      f"{args.label_smoothing:g}, seed {args.seed}; the epoch with the best held-out micro-F1 is kept. "
+                      "Time is training plus scoring the test set.", "",
+                      markdown_table(["fine-tuned", "steps", "train time", "held-out micro-F1 by epoch"],
+                                     [[r["method"], r["steps"], f"{r['train_seconds']:.0f} s",
+                                       " / ".join(pct(e["micro_f1"]) for e in r.get("dev_per_epoch") or [])]
+                                      for r in tuned]), ""]
     if episodes:
         done = [e for e in episodes if "skipped" not in e]
         parts += ["## Few-shot: N-way K-shot episodes", "",
@@ -170,8 +213,10 @@ def main() -> None:
     parser.add_argument("--finetune", action="store_true", help="add the fine-tuned classifier (slow on a CPU)")
     parser.add_argument("--episodes", type=int, default=500)
     parser.add_argument("--query", type=int, default=5, help="query rows per class in an episode")
-    parser.add_argument("--base", default="e5-small", help="base of the fine-tuned classifier")
-    parser.add_argument("--marker", default="typed", choices=["baseline", "entity", "typed"])
+    parser.add_argument("--base", default="e5-small",
+                        help="bases of the fine-tuned classifiers, comma-separated (e5-small, minilm, folders)")
+    parser.add_argument("--marker", default="typed", help="renderings, comma-separated: baseline, entity, typed")
+    parser.add_argument("--pooling", default="cls", help="heads, comma-separated: cls, entity-start")
     parser.add_argument("--loss", default="ce", choices=["ce", "weighted", "focal"])
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--model-dir", default=None, help="fine-tuned model folder (default: $FEWLABEL_HOME/models)")
@@ -200,7 +245,9 @@ def main() -> None:
             full.append(full_knn_row(encoder, model, splits, args, cache))
             print(full[-1]["method"], {k: full[-1][k] for k in ("micro_f1", "auprc", "semeval_macro_f1")}, flush=True)
     if "finetune" in sections:
-        full.append(finetune_row(splits, args))
+        for base, marker, pooling in finetune_configs(args):
+            full.append(finetune_row(splits, args, base, marker, pooling))
+            print(full[-1]["method"], {k: full[-1][k] for k in ("micro_f1", "auprc", "semeval_macro_f1")}, flush=True)
     note = ("../shared/data/semeval2010_task8 train.jsonl / test.jsonl (official release, CC BY 3.0)"
             + (f"; LIMITED to the first {args.limit} rows of train and test: a check, not a result"
                if args.limit else ""))

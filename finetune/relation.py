@@ -2,9 +2,14 @@
 ``CrossEncoder`` and ``CrossEncoderTrainer`` (no hand-written loop).
 
 Each row is rendered by :mod:`indexing.re_render` (``baseline``, ``entity`` or ``typed`` markers, the
-default) into a pair of texts, and ``CrossEncoder(base, num_labels=len(labels))`` classifies the pair from its
-first token's vector (``[CLS]`` / ``<s>``, the sequence-classification head of transformers). Pooling over the
-concatenated entity-start vectors is *not* implemented: the head is the standard [CLS] classifier.
+default) into a pair of texts, and a ``CrossEncoder`` with ``len(labels)`` outputs classifies the pair. Two
+heads (``pooling``):
+
+- ``cls``: the first token's vector (``[CLS]`` / ``<s>``), the sequence-classification head of transformers;
+- ``entity-start``: the first token's vector concatenated with the vectors of the subject's and the object's
+  opening markers (:class:`indexing.entity_pooling.EntityStartPooling`) and one linear layer to the labels, a
+  modular ``CrossEncoder`` (``Transformer`` -> pooling -> ``Dense``). It needs a marker rendering.
+
 With ``marker="entity"`` the four markers ``[E1] [/E1] [E2] [/E2]`` are added to the tokenizer as special
 tokens (new embedding rows, saved with the model).
 
@@ -56,11 +61,14 @@ from .runs import (
 )
 from .settings import TrainSettings, resolve_base
 
-__all__ = ["LOSSES", "RE_KIND", "class_weights", "predict_probs", "relation_evaluator",
+__all__ = ["LOSSES", "POOLINGS", "RE_KIND", "class_weights", "predict_probs", "relation_evaluator",
            "relation_loss", "train_re_classifier"]
 
 RE_KIND = "re-cross-encoder"
 LOSSES = ("ce", "weighted", "focal")
+POOLINGS = ("cls", "entity-start")
+#: The opening marker of the subject and of the object in each marker rendering (entity-start pooling).
+OPENING_MARKERS = {"typed": ("@", "#"), "entity": (ENTITY_MARKERS[0], ENTITY_MARKERS[2])}
 DEV_NAME = "re-dev"
 PRIMARY = "micro_f1"
 
@@ -69,7 +77,8 @@ def train_re_classifier(train_rows: Sequence[RelationRow], dev_rows: Sequence[Re
                         labels: Sequence[str], base: str, out_dir: str | Path, *,
                         test_rows: Sequence[RelationRow] | None = None, marker: str = "typed",
                         type_language: str = "auto", loss: str = "ce", focal_gamma: float = 2.0,
-                        label_smoothing: float = 0.0, no_relation: str | None = None, epochs: float = 3,
+                        label_smoothing: float = 0.0, no_relation: str | None = None, pooling: str = "cls",
+                        epochs: float = 3,
                         lr: float = 3e-5, batch_size: int = 16, max_length: int = 128, warmup_ratio: float = 0.1,
                         seed: int = 42, resume: bool = True, max_steps: int | None = None, device: str | None = None,
                         show_progress: bool = True, keep_checkpoints: bool = False,
@@ -82,7 +91,8 @@ def train_re_classifier(train_rows: Sequence[RelationRow], dev_rows: Sequence[Re
     settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
                              warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps)
     labels = list(labels)
-    options = _check_options(labels, marker, type_language, loss, focal_gamma, label_smoothing, no_relation)
+    options = _check_options(labels, marker, type_language, loss, focal_gamma, label_smoothing, no_relation,
+                             pooling)
     train = _check_rows(train_rows, labels, "train")
     dev = _check_rows(dev_rows, labels, "dev") if dev_rows else []
     test = _check_rows(test_rows, labels, "test") if test_rows else []
@@ -191,7 +201,7 @@ def _train(train: list[RelationRow], dev: list[RelationRow], test: list[Relation
            resume_from: str | None, settings: TrainSettings, device: str | None, show_progress: bool,
            keep_checkpoints: bool, sources: dict[str, str] | None) -> dict:
     from datasets import Dataset
-    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from transformers import set_seed
 
     started = time.perf_counter()
@@ -199,13 +209,11 @@ def _train(train: list[RelationRow], dev: list[RelationRow], test: list[Relation
     id2label = dict(enumerate(labels))
     with quiet_loading():
         try:
-            model = CrossEncoder(location, num_labels=len(labels), max_length=settings.max_length,
-                                 device=pick_device(device), local_files_only=True,
-                                 config_kwargs={"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}})
+            model = _new_model(location, id2label, options, settings, device)
+        except ModelError:
+            raise
         except Exception as exc:
             raise ModelError(f"cannot load base model '{base}' as a cross-encoder: {first_line(exc)}") from exc
-    if options["marker"] == "entity":
-        add_entity_tokens(model)
     sep = model.tokenizer.sep_token or "[SEP]"
     options = {**options, "sep": sep}
 
@@ -237,13 +245,44 @@ def _train(train: list[RelationRow], dev: list[RelationRow], test: list[Relation
     return {"out_dir": str(out), **{k: info[k] for k in ("dev", "test", "steps", "train_seconds", "resumed_from")}}
 
 
-def add_entity_tokens(model) -> None:
-    """Add ``[E1] [/E1] [E2] [/E2]`` to the tokenizer as special tokens and grow the embedding matrix to match
-    (the new rows are learned in training and saved with the model)."""
-    tokenizer = model.tokenizer
+def _new_model(location: str, id2label: dict[int, str], options: dict, settings: TrainSettings,
+               device: str | None):
+    """The untrained classifier: transformers' sequence-classification head (``cls``) or the modular
+    ``Transformer`` -> :class:`EntityStartPooling` -> ``Dense`` cross-encoder (``entity-start``)."""
+    from sentence_transformers.base.modules import Dense, Transformer
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from indexing.entity_pooling import EntityStartPooling, marker_token_ids
+
+    config = {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}, "local_files_only": True}
+    if options["pooling"] == "cls":
+        model = CrossEncoder(location, num_labels=len(id2label), max_length=settings.max_length,
+                             device=pick_device(device), local_files_only=True, config_kwargs=config)
+        if options["marker"] == "entity":
+            add_entity_tokens(model[0])
+        return model
+    body = Transformer(location, transformer_task="feature-extraction", max_seq_length=settings.max_length,
+                       config_kwargs=config, model_kwargs={"local_files_only": True},
+                       processor_kwargs={"local_files_only": True})
+    if options["marker"] == "entity":
+        add_entity_tokens(body)
+    subject, obj = OPENING_MARKERS[options["marker"]]
+    try:
+        pooling = EntityStartPooling(marker_token_ids(body.tokenizer, subject), marker_token_ids(body.tokenizer, obj),
+                                     body.auto_model.config.hidden_size)
+    except ValueError as exc:
+        raise ModelError(f"entity-start pooling: {exc}; use --pooling cls") from exc
+    head = Dense(pooling.get_sentence_embedding_dimension(), len(id2label), activation_function=None,
+                 module_input_name="sentence_embedding", module_output_name="scores")
+    return CrossEncoder(modules=[body, pooling, head], max_length=settings.max_length, device=pick_device(device))
+
+
+def add_entity_tokens(module) -> None:
+    """Add ``[E1] [/E1] [E2] [/E2]`` to the tokenizer of a ``Transformer`` module as special tokens and grow the
+    embedding matrix to match (the new rows are learned in training and saved with the model)."""
+    tokenizer = module.tokenizer
     added = tokenizer.add_tokens(list(ENTITY_MARKERS), special_tokens=True)
     if added:
-        module = model[0]
         hf_model = getattr(module, "model", None) or getattr(module, "auto_model", None)
         if hf_model is None or not hasattr(hf_model, "resize_token_embeddings"):
             raise ModelError("cannot add the entity-marker tokens to this model (no resizable embeddings); "
@@ -262,7 +301,7 @@ def _score(model, pairs: list[tuple[str, str]], rows: list[RelationRow], labels:
 
 # ---- checks and bookkeeping ----------------------------------------------------------------------------
 def _check_options(labels: list[str], marker: str, type_language: str, loss: str, focal_gamma: float,
-                   label_smoothing: float, no_relation: str | None) -> dict:
+                   label_smoothing: float, no_relation: str | None, pooling: str = "cls") -> dict:
     if len(labels) < 2:
         raise FewlabelError(f"a relation classifier needs at least 2 labels, got {len(labels)}")
     if len(set(labels)) != len(labels):
@@ -272,6 +311,11 @@ def _check_options(labels: list[str], marker: str, type_language: str, loss: str
         raise FewlabelError(f"type language must be one of {', '.join(TYPE_LANGUAGES)}, got {type_language!r}")
     if loss not in LOSSES:
         raise FewlabelError(f"unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
+    if pooling not in POOLINGS:
+        raise FewlabelError(f"unknown pooling '{pooling}'; choose one of {', '.join(POOLINGS)}")
+    if pooling == "entity-start" and marker not in OPENING_MARKERS:
+        raise FewlabelError(f"entity-start pooling needs entity markers in the text; the '{marker}' rendering has "
+                            f"none (use --marker {' or '.join(OPENING_MARKERS)})")
     if not 0 <= label_smoothing < 1:
         raise FewlabelError(f"label smoothing must be in [0, 1), got {label_smoothing}")
     if loss == "focal" and not focal_gamma > 0:
@@ -281,7 +325,7 @@ def _check_options(labels: list[str], marker: str, type_language: str, loss: str
         raise FewlabelError(f"the no-relation class '{none}' is not in the label list")
     return {"marker": marker, "type_language": type_language, "loss": loss,
             "focal_gamma": focal_gamma if loss == "focal" else None, "label_smoothing": label_smoothing,
-            "no_relation": none, "pooling": "cls"}
+            "no_relation": none, "pooling": pooling}
 
 
 def _check_rows(rows: Sequence[RelationRow] | None, labels: list[str], role: str) -> list[RelationRow]:
@@ -353,6 +397,10 @@ def _finish(out: Path, ckpt_dir: Path, trainer, info: dict, keep_checkpoints: bo
                keep_checkpoints=keep_checkpoints, scores={"dev": info["dev"], "test": info["test"]})
 
 
+POOLING_TEXT = {"cls": "cls (the first token's vector)",
+                "entity-start": "entity-start (first token + subject and object opening markers, concatenated)"}
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
 
@@ -376,7 +424,7 @@ def _model_card(info: dict) -> str:
              f"Fine-tuned from `{info['base']}` by fewlabel ({info['trained_at']}) with sentence-transformers "
              f"{info['versions']['sentence_transformers']}.", "",
              f"It reads a sentence rendered with {marker_text} (type words: {info['type_language']}), and "
-             f"classifies the pair from the first token's vector into {len(info['labels'])} relations. The label "
+             f"classifies the pair ({POOLING_TEXT[info['pooling']]}) into {len(info['labels'])} relations. The label "
              "order is `labels` in `fewlabel_model.json` and `id2label` in `config.json`; it is the order of the "
              "`probs` column that `fewlabel re predict` writes.", "",
              "## Data", "", f"- train: {data['train_rows']:,} rows", f"- dev: {data['dev_rows']:,} rows",
@@ -387,7 +435,7 @@ def _model_card(info: dict) -> str:
               "## Settings", "", "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in info["settings"].items()]
     lines += [f"| rendering | {info['marker']} |", f"| objective | {info['objective']} |",
-              f"| pooling | {info['pooling']} (the [CLS] classifier) |",
+              f"| pooling | {POOLING_TEXT[info['pooling']]} |",
               f"| no-relation class | {info['no_relation']} |",
               f"| steps | {info['steps']} |", f"| training time | {info['train_seconds']} s |"]
     if info.get("resumed_from"):

@@ -39,7 +39,8 @@ def add_finetune_re_command(ft_cmds: argparse._SubParsersAction) -> None:
     re_ = ft_cmds.add_parser("re", help="train a relation classifier (KLUE-RE, SemEval-2010, …)",
                              description="Train a relation classifier with sentence-transformers' CrossEncoder "
                              "trainer: the rendered sentence (see --marker) is classified from its first token's "
-                             "vector ([CLS]) into the labels of --labels. Dev micro-F1 (without no_relation / Other) "
+                             "vector ([CLS]), or from that and the entity markers' vectors (--pooling entity-start), "
+                             "into the labels of --labels. Dev micro-F1 (without no_relation / Other) "
                              "is measured every epoch and the best epoch is kept; --test rows are scored once at the "
                              "end. Writes the model, README.md (model card), scores.json, training_log.jsonl and "
                              "fewlabel_model.json to OUT; resumes from OUT/checkpoints.",
@@ -57,6 +58,10 @@ def add_finetune_re_command(ft_cmds: argparse._SubParsersAction) -> None:
     re_.add_argument("--type-language", choices=["auto", "ko", "en", "code"], default="auto",
                      help="type words of typed markers: auto (Korean when the sentence has Hangul, else English), "
                           "ko, en, or code (PER, ORG, …) (default: auto)")
+    re_.add_argument("--pooling", choices=["cls", "entity-start"], default="cls",
+                     help="classify from the first token's vector (cls) or from it concatenated with the vectors "
+                          "of the subject's and object's opening markers (entity-start; needs --marker typed or "
+                          "entity) (default: cls)")
     re_.add_argument("--loss", choices=["ce", "weighted", "focal"], default="ce",
                      help="cross-entropy, cross-entropy with balanced class weights, or focal loss (default: ce)")
     re_.add_argument("--focal-gamma", type=float, default=2.0, help="focal loss exponent (default: 2)")
@@ -149,7 +154,7 @@ def cmd_finetune_re(args: argparse.Namespace) -> int:
               + (f", test {len(test)}" if test else "") + f"), {len(labels)} labels, {args.marker} markers …")
     summary = train_re_classifier(
         train, dev, labels, args.base, args.out, test_rows=test, marker=args.marker, type_language=args.type_language,
-        loss=args.loss, focal_gamma=args.focal_gamma, label_smoothing=args.label_smoothing,
+        loss=args.loss, focal_gamma=args.focal_gamma, label_smoothing=args.label_smoothing, pooling=args.pooling,
         no_relation=args.no_relation, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         max_length=args.max_length, warmup_ratio=args.warmup_ratio, seed=args.seed, resume=not args.no_resume,
         max_steps=args.max_steps, device=args.device, show_progress=not args.quiet,

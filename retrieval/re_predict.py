@@ -26,6 +26,7 @@ __all__ = ["RE_KIND", "RelationClassifier", "normalise_probs", "read_submission"
 
 RE_KIND = "re-cross-encoder"  # the same name finetune.relation writes (retrieval does not import finetune)
 MARKER_FILE = "fewlabel_model.json"
+POOLING_CLASS = "indexing.entity_pooling.EntityStartPooling"  # modules.json type of entity-start folders
 SUBMISSION_COLUMNS = ("id", "pred_label", "probs")
 
 
@@ -133,13 +134,30 @@ class RelationClassifier:
         st_logger.setLevel(logging.ERROR)
         try:
             return CrossEncoder(str(self.folder), device=pick_device(device), local_files_only=True,
-                                max_length=max_length)
+                                max_length=max_length, trust_remote_code=self._needs_pooling_module())
         except Exception as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ModelError(f"cannot load relation classifier '{self.folder}': {first}") from exc
         finally:
             hf_logging.set_verbosity(previous)
             st_logger.setLevel(st_level)
+
+    def _needs_pooling_module(self) -> bool:
+        """An entity-start folder names fewlabel's own pooling module in ``modules.json``; sentence-transformers
+        imports a module from outside its namespace only with ``trust_remote_code``. It is granted for that
+        one class only: a folder naming any other outside module is refused."""
+        if self.info.get("pooling", "cls") != "entity-start":
+            return False
+        try:
+            entries = json.loads((self.folder / "modules.json").read_text(encoding="utf-8"))
+            types = {entry["type"] for entry in entries}
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise ModelError(f"'{self.folder}': modules.json is missing or unreadable ({exc})") from exc
+        outside = {t for t in types if not t.startswith("sentence_transformers.")} - {POOLING_CLASS}
+        if outside:
+            raise ModelError(f"'{self.folder}': modules.json names modules fewlabel does not provide: "
+                             f"{', '.join(sorted(outside))}")
+        return True
 
     def pairs(self, rows: Sequence[RelationRow]) -> list[tuple[str, str]]:
         return [r.pair() for r in render_rows(rows, self.marker, sep=self.sep, type_language=self.type_language)]
@@ -161,4 +179,5 @@ class RelationClassifier:
 
     def describe(self) -> dict:
         return {"model": str(self.folder), "kind": RE_KIND, "base": self.info.get("base"), "marker": self.marker,
-                "type_language": self.type_language, "labels": len(self.labels), "no_relation": self.no_relation}
+                "type_language": self.type_language, "pooling": self.info.get("pooling", "cls"),
+                "labels": len(self.labels), "no_relation": self.no_relation}

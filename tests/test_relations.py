@@ -466,10 +466,65 @@ def test_entity_markers_become_tokens():
 
     model = CrossEncoder(resolve_base("minilm")[0], num_labels=3, local_files_only=True, device="cpu")
     before = model.tokenizer.tokenize("[E1] 김연아 [/E1]")
-    add_entity_tokens(model)
+    add_entity_tokens(model[0])
     after = model.tokenizer.tokenize("[E1] 김연아 [/E1]")
     assert after[0] == "[E1]" and after[-1] == "[/E1]" and len(after) < len(before)
     assert model[0].model.get_input_embeddings().weight.shape[0] == len(model.tokenizer)
+
+
+def test_entity_start_pooling_reads_the_opening_markers():
+    import torch
+
+    from indexing.entity_pooling import EntityStartPooling, marker_token_ids
+
+    tokens = torch.arange(2 * 6 * 2, dtype=torch.float).view(2, 6, 2)  # every position a different vector
+    ids = torch.tensor([[101, 9, 5, 9, 7, 102], [101, 9, 9, 9, 9, 102]])  # row 2: markers truncated away
+    out = EntityStartPooling([5], [7, 8], embedding_dimension=2)({"token_embeddings": tokens, "input_ids": ids})
+    vectors = out["sentence_embedding"]
+    assert vectors.shape == (2, 6)
+    assert torch.equal(vectors[0], torch.cat([tokens[0, 0], tokens[0, 2], tokens[0, 4]]))
+    assert torch.equal(vectors[1], torch.cat([tokens[1, 0], tokens[1, 0], tokens[1, 0]]))  # falls back to [CLS]
+
+    from transformers import AutoTokenizer
+
+    from finetune.settings import resolve_base
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base("minilm")[0], local_files_only=True)
+    at = marker_token_ids(tokenizer, "@")
+    assert [tokenizer.convert_ids_to_tokens(i) for i in at] == ["@"]
+    with pytest.raises(ValueError, match="no single token"):
+        marker_token_ids(tokenizer, "[E1]")  # not added yet: BERT splits it
+
+
+def test_entity_start_training_saves_reloads_and_guards_its_module(klue_rows, tmp_path, capsys):
+    from indexing.errors import ModelError
+    from retrieval.re_predict import RelationClassifier
+
+    out = tmp_path / "re-entity-start"
+    args = ["-q", "finetune", "re", "--train", str(KLUE_JSON), "--dev", str(KLUE_CSV), "--labels", str(LABEL_FILE),
+            "--base", "minilm", "--out", str(out), "--epochs", "1", "--batch-size", "6", "--max-length", "48",
+            "--max-steps", "2", "--seed", "0", "--device", "cpu", "--pooling", "entity-start"]
+    assert main([*args, "--marker", "baseline"]) == 2
+    assert "entity-start pooling needs entity markers" in capsys.readouterr().err
+    assert main([*args, "--marker", "entity"]) == 0
+    marker = json.loads((out / "fewlabel_model.json").read_text())
+    assert marker["pooling"] == "entity-start" and marker["steps"] == 2
+    types = [m["type"] for m in json.loads((out / "modules.json").read_text())]
+    assert types[1] == "indexing.entity_pooling.EntityStartPooling" and types[2].endswith("Dense")
+    assert "entity-start" in (out / "README.md").read_text()
+
+    classifier = RelationClassifier(out, device="cpu")
+    probs = classifier.predict_proba(klue_rows)
+    assert probs.shape == (12, 30) and np.allclose(probs.sum(axis=1), 1)
+    assert classifier.describe()["pooling"] == "entity-start"
+    pooling = classifier.model[1]
+    assert pooling.subject_token_ids == [classifier.model.tokenizer.convert_tokens_to_ids("[E1]")]
+
+    modules = json.loads((out / "modules.json").read_text())
+    modules[1]["type"] = "somewhere.else.Pooling"
+    (out / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ModelError, match="somewhere.else.Pooling"):
+        RelationClassifier(out, device="cpu")
 
 
 def test_cli_errors(tmp_path, capsys):

@@ -12,7 +12,7 @@ from benchmarks.slices import methods as methods_module
 from benchmarks.slices.data import SliceData, load_splits
 from benchmarks.slices.methods import KNNMethod, NaiveBayesMethod, Task, ZeroShotMethod, make_methods
 from benchmarks.slices.report import summarise, verdicts, write_slice_report
-from benchmarks.slices.runner import RESULTS_FILE, run_benchmark
+from benchmarks.slices.runner import RESULTS_FILE, majority_reference, run_benchmark
 from benchmarks.slices.sampling import ALL, nested_slices, parse_slices
 from indexing.errors import DataError, FewlabelError
 from indexing.readers import Row
@@ -165,6 +165,17 @@ def test_resume_after_interruption_runs_only_what_is_missing(tmp_path):
     assert len({r["key"] for r in state["results"]}) == 6
     with pytest.raises(FewlabelError, match="other settings"):
         run_benchmark(data, [second], [3], [0], tmp_path, {"c": 2}, show_progress=False, log=lambda m: None)
+
+
+def test_constant_floor_is_one_label_for_single_label_data_and_greedy_for_multi_label():
+    # Two frequent labels: adding the second raises micro-F1 when rows may carry both.
+    y = np.array([[1, 1, 0], [1, 1, 0], [1, 0, 0], [1, 0, 0], [1, 1, 1]], dtype=bool)
+    multi = majority_reference(y, y, ["a", "b", "c"], multi_label=True)
+    assert multi["label"] == "a + b"
+    single_y = np.eye(3, dtype=bool)[[0, 0, 0, 1, 2]]
+    single = majority_reference(single_y, single_y, ["a", "b", "c"], multi_label=False)
+    assert single["label"] == "a"
+    assert single["micro_f1"] == pytest.approx(0.6)
 
 
 def test_make_methods_expands_encoders_and_rejects_unknown():

@@ -71,7 +71,8 @@ def run_benchmark(data: SliceData, methods: list, slices: list[int | str], seeds
     y_train = label_matrix(data.train, data.labels, "train")
     y_test = label_matrix(data.test, data.labels, "test")
     test_texts = [r.text for r in data.test]
-    state["majority"] = majority_reference(label_matrix(data.dev, data.labels, "dev"), y_test, data.labels)
+    state["majority"] = majority_reference(label_matrix(data.dev, data.labels, "dev"), y_test, data.labels,
+                                           multi_label=data.multi_label)
     plan = []
     for seed in seeds:
         indices = nested_slices(y_train, slices, seed)
@@ -109,10 +110,11 @@ def run_benchmark(data: SliceData, methods: list, slices: list[int | str], seeds
     return state
 
 
-def majority_reference(y_dev: np.ndarray, y_test: np.ndarray, labels: list[str]) -> dict:
+def majority_reference(y_dev: np.ndarray, y_test: np.ndarray, labels: list[str], *, multi_label: bool = True) -> dict:
     """The score of one constant answer, the same labels for every text, chosen on dev (labels added greedily
     while dev micro-F1 rises): the floor a method must clear to have learned anything. On GoEmotions-ekman
-    "joy" + "neutral" for everything reaches micro-F1 0.46."""
+    "joy" + "neutral" for everything reaches micro-F1 0.46. Single-label data allows one label only (the
+    majority class), since two labels per text is not an answer a single-label task accepts."""
     def constant(y: np.ndarray, chosen: list[int]) -> np.ndarray:
         pred = np.zeros_like(y)
         pred[:, chosen] = True
@@ -120,7 +122,8 @@ def majority_reference(y_dev: np.ndarray, y_test: np.ndarray, labels: list[str])
 
     chosen: list[int] = []
     best = -1.0
-    while len(chosen) < len(labels):
+    most = len(labels) if multi_label else 1
+    while len(chosen) < most:
         f1, j = max((score(y_dev, constant(y_dev, chosen + [j]))["micro_f1"], j)
                     for j in range(len(labels)) if j not in chosen)
         if f1 <= best:
