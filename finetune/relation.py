@@ -51,6 +51,7 @@ from indexing.relations import RelationRow, label_counts, no_relation_label
 from .runs import (
     finish_run,
     first_line,
+    freeze_word_embeddings,
     prepare_out,
     quiet_loading,
     quiet_trainer,
@@ -78,7 +79,7 @@ def train_re_classifier(train_rows: Sequence[RelationRow], dev_rows: Sequence[Re
                         test_rows: Sequence[RelationRow] | None = None, marker: str = "typed",
                         type_language: str = "auto", loss: str = "ce", focal_gamma: float = 2.0,
                         label_smoothing: float = 0.0, no_relation: str | None = None, pooling: str = "cls",
-                        epochs: float = 3,
+                        epochs: float = 3, freeze_embeddings: bool = False,
                         lr: float = 3e-5, batch_size: int = 16, max_length: int = 128, warmup_ratio: float = 0.1,
                         seed: int = 42, resume: bool = True, max_steps: int | None = None, device: str | None = None,
                         show_progress: bool = True, keep_checkpoints: bool = False,
@@ -89,10 +90,11 @@ def train_re_classifier(train_rows: Sequence[RelationRow], dev_rows: Sequence[Re
     ``no_relation`` or ``Other`` when the list has one. Returns a summary: output folder, dev and test scores,
     steps, seconds, where it resumed from."""
     settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
-                             warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps)
+                             warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps,
+                             freeze_embeddings=freeze_embeddings)
     labels = list(labels)
     options = _check_options(labels, marker, type_language, loss, focal_gamma, label_smoothing, no_relation,
-                             pooling)
+                             pooling, freeze_embeddings)
     train = _check_rows(train_rows, labels, "train")
     dev = _check_rows(dev_rows, labels, "dev") if dev_rows else []
     test = _check_rows(test_rows, labels, "test") if test_rows else []
@@ -214,6 +216,8 @@ def _train(train: list[RelationRow], dev: list[RelationRow], test: list[Relation
             raise
         except Exception as exc:
             raise ModelError(f"cannot load base model '{base}' as a cross-encoder: {first_line(exc)}") from exc
+    if settings.freeze_embeddings:
+        freeze_word_embeddings(model)
     sep = model.tokenizer.sep_token or "[SEP]"
     options = {**options, "sep": sep}
 
@@ -301,7 +305,8 @@ def _score(model, pairs: list[tuple[str, str]], rows: list[RelationRow], labels:
 
 # ---- checks and bookkeeping ----------------------------------------------------------------------------
 def _check_options(labels: list[str], marker: str, type_language: str, loss: str, focal_gamma: float,
-                   label_smoothing: float, no_relation: str | None, pooling: str = "cls") -> dict:
+                   label_smoothing: float, no_relation: str | None, pooling: str = "cls",
+                   freeze_embeddings: bool = False) -> dict:
     if len(labels) < 2:
         raise FewlabelError(f"a relation classifier needs at least 2 labels, got {len(labels)}")
     if len(set(labels)) != len(labels):
@@ -311,6 +316,8 @@ def _check_options(labels: list[str], marker: str, type_language: str, loss: str
         raise FewlabelError(f"type language must be one of {', '.join(TYPE_LANGUAGES)}, got {type_language!r}")
     if loss not in LOSSES:
         raise FewlabelError(f"unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
+    if freeze_embeddings and marker == "entity":
+        raise FewlabelError("--freeze-embeddings cannot train the new [E1] … [/E2] marker tokens; use --marker typed")
     if pooling not in POOLINGS:
         raise FewlabelError(f"unknown pooling '{pooling}'; choose one of {', '.join(POOLINGS)}")
     if pooling == "entity-start" and marker not in OPENING_MARKERS:

@@ -108,6 +108,15 @@ def resume_point(ckpt_dir: Path, run: dict, resume: bool) -> str | None:
     return None
 
 
+def freeze_word_embeddings(model) -> int:
+    """Stop training the word-embedding matrix of a (Cross-)Encoder's transformer (the trainers' optimisers
+    take only parameters that require gradients); returns how many weights were frozen."""
+    hf_model = getattr(model[0], "auto_model", None) or getattr(model[0], "model", None)
+    embeddings = hf_model.get_input_embeddings()
+    embeddings.weight.requires_grad_(False)
+    return embeddings.weight.numel()
+
+
 def resumable_settings(settings: TrainSettings) -> dict:
     """Settings that must match to resume: where training stops (epochs, max_steps) may change between runs,
     how it trains may not."""

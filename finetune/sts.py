@@ -41,6 +41,7 @@ from .runs import (
     MARKER_FILE,
     finish_run,
     first_line,
+    freeze_word_embeddings,
     prepare_out,
     quiet_loading,
     quiet_trainer,
@@ -63,11 +64,12 @@ def train_sts_cross_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[
                             both_orders: bool = True, binary_objective: bool = False, binary_weight: float = 0.5,
                             resume: bool = True, max_steps: int | None = None, device: str | None = None,
                             show_progress: bool = True, keep_checkpoints: bool = False,
-                            sources: dict[str, str] | None = None) -> dict:
+                            sources: dict[str, str] | None = None, freeze_embeddings: bool = False) -> dict:
     """Fine-tune a cross-encoder STS head on ``base`` (registry name or folder) and save it to ``out_dir``.
     Returns a summary: output folder, dev scores (final model, both orders averaged), steps, seconds."""
     settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
-                             warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps)
+                             warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps,
+                             freeze_embeddings=freeze_embeddings)
     train, dev = _check_pairs(train_pairs, "train"), _check_pairs(dev_pairs, "dev") if dev_pairs else []
     location, base_info = resolve_base(base)
     out, ckpt_dir = prepare_out(out_dir)
@@ -89,6 +91,8 @@ def train_sts_cross_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[
                                  local_files_only=True)
         except Exception as exc:
             raise ModelError(f"cannot load base model '{base}' as a cross-encoder: {first_line(exc)}") from exc
+    if settings.freeze_embeddings:
+        freeze_word_embeddings(model)
 
     first = [p.sentence1 for p in train]
     second = [p.sentence2 for p in train]

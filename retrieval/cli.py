@@ -99,6 +99,9 @@ def add_finetune_commands(commands: argparse._SubParsersAction) -> None:
     sts.add_argument("--warmup-ratio", type=float, default=0.1, help="(default: 0.1)")
     sts.add_argument("--seed", type=int, default=42, help="(default: 42)")
     sts.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (smoke runs)")
+    sts.add_argument("--freeze-embeddings", action="store_true",
+                     help="cross-encoder only: keep the word-embedding matrix fixed (e5-small trains about twice as "
+                          "fast on a CPU: 96M of its 118M weights are that matrix)")
     sts.add_argument("--bi-encoder", action="store_true",
                      help="fine-tune the encoder (cosine scores) instead of training a cross-encoder")
     sts.add_argument("--binary-objective", action="store_true",
@@ -394,8 +397,9 @@ def cmd_sts_score(args: argparse.Namespace) -> int:
 def cmd_finetune_sts(args: argparse.Namespace) -> int:
     from finetune.sts import train_sts_bi_encoder, train_sts_cross_encoder
 
-    if args.bi_encoder and args.binary_objective:
-        raise FewlabelError("--binary-objective applies to the cross-encoder, not --bi-encoder")
+    if args.bi_encoder and (args.binary_objective or args.freeze_embeddings):
+        option = "--binary-objective" if args.binary_objective else "--freeze-embeddings"
+        raise FewlabelError(f"{option} applies to the cross-encoder, not --bi-encoder")
     train = read_scored_pairs(args.train, "--train")
     dev = read_scored_pairs(args.dev, "--dev")
     kind = "bi-encoder" if args.bi_encoder else "cross-encoder"
@@ -408,7 +412,7 @@ def cmd_finetune_sts(args: argparse.Namespace) -> int:
         summary = train_sts_bi_encoder(train, dev, args.base, args.out, **common)
     else:
         summary = train_sts_cross_encoder(train, dev, args.base, args.out, binary_objective=args.binary_objective,
-                                          **common)
+                                          freeze_embeddings=args.freeze_embeddings, **common)
     resumed = f", resumed from {Path(summary['resumed_from']).name}" if summary["resumed_from"] else ""
     steps = f"{summary['steps']} step" + ("s" if summary["steps"] != 1 else "")
     print(f"trained an STS {kind} from {args.base}: {steps} in {summary['train_seconds']} s"
