@@ -231,7 +231,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--freeze-embeddings", action="store_true",
-                        help="keep the word-embedding matrix fixed (about twice as fast for e5-small on a CPU)")
+                        help="keep the word-embedding matrix fixed (faster on a CPU)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)

@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--freeze-embeddings", action="store_true",
-                        help="cross-encoders: keep the word-embedding matrix fixed (about twice as fast for e5-small)")
+                        help="cross-encoders: keep the word-embedding matrix fixed (faster on a CPU)")
     parser.add_argument("--name", default="sts", help="report file name (default: sts -> sts.md, sts.json)")
     args = parser.parse_args()
 

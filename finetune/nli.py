@@ -128,7 +128,8 @@ def _train(train: list[NLIPair], dev: list[NLIPair], test: list[NLIPair], locati
         test_scores["seconds"] = round(time.perf_counter() - test_started, 1)
     info = _info(base_info, settings, train, dev, test, trainer, dev_scores, test_scores, seconds, resume_from,
                  sources)
-    _finish(out, ckpt_dir, trainer, info, keep_checkpoints)
+    finish_run(out, ckpt_dir, trainer, info, model_card=_model_card(info), keep_checkpoints=keep_checkpoints,
+               scores={"dev": info["dev"], "test": info["test"]})
     return {"out_dir": str(out), **{k: info[k] for k in ("dev", "test", "steps", "train_seconds", "resumed_from")}}
 
 
@@ -202,11 +203,6 @@ def _info(base_info: dict, settings: TrainSettings, train: list[NLIPair], dev: l
                      "train_classes": _counts(train), "train_fingerprint": _fingerprint(train),
                      **({"sources": sources} if sources else {})},
             **run_outcome(trainer, dev_scores, test_scores, per_epoch, seconds, resume_from)}
-
-
-def _finish(out: Path, ckpt_dir: Path, trainer, info: dict, keep_checkpoints: bool) -> None:
-    finish_run(out, ckpt_dir, trainer, info, model_card=_model_card(info),
-               keep_checkpoints=keep_checkpoints, scores={"dev": info["dev"], "test": info["test"]})
 
 
 def _fmt(value: float | None) -> str:

@@ -245,7 +245,8 @@ def _train(train: list[RelationRow], dev: list[RelationRow], test: list[Relation
     test_scores = _score(model, pairs(test), test, labels, options, settings) if test else None
     info = _info(base_info, settings, options, labels, train, dev, test, trainer, dev_scores, test_scores, seconds,
                  resume_from, sources, weight)
-    _finish(out, ckpt_dir, trainer, info, keep_checkpoints)
+    finish_run(out, ckpt_dir, trainer, info, model_card=_model_card(info), keep_checkpoints=keep_checkpoints,
+               scores={"dev": info["dev"], "test": info["test"]})
     return {"out_dir": str(out), **{k: info[k] for k in ("dev", "test", "steps", "train_seconds", "resumed_from")}}
 
 
@@ -397,11 +398,6 @@ def _info(base_info: dict, settings: TrainSettings, options: dict, labels: list[
                      "train_classes": label_counts(train), "train_fingerprint": _fingerprint(train),
                      **({"sources": sources} if sources else {})},
             **run_outcome(trainer, dev_scores, test_scores, per_epoch, seconds, resume_from)}
-
-
-def _finish(out: Path, ckpt_dir: Path, trainer, info: dict, keep_checkpoints: bool) -> None:
-    finish_run(out, ckpt_dir, trainer, info, model_card=_model_card(info),
-               keep_checkpoints=keep_checkpoints, scores={"dev": info["dev"], "test": info["test"]})
 
 
 POOLING_TEXT = {"cls": "cls (the first token's vector)",

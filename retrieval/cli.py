@@ -38,6 +38,28 @@ def add_data_options(p: argparse.ArgumentParser, *, labels: bool) -> None:
                    help="CSV/TSV without a header: give columns by 0-based position, e.g. --text-col 0")
 
 
+def add_training_options(p: argparse.ArgumentParser, *, epochs: float = 2, lr: float = 2e-5,
+                         max_length_help: str = "tokens per pair") -> None:
+    """The options every `fewlabel finetune` command shares (read back by :func:`training_kwargs`)."""
+    p.add_argument("--epochs", type=float, default=epochs, help=f"(default: {epochs:g})")
+    p.add_argument("--lr", type=float, default=lr, help=f"learning rate (default: {lr:g})")
+    p.add_argument("--batch-size", type=int, default=16, help="(default: 16)")
+    p.add_argument("--max-length", type=int, default=128, help=f"{max_length_help} (default: 128)")
+    p.add_argument("--warmup-ratio", type=float, default=0.1, help="(default: 0.1)")
+    p.add_argument("--seed", type=int, default=42, help="(default: 42)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (smoke runs)")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoints has a checkpoint")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep OUT/checkpoints after training")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
+
+
+def training_kwargs(args: argparse.Namespace) -> dict:
+    """The trainers' keyword arguments from :func:`add_training_options`' options."""
+    return dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
+                warmup_ratio=args.warmup_ratio, seed=args.seed, resume=not args.no_resume, max_steps=args.max_steps,
+                device=args.device, show_progress=not args.quiet, keep_checkpoints=args.keep_checkpoints)
+
+
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="texts per encoder batch (default: 32)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
@@ -92,24 +114,15 @@ def add_finetune_commands(commands: argparse._SubParsersAction) -> None:
     sts.add_argument("--base", default=DEFAULT_MODEL,
                      help=f"model to start from: e5-small, minilm or a local folder (default: {DEFAULT_MODEL})")
     sts.add_argument("--out", required=True, help="output model folder")
-    sts.add_argument("--epochs", type=float, default=2, help="(default: 2)")
-    sts.add_argument("--lr", type=float, default=2e-5, help="learning rate (default: 2e-5)")
-    sts.add_argument("--batch-size", type=int, default=16, help="(default: 16)")
-    sts.add_argument("--max-length", type=int, default=128, help="tokens per pair (default: 128)")
-    sts.add_argument("--warmup-ratio", type=float, default=0.1, help="(default: 0.1)")
-    sts.add_argument("--seed", type=int, default=42, help="(default: 42)")
-    sts.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (smoke runs)")
+    add_training_options(sts)
     sts.add_argument("--freeze-embeddings", action="store_true",
-                     help="cross-encoder only: keep the word-embedding matrix fixed (e5-small trains about twice as "
-                          "fast on a CPU: 96M of its 118M weights are that matrix)")
+                     help="cross-encoder only: keep the word-embedding matrix fixed; its 96M weights are most of "
+                          "e5-small, and their update is much of a CPU training step")
     sts.add_argument("--bi-encoder", action="store_true",
                      help="fine-tune the encoder (cosine scores) instead of training a cross-encoder")
     sts.add_argument("--binary-objective", action="store_true",
                      help="cross-encoder: also learn the binary label (score >= 3) with a weighted BCE term on "
                           "the same output")
-    sts.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoints has a checkpoint")
-    sts.add_argument("--keep-checkpoints", action="store_true", help="keep OUT/checkpoints after training")
-    sts.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
     sts.set_defaults(handler=cmd_finetune_sts)
 
     from .zeroshot_cli import add_finetune_nli_command
@@ -404,10 +417,7 @@ def cmd_finetune_sts(args: argparse.Namespace) -> int:
     dev = read_scored_pairs(args.dev, "--dev")
     kind = "bi-encoder" if args.bi_encoder else "cross-encoder"
     say(args, f"training an STS {kind} from {args.base} on {len(train)} pairs (dev {len(dev)}) …")
-    common = dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
-                  warmup_ratio=args.warmup_ratio, seed=args.seed, resume=not args.no_resume,
-                  max_steps=args.max_steps, device=args.device, show_progress=not args.quiet,
-                  keep_checkpoints=args.keep_checkpoints, sources={"train": args.train, "dev": args.dev})
+    common = dict(**training_kwargs(args), sources={"train": args.train, "dev": args.dev})
     if args.bi_encoder:
         summary = train_sts_bi_encoder(train, dev, args.base, args.out, **common)
     else:

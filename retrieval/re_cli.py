@@ -10,7 +10,7 @@ from pathlib import Path
 from indexing.errors import DataError, FewlabelError
 from indexing.registry import DEFAULT_MODEL
 
-from .cli import add_model_options, load_encoder, open_cache, say
+from .cli import add_model_options, add_training_options, load_encoder, open_cache, say, training_kwargs
 
 RE_FILES = ("Relation files: KLUE-RE JSON (a list of objects with sentence, subject_entity/object_entity "
             "{word, start_idx, end_idx (inclusive), type} and label), the competition CSV (the same with each entity "
@@ -67,19 +67,10 @@ def add_finetune_re_command(ft_cmds: argparse._SubParsersAction) -> None:
     re_.add_argument("--focal-gamma", type=float, default=2.0, help="focal loss exponent (default: 2)")
     re_.add_argument("--label-smoothing", type=float, default=0.0, help="0-1 (default: 0)")
     re_.add_argument("--out", required=True, help="output model folder")
-    re_.add_argument("--epochs", type=float, default=3, help="(default: 3)")
-    re_.add_argument("--lr", type=float, default=3e-5, help="learning rate (default: 3e-5)")
-    re_.add_argument("--batch-size", type=int, default=16, help="(default: 16)")
-    re_.add_argument("--max-length", type=int, default=128, help="tokens per rendered pair (default: 128)")
-    re_.add_argument("--warmup-ratio", type=float, default=0.1, help="(default: 0.1)")
-    re_.add_argument("--seed", type=int, default=42, help="(default: 42)")
-    re_.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (smoke runs)")
+    add_training_options(re_, epochs=3, lr=3e-5, max_length_help="tokens per rendered pair")
     re_.add_argument("--freeze-embeddings", action="store_true",
-                     help="keep the word-embedding matrix fixed (e5-small trains about twice as fast on a CPU; "
+                     help="keep the word-embedding matrix fixed (most of e5-small's weights, and much of a CPU step; "
                           "not with --marker entity, whose new tokens must learn theirs)")
-    re_.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoints has a checkpoint")
-    re_.add_argument("--keep-checkpoints", action="store_true", help="keep OUT/checkpoints after training")
-    re_.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
     re_.set_defaults(handler=cmd_finetune_re)
 
 
@@ -159,10 +150,7 @@ def cmd_finetune_re(args: argparse.Namespace) -> int:
         train, dev, labels, args.base, args.out, test_rows=test, marker=args.marker, type_language=args.type_language,
         loss=args.loss, focal_gamma=args.focal_gamma, label_smoothing=args.label_smoothing, pooling=args.pooling,
         freeze_embeddings=args.freeze_embeddings,
-        no_relation=args.no_relation, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        max_length=args.max_length, warmup_ratio=args.warmup_ratio, seed=args.seed, resume=not args.no_resume,
-        max_steps=args.max_steps, device=args.device, show_progress=not args.quiet,
-        keep_checkpoints=args.keep_checkpoints,
+        no_relation=args.no_relation, **training_kwargs(args),
         sources={"train": args.train, "dev": args.dev, **({"test": args.test} if args.test else {})})
     resumed = f", resumed from {Path(summary['resumed_from']).name}" if summary["resumed_from"] else ""
     steps = f"{summary['steps']} step" + ("s" if summary["steps"] != 1 else "")

@@ -12,7 +12,15 @@ from indexing.errors import FewlabelError
 from indexing.paths import atomic_file
 from indexing.registry import DEFAULT_MODEL
 
-from .cli import add_data_options, add_model_options, load_encoder, open_cache, say
+from .cli import (
+    add_data_options,
+    add_model_options,
+    add_training_options,
+    load_encoder,
+    open_cache,
+    say,
+    training_kwargs,
+)
 
 ZEROSHOT_EPILOG = ("Labels: --labels 'joy,anger=anger|rage' (name=alias|alias gives one label several names, scores "
                    "aggregated) or --labels-file (one label a line, same syntax; or a .json list / "
@@ -84,16 +92,7 @@ def add_finetune_nli_command(ft_cmds: argparse._SubParsersAction) -> None:
     nli.add_argument("--base", default=DEFAULT_MODEL,
                      help=f"model to start from: e5-small, minilm or a local folder (default: {DEFAULT_MODEL})")
     nli.add_argument("--out", required=True, help="output model folder")
-    nli.add_argument("--epochs", type=float, default=2, help="(default: 2)")
-    nli.add_argument("--lr", type=float, default=2e-5, help="learning rate (default: 2e-5)")
-    nli.add_argument("--batch-size", type=int, default=16, help="(default: 16)")
-    nli.add_argument("--max-length", type=int, default=128, help="tokens per pair (default: 128)")
-    nli.add_argument("--warmup-ratio", type=float, default=0.1, help="(default: 0.1)")
-    nli.add_argument("--seed", type=int, default=42, help="(default: 42)")
-    nli.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (smoke runs)")
-    nli.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoints has a checkpoint")
-    nli.add_argument("--keep-checkpoints", action="store_true", help="keep OUT/checkpoints after training")
-    nli.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
+    add_training_options(nli)
     nli.set_defaults(handler=cmd_finetune_nli)
 
 
@@ -215,10 +214,7 @@ def cmd_finetune_nli(args: argparse.Namespace) -> int:
     say(args, f"training an NLI cross-encoder from {args.base} on {len(train)} pairs (dev {len(dev)}"
               + (f", test {len(test)}" if test else "") + ") …")
     summary = train_nli_cross_encoder(
-        train, dev, args.base, args.out, test_pairs=test, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        max_length=args.max_length, warmup_ratio=args.warmup_ratio, seed=args.seed, resume=not args.no_resume,
-        max_steps=args.max_steps, device=args.device, show_progress=not args.quiet,
-        keep_checkpoints=args.keep_checkpoints,
+        train, dev, args.base, args.out, test_pairs=test, **training_kwargs(args),
         sources={"train": ", ".join(args.train), "dev": args.dev, **({"test": args.test} if args.test else {})})
     resumed = f", resumed from {Path(summary['resumed_from']).name}" if summary["resumed_from"] else ""
     steps = f"{summary['steps']} step" + ("s" if summary["steps"] != 1 else "")
