@@ -58,6 +58,21 @@ def make_faiss_index(dim: int, factory: str):
                             f"{str(exc).strip().splitlines()[-1]}") from exc
 
 
+def apply_search_params(index, search_params: str | None, factory: str) -> None:
+    """Set FAISS search-time parameters such as ``efSearch=128`` (HNSW: more candidates, higher recall) or
+    ``nprobe=16`` (IVF: more lists visited), in ``faiss.ParameterSpace`` syntax; comma-separated for several.
+    FAISS writes them into ``index.faiss``; meta.json records them too and loading applies them again."""
+    if not search_params:
+        return
+    import faiss
+
+    try:
+        faiss.ParameterSpace().set_index_parameters(index, search_params)
+    except RuntimeError as exc:
+        raise FewlabelError(f"FAISS search parameters '{search_params}' do not apply to a '{factory}' index: "
+                            f"{str(exc).strip().splitlines()[-1]}") from exc
+
+
 def train_if_needed(index, vectors: np.ndarray, factory: str) -> None:
     if index.is_trained:
         return
@@ -81,14 +96,16 @@ class LabelIndex:
     faiss_index: object
     tuning: dict | None = None
     extra: dict = field(default_factory=dict)
+    search_params: str | None = None
 
     # ---- building -------------------------------------------------------------------------------
     @classmethod
     def build(cls, rows: Sequence[Row], encoder: SupportsEncode, *, factory: str = "Flat",
               multi_label: bool | None = None, cache: EmbeddingCache | None = None,
-              batch_size: int = 32, show_progress: bool = False) -> LabelIndex:
+              batch_size: int = 32, show_progress: bool = False, search_params: str | None = None) -> LabelIndex:
         """Encode `rows` and index them. `multi_label=None` decides from the data: multi-label
-        when any row carries two or more labels."""
+        when any row carries two or more labels. `search_params` (e.g. ``efSearch=128``): see
+        :func:`apply_search_params`."""
         rows = list(rows)
         if not rows:
             raise DataError("no labelled rows to index")
@@ -98,6 +115,7 @@ class LabelIndex:
         vectors = encode_with_cache(encoder, [r.text for r in rows], cache, batch_size=batch_size,
                                     show_progress_bar=show_progress)
         index = make_faiss_index(vectors.shape[1], factory)
+        apply_search_params(index, search_params, factory)
         train_if_needed(index, vectors, factory)
         index.add(vectors)
         names = sorted({label for r in rows for label in r.labels})
@@ -105,7 +123,7 @@ class LabelIndex:
             multi_label = any(len(r.labels) > 1 for r in rows)
         meta = encoder.describe(normalize=True)
         return cls(encoder=meta, factory=factory, rows=rows, label_names=names, multi_label=multi_label,
-                   faiss_index=index)
+                   faiss_index=index, search_params=search_params or None)
 
     def add(self, rows: Sequence[Row], encoder: SupportsEncode, *, cache: EmbeddingCache | None = None,
             batch_size: int = 32, show_progress: bool = False) -> int:
@@ -172,7 +190,8 @@ class LabelIndex:
             "format_version": FORMAT_VERSION,
             "fewlabel_version": fewlabel_version(),
             "encoder": self.encoder,
-            "faiss": {"factory": self.factory, "metric": "inner_product", "ntotal": int(self.faiss_index.ntotal)},
+            "faiss": {"factory": self.factory, "metric": "inner_product", "ntotal": int(self.faiss_index.ntotal),
+                      "search_params": self.search_params},
             "labels": self.label_names,
             "multi_label": self.multi_label,
             "n_rows": len(self.rows),
@@ -247,7 +266,9 @@ class LabelIndex:
                     "n_rows", "data_fingerprint", "tuning"}
         loaded = cls(encoder=meta["encoder"], factory=meta["faiss"]["factory"], rows=rows,
                      label_names=list(meta["labels"]), multi_label=bool(meta["multi_label"]), faiss_index=index,
-                     tuning=meta.get("tuning"), extra={k: v for k, v in meta.items() if k not in standard})
+                     tuning=meta.get("tuning"), extra={k: v for k, v in meta.items() if k not in standard},
+                     search_params=meta["faiss"].get("search_params"))
+        apply_search_params(index, loaded.search_params, loaded.factory)
         if encoder is not None:
             loaded.check_encoder(encoder)
         return loaded

@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--model", default=DEFAULT_MODEL, help=f"encoder (default: {DEFAULT_MODEL})")
     build.add_argument("--factory", default="Flat",
                        help="FAISS index factory string: Flat (exact), HNSW32, IVF256,PQ32 … (default: Flat)")
+    build.add_argument("--search-params", default=None,
+                       help="FAISS search parameters kept with the index, e.g. efSearch=128 for HNSW (higher "
+                            "recall, slower; FAISS's default is 16) or nprobe=16 for IVF")
     build.add_argument("--max-k", type=int, default=20, help="largest k tried when tuning (default: 20)")
     build.add_argument("--metric", choices=["micro", "macro"], default="micro",
                        help="F1 average that picks k and m (default: micro)")
@@ -269,7 +272,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     cache = open_cache(args)
     started = time.perf_counter()
     index = LabelIndex.build(rows, encoder, factory=args.factory, multi_label=args.multi_label, cache=cache,
-                             batch_size=args.batch_size, show_progress=not args.quiet)
+                             batch_size=args.batch_size, show_progress=not args.quiet,
+                             search_params=args.search_params)
     index.extra["build_seconds"] = round(time.perf_counter() - started, 2)
     index.extra["source"] = str(args.data)
     if valid is not None:
@@ -300,7 +304,8 @@ def cmd_index_info(args: argparse.Namespace) -> int:
         + (" …" if len(meta['labels']) > 20 else ""),
         f"encoder     {enc['model']}  (dim {enc['dim']}, {enc['pooling']} pooling, prefix {enc['prefix']!r}, "
         f"max_length {enc['max_length']})",
-        f"faiss       {meta['faiss']['factory']}, {meta['faiss']['ntotal']} vectors",
+        f"faiss       {meta['faiss']['factory']}, {meta['faiss']['ntotal']} vectors"
+        + (f", {meta['faiss']['search_params']}" if meta["faiss"].get("search_params") else ""),
         "tuning      " + (f"k={tuning['k']}, m={tuning['m']:g}, {tuning['metric']}-F1 {tuning['score']:.4f} "
                           f"on {tuning['n_valid']} rows" + (" (stale: rows added since)" if tuning.get("stale")
                                                             else "") if tuning else "not tuned (no --valid)"),

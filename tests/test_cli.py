@@ -106,6 +106,8 @@ def test_add_rows_and_retune(built_index, files, tmp_path):
     (["predict", "{index}", "{test}", "--out", "{dir}/p.xlsx"], "must end in .csv or .jsonl"),
     (["predict", "{index}", "{test}", "--k", "5", "--m", "9", "--out", "{dir}/p.csv"], "m must be between 1"),
     (["index", "build", "{train}", *COMMON, "--model", "./no-model-here", "--out", "{dir}/x"], "does not exist"),
+    (["index", "build", "{train}", *COMMON, "--model", "minilm", "--factory", "HNSW32", "--search-params",
+      "nprobe=4", "--out", "{dir}/x"], "'nprobe=4' do not apply to a 'HNSW32' index"),
 ])
 def test_errors_are_one_line_with_nonzero_exit(argv, message, built_index, files, capsys):
     fill = {"train": files["train"], "test": files["test"], "dir": files["dir"], "index": built_index}

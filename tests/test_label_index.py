@@ -127,6 +127,20 @@ def test_other_faiss_types_through_the_factory_string(minilm, factory, tmp_path)
     assert loaded.factory == factory and loaded.faiss_index.ntotal == len(ROWS)
 
 
+def test_search_params_are_kept_with_the_index_and_checked(minilm, tmp_path):
+    import faiss
+
+    index = LabelIndex.build(ROWS, minilm, factory="HNSW32", search_params="efSearch=64")
+    assert faiss.downcast_index(index.faiss_index).hnsw.efSearch == 64
+    folder = index.save(tmp_path / "idx")
+    assert json.loads((folder / "meta.json").read_text())["faiss"]["search_params"] == "efSearch=64"
+    loaded = LabelIndex.load(folder)
+    assert loaded.search_params == "efSearch=64" and faiss.downcast_index(loaded.faiss_index).hnsw.efSearch == 64
+    assert faiss.downcast_index(LabelIndex.build(ROWS, minilm, factory="HNSW32").faiss_index).hnsw.efSearch == 16
+    with pytest.raises(FewlabelError, match="'nprobe=4' do not apply to a 'HNSW32' index"):
+        LabelIndex.build(ROWS, minilm, factory="HNSW32", search_params="nprobe=4")
+
+
 def test_untrainable_factory_is_a_clear_error(minilm):
     with pytest.raises(FewlabelError, match="IVF1024,Flat' could not be trained on 6 vectors"):
         LabelIndex.build(ROWS, minilm, factory="IVF1024,Flat")
