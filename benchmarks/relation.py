@@ -13,9 +13,10 @@ its metrics are the ones reported). Writes `relation.md` and `relation.json`.
    whole train set and test is scored once: KLUE's micro-F1 without Other, AUPRC, and SemEval's official
    macro-F1 (9 relations, direction must be right, Other excluded), all x100.
 3. **Fine-tuned classifiers** (`--finetune`, slow on a CPU): `finetune.relation` for every `--base` x `--marker` x
-   `--pooling` given (comma-separated), the best epoch picked on the same 10% held-out split, test scored once with
-   the same metrics. A model folder already trained with the same settings is scored again, not retrained, so an
-   interrupted benchmark resumes; an interrupted training resumes from its checkpoints.
+   `--pooling` given (comma-separated), or the `--runs` listed; the best epoch is picked on the same 10% held-out
+   split and test is scored once with the same metrics. A model folder already trained with the same settings is
+   scored again, not retrained, so an interrupted benchmark resumes; an interrupted training resumes from its
+   checkpoints.
 
 `--limit N` keeps the first N rows of train and of test, to check the script, not to report."""
 
@@ -111,8 +112,14 @@ def full_knn_row(encoder: Encoder, model: str, splits: dict, args, cache) -> dic
 
 # ---- 3. fine-tuned classifiers ------------------------------------------------------------------------------
 def finetune_configs(args) -> list[tuple[str, str, str]]:
-    """Every (base, marker, pooling) asked for; entity-start pooling needs markers, so baseline x entity-start
-    is left out."""
+    """The (base, marker, pooling) runs: those of ``--runs``, else every combination of ``--base``, ``--marker``
+    and ``--pooling``; entity-start pooling needs markers, so baseline x entity-start is left out."""
+    if args.runs:
+        runs = [tuple(run.split(":")) for run in args.runs.split(",")]
+        bad = [":".join(run) for run in runs if len(run) != 3]
+        if bad:
+            raise SystemExit(f"--runs takes base:marker:pooling items, comma-separated; got {', '.join(bad)}")
+        return runs
     return [(base, marker, pooling) for base in args.base.split(",") for marker in args.marker.split(",")
             for pooling in args.pooling.split(",") if not (pooling == "entity-start" and marker == "baseline")]
 
@@ -222,6 +229,9 @@ def main() -> None:
                         help="bases of the fine-tuned classifiers, comma-separated (e5-small, minilm, folders)")
     parser.add_argument("--marker", default="typed", help="renderings, comma-separated: baseline, entity, typed")
     parser.add_argument("--pooling", default="cls", help="heads, comma-separated: cls, entity-start")
+    parser.add_argument("--runs", default=None,
+                        help="exact runs instead of every --base x --marker x --pooling, e.g. "
+                             "e5-small:typed:entity-start,minilm:baseline:cls")
     parser.add_argument("--loss", default="ce", choices=["ce", "weighted", "focal"])
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--model-dir", default=None, help="fine-tuned model folder (default: $FEWLABEL_HOME/models)")
