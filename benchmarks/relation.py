@@ -182,7 +182,11 @@ def body(episodes: list[dict], full: list[dict], splits: dict, args) -> str:
                   markdown_table(["method", "micro-F1 (no Other)", "AUPRC", "SemEval macro-F1", "accuracy", "time"],
                                  [[r["method"], pct(r["micro_f1"]), pct(r["auprc"]), pct(r.get("semeval_macro_f1")),
                                    pct(r["accuracy"]), f"{r.get('train_seconds', 0) + r['seconds']:.0f} s"]
-                                  for r in full]), ""]
+                                  for r in full]), "",
+                  "kNN time counts the vote and, for vectors not yet in the embedding cache, encoding; a rerun reads "
+                  "them from the cache.", ""]
+        if args.note:
+            parts += [args.note, ""]
         tuned = [r for r in full if "steps" in r]
         if tuned:
             parts += [f"Fine-tuning settings: {args.epochs:g} epochs, learning rate {args.lr:g}, batch "
@@ -229,6 +233,7 @@ def main() -> None:
                         help="bases of the fine-tuned classifiers, comma-separated (e5-small, minilm, folders)")
     parser.add_argument("--marker", default="typed", help="renderings, comma-separated: baseline, entity, typed")
     parser.add_argument("--pooling", default="cls", help="heads, comma-separated: cls, entity-start")
+    parser.add_argument("--note", default=None, help="a sentence for the report (e.g. how the runs shared the machine)")
     parser.add_argument("--runs", default=None,
                         help="exact runs instead of every --base x --marker x --pooling, e.g. "
                              "e5-small:typed:entity-start,minilm:baseline:cls")
