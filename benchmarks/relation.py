@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from finetune.relation import train_re_classifier
+from finetune.runs import MARKER_FILE
 from indexing.embedding_cache import EmbeddingCache, default_cache_path
 from indexing.encoder import Encoder
 from indexing.paths import fewlabel_home
@@ -127,7 +128,7 @@ def finetune_configs(args) -> list[tuple[str, str, str]]:
 def finished_run(out: Path, wanted: dict) -> dict | None:
     """The record of a finished model folder trained with exactly these settings and data, else None: a
     rerun of the benchmark scores such a folder again instead of training it again."""
-    marker = out / "fewlabel_model.json"
+    marker = out / MARKER_FILE
     if not marker.is_file():
         return None
     info = json.loads(marker.read_text(encoding="utf-8"))
@@ -153,7 +154,7 @@ def finetune_row(splits: dict, args, base: str, marker: str, pooling: str) -> di
                             max_length=args.max_length, max_steps=args.max_steps, seed=args.seed, device=args.device,
                             sources={"train": "semeval2010_task8/train.jsonl (90%)",
                                      "dev": "semeval2010_task8/train.jsonl (10%, seeded)"})
-        info = json.loads((out / "fewlabel_model.json").read_text(encoding="utf-8"))
+        info = json.loads((out / MARKER_FILE).read_text(encoding="utf-8"))
     else:
         print(f"{out}: already trained with these settings; scoring it", flush=True)
     started = time.perf_counter()

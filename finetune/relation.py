@@ -59,6 +59,7 @@ from .runs import (
     resume_point,
     run_outcome,
     trainer_args,
+    transformers_model,
 )
 from .settings import TrainSettings, resolve_base
 
@@ -274,7 +275,7 @@ def _new_model(location: str, id2label: dict[int, str], options: dict, settings:
     subject, obj = OPENING_MARKERS[options["marker"]]
     try:
         pooling = EntityStartPooling(marker_token_ids(body.tokenizer, subject), marker_token_ids(body.tokenizer, obj),
-                                     body.auto_model.config.hidden_size)
+                                     transformers_model(body).config.hidden_size)
     except ValueError as exc:
         raise ModelError(f"entity-start pooling: {exc}; use --pooling cls") from exc
     head = Dense(pooling.get_sentence_embedding_dimension(), len(id2label), activation_function=None,
@@ -288,7 +289,7 @@ def add_entity_tokens(module) -> None:
     tokenizer = module.tokenizer
     added = tokenizer.add_tokens(list(ENTITY_MARKERS), special_tokens=True)
     if added:
-        hf_model = getattr(module, "model", None) or getattr(module, "auto_model", None)
+        hf_model = transformers_model(module)
         if hf_model is None or not hasattr(hf_model, "resize_token_embeddings"):
             raise ModelError("cannot add the entity-marker tokens to this model (no resizable embeddings); "
                              "use --marker typed")

@@ -108,13 +108,16 @@ def resume_point(ckpt_dir: Path, run: dict, resume: bool) -> str | None:
     return None
 
 
-def freeze_word_embeddings(model) -> int:
+def transformers_model(module):
+    """The transformers model inside a sentence-transformers ``Transformer`` module (``model`` in v6,
+    ``auto_model`` before), or None."""
+    return getattr(module, "model", None) or getattr(module, "auto_model", None)
+
+
+def freeze_word_embeddings(model) -> None:
     """Stop training the word-embedding matrix of a (Cross-)Encoder's transformer (the trainers' optimisers
-    take only parameters that require gradients); returns how many weights were frozen."""
-    hf_model = getattr(model[0], "auto_model", None) or getattr(model[0], "model", None)
-    embeddings = hf_model.get_input_embeddings()
-    embeddings.weight.requires_grad_(False)
-    return embeddings.weight.numel()
+    take only parameters that require gradients)."""
+    transformers_model(model[0]).get_input_embeddings().weight.requires_grad_(False)
 
 
 def resumable_settings(settings: TrainSettings) -> dict:
