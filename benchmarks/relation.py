@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from finetune.relation import train_re_classifier
-from finetune.runs import MARKER_FILE
+from finetune.runs import MARKER_FILE, finished_run
 from indexing.embedding_cache import EmbeddingCache, default_cache_path
 from indexing.encoder import Encoder
 from indexing.paths import fewlabel_home
@@ -123,18 +123,6 @@ def finetune_configs(args) -> list[tuple[str, str, str]]:
         return runs
     return [(base, marker, pooling) for base in args.base.split(",") for marker in args.marker.split(",")
             for pooling in args.pooling.split(",") if not (pooling == "entity-start" and marker == "baseline")]
-
-
-def finished_run(out: Path, wanted: dict) -> dict | None:
-    """The record of a finished model folder trained with exactly these settings and data, else None: a
-    rerun of the benchmark scores such a folder again instead of training it again."""
-    marker = out / MARKER_FILE
-    if not marker.is_file():
-        return None
-    info = json.loads(marker.read_text(encoding="utf-8"))
-    same = all(info.get(k) == v for k, v in wanted.items() if k != "settings") and all(
-        info.get("settings", {}).get(k) == v for k, v in wanted["settings"].items())
-    return info if same else None
 
 
 def finetune_row(splits: dict, args, base: str, marker: str, pooling: str) -> dict:

@@ -21,19 +21,22 @@ in each order). `--limit N` keeps the first N pairs of every split, to check the
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from finetune.sts import train_sts_bi_encoder, train_sts_cross_encoder
+from finetune.runs import finished_run
+from finetune.settings import resolve_base
+from finetune.sts import BI_KIND, CROSS_KIND, pairs_fingerprint, train_sts_bi_encoder, train_sts_cross_encoder
 from indexing.encoder import Encoder
 from indexing.pairs import PairRow, read_pairs
 from indexing.paths import fewlabel_home
 from retrieval.sts import Calibration, STSScorer, pair_metrics
 
-from .report import write_report
+from .report import markdown_table, write_report
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model here is local: never wait on the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -88,7 +91,10 @@ def trained_rows(train_key: str, splits: dict, base: str, kind: str, eval_keys: 
     settings = dict(epochs=args.epochs, lr=args.lr, batch_size=args.train_batch_size, max_length=args.max_length,
                     warmup_ratio=args.warmup_ratio, seed=args.seed, max_steps=args.max_steps, device=args.device,
                     show_progress=True)
-    if kind == "cross-encoder":
+    summary = finished_head(out, kind, base, train_pairs, dev_pairs, settings, args)
+    if summary is not None:
+        print(f"{out}: already trained with these settings and data; scoring it", flush=True)
+    elif kind == "cross-encoder":
         summary = train_sts_cross_encoder(train_pairs, dev_pairs, base, out, freeze_embeddings=args.freeze_embeddings,
                                           **settings)
     else:
@@ -100,9 +106,81 @@ def trained_rows(train_key: str, splits: dict, base: str, kind: str, eval_keys: 
         rows.append(result_row(DATASETS[key][0], f"{kind} from {base}, trained on {trained_on}", splits[key], scores,
                                seconds, train=len(train_pairs), train_seconds=summary["train_seconds"],
                                steps=summary["steps"], dev=summary["dev"], resumed_from=summary["resumed_from"],
-                               model_dir=str(out),
+                               model_dir=str(out), curve=training_curve(out),
                                settings={k: v for k, v in settings.items() if k not in ("device", "show_progress")}))
     return rows
+
+
+def finished_head(out: Path, kind: str, base: str, train_pairs: list[PairRow], dev_pairs: list[PairRow],
+                  settings: dict, args) -> dict | None:
+    """The summary of a head already trained in `out` on these pairs with these settings, else None, so that a
+    rerun (say, after the report code changed) scores it again instead of spending hours training it again."""
+    wanted_settings = {k: settings[k] for k in ("epochs", "lr", "batch_size", "max_length", "warmup_ratio", "seed",
+                                                "max_steps")}
+    if kind == "cross-encoder":
+        wanted_settings["freeze_embeddings"] = args.freeze_embeddings
+    wanted = {"kind": CROSS_KIND if kind == "cross-encoder" else BI_KIND, "base": resolve_base(base)[1]["name"],
+              "settings": wanted_settings,
+              "data": {"train_pairs": len(train_pairs), "dev_pairs": len(dev_pairs),
+                       "train_fingerprint": pairs_fingerprint(train_pairs)}}
+    info = finished_run(out, wanted)
+    if info is None:
+        return None
+    return {"out_dir": str(out), **{k: info.get(k) for k in ("dev", "steps", "train_seconds", "resumed_from")}}
+
+
+def training_curve(folder: Path) -> dict:
+    """Training loss and dev Pearson by epoch, from the head's `training_log.jsonl` (the trainer's log)."""
+    loss, dev = [], []
+    log = folder / "training_log.jsonl"
+    if log.is_file():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line)
+            if "loss" in entry:
+                loss.append([entry["epoch"], entry["loss"]])
+            pearson = next((v for k, v in entry.items() if k.startswith("eval_") and k.endswith("_pearson")), None)
+            if pearson is not None:
+                dev.append([entry["epoch"], pearson])
+    return {"loss": loss, "dev_pearson": dev}
+
+
+def trained_heads(results: list[dict]) -> dict[str, dict]:
+    """One entry per trained head (its rows repeat it once per test set): method -> curve and settings."""
+    return {r["method"]: r for r in results if r.get("curve")}
+
+
+def curves_section(results: list[dict], png_name: str) -> str:
+    heads = trained_heads(results)
+    if not heads:
+        return ""
+    rows = [[method, f"{r['settings']['lr']:g}", r["settings"]["epochs"],
+             ", ".join(f"{p:.3f}" for _, p in r["curve"]["dev_pearson"]) or "-"] for method, r in heads.items()]
+    return ("\n\n## Training curves\n\nDev Pearson (one order, as the trainer evaluates it) after each epoch; the "
+            "best epoch is the model kept.\n\n"
+            + markdown_table(["head", "learning rate", "epochs", "dev Pearson by epoch"], rows)
+            + f"\n\n![training curves]({png_name})")
+
+
+def plot_curves(path: Path, results: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, dev_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for method, r in trained_heads(results).items():
+        if r["curve"]["loss"]:
+            loss_ax.plot(*zip(*r["curve"]["loss"], strict=True), label=method, linewidth=1)
+        if r["curve"]["dev_pearson"]:
+            dev_ax.plot(*zip(*r["curve"]["dev_pearson"], strict=True), marker="o", label=method)
+    loss_ax.set(title="training loss", xlabel="epoch", ylabel="loss")
+    dev_ax.set(title="dev Pearson after each epoch", xlabel="epoch", ylabel="Pearson")
+    for ax in (loss_ax, dev_ax):
+        ax.grid(alpha=0.3)
+    dev_ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def parse_runs(values: list[str], option: str) -> list[tuple[str, str]]:
@@ -186,7 +264,10 @@ def main() -> None:
         "excludes model loading and uses no embedding cache (a calibrated row reuses its cosine row's encoding, so "
         "its time is the same)." + limit_note + "\n\n"
         f"Split sizes: {', '.join(f'{n}: ' + ' / '.join(f'{v:,}' for v in s.values()) for n, s in sizes.items())} "
-        "(train / dev / test).\n\n" + table(results))
+        "(train / dev / test).\n\n" + table(results)
+        + curves_section(results, f"{args.name}_curves.png"))
+    if trained_heads(results):
+        plot_curves(Path(args.out) / f"{args.name}_curves.png", results)
     write_report(Path(args.out), args.name, "STS: cosine and trained heads on KorSTS and STS-B", body,
                  {"results": results, "limit": args.limit, "sizes": sizes},
                  data_note=f"{data} (korsts, stsb_en)")

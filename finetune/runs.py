@@ -142,6 +142,26 @@ def finish_run(out: Path, ckpt_dir: Path, trainer, info: dict, *, model_card: st
     tmp.replace(out / MARKER_FILE)
 
 
+def finished_run(out: Path, wanted: dict) -> dict | None:
+    """The marker record of a finished model folder whose record agrees with ``wanted`` (nested dicts are
+    compared key by key, so ``wanted`` names only what matters), else None. Benchmarks score such a folder
+    again instead of training it again."""
+    marker = out / MARKER_FILE
+    if not marker.is_file():
+        return None
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # a damaged record: train again rather than trust it
+    return info if _agrees(info, wanted) else None
+
+
+def _agrees(record: object, wanted: object) -> bool:
+    if isinstance(wanted, dict):
+        return isinstance(record, dict) and all(_agrees(record.get(k), v) for k, v in wanted.items())
+    return record == wanted
+
+
 def run_outcome(trainer, dev_scores: dict | None, test_scores: dict | None, per_epoch: list[dict], seconds: float,
                 resume_from: str | None) -> dict:
     """The part of a head's marker file every trainer records the same way: scores, steps, time, versions."""

@@ -231,7 +231,8 @@ def _check_pairs(pairs: Sequence[PairRow] | None, role: str) -> list[PairRow]:
     return pairs
 
 
-def _fingerprint(pairs: Sequence[PairRow]) -> str:
+def pairs_fingerprint(pairs: Sequence[PairRow]) -> str:
+    """What a run was trained on, in 16 hex digits: resume and reuse only with the same pairs."""
     h = hashlib.sha256()
     for p in pairs:
         h.update(json.dumps([p.sentence1, p.sentence2, p.score, p.binary], ensure_ascii=False).encode())
@@ -241,8 +242,8 @@ def _fingerprint(pairs: Sequence[PairRow]) -> str:
 def _resume_point(ckpt_dir: Path, kind: str, base_info: dict, settings: TrainSettings, extra: dict,
                   train: list[PairRow], dev: list[PairRow], resume: bool) -> str | None:
     """The checkpoint to resume from (see `finetune.runs.resume_point`)."""
-    run = {"kind": kind, "base": base_info["name"], **extra, "train": _fingerprint(train), "dev": _fingerprint(dev),
-           "settings": resumable_settings(settings)}
+    run = {"kind": kind, "base": base_info["name"], **extra, "train": pairs_fingerprint(train),
+           "dev": pairs_fingerprint(dev), "settings": resumable_settings(settings)}
     return resume_point(ckpt_dir, run, resume)
 
 
@@ -285,7 +286,7 @@ def _common_info(base_info: dict, settings: TrainSettings, extra: dict, train: l
                   "pearson": next((v for k, v in e.items() if k.startswith(f"eval_{DEV_NAME}_pearson")), None)}
                  for e in trainer.state.log_history if any(k.startswith(f"eval_{DEV_NAME}_") for k in e)]
     return {"base": base_info["name"], "settings": settings.to_dict(), **extra,
-            "data": {"train_pairs": len(train), "dev_pairs": len(dev), "train_fingerprint": _fingerprint(train),
+            "data": {"train_pairs": len(train), "dev_pairs": len(dev), "train_fingerprint": pairs_fingerprint(train),
                      **({"sources": sources} if sources else {})},
             "dev": dev_scores, "dev_per_epoch": per_epoch, "best_checkpoint_metric": trainer.state.best_metric,
             "steps": int(trainer.state.global_step), "train_seconds": round(seconds, 1), "resumed_from": resume_from,

@@ -342,6 +342,45 @@ def test_cross_encoder_training_saves_and_reloads(cross_encoder_dir):
         STSScorer(str(out), calibration="linear")
 
 
+def test_benchmark_reuses_a_finished_head_only_for_the_same_settings_and_data(cross_encoder_dir, tmp_path):
+    """A rerun of `benchmarks.sts` scores a finished head again instead of retraining it; any change in the
+    settings, the data or the base must train again."""
+    from argparse import Namespace
+
+    from benchmarks.sts import finished_head, training_curve
+
+    out, summary = cross_encoder_dir
+    rows = pair_rows(EN_PAIRS)
+    settings = dict(epochs=1, lr=5e-5, batch_size=8, max_length=32, warmup_ratio=0.0, seed=0, max_steps=2)
+    args = Namespace(freeze_embeddings=False)
+    reused = finished_head(out, "cross-encoder", "minilm", rows[:16], rows[16:], settings, args)
+    assert reused is not None and reused["steps"] == summary["steps"] == 2
+    assert reused["train_seconds"] == pytest.approx(summary["train_seconds"])
+    assert finished_head(out, "cross-encoder", "minilm", rows[:16], rows[16:], {**settings, "lr": 2e-5}, args) is None
+    assert finished_head(out, "cross-encoder", "minilm", rows[:15], rows[16:], settings, args) is None
+    assert finished_head(out, "cross-encoder", "e5-small", rows[:16], rows[16:], settings, args) is None
+    assert finished_head(out, "bi-encoder", "minilm", rows[:16], rows[16:], settings, args) is None
+    assert finished_head(out, "cross-encoder", "minilm", rows[:16], rows[16:], settings,
+                         Namespace(freeze_embeddings=True)) is None
+
+    curve = training_curve(out)
+    assert len(curve["loss"]) == 2 and len(curve["dev_pearson"]) == 1  # logged every step; one evaluation
+    assert all(-1 <= pearson <= 1 for _, pearson in curve["dev_pearson"])
+    assert training_curve(tmp_path) == {"loss": [], "dev_pearson": []}  # no log: an empty curve, not an error
+
+
+def test_finished_run_ignores_unfinished_and_damaged_folders(tmp_path):
+    from finetune.runs import MARKER_FILE, finished_run
+
+    assert finished_run(tmp_path, {"kind": "sts-cross-encoder"}) is None  # no marker: unfinished
+    (tmp_path / MARKER_FILE).write_text('{"kind": "sts-cross-encoder", "settings": {"lr": 2e-05, "seed": 1}}')
+    assert finished_run(tmp_path, {"kind": "sts-cross-encoder", "settings": {"lr": 2e-5}})["settings"]["seed"] == 1
+    assert finished_run(tmp_path, {"kind": "sts-cross-encoder", "settings": {"lr": 3e-5}}) is None
+    assert finished_run(tmp_path, {"settings": {"epochs": 1}}) is None  # a setting the record lacks is no match
+    (tmp_path / MARKER_FILE).write_text('{"kind": "sts-cr')
+    assert finished_run(tmp_path, {"kind": "sts-cross-encoder"}) is None
+
+
 def test_binary_objective_loss_terms(cross_encoder_dir):
     import torch
     from sentence_transformers import CrossEncoder
