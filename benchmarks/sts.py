@@ -13,7 +13,9 @@ Rows:
    (`--train-cross-encoder BASE:DATASET`, `--train-bi-encoder BASE:DATASET`, repeatable), with the shared
    settings below; training time is reported. Each trained head is scored on every dataset's test split.
    An interrupted training run resumes from its checkpoint
-   when the script is run again (the row then says so, and its time covers the resumed part only).
+   when the script is run again (the row then says so, and its time covers the resumed part only); a finished
+   head trained on the same pairs with the same settings is scored again, not retrained (its recorded training
+   time is reported). Trained heads add a training-curve table and `NAME_curves.png` (loss, dev Pearson by epoch).
 Every row is scored once on the full test split. Scoring time per 1,000 pairs excludes model loading and
 uses no embedding cache (each distinct text is encoded once; a cross-encoder reads every pair twice, once
 in each order). `--limit N` keeps the first N pairs of every split, to check the script, not to report."""
