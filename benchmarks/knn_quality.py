@@ -20,13 +20,13 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.preprocessing import MultiLabelBinarizer
 
-from indexing.embedding_cache import EmbeddingCache, default_cache_path
-from indexing.encoder import Encoder
-from indexing.label_index import LabelIndex
-from indexing.readers import Row
-from retrieval.labelling import evaluate, predict_rows, tune_index
-
-from .report import markdown_table, write_report
+from fewlabel.benchmarks.report import markdown_table, write_report
+from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
+from fewlabel.indexing.encoders.encoder import Encoder
+from fewlabel.indexing.readers import Row
+from fewlabel.indexing.store.label_index import LabelIndex
+from fewlabel.retrieval.knn.labelling import evaluate, tune_index
+from fewlabel.retrieval.router import predict_rows
 
 NSMC_TRAIN_ROWS, NSMC_DEV_ROWS = 10_000, 2_000
 

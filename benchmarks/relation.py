@@ -23,7 +23,6 @@ its metrics are the ones reported). Writes `relation.md` and `relation.json`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import time
@@ -31,17 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-from finetune.relation import train_re_classifier
-from finetune.runs import MARKER_FILE, finished_run
-from indexing.embedding_cache import EmbeddingCache, default_cache_path
-from indexing.encoder import Encoder
-from indexing.paths import fewlabel_home
-from indexing.re_metrics import relation_metrics
-from indexing.relations import SEMEVAL_LABELS, SEMEVAL_OTHER, RelationRow, read_relations
-from retrieval.re_fewshot import RelationKNN, embed_relations, run_episodes, sample_episodes
-from retrieval.re_predict import RelationClassifier
-
-from .report import markdown_table, write_report
+from fewlabel.benchmarks.report import markdown_table, write_report
+from fewlabel.finetune.relation.trainer import train_re_classifier
+from fewlabel.finetune.runs import finished_run
+from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
+from fewlabel.indexing.encoders.encoder import Encoder
+from fewlabel.indexing.files import fewlabel_home
+from fewlabel.indexing.model_folder import read_marker
+from fewlabel.indexing.relation.data import SEMEVAL_LABELS, SEMEVAL_OTHER, RelationRow, read_relations
+from fewlabel.indexing.relation.metrics import relation_metrics
+from fewlabel.retrieval.relation.classifier import RelationClassifier
+from fewlabel.retrieval.relation.fewshot import RelationKNN, embed_relations, run_episodes, sample_episodes
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -64,7 +63,7 @@ def semeval_splits(data: Path, limit: int | None, seed: int) -> dict[str, list[R
 
 def embed(encoder: Encoder, rows: list[RelationRow], marker: str, cache, batch_size: int) -> np.ndarray:
     if marker == "none":
-        from indexing.embedding_cache import encode_with_cache
+        from fewlabel.indexing.encoders.cache import encode_with_cache
 
         return encode_with_cache(encoder, [r.sentence for r in rows], cache, batch_size=batch_size,
                                  show_progress_bar=True)
@@ -142,7 +141,7 @@ def finetune_row(splits: dict, args, base: str, marker: str, pooling: str) -> di
                             max_length=args.max_length, max_steps=args.max_steps, seed=args.seed, device=args.device,
                             sources={"train": "semeval2010_task8/train.jsonl (90%)",
                                      "dev": "semeval2010_task8/train.jsonl (10%, seeded)"})
-        info = json.loads((out / MARKER_FILE).read_text(encoding="utf-8"))
+        info = read_marker(out)
     else:
         print(f"{out}: already trained with these settings; scoring it", flush=True)
     started = time.perf_counter()

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from indexing.embedding_cache import EmbeddingCache, default_cache_path, encode_with_cache
-from indexing.encoder import Encoder
-from indexing.label_index import make_faiss_index, train_if_needed
-
-from .knn_quality import goemotions_splits, nsmc_splits
-from .report import markdown_table, write_report
+from fewlabel.benchmarks.knn_quality import goemotions_splits, nsmc_splits
+from fewlabel.benchmarks.report import markdown_table, write_report
+from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path, encode_with_cache
+from fewlabel.indexing.encoders.encoder import Encoder
+from fewlabel.indexing.hf import quiet_hf
+from fewlabel.indexing.store.faiss_index import make_faiss_index, train_if_needed
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model here is local: never wait on the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -77,14 +77,8 @@ def time_encoder(model: str, texts: list[str], batch_size: int) -> tuple[dict, E
     encoder = Encoder(model, device="cpu")
     rss_ours = current_rss_mib()
     log(f"[{model}] loaded ours from {encoder.location}; RSS {rss_ours:.0f} MiB")
-    from transformers.utils import logging as hf_logging
-
-    previous = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # BERT's unused pooler is "missing" for ST too: don't print a report
-    try:
+    with quiet_hf():  # BERT's unused pooler is "missing" for ST too: don't print a report
         st_model = SentenceTransformer(encoder.location, device="cpu")
-    finally:
-        hf_logging.set_verbosity(previous)
     rss_both = current_rss_mib()
     log(f"[{model}] loaded SentenceTransformer; RSS {rss_both:.0f} MiB")
     st_texts = [encoder.prefix + t for t in texts]  # Encoder adds the prefix itself; ST must be given it

@@ -30,15 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from finetune.runs import finished_run
-from finetune.settings import resolve_base
-from finetune.sts import BI_KIND, CROSS_KIND, pairs_fingerprint, train_sts_bi_encoder, train_sts_cross_encoder
-from indexing.encoder import Encoder
-from indexing.pairs import PairRow, read_pairs
-from indexing.paths import fewlabel_home
-from retrieval.sts import Calibration, STSScorer, pair_metrics
-
-from .report import markdown_table, write_report
+from fewlabel.benchmarks.report import markdown_table, write_report
+from fewlabel.finetune.runs import finished_run
+from fewlabel.finetune.settings import resolve_base
+from fewlabel.finetune.sts.trainer import pairs_fingerprint, train_sts_bi_encoder, train_sts_cross_encoder
+from fewlabel.indexing.encoders.encoder import Encoder
+from fewlabel.indexing.files import fewlabel_home
+from fewlabel.indexing.model_folder import STS_BI_KIND, STS_CROSS_KIND
+from fewlabel.indexing.sts.metrics import pair_metrics
+from fewlabel.indexing.sts.pairs import PairRow, read_pairs
+from fewlabel.retrieval.sts.scorer import Calibration, STSScorer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model here is local: never wait on the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -121,7 +122,7 @@ def finished_head(out: Path, kind: str, base: str, train_pairs: list[PairRow], d
                                                 "max_steps")}
     if kind == "cross-encoder":
         wanted_settings["freeze_embeddings"] = args.freeze_embeddings
-    wanted = {"kind": CROSS_KIND if kind == "cross-encoder" else BI_KIND, "base": resolve_base(base)[1]["name"],
+    wanted = {"kind": STS_CROSS_KIND if kind == "cross-encoder" else STS_BI_KIND, "base": resolve_base(base)[1]["name"],
               "settings": wanted_settings,
               "data": {"train_pairs": len(train_pairs), "dev_pairs": len(dev_pairs),
                        "train_fingerprint": pairs_fingerprint(train_pairs)}}

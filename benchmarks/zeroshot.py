@@ -33,19 +33,18 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
-from finetune.nli import train_nli_cross_encoder
-from indexing.embedding_cache import EmbeddingCache, default_cache_path
-from indexing.encoder import Encoder
-from indexing.label_index import LabelIndex
-from indexing.nli_data import NLIPair, read_nli
-from indexing.paths import fewlabel_home
-from indexing.readers import Row
-from retrieval.labelling import evaluate, label_targets, predict_rows, tune_index
-from retrieval.predictor import Predictor, summarise_routes
-from retrieval.zeroshot import EmbeddingZeroShot, LabelSet, NLIZeroShot, parse_labels, select_labels
-
-from .knn_quality import goemotions_splits
-from .report import markdown_table, write_report
+from fewlabel.benchmarks.knn_quality import goemotions_splits
+from fewlabel.benchmarks.report import markdown_table, write_report
+from fewlabel.finetune.nli.trainer import train_nli_cross_encoder
+from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
+from fewlabel.indexing.encoders.encoder import Encoder
+from fewlabel.indexing.files import fewlabel_home
+from fewlabel.indexing.nli.data import NLIPair, read_nli
+from fewlabel.indexing.readers import Row, label_matrix
+from fewlabel.indexing.store.label_index import LabelIndex
+from fewlabel.retrieval.knn.labelling import evaluate, tune_index
+from fewlabel.retrieval.router import Predictor, predict_rows, summarise_routes
+from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot, LabelSet, NLIZeroShot, parse_labels, select_labels
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model here is local: never wait on the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -139,7 +138,7 @@ def curve(y: np.ndarray, scores: np.ndarray, thresholds: list[float]) -> list[di
 
 
 def zero_shot_rows(dataset: str, rows: list[Row], dev: list[Row] | None, labels: LabelSet, scorers: dict) -> list[dict]:
-    y = label_targets(rows, labels.names, dataset)
+    y = label_matrix(rows, labels.names, dataset)
     results = []
     for method, scorer in scorers.items():
         started = time.perf_counter()
@@ -156,7 +155,7 @@ def zero_shot_rows(dataset: str, rows: list[Row], dev: list[Row] | None, labels:
                "template": scorer.template or "auto (English / Korean by the label name)"}
         if dev:
             dev_scores = scorer.scores([r.text for r in dev], labels)
-            dev_curve = curve(label_targets(dev, labels.names, "dev"), dev_scores, grid)
+            dev_curve = curve(label_matrix(dev, labels.names, "dev"), dev_scores, grid)
             best = max(dev_curve, key=lambda c: c["macro_f1"])
             row["dev_threshold"] = best["threshold"]
             row["at_dev_threshold"] = f1s(y, select_labels(scores, threshold=best["threshold"]))
@@ -186,7 +185,7 @@ def fallback_rows(splits: dict[str, list[Row]], dev_sample: list[Row], names: li
 
     def record(method: str, predictions, seconds: float, extra: dict) -> None:
         scores = evaluate(predictions, test, names)
-        y = label_targets(test, names, "test")
+        y = label_matrix(test, names, "test")
         pred = np.zeros_like(y)
         for i, p in enumerate(predictions):
             pred[i, [names.index(lab) for lab in p.labels]] = True

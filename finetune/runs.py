@@ -1,5 +1,6 @@
-"""What every fine-tuning run shares (STS, NLI, and heads to come): the output folder and its marker
-file, TrainingArguments built from `TrainSettings`, and quieting transformers where it is noise.
+"""What every fine-tuning run shares (STS, NLI, relation, and heads to come): the output folder and its marker
+file (the contract itself is `fewlabel.indexing.model_folder`), TrainingArguments built from `TrainSettings`,
+and quieting the trainer where it is noise.
 
 Kept apart from any one head so a new head imports these instead of copying them."""
 
@@ -7,19 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from indexing.encoder import pick_device
-from indexing.errors import FewlabelError
+from fewlabel.finetune.settings import TrainSettings
+from fewlabel.indexing.errors import FewlabelError, ModelError
+from fewlabel.indexing.hf import pick_device
+from fewlabel.indexing.model_folder import clear_marker, read_marker, write_marker
 
-from .settings import TrainSettings
-
-MARKER_FILE = "fewlabel_model.json"  # the same name retrieval.sts looks for (finetune does not import retrieval)
 RUN_FILE = "fewlabel_run.json"  # in OUT/checkpoints: what the checkpoints were trained on, to refuse a wrong resume
 
 
@@ -28,7 +25,7 @@ def prepare_out(out_dir: str | Path) -> tuple[Path, Path]:
     if out.exists() and not out.is_dir():
         raise FewlabelError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER_FILE).unlink(missing_ok=True)  # the folder is unfinished until the new marker is written
+    clear_marker(out)  # the folder is unfinished until the new marker is written
     return out, out / "checkpoints"
 
 
@@ -58,22 +55,6 @@ def schedule_kwargs(settings: TrainSettings) -> dict:
     return kwargs
 
 
-@contextmanager
-def quiet_loading() -> Iterator[None]:
-    """Hide transformers' load report (the new classifier head is *meant* to be untrained)."""
-    from transformers.utils import logging as hf_logging
-
-    previous, st_logger = hf_logging.get_verbosity(), logging.getLogger("sentence_transformers")
-    st_level = st_logger.level
-    hf_logging.set_verbosity_error()
-    st_logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(previous)
-        st_logger.setLevel(st_level)
-
-
 def quiet_trainer(trainer, show_progress: bool) -> None:
     """Without progress bars transformers prints every log line instead; quiet means quiet (the log
     still goes to training_log.jsonl)."""
@@ -81,10 +62,6 @@ def quiet_trainer(trainer, show_progress: bool) -> None:
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-
-
-def first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def resume_point(ckpt_dir: Path, run: dict, resume: bool) -> str | None:
@@ -137,23 +114,18 @@ def finish_run(out: Path, ckpt_dir: Path, trainer, info: dict, *, model_card: st
     (out / "README.md").write_text(model_card, encoding="utf-8")
     if not keep_checkpoints:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-    tmp = out / f".{MARKER_FILE}.tmp"
-    tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out / MARKER_FILE)
+    write_marker(out, info)
 
 
 def finished_run(out: Path, wanted: dict) -> dict | None:
     """The marker record of a finished model folder whose record agrees with ``wanted`` (nested dicts are
     compared key by key, so ``wanted`` names only what matters), else None. Benchmarks score such a folder
     again instead of training it again."""
-    marker = out / MARKER_FILE
-    if not marker.is_file():
-        return None
     try:
-        info = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        info = read_marker(out)
+    except ModelError:
         return None  # a damaged record: train again rather than trust it
-    return info if _agrees(info, wanted) else None
+    return info if info is not None and _agrees(info, wanted) else None
 
 
 def _agrees(record: object, wanted: object) -> bool:

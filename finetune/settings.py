@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from indexing.errors import FewlabelError, ModelError
-from indexing.registry import REGISTRY
+from fewlabel.indexing.encoders.registry import REGISTRY
+from fewlabel.indexing.errors import FewlabelError, ModelError
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def resolve_base(base: str) -> tuple[str, dict]:
     if not path.is_dir():
         raise ModelError(f"base model '{base}' is neither a registry name ({', '.join(sorted(REGISTRY))}) "
                          "nor a local model folder")
-    from indexing.encoder import folder_settings, transformer_folder
+    from fewlabel.indexing.encoders.encoder import folder_settings, transformer_folder
 
     if not (transformer_folder(path) / "config.json").is_file():
         raise ModelError(f"base model folder '{base}' has no config.json")

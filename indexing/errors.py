@@ -30,3 +30,9 @@ class ModelError(FewlabelError):
 
 class IndexMismatchError(FewlabelError):
     """A saved index does not fit what it is used with (encoder, dimension, format)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name when it has none): library errors can run to
+    pages, and a user's error is one line."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

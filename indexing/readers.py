@@ -14,13 +14,15 @@ import io
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexing.errors import DataError
+import numpy as np
 
-__all__ = ["FORMATS", "Row", "detect_format", "parse_labels", "read_rows", "read_texts"]
+from fewlabel.indexing.errors import DataError
+
+__all__ = ["FORMATS", "Row", "detect_format", "label_matrix", "parse_labels", "read_rows", "read_texts"]
 
 PathLike = str | os.PathLike
 
@@ -50,6 +52,26 @@ class Row:
     labels: tuple[str, ...]  # () when no label column was requested (or allowed to be empty)
     id: str  # from id_col when given, else the 0-based data row number as a string
     line: int  # 1-based physical line where the record starts (a CSV/TSV header is line 1)
+
+
+def label_matrix(items: Sequence[Row] | Sequence[Sequence[str]], names: Sequence[str],
+                 source: str = "data") -> np.ndarray:
+    """(n, L) booleans: ``out[i, j]`` is whether item i carries label ``names[j]``. ``items`` are :class:`Row`
+    objects or plain label lists. A label missing from ``names`` is an error naming the row (a Row's own line,
+    else its 1-based position in ``source``), because it could never be predicted and would silently drag every
+    score down. The one place a label matrix is built: indexes, tuning, evaluation, trainers and benchmarks."""
+    column = {name: j for j, name in enumerate(names)}
+    out = np.zeros((len(items), len(names)), dtype=bool)
+    for i, item in enumerate(items):
+        labels = item.labels if isinstance(item, Row) else item
+        for label in labels:
+            j = column.get(label)
+            if j is None:
+                line = item.line if isinstance(item, Row) else i + 1
+                raise DataError(f"unknown label '{label}' (known labels: {', '.join(names)})", path=source,
+                                line=line, field="label")
+            out[i, j] = True
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,13 +12,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexing.embedding_cache import EmbeddingCache, default_cache_path
-from indexing.encoder import Encoder
-from indexing.label_index import LabelIndex
-from indexing.readers import read_rows
-
-from .labelling import evaluate, predict_rows, tune_index
-from .outputs import write_predictions
+from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
+from fewlabel.indexing.encoders.encoder import Encoder
+from fewlabel.indexing.readers import read_rows
+from fewlabel.indexing.store.label_index import LabelIndex
+from fewlabel.retrieval.knn.labelling import evaluate, tune_index
+from fewlabel.retrieval.outputs import write_predictions
+from fewlabel.retrieval.router import predict_rows
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 

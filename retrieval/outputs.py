@@ -1,21 +1,45 @@
-"""Write predictions as CSV or JSONL, atomically: the file appears whole or not at all, and an
-existing file is only replaced once the new one is complete."""
+"""What a prediction is, and every way fewlabel writes predictions: CSV or JSONL, plus the ``OUT.meta.json``
+record beside an output. Written once for `predict` (kNN, with or without the zero-shot fallback), `zeroshot`,
+the demo and the relation commands.
+
+Files are written atomically: the file appears whole or not at all, and an existing file is only replaced once
+the new one is complete."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexing.errors import FewlabelError
-from indexing.paths import atomic_file
+from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.files import atomic_file
 
-from .labelling import Prediction
+__all__ = ["Prediction", "output_format", "write_meta", "write_predictions"]
+
+ROUTE_KNN = "knn"
+
+
+@dataclass
+class Prediction:
+    """One labelled text: the chosen labels, a score per label (kNN vote fraction or zero-shot score, as
+    ``route`` says), the nearest example's similarity, the neighbours behind the vote (explain mode), and the
+    route that produced it (``knn``, ``zeroshot-nli``, ``zeroshot-embed``, ``knn+zeroshot-…``) with its reason."""
+
+    id: str
+    labels: tuple[str, ...]
+    scores: dict[str, float]
+    top_similarity: float
+    neighbours: list[dict] = field(default_factory=list)
+    route: str = ROUTE_KNN
+    reason: str = "neighbours"
 
 
 def output_format(path: Path) -> str:
-    suffix = path.suffix.lower()
+    """``csv`` or ``jsonl`` from the output's name; anything else is refused before any work is done."""
+    suffix = Path(path).suffix.lower()
     if suffix in {".jsonl", ".ndjson"}:
         return "jsonl"
     if suffix == ".csv":
@@ -23,9 +47,16 @@ def output_format(path: Path) -> str:
     raise FewlabelError(f"{path}: output must end in .csv or .jsonl")
 
 
-def write_predictions(predictions: Sequence[Prediction], path: str | Path, label_names: Sequence[str]) -> Path:
-    """Columns: id, labels (a JSON list), score:<label> for every label (vote fraction),
-    top_similarity (cosine of the nearest neighbour), and neighbours (JSON) in explain mode."""
+def _similarity(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 6)
+
+
+def write_predictions(predictions: Sequence[Prediction], path: str | Path, label_names: Sequence[str], *,
+                      routes: bool = False, similarity: bool = True) -> Path:
+    """CSV ``id, labels (JSON list) [, route, reason], score:<label>…, top_similarity [, neighbours]`` or the
+    same keys in JSONL (``scores`` as one object). ``routes`` adds the route columns (the zero-shot fallback and
+    pure zero-shot); ``similarity=False`` leaves ``top_similarity`` out (pure zero-shot has no neighbours).
+    ``neighbours`` appears when any prediction carries them (explain mode)."""
     path = Path(path)
     fmt = output_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,19 +64,35 @@ def write_predictions(predictions: Sequence[Prediction], path: str | Path, label
     with atomic_file(path) as fh:
         if fmt == "jsonl":
             for p in predictions:
-                item = {"id": p.id, "labels": list(p.labels), "scores": p.scores,
-                        "top_similarity": round(p.top_similarity, 6)}
+                item: dict = {"id": p.id, "labels": list(p.labels)}
+                if routes:
+                    item.update(route=p.route, reason=p.reason)
+                item["scores"] = {name: round(p.scores[name], 6) for name in label_names}
+                if similarity:
+                    item["top_similarity"] = _similarity(p.top_similarity)
                 if explain:
                     item["neighbours"] = p.neighbours
                 fh.write(json.dumps(item, ensure_ascii=False) + "\n")
-        else:
-            header = ["id", "labels", *[f"score:{name}" for name in label_names], "top_similarity"]
-            writer = csv.writer(fh)
-            writer.writerow([*header, "neighbours"] if explain else header)
-            for p in predictions:
-                line = [p.id, json.dumps(list(p.labels), ensure_ascii=False),
-                        *[f"{p.scores[name]:.4f}" for name in label_names], f"{p.top_similarity:.4f}"]
-                if explain:
-                    line.append(json.dumps(p.neighbours, ensure_ascii=False))
-                writer.writerow(line)
+            return path
+        writer = csv.writer(fh)
+        header = ["id", "labels", *(["route", "reason"] if routes else []), *[f"score:{n}" for n in label_names]]
+        header += ["top_similarity"] if similarity else []
+        writer.writerow([*header, "neighbours"] if explain else header)
+        for p in predictions:
+            line = [p.id, json.dumps(list(p.labels), ensure_ascii=False), *([p.route, p.reason] if routes else []),
+                    *[f"{p.scores[name]:.4f}" for name in label_names]]
+            if similarity:
+                line.append("" if math.isnan(p.top_similarity) else f"{p.top_similarity:.4f}")
+            if explain:
+                line.append(json.dumps(p.neighbours, ensure_ascii=False))
+            writer.writerow(line)
+    return path
+
+
+def write_meta(out: str | Path, meta: dict) -> Path:
+    """``OUT.meta.json`` beside an output (what made it: input, model, settings, metrics), atomically."""
+    out = Path(out)
+    path = out.with_name(out.name + ".meta.json")
+    with atomic_file(path) as fh:
+        fh.write(json.dumps(meta, ensure_ascii=False, indent=2, default=str) + "\n")
     return path

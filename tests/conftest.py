@@ -18,14 +18,14 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def minilm():
-    from indexing.encoder import Encoder
+    from fewlabel.indexing.encoders.encoder import Encoder
 
     return Encoder("minilm", device="cpu")
 
 
 @pytest.fixture(scope="session")
 def e5():
-    from indexing.encoder import Encoder
+    from fewlabel.indexing.encoders.encoder import Encoder
 
     return Encoder("e5-small", device="cpu")
 

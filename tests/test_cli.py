@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.cli import build_parser, main
+from fewlabel.retrieval.cli import build_parser, main
 
 DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
 
@@ -136,8 +136,8 @@ def test_every_command_has_help():
 
 
 def test_console_script_runs(built_index):
-    result = subprocess.run([sys.executable, "-m", "retrieval.cli", "index", "info", str(built_index), "--json"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-m", "fewlabel.retrieval.cli", "index", "info", str(built_index),
+                             "--json"], capture_output=True, text=True, check=True)
     assert json.loads(result.stdout)["n_rows"] == 120
 
 

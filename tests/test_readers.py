@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from indexing.errors import DataError
-from indexing.readers import Row, detect_format, parse_labels, read_rows, read_texts
+from fewlabel.indexing.errors import DataError
+from fewlabel.indexing.readers import Row, detect_format, parse_labels, read_rows, read_texts
 
 NSMC_TEST = Path("/work/shared/data/nsmc/rebuilt_ratings_test.txt")
 

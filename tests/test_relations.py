@@ -9,15 +9,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from indexing.errors import DataError, FewlabelError
-from indexing.re_metrics import auprc, micro_f1_without, relation_metrics, semeval_official, undirected
-from indexing.re_render import ENTITY_MARKERS, has_hangul, render, type_word
-from indexing.relations import (
+from fewlabel.indexing.errors import DataError, FewlabelError
+from fewlabel.indexing.relation.data import (
     SEMEVAL_LABELS,
     Entity,
     RelationRow,
@@ -27,9 +26,12 @@ from indexing.relations import (
     read_relation_labels,
     read_relations,
 )
-from retrieval.cli import main
-from retrieval.re_fewshot import RelationKNN, embed_relations, run_episodes, sample_episodes
-from retrieval.re_predict import normalise_probs, read_submission, write_submission
+from fewlabel.indexing.relation.metrics import auprc, micro_f1_without, relation_metrics, semeval_official, undirected
+from fewlabel.indexing.relation.render import ENTITY_MARKERS, render, type_word
+from fewlabel.indexing.text import has_hangul
+from fewlabel.retrieval.cli import main
+from fewlabel.retrieval.relation.classifier import normalise_probs, read_submission, write_submission
+from fewlabel.retrieval.relation.fewshot import RelationKNN, embed_relations, run_episodes, sample_episodes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "klue_re"
 KLUE_JSON, KLUE_CSV, LABEL_FILE = FIXTURES / "train.json", FIXTURES / "train.csv", FIXTURES / "relation_list.json"
@@ -395,7 +397,7 @@ class _FixedModel:
 def test_losses_by_hand(klue_rows):
     import torch
 
-    from finetune.relation import class_weights, relation_loss
+    from fewlabel.finetune.relation.trainer import class_weights, relation_loss
 
     logits = [[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
     model, labels = _FixedModel(logits), torch.tensor([0, 2])
@@ -429,7 +431,7 @@ def re_dir(tmp_path_factory):
 
 
 def test_training_saves_and_reloads(re_dir, klue_rows, tmp_path, capsys):
-    from retrieval.re_predict import RelationClassifier
+    from fewlabel.retrieval.relation.classifier import RelationClassifier
 
     marker = json.loads((re_dir / "fewlabel_model.json").read_text())
     assert marker["kind"] == "re-cross-encoder" and marker["labels"] == LABELS and marker["marker"] == "typed"
@@ -461,8 +463,8 @@ def test_training_saves_and_reloads(re_dir, klue_rows, tmp_path, capsys):
 def test_entity_markers_become_tokens():
     from sentence_transformers.cross_encoder import CrossEncoder
 
-    from finetune.relation import add_entity_tokens
-    from finetune.settings import resolve_base
+    from fewlabel.finetune.relation.trainer import add_entity_tokens
+    from fewlabel.finetune.settings import resolve_base
 
     model = CrossEncoder(resolve_base("minilm")[0], num_labels=3, local_files_only=True, device="cpu")
     before = model.tokenizer.tokenize("[E1] 김연아 [/E1]")
@@ -475,7 +477,7 @@ def test_entity_markers_become_tokens():
 def test_entity_start_pooling_reads_the_opening_markers():
     import torch
 
-    from indexing.entity_pooling import EntityStartPooling, marker_token_ids
+    from fewlabel.indexing.relation.pooling import EntityStartPooling, marker_token_ids
 
     tokens = torch.arange(2 * 6 * 2, dtype=torch.float).view(2, 6, 2)  # every position a different vector
     ids = torch.tensor([[101, 9, 5, 9, 7, 102], [101, 9, 9, 9, 9, 102]])  # row 2: markers truncated away
@@ -487,7 +489,7 @@ def test_entity_start_pooling_reads_the_opening_markers():
 
     from transformers import AutoTokenizer
 
-    from finetune.settings import resolve_base
+    from fewlabel.finetune.settings import resolve_base
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_base("minilm")[0], local_files_only=True)
     at = marker_token_ids(tokenizer, "@")
@@ -497,8 +499,8 @@ def test_entity_start_pooling_reads_the_opening_markers():
 
 
 def test_entity_start_training_saves_reloads_and_guards_its_module(klue_rows, tmp_path, capsys):
-    from indexing.errors import ModelError
-    from retrieval.re_predict import RelationClassifier
+    from fewlabel.indexing.errors import ModelError
+    from fewlabel.retrieval.relation.classifier import RelationClassifier
 
     out = tmp_path / "re-entity-start"
     args = ["-q", "finetune", "re", "--train", str(KLUE_JSON), "--dev", str(KLUE_CSV), "--labels", str(LABEL_FILE),
@@ -510,7 +512,7 @@ def test_entity_start_training_saves_reloads_and_guards_its_module(klue_rows, tm
     marker = json.loads((out / "fewlabel_model.json").read_text())
     assert marker["pooling"] == "entity-start" and marker["steps"] == 2
     types = [m["type"] for m in json.loads((out / "modules.json").read_text())]
-    assert types[1] == "indexing.entity_pooling.EntityStartPooling" and types[2].endswith("Dense")
+    assert types[1] == "fewlabel.indexing.relation.pooling.EntityStartPooling" and types[2].endswith("Dense")
     assert "entity-start" in (out / "README.md").read_text()
 
     classifier = RelationClassifier(out, device="cpu")
@@ -520,7 +522,15 @@ def test_entity_start_training_saves_reloads_and_guards_its_module(klue_rows, tm
     pooling = classifier.model[1]
     assert pooling.subject_token_ids == [classifier.model.tokenizer.convert_tokens_to_ids("[E1]")]
 
+    # a folder saved before fewlabel became one namespace names the module by its old path: it still loads,
+    # and the alias is gone afterwards (no bare `indexing` module stays behind)
     modules = json.loads((out / "modules.json").read_text())
+    modules[1]["type"] = "indexing.entity_pooling.EntityStartPooling"
+    (out / "modules.json").write_text(json.dumps(modules))
+    legacy = RelationClassifier(out, device="cpu")
+    assert np.allclose(legacy.predict_proba(klue_rows), probs, atol=1e-6)
+    assert "indexing.entity_pooling" not in sys.modules and "indexing" not in sys.modules
+
     modules[1]["type"] = "somewhere.else.Pooling"
     (out / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(ModelError, match="somewhere.else.Pooling"):
@@ -530,8 +540,8 @@ def test_entity_start_training_saves_reloads_and_guards_its_module(klue_rows, tm
 def test_frozen_word_embeddings_stay_as_the_base_had_them(klue_rows, tmp_path):
     from safetensors.torch import load_file
 
-    from finetune.relation import train_re_classifier
-    from finetune.settings import resolve_base
+    from fewlabel.finetune.relation.trainer import train_re_classifier
+    from fewlabel.finetune.settings import resolve_base
 
     out = tmp_path / "frozen"
     train_re_classifier(klue_rows, klue_rows, LABELS, "minilm", out, marker="typed", freeze_embeddings=True,

@@ -8,14 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.slices import methods as methods_module
-from benchmarks.slices.data import SliceData, load_splits
-from benchmarks.slices.methods import KNNMethod, NaiveBayesMethod, Task, ZeroShotMethod, make_methods
-from benchmarks.slices.report import summarise, verdicts, write_slice_report
-from benchmarks.slices.runner import RESULTS_FILE, majority_reference, run_benchmark
-from benchmarks.slices.sampling import ALL, nested_slices, parse_slices
-from indexing.errors import DataError, FewlabelError
-from indexing.readers import Row
+from fewlabel.benchmarks.slices import methods as methods_module
+from fewlabel.benchmarks.slices.data import SliceData, load_splits
+from fewlabel.benchmarks.slices.methods import KNNMethod, NaiveBayesMethod, Task, ZeroShotMethod, make_methods
+from fewlabel.benchmarks.slices.report import summarise, verdicts, write_slice_report
+from fewlabel.benchmarks.slices.runner import RESULTS_FILE, majority_reference, run_benchmark
+from fewlabel.benchmarks.slices.sampling import ALL, nested_slices, parse_slices
+from fewlabel.indexing.errors import DataError, FewlabelError
+from fewlabel.indexing.readers import Row
 
 LABELS = ["anger", "fear", "joy", "sadness", "surprise"]
 
@@ -106,19 +106,19 @@ def toy_data() -> SliceData:
 def test_tuners_never_see_test_labels(monkeypatch, tmp_path):
     """Every label matrix a method builds (k/m tuning, zero-shot threshold) must come from dev rows."""
     seen: list[str] = []
-    import retrieval.labelling as labelling
+    import fewlabel.retrieval.knn.labelling as labelling
 
-    original_targets, original_matrix = labelling.label_targets, methods_module.label_matrix
+    original_targets, original_matrix = labelling.label_matrix, methods_module.label_matrix
 
     def spy_targets(rows, names, source):
-        seen.extend(r.id for r in rows)
+        seen.extend(r.id for r in rows if isinstance(r, Row))
         return original_targets(rows, names, source)
 
     def spy_matrix(rows, labels, source):
-        seen.extend(r.id for r in rows)
+        seen.extend(r.id for r in rows if isinstance(r, Row))
         return original_matrix(rows, labels, source)
 
-    monkeypatch.setattr(labelling, "label_targets", spy_targets)
+    monkeypatch.setattr(labelling, "label_matrix", spy_targets)
     monkeypatch.setattr(methods_module, "label_matrix", spy_matrix)
     data = toy_data()
     data.multi_label = True  # so the zero-shot threshold is tuned too
@@ -231,8 +231,8 @@ def test_report_writer_on_canned_results(tmp_path):
 
 # ---- the heads SetFit and fine-tuning train ----------------------------------------------------------------
 def test_setfit_and_fine_tuned_heads_learn_and_answer_in_label_order():
-    from finetune.setfit_head import train_setfit
-    from finetune.text_classifier import fine_tune_classifier
+    from fewlabel.finetune.classify.setfit import train_setfit
+    from fewlabel.finetune.classify.transformer import fine_tune_classifier
 
     data = toy_data()
     texts, labels = [r.text for r in data.train], [r.labels for r in data.train]
@@ -263,7 +263,7 @@ class FixedProbabilities:
 
 
 def test_multi_label_heads_get_their_decision_threshold_from_dev():
-    from benchmarks.slices.methods import FineTuneMethod
+    from fewlabel.benchmarks.slices.methods import FineTuneMethod
 
     method = FineTuneMethod("minilm")
     method.model_, method.task_ = FixedProbabilities(), Task(labels=["joy", "sadness"], multi_label=True)
@@ -274,7 +274,7 @@ def test_multi_label_heads_get_their_decision_threshold_from_dev():
 
 
 def test_cli_bench_slices_writes_the_report_and_resumes(tmp_path, capsys):
-    from retrieval.cli import main
+    from fewlabel.retrieval.cli import main
 
     data = toy_data()
     for split in ("train", "dev", "test"):

@@ -12,9 +12,10 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.preprocessing import MultiLabelBinarizer
 
-from indexing.label_index import LabelIndex
-from indexing.readers import read_rows
-from retrieval.labelling import evaluate, predict_rows, tune_index
+from fewlabel.indexing.readers import read_rows
+from fewlabel.indexing.store.label_index import LabelIndex
+from fewlabel.retrieval.knn.labelling import evaluate, tune_index
+from fewlabel.retrieval.router import predict_rows
 
 DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
 

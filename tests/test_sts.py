@@ -11,20 +11,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexing.errors import DataError, FewlabelError
-from indexing.pairs import PairRow, detect_pair_format, read_pairs
-from retrieval.cli import build_parser, main
-from retrieval.sts import (
+from fewlabel.indexing.errors import DataError, FewlabelError
+from fewlabel.indexing.sts.metrics import pair_metrics, sts_metrics
+from fewlabel.indexing.sts.pairs import PairRow, detect_pair_format, read_pairs
+from fewlabel.retrieval.cli import build_parser, main
+from fewlabel.retrieval.sts.scorer import (
     BI_ENCODER,
     CROSS_ENCODER,
     Calibration,
     STSScorer,
-    meta_path,
     model_kind,
-    pair_metrics,
-    sts_metrics,
     write_scores,
 )
+
+
+def meta_of(out: Path) -> Path:
+    return out.with_name(out.name + ".meta.json")
+
 
 KORSTS_HEADER = "genre\tfilename\tyear\tid\tscore\tsentence1\tsentence2"
 
@@ -298,7 +301,7 @@ def test_write_scores_format(tmp_path):
     with open(out, newline="", encoding="utf-8") as fh:
         table = list(csv.reader(fh))
     assert table == [["id", "target"], ["0", "4.9877"], ["1", "0.0000"], ["2", "5.0000"]]
-    assert json.loads(meta_path(out).read_text()) == {"model": "x"}
+    assert json.loads(meta_of(out).read_text()) == {"model": "x"}
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
     with pytest.raises(FewlabelError, match="must end in .csv"):
         write_scores(rows, [1.0, 2.0, 3.0], tmp_path / "scores.json")
@@ -307,7 +310,7 @@ def test_write_scores_format(tmp_path):
 # ---- a few-step cross-encoder training run --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cross_encoder_dir(tmp_path_factory):
-    from finetune.sts import train_sts_cross_encoder
+    from fewlabel.finetune.sts.trainer import train_sts_cross_encoder
 
     out = tmp_path_factory.mktemp("sts") / "ce"
     rows = pair_rows(EN_PAIRS)
@@ -347,7 +350,7 @@ def test_benchmark_reuses_a_finished_head_only_for_the_same_settings_and_data(cr
     settings, the data or the base must train again."""
     from argparse import Namespace
 
-    from benchmarks.sts import finished_head, training_curve
+    from fewlabel.benchmarks.sts import finished_head, training_curve
 
     out, summary = cross_encoder_dir
     rows = pair_rows(EN_PAIRS)
@@ -370,7 +373,8 @@ def test_benchmark_reuses_a_finished_head_only_for_the_same_settings_and_data(cr
 
 
 def test_finished_run_ignores_unfinished_and_damaged_folders(tmp_path):
-    from finetune.runs import MARKER_FILE, finished_run
+    from fewlabel.finetune.runs import finished_run
+    from fewlabel.indexing.model_folder import MARKER_FILE
 
     assert finished_run(tmp_path, {"kind": "sts-cross-encoder"}) is None  # no marker: unfinished
     (tmp_path / MARKER_FILE).write_text('{"kind": "sts-cross-encoder", "settings": {"lr": 2e-05, "seed": 1}}')
@@ -385,7 +389,7 @@ def test_binary_objective_loss_terms(cross_encoder_dir):
     import torch
     from sentence_transformers import CrossEncoder
 
-    from finetune.sts import sts_binary_aux_loss
+    from fewlabel.finetune.sts.trainer import sts_binary_aux_loss
 
     model = CrossEncoder(str(cross_encoder_dir[0]), device="cpu")
     loss = sts_binary_aux_loss(model, weight=0.5)
@@ -404,7 +408,7 @@ def test_cli_scores_with_cross_encoder(cross_encoder_dir, tmp_path, capsys):
     table = list(csv.reader(out.open(encoding="utf-8")))
     assert table[0] == ["id", "target"] and [r[0] for r in table[1:]] == ["q1", "q2"]
     assert all(0 <= float(r[1]) <= 5 for r in table[1:])
-    meta = json.loads(meta_path(out).read_text())
+    meta = json.loads(meta_of(out).read_text())
     assert meta["model"]["kind"] == CROSS_ENCODER and meta["metrics"] is None and meta["calibration"] is None
     assert "Pearson" not in capsys.readouterr().out  # unlabelled input: no metrics
 
@@ -422,7 +426,7 @@ def test_cli_sts_score_labelled(tmp_path, capsys):
     table = list(csv.reader(out.open(encoding="utf-8")))
     assert table[0] == ["id", "target"] and len(table) == len(EN_PAIRS) + 1
     assert all(0 <= float(v) <= 5 for _, v in table[1:])
-    meta = json.loads(meta_path(out).read_text())
+    meta = json.loads(meta_of(out).read_text())
     assert meta["calibration"]["method"] == "isotonic" and meta["metrics"]["n"] == len(EN_PAIRS)
     assert Calibration.from_dict(meta["calibration"]).predict([0.5]).shape == (1,)
 
@@ -466,8 +470,8 @@ def test_cli_finetune_refuses_unlabelled(tmp_path, capsys):
 # ---- slower: the bi-encoder option and resuming ------------------------------------------------------------
 @pytest.mark.slow
 def test_bi_encoder_training_loads_as_encoder(tmp_path):
-    from finetune.sts import train_sts_bi_encoder
-    from indexing.encoder import Encoder
+    from fewlabel.finetune.sts.trainer import train_sts_bi_encoder
+    from fewlabel.indexing.encoders.encoder import Encoder
 
     rows = pair_rows(EN_PAIRS)
     out = tmp_path / "bi"
@@ -484,7 +488,7 @@ def test_bi_encoder_training_loads_as_encoder(tmp_path):
 
 @pytest.mark.slow
 def test_cross_encoder_resumes_from_checkpoint(tmp_path):
-    from finetune.sts import train_sts_cross_encoder
+    from fewlabel.finetune.sts.trainer import train_sts_cross_encoder
 
     rows = pair_rows(EN_PAIRS)
     out = tmp_path / "ce"

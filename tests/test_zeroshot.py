@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexing.errors import DataError, FewlabelError, ModelError
-from indexing.label_index import LabelIndex
-from indexing.nli_data import NLIPair, detect_nli_format, read_nli, read_nli_files
-from indexing.readers import Row
-from retrieval.cli import build_parser, main
-from retrieval.predictor import (
+from fewlabel.indexing.errors import DataError, FewlabelError, ModelError
+from fewlabel.indexing.nli.data import NLIPair, detect_nli_format, read_nli, read_nli_files
+from fewlabel.indexing.readers import Row
+from fewlabel.indexing.store.label_index import LabelIndex
+from fewlabel.retrieval.cli import build_parser, main
+from fewlabel.retrieval.router import (
     FAR,
     NEIGHBOURS,
     NO_INDEX,
@@ -28,7 +28,7 @@ from retrieval.predictor import (
     combine_routes,
     predictor_kwargs,
 )
-from retrieval.zeroshot import (
+from fewlabel.retrieval.zeroshot.scorers import (
     TEMPLATES,
     EmbeddingZeroShot,
     LabelSet,

@@ -10,7 +10,9 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["add_bench_command", "build_parser", "main"]
+from fewlabel.retrieval.cli.options import add_data_options, add_model_options
+
+__all__ = ["add_bench_command", "main"]
 
 DESCRIPTION = """How good is each method at each amount of labelled data? Trains every method on nested,
 stratified slices of TRAIN (8, 16, 32, … rows, then all), tunes every choice on DEV only, scores TEST once per
@@ -28,10 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dev", default=None, help="labelled dev file for every tuning choice (default: a stratified "
                                                "--dev-fraction of TRAIN held out before slicing)")
     p.add_argument("--test", required=True, help="labelled test file, scored once per method, slice and seed")
-    p.add_argument("--text-col", default="text")
-    p.add_argument("--label-col", default="label")
-    p.add_argument("--label-sep", default=None, help="separator of several labels in one field, e.g. ','")
-    p.add_argument("--no-header", action="store_true", help="CSV/TSV without header: columns are 0-based positions")
+    add_data_options(p, labels=True, ids=False)
     p.add_argument("--label-names", default=None,
                    help="file with one label name a line; integer labels in the data index it (GoEmotions)")
     p.add_argument("--multi-label", action="store_true", help="rows may carry several labels")
@@ -60,9 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-train", type=int, default=None, help="cap the training pool ('all') at N rows")
     p.add_argument("--test-sample", type=int, default=None, help="score a stratified sample of N test rows")
     p.add_argument("--title", default=None, help="report title (default: the training file's name)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default=None)
-    p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
+    add_model_options(p)
     p.add_argument("--restart", action="store_true", help="discard results.json in --out and start over")
     p.add_argument("--report-only", action="store_true",
                    help="write the report from what results.json holds (an unfinished run: missing cells show -)")
@@ -95,15 +92,14 @@ def config_of(args: argparse.Namespace, data) -> dict:
 
 
 def run_slices(args: argparse.Namespace) -> int:
-    from indexing.embedding_cache import EmbeddingCache, default_cache_path
-    from indexing.errors import FewlabelError
-    from indexing.paths import atomic_file
-
-    from .data import load_splits
-    from .methods import make_methods
-    from .report import write_slice_report
-    from .runner import load_results, run_benchmark
-    from .sampling import parse_slices
+    from fewlabel.benchmarks.slices.data import load_splits
+    from fewlabel.benchmarks.slices.methods import make_methods
+    from fewlabel.benchmarks.slices.report import write_slice_report
+    from fewlabel.benchmarks.slices.runner import load_results, run_benchmark
+    from fewlabel.benchmarks.slices.sampling import parse_slices
+    from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
+    from fewlabel.indexing.errors import FewlabelError
+    from fewlabel.indexing.files import atomic_file
 
     try:
         slices = parse_slices(args.slices)
@@ -163,21 +159,9 @@ def _names(spec: str) -> list[str]:
     return [s.strip() for s in spec.split(",") if s.strip()]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.slices", description=DESCRIPTION, epilog=EPILOG)
-    add_arguments(parser)
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    from indexing.errors import FewlabelError
+    """``python -m fewlabel.benchmarks.slices …`` is ``fewlabel bench slices …``: the same parser, options and
+    one-line errors."""
+    from fewlabel.retrieval.cli import main as fewlabel_main
 
-    argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
-    args.command_line = "python -m benchmarks.slices " + shlex.join(argv)
-    try:
-        return run_slices(args)
-    except FewlabelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return fewlabel_main(["bench", "slices", *(sys.argv[1:] if argv is None else argv)])

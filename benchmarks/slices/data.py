@@ -12,13 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from indexing.errors import DataError
-from indexing.readers import Row, read_rows, read_text_file
-from retrieval.labelling import label_targets as label_matrix  # (n, L) booleans; unknown label: DataError
+from fewlabel.benchmarks.slices.sampling import stratified_subset
+from fewlabel.indexing.errors import DataError
+from fewlabel.indexing.readers import Row, label_matrix, read_rows, read_text_file
 
-from .sampling import stratified_subset
-
-__all__ = ["SliceData", "load_splits", "label_matrix", "read_label_names"]
+__all__ = ["SliceData", "load_splits", "read_label_names"]
 
 CAP_SEED = 0  # caps and hold-outs are the same for every seed: only the slices vary
 

@@ -7,21 +7,18 @@ scores), so a test label cannot reach a tuner. ``predict`` returns an (n, L) boo
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from indexing.embedding_cache import EmbeddingCache
-from indexing.readers import Row
-
-from .data import label_matrix
+from fewlabel.indexing.encoders.cache import EmbeddingCache
+from fewlabel.indexing.readers import Row, label_matrix
+from fewlabel.indexing.text import hangul_share
 
 __all__ = ["METHOD_NAMES", "FineTuneMethod", "KNNMethod", "NaiveBayesMethod", "SetFitMethod", "Task",
            "ZeroShotMethod", "make_methods"]
 
 METHOD_NAMES = ("nb", "zeroshot", "knn", "setfit", "finetune")
-_HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 
 @dataclass
@@ -35,14 +32,6 @@ class Task:
     cache: EmbeddingCache | None = None
     device: str | None = None
     settings: dict = field(default_factory=dict)
-
-
-def _one_hot(chosen: list[tuple[str, ...]], labels: list[str]) -> np.ndarray:
-    column = {name: j for j, name in enumerate(labels)}
-    y = np.zeros((len(chosen), len(labels)), dtype=bool)
-    for i, names in enumerate(chosen):
-        y[i, [column[n] for n in names]] = True
-    return y
 
 
 class NaiveBayesMethod:
@@ -64,8 +53,7 @@ class NaiveBayesMethod:
         texts = [r.text for r in train]
         analyzer = self.analyzer
         if analyzer == "auto":
-            korean = sum(bool(_HANGUL.search(t)) for t in texts)
-            analyzer = "char_wb" if korean > len(texts) / 2 else "word"
+            analyzer = "char_wb" if hangul_share(texts) > 0.5 else "word"
         self.vectorizer_ = CountVectorizer(analyzer=analyzer, ngram_range=(1, 3) if analyzer == "char_wb" else (1, 1))
         x = self.vectorizer_.fit_transform(texts)
         y = label_matrix(train, task.labels, "train slice")
@@ -95,9 +83,9 @@ class KNNMethod:
         self._encoder = None
 
     def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
-        from indexing.encoder import Encoder
-        from indexing.label_index import LabelIndex
-        from retrieval.labelling import tune_index
+        from fewlabel.indexing.encoders.encoder import Encoder
+        from fewlabel.indexing.store.label_index import LabelIndex
+        from fewlabel.retrieval.knn.labelling import tune_index
 
         if self._encoder is None:
             self._encoder = Encoder(self.encoder_name, device=task.device)
@@ -112,12 +100,12 @@ class KNNMethod:
         return {"k": result.k, "m": result.m, "dev_micro_f1": round(result.score, 4)}
 
     def predict(self, texts: list[str]) -> np.ndarray:
-        from retrieval.labelling import predict_rows
+        from fewlabel.retrieval.router import predict_rows
 
         rows = [Row(t, (), str(i), i + 1) for i, t in enumerate(texts)]
         predictions = predict_rows(self.index_, self._encoder, rows, cache=self.task_.cache,
                                    batch_size=self.task_.batch_size)
-        return _one_hot([p.labels for p in predictions], self.task_.labels)
+        return label_matrix([p.labels for p in predictions], self.task_.labels, "predictions")
 
 
 class ZeroShotMethod:
@@ -133,7 +121,7 @@ class ZeroShotMethod:
         self.name = "zeroshot"
 
     def _scorer(self, task: Task):
-        from retrieval.zeroshot import load_zero_shot, parse_labels
+        from fewlabel.retrieval.zeroshot.scorers import load_zero_shot, parse_labels
 
         labels = parse_labels(self.label_spec) if self.label_spec else parse_labels(task.labels)
         if list(labels.names) != list(task.labels):
@@ -148,7 +136,7 @@ class ZeroShotMethod:
     def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
         from sklearn.metrics import f1_score
 
-        from retrieval.zeroshot import select_labels
+        from fewlabel.retrieval.zeroshot.scorers import select_labels
 
         self.task_ = task
         self.scorer_ = self._scorer(task)
@@ -166,7 +154,7 @@ class ZeroShotMethod:
         return info
 
     def predict(self, texts: list[str]) -> np.ndarray:
-        from retrieval.zeroshot import select_labels
+        from fewlabel.retrieval.zeroshot.scorers import select_labels
 
         scores = self.scorer_.scores(list(texts))
         if self.task_.multi_label:
@@ -188,7 +176,7 @@ class _TrainedHeadMethod:
         model never sees more, and SetFit's head would otherwise embed the whole pool."""
         if not self.max_rows or len(train) <= self.max_rows:
             return train
-        from .sampling import stratified_subset
+        from fewlabel.benchmarks.slices.sampling import stratified_subset
 
         keep = stratified_subset(label_matrix(train, task.labels, "train slice"), self.max_rows, task.seed)
         return [train[i] for i in keep]
@@ -220,7 +208,7 @@ class SetFitMethod(_TrainedHeadMethod):
         self.name = f"setfit:{body}"
 
     def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
-        from finetune.setfit_head import train_setfit
+        from fewlabel.finetune.classify.setfit import train_setfit
 
         self.task_ = task
         train = self.capped(train, task)
@@ -239,7 +227,7 @@ class FineTuneMethod(_TrainedHeadMethod):
         self.name = f"finetune:{body}"
 
     def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
-        from finetune.text_classifier import fine_tune_classifier
+        from fewlabel.finetune.classify.transformer import fine_tune_classifier
 
         self.task_ = task
         train = self.capped(train, task)

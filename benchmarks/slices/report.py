@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..report import markdown_table, write_report
+from fewlabel.benchmarks.report import markdown_table, write_report
 
 __all__ = ["summarise", "write_slice_report"]
 

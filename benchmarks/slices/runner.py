@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import f1_score
 
-from indexing.errors import FewlabelError
-from indexing.paths import atomic_file
-
-from .data import SliceData, label_matrix
-from .methods import Task
-from .sampling import nested_slices
+from fewlabel.benchmarks.slices.data import SliceData
+from fewlabel.benchmarks.slices.methods import Task
+from fewlabel.benchmarks.slices.sampling import nested_slices
+from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.files import atomic_file
+from fewlabel.indexing.readers import label_matrix
 
 __all__ = ["RESULTS_FILE", "load_results", "majority_reference", "run_benchmark", "score", "unit_key"]
 

@@ -1,0 +1,183 @@
+"""Fine-tune a text-classification head on an encoder body (single- or multi-label) with transformers'
+``Trainer``: the "fine-tune" method of chapter 9, for when there are enough labels to move the body itself.
+
+The body is any registry encoder or model folder (``e5-small``, ``minilm``, a fine-tuned folder); the head is
+transformers' own sequence-classification head (``AutoModelForSequenceClassification``), with
+``problem_type="multi_label_classification"`` (one sigmoid per label, BCE loss) for multi-label data and a
+softmax (cross-entropy) otherwise. The encoder's query prefix (e5's ``"query: "``) is put before every text,
+as the encoder does.
+
+How long to train is chosen on dev data only: with dev rows the model is scored (micro-F1; for multi-label
+data the best over decision thresholds) a few times
+during training (``evals``) and the best checkpoint is kept (``load_best_model_at_end``); without dev rows
+the last step is kept. ``max_steps`` caps the work, which is how a CPU budget is kept."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fewlabel.finetune.runs import quiet_trainer
+from fewlabel.finetune.settings import TrainSettings, resolve_base
+from fewlabel.indexing.encoders.encoder import transformer_folder
+from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.hf import pick_device, quiet_hf
+from fewlabel.indexing.readers import label_matrix
+
+__all__ = ["TextClassifier", "decide", "fine_tune_classifier"]
+
+
+def decide(probs: np.ndarray, multi_label: bool, threshold: float = 0.5) -> np.ndarray:
+    """(n, L) booleans from probabilities: every label at or over ``threshold`` (multi-label), else the top one."""
+    if multi_label:
+        return probs >= threshold
+    return np.eye(probs.shape[1], dtype=bool)[probs.argmax(1)] if len(probs) else probs.astype(bool)
+
+
+@dataclass
+class TextClassifier:
+    """A fine-tuned body + head: ``predict_proba`` gives (n, L) probabilities in ``labels`` order
+    (independent sigmoids for multi-label, a softmax otherwise)."""
+
+    model: object
+    tokenizer: object
+    labels: list[str]
+    multi_label: bool
+    prefix: str = ""
+    max_length: int = 128
+    info: dict | None = None
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        import torch
+
+        self.model.eval()
+        out = []
+        order = np.argsort([len(t) for t in texts])  # similar lengths together: less padding
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                idx = order[start:start + batch_size]
+                batch = self.tokenizer([self.prefix + texts[i] for i in idx], padding=True, truncation=True,
+                                       max_length=self.max_length, return_tensors="pt").to(self.model.device)
+                logits = self.model(**batch).logits.float()
+                probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+                out.append(probs.cpu().numpy())
+        probs = np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+        result = np.empty_like(probs)
+        result[order] = probs
+        return result
+
+    def predict(self, texts: Sequence[str], threshold: float = 0.5, batch_size: int = 64) -> np.ndarray:
+        """(n, L) booleans: labels at or over ``threshold`` (multi-label) or the top label (single-label)."""
+        return decide(self.predict_proba(texts, batch_size=batch_size), self.multi_label, threshold)
+
+    def save(self, folder: str | Path) -> Path:
+        """A folder transformers loads (``id2label`` in ``config.json`` is the label order)."""
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        return folder
+
+
+def fine_tune_classifier(train_texts: Sequence[str], train_labels: Sequence[Sequence[str]], labels: Sequence[str],
+                         base: str, *, multi_label: bool, dev_texts: Sequence[str] | None = None,
+                         dev_labels: Sequence[Sequence[str]] | None = None, epochs: float = 10,
+                         max_steps: int | None = None, lr: float = 5e-5, batch_size: int = 16, max_length: int = 128,
+                         warmup_ratio: float = 0.1, seed: int = 42, evals: int = 5, device: str | None = None,
+                         show_progress: bool = False, work_dir: str | Path | None = None) -> TextClassifier:
+    """Fine-tune ``base`` with a classification head on the rows and return the model that scored best
+    on dev (micro-F1; the last one without dev rows). Checkpoints go to ``work_dir`` (a temporary folder
+    by default, removed afterwards)."""
+    labels = list(labels)
+    if not train_texts:
+        raise FewlabelError("no training rows")
+    if len(train_texts) != len(train_labels) or (dev_texts is not None and len(dev_texts) != len(dev_labels or [])):
+        raise FewlabelError("texts and labels differ in length")
+    if len(labels) < 2:
+        raise FewlabelError(f"a classifier needs at least 2 labels, got {labels}")
+    settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
+                             warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps)
+    y_train = label_matrix(train_labels, labels, "train").astype(np.float32)
+    y_dev = label_matrix(dev_labels, labels, "dev").astype(np.float32) if dev_texts else None
+    location, base_info = resolve_base(base)
+    prefix = base_info.get("prefix", "") or ""
+    if work_dir is None:
+        with tempfile.TemporaryDirectory(prefix="fewlabel-classifier-") as tmp:
+            return _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location, prefix, settings,
+                          evals, device, show_progress, Path(tmp), base)
+    return _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location, prefix, settings, evals,
+                  device, show_progress, Path(work_dir), base)
+
+
+def _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location, prefix, settings, evals, device,
+           show_progress, work_dir: Path, base: str) -> TextClassifier:
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from fewlabel.finetune.runs import schedule_kwargs
+
+    folder = str(transformer_folder(Path(location)))
+    with quiet_hf():
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            folder, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+            problem_type="multi_label_classification" if multi_label else "single_label_classification")
+
+    def dataset(texts, y) -> Dataset:
+        encoded = tokenizer([prefix + t for t in texts], truncation=True, max_length=settings.max_length)
+        targets = [list(map(float, row)) for row in y] if multi_label else [int(row.argmax()) for row in y]
+        return Dataset.from_dict({**encoded, "labels": targets})
+
+    train_set = dataset(train_texts, y_train)
+    dev_set = dataset(dev_texts, y_dev) if dev_texts else None
+    per_epoch = max(1, math.ceil(len(train_texts) / settings.batch_size))
+    total = min(settings.max_steps or 10**9, math.ceil(per_epoch * settings.epochs))
+    every = max(1, math.ceil(total / max(1, evals)))
+
+    def compute_metrics(prediction) -> dict:
+        from sklearn.metrics import f1_score
+
+        logits, gold = prediction.predictions, prediction.label_ids
+        if not multi_label:
+            chosen, truth = np.eye(len(labels), dtype=bool)[logits.argmax(1)], np.eye(len(labels), dtype=bool)[gold]
+            return {"micro_f1": float(f1_score(truth, chosen, average="micro", zero_division=0))}
+        # multi-label: the best micro-F1 over decision thresholds, so an early checkpoint whose probabilities
+        # are all under 0.5 is not judged worthless (the caller may tune the threshold on dev afterwards)
+        probs, truth = 1 / (1 + np.exp(-logits)), gold >= 0.5
+        return {"micro_f1": max(float(f1_score(truth, probs >= t, average="micro", zero_division=0))
+                                for t in np.linspace(0.05, 0.95, 19))}
+
+    args = TrainingArguments(
+        **{**schedule_kwargs(settings), "max_steps": total}, output_dir=str(work_dir), report_to="none",
+        eval_strategy="steps" if dev_set is not None else "no", eval_steps=every, save_strategy="steps"
+        if dev_set is not None else "no", save_steps=every, save_total_limit=1,
+        load_best_model_at_end=dev_set is not None, metric_for_best_model="micro_f1", greater_is_better=True,
+        logging_steps=every, disable_tqdm=not show_progress, dataloader_num_workers=0,
+        use_cpu=pick_device(device) == "cpu", save_only_model=True)
+    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
+    quiet_trainer(trainer, show_progress)
+    trainer.train()
+    dev_scores = [e["eval_micro_f1"] for e in trainer.state.log_history if "eval_micro_f1" in e]
+    info = {"base": base, "steps": total, "eval_every": every, "dev_micro_f1": dev_scores,
+            "best_step": _best_step(trainer.state.best_model_checkpoint), "settings": settings.to_dict()}
+    return TextClassifier(model=trainer.model, tokenizer=tokenizer, labels=labels, multi_label=multi_label,
+                          prefix=prefix, max_length=settings.max_length, info=info)
+
+
+def _best_step(checkpoint: str | None) -> int | None:
+    if not checkpoint:
+        return None
+    tail = Path(checkpoint).name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None

@@ -1,0 +1,161 @@
+"""`Encoder`: texts in, mean-pooled (optionally L2-normalised) sentence vectors out.
+
+One entry point shaped like sentence-transformers' `encode`, over a plain transformers model, so
+the same code serves the bundled models, a user's local folder and any Hugging Face id. Mean
+pooling is taken over the attention mask only (padding never counts), batches are sorted by
+length to waste little padding, and results come back in input order."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from fewlabel.indexing.encoders.registry import DEFAULT_MODEL, REGISTRY, registry_names
+from fewlabel.indexing.errors import ModelError, first_line
+from fewlabel.indexing.hf import pick_device, quiet_hf
+
+POOLING = "mean"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def transformer_folder(folder: Path) -> Path:
+    """The sub-folder holding the transformer weights of a sentence-transformers folder (often the
+    folder itself, sometimes `0_Transformer/`)."""
+    modules = folder / "modules.json"
+    if modules.is_file():
+        for module in json.loads(modules.read_text()):
+            if module.get("type", "").endswith("models.Transformer"):
+                return folder / module.get("path", "")
+    return folder
+
+
+def folder_settings(folder: Path) -> dict:
+    """Encoder settings a folder carries: fewlabel's own file first, then sentence-transformers'."""
+    own = folder / "fewlabel_encoder.json"
+    if own.is_file():
+        return json.loads(own.read_text())
+    settings: dict = {}
+    st_config = folder / "sentence_bert_config.json"
+    if st_config.is_file():
+        max_len = json.loads(st_config.read_text()).get("max_seq_length")
+        if max_len:
+            settings["max_length"] = int(max_len)
+    return settings
+
+
+def mean_pool(hidden, mask):
+    """Average the token vectors where `mask` is 1: padding contributes nothing."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+class Encoder:
+    """Mean-pooled transformer encoder.
+
+    `model` is a registry name (`e5-small`, `minilm`), a local folder (a transformers or
+    sentence-transformers folder) or a Hugging Face id (needs the hub). `prefix` and `max_length`
+    default to the registry's or the folder's settings."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None,
+                 max_length: int | None = None, prefix: str | None = None) -> None:
+        self.model_name = str(model)
+        settings: dict = {}
+        if self.model_name in REGISTRY:
+            spec = REGISTRY[self.model_name]
+            location: str = str(spec.locate())
+            settings = {"prefix": spec.prefix, "max_length": spec.max_length}
+        else:
+            location = self._local_or_hub(self.model_name)
+            if Path(location).is_dir():
+                settings = folder_settings(Path(location))
+                self.model_name = location  # absolute, so an index built here loads from any folder
+        self.location = location
+        self.prefix = prefix if prefix is not None else settings.get("prefix", "")
+        self.device = pick_device(device)
+        self.tokenizer, self.model = self._load(location)
+        model_max = int(getattr(self.model.config, "max_position_embeddings", 512) or 512)
+        self.max_length = int(max_length or settings.get("max_length") or min(model_max, 512))
+        self.dim = int(self.model.config.hidden_size)
+
+    @staticmethod
+    def _local_or_hub(model: str) -> str:
+        path = Path(model).expanduser()
+        if path.is_dir():
+            if not (transformer_folder(path) / "config.json").is_file():
+                raise ModelError(f"model folder '{model}' has no config.json: not a transformers or "
+                                 "sentence-transformers model folder")
+            return str(path.resolve())
+        if path.exists():
+            raise ModelError(f"model '{model}' is a file; expected a model folder, a registry name "
+                             f"({', '.join(registry_names())}) or a Hugging Face id")
+        looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model
+        if looks_like_path or not _HUB_ID.match(model):
+            raise ModelError(f"model folder '{model}' does not exist (registry names: "
+                             f"{', '.join(registry_names())})")
+        return model
+
+    def _load(self, location: str):
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = transformer_folder(Path(location)) if Path(location).is_dir() else None
+        source = str(folder) if folder else location
+        with quiet_hf():  # an encoder never uses BERT's pooler: don't warn it is missing; no sub-second load bar
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(source)
+                model = AutoModel.from_pretrained(source)
+            except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors…
+                where = "local folder" if folder else "Hugging Face id (needs the hub or its local cache)"
+                raise ModelError(f"cannot load model '{self.model_name}' as a {where}: {first_line(exc)}") from exc
+        return tokenizer, model.to(self.device).eval()
+
+    def describe(self, normalize: bool = True) -> dict:
+        """What an index must record to be searched with the same vectors later."""
+        return {"model": self.model_name, "location": self.location, "prefix": self.prefix,
+                "pooling": POOLING, "normalize": normalize, "dim": self.dim, "max_length": self.max_length}
+
+    def fingerprint(self, normalize: bool = True) -> str:
+        """Identity of the vectors this encoder makes: settings plus the weights' files, so an
+        embedding cache never mixes two models (or a model before and after fine-tuning)."""
+        parts = {k: v for k, v in self.describe(normalize).items() if k != "location"}
+        folder = Path(self.location)
+        if folder.is_dir():
+            weights = transformer_folder(folder)
+            parts["files"] = sorted(
+                (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights.iterdir()
+                if p.suffix in {".safetensors", ".bin", ".json"} and p.is_file())
+        else:
+            parts["hub"] = self.location
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+    def encode(self, texts: list[str] | str, batch_size: int = 32, normalize: bool = True,
+               show_progress_bar: bool = False) -> np.ndarray:
+        """Embed `texts` as a float32 array (n, dim), rows in input order.
+
+        Texts are sorted by length so each batch pads little; the prefix is added here so callers
+        never forget it."""
+        import torch
+        from tqdm.auto import tqdm
+
+        single = isinstance(texts, str)
+        items = [texts] if single else list(texts)
+        out = np.zeros((len(items), self.dim), dtype=np.float32)
+        if not items:
+            return out
+        order = np.argsort([-len(t) for t in items], kind="stable")
+        starts = range(0, len(items), batch_size)
+        bar = tqdm(starts, desc="encoding", unit="batch", disable=not show_progress_bar)
+        with torch.inference_mode():
+            for start in bar:
+                idx = order[start:start + batch_size]
+                batch = self.tokenizer([self.prefix + items[i] for i in idx], padding=True, truncation=True,
+                                       max_length=self.max_length, return_tensors="pt").to(self.device)
+                hidden = self.model(**batch).last_hidden_state
+                pooled = mean_pool(hidden, batch["attention_mask"])
+                if normalize:
+                    pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                out[idx] = pooled.float().cpu().numpy()
+        return out[0] if single else out

@@ -1,0 +1,60 @@
+"""The model-folder contract between `finetune` (which writes trained heads) and `retrieval` (which loads them):
+the marker file `fewlabel_model.json`, the kinds it names, and reading and writing it.
+
+Defined once, here, because finetune and retrieval may not import each other: before, four modules each
+spelled the file name and its kinds themselves. The marker is written last and atomically, so its presence
+means the folder is complete."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from fewlabel.indexing.errors import ModelError
+
+MARKER_FILE = "fewlabel_model.json"
+
+STS_CROSS_KIND = "sts-cross-encoder"
+STS_BI_KIND = "sts-bi-encoder"
+NLI_KIND = "nli-cross-encoder"
+RE_KIND = "re-cross-encoder"
+KINDS = (STS_CROSS_KIND, STS_BI_KIND, NLI_KIND, RE_KIND)
+
+
+def marker_path(folder: str | os.PathLike) -> Path:
+    return Path(folder).expanduser() / MARKER_FILE
+
+
+def is_finished(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a complete model (its marker exists)."""
+    return marker_path(folder).is_file()
+
+
+def read_marker(folder: str | os.PathLike) -> dict | None:
+    """The marker record of ``folder``; None when the folder has none. A marker that cannot be read or is not a
+    JSON object is a :class:`ModelError` naming the file."""
+    path = marker_path(folder)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: expected a JSON object")
+    return data
+
+
+def write_marker(folder: str | os.PathLike, info: dict) -> Path:
+    """Write the marker atomically (a temporary file renamed over it): the last step of every training run."""
+    path = marker_path(folder)
+    tmp = path.with_name(f".{MARKER_FILE}.tmp")
+    tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def clear_marker(folder: str | os.PathLike) -> None:
+    """Mark ``folder`` unfinished (before a new run writes into it)."""
+    marker_path(folder).unlink(missing_ok=True)

@@ -1,0 +1,3 @@
+from fewlabel.retrieval.cli import main
+
+raise SystemExit(main())

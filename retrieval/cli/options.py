@@ -1,0 +1,139 @@
+"""Every option more than one command takes, defined once, and the small helpers that read them back.
+
+The command modules (`index`, `predict`, `sts`, …) and `fewlabel bench` (through its entry point) add their
+options from here, so a shared option has one name, one default and one help text everywhere. Nothing here
+imports torch or FAISS: `fewlabel --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fewlabel.indexing.encoders.registry import DEFAULT_MODEL, REGISTRY
+
+__all__ = ["ENCODE_BATCH_SIZE", "EPILOG", "PAIRS_HELP", "add_data_options", "add_global_options", "add_model_options",
+           "add_training_options", "fmt_metric", "leaf_parsers", "load_encoder", "open_cache", "read_labelled",
+           "say", "training_kwargs"]
+
+ENCODE_BATCH_SIZE = 32  # texts per encoder batch, for every command that encodes
+EPILOG = "Data files: .csv, .tsv/.txt, .jsonl. Models: " + ", ".join(
+    f"{name} ({spec.languages})" for name, spec in sorted(REGISTRY.items())
+) + ", a local model folder, or a Hugging Face id (needs the hub)."
+PAIRS_HELP = ("pair file: KorSTS TSV (with header), STS-B TSV (no header), KLUE-STS JSON, or CSV/TSV with "
+              "sentence1,sentence2 [,id,label,binary-label]; the layout is detected from the content")
+QUIET_HELP = "no progress bars or chatter (results and errors only); before or after the command name"
+
+
+# ---- options ------------------------------------------------------------------------------------------------
+def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``-q/--quiet``, accepted before the command (``top``) and after it: a sub-command's copy has no default
+    of its own (``SUPPRESS``), so it only sets the value when given and never resets the top-level one."""
+    if top:
+        parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
+    else:
+        parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
+
+
+def leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser at the end of a command path (``index build``, ``sts score``, …), walking sub-commands."""
+    leaves: list[argparse.ArgumentParser] = []
+    children = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    if not children:
+        return [parser]
+    seen: set[int] = set()
+    for action in children:
+        for child in action.choices.values():
+            if id(child) not in seen:  # aliases map several names to one parser
+                seen.add(id(child))
+                leaves.extend(leaf_parsers(child))
+    return leaves
+
+
+def add_data_options(p: argparse.ArgumentParser, *, labels: bool, ids: bool = True) -> None:
+    """Columns of a labelled (``labels``) or unlabelled text file, and ``--no-header``."""
+    p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
+    if labels:
+        p.add_argument("--label-col", default="label", help="column holding the label(s) (default: label)")
+        p.add_argument("--label-sep", default=None,
+                       help="separator between several labels in one field, e.g. ',' or '|' "
+                            "(a JSON list such as [\"a\",\"b\"] is always understood)")
+    if ids:
+        p.add_argument("--id-col", default=None, help="column with row ids (default: row number)")
+    p.add_argument("--no-header", action="store_true",
+                   help="CSV/TSV without a header: give columns by 0-based position, e.g. --text-col 0")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """What every command that encodes text takes: batch size, device and the embedding cache."""
+    p.add_argument("--batch-size", type=int, default=ENCODE_BATCH_SIZE,
+                   help=f"texts per encoder batch (default: {ENCODE_BATCH_SIZE})")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not read or write the embedding cache ($FEWLABEL_HOME/cache)")
+
+
+def add_training_options(p: argparse.ArgumentParser, *, epochs: float = 2, lr: float = 2e-5,
+                         max_length_help: str = "tokens per pair") -> None:
+    """The options every `fewlabel finetune` command shares (read back by :func:`training_kwargs`)."""
+    p.add_argument("--epochs", type=float, default=epochs, help=f"(default: {epochs:g})")
+    p.add_argument("--lr", type=float, default=lr, help=f"learning rate (default: {lr:g})")
+    p.add_argument("--batch-size", type=int, default=16, help="training batch (default: 16)")
+    p.add_argument("--max-length", type=int, default=128, help=f"{max_length_help} (default: 128)")
+    p.add_argument("--warmup-ratio", type=float, default=0.1, help="(default: 0.1)")
+    p.add_argument("--seed", type=int, default=42, help="(default: 42)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (smoke runs)")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoints has a checkpoint")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep OUT/checkpoints after training")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
+
+
+def add_base_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", default=DEFAULT_MODEL,
+                   help=f"model to start from: e5-small, minilm or a local folder (default: {DEFAULT_MODEL})")
+
+
+# ---- reading them back --------------------------------------------------------------------------------------
+def training_kwargs(args: argparse.Namespace) -> dict:
+    """The trainers' keyword arguments from :func:`add_training_options`' options."""
+    return dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
+                warmup_ratio=args.warmup_ratio, seed=args.seed, resume=not args.no_resume, max_steps=args.max_steps,
+                device=args.device, show_progress=not args.quiet, keep_checkpoints=args.keep_checkpoints)
+
+
+def say(args: argparse.Namespace, message: str) -> None:
+    """Chatter on stderr, unless ``--quiet``."""
+    if not args.quiet:
+        print(message, file=sys.stderr)
+
+
+def open_cache(args: argparse.Namespace):
+    """The embedding cache, or None with ``--no-cache``."""
+    from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
+
+    return None if args.no_cache else EmbeddingCache(default_cache_path())
+
+
+def read_labelled(args: argparse.Namespace, path: str):
+    """Labelled rows of ``path`` with the columns of :func:`add_data_options`."""
+    from fewlabel.indexing.readers import read_rows
+
+    return read_rows(path, text_col=args.text_col, label_col=args.label_col, id_col=args.id_col,
+                     label_sep=args.label_sep, header=not args.no_header)
+
+
+def read_unlabelled(args: argparse.Namespace, path: str):
+    """Texts (and ids) of ``path`` with the columns of :func:`add_data_options`; labels are ignored."""
+    from fewlabel.indexing.readers import read_texts
+
+    return read_texts(path, text_col=args.text_col, id_col=args.id_col, header=not args.no_header)
+
+
+def load_encoder(args: argparse.Namespace, model: str):
+    from fewlabel.indexing.encoders.encoder import Encoder
+
+    say(args, f"loading encoder {model} …")
+    return Encoder(model, device=args.device)
+
+
+def fmt_metric(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

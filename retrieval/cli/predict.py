@@ -1,0 +1,172 @@
+"""`fewlabel predict`: label texts with an index. One path: the router (`fewlabel.retrieval.router.Predictor`),
+with no zero-shot scorer for plain kNN or with one for ``--fallback nli|embed``, and one writer."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fewlabel.indexing.errors import FewlabelError
+from fewlabel.retrieval.cli.options import (
+    EPILOG,
+    add_data_options,
+    add_model_options,
+    load_encoder,
+    open_cache,
+    read_labelled,
+    read_unlabelled,
+    say,
+)
+from fewlabel.retrieval.cli.zeroshot import labels_from_args, routes_line
+
+
+def add_predict_command(commands: argparse._SubParsersAction) -> None:
+    predict = commands.add_parser("predict", help="label texts with an index", epilog=EPILOG,
+                                  description="Label every row of INPUT by kNN vote over the index; writes "
+                                  "id, labels, a score per label (vote fraction) and the nearest similarity.")
+    predict.add_argument("index_dir", help="index folder")
+    predict.add_argument("input", help="file with texts to label (labels, if present, are ignored)")
+    add_data_options(predict, labels=False)
+    predict.add_argument("--out", required=True, help="output file, .csv or .jsonl")
+    predict.add_argument("--k", type=int, default=None, help="neighbours to vote (default: tuned k)")
+    predict.add_argument("--m", type=float, default=None, help="votes a label needs (default: tuned m)")
+    predict.add_argument("--explain", action="store_true", help="also write each text's neighbours")
+    add_model_options(predict)
+    add_fallback_options(predict)
+    predict.set_defaults(handler=cmd_predict)
+
+
+def add_fallback_options(predict: argparse.ArgumentParser) -> None:
+    """`fewlabel predict … --fallback nli|embed|none`: the router's zero-shot fallback (default none: plain kNN)."""
+    group = predict.add_argument_group(
+        "zero-shot fallback", "With --fallback, queries whose nearest example is less similar than a threshold, or "
+        "whose kNN vote gives no label, and declared labels with fewer than --min-examples examples in the index, "
+        "are labelled by zero-shot; the output gains route (knn, zeroshot-nli, zeroshot-embed, knn+zeroshot-…) and "
+        "reason columns.")
+    group.add_argument("--fallback", choices=["none", "nli", "embed"], default="none",
+                       help="zero-shot fallback: an NLI checkpoint (--nli-model) or the index's own encoder "
+                            "(default: none)")
+    group.add_argument("--nli-model", default=None, help="NLI checkpoint for --fallback nli (folder or hub id)")
+    labels = group.add_mutually_exclusive_group()
+    labels.add_argument("--labels", help="declared labels (name=alias|alias allowed); labels missing from the index "
+                                         "are scored by zero-shot")
+    labels.add_argument("--labels-file", help="declared labels, one a line (or .json)")
+    group.add_argument("--template", default=None, help="zero-shot template with {} for the label name")
+    group.add_argument("--min-examples", type=int, default=None,
+                       help="a label with fewer examples in the index is scored by zero-shot (default: 5)")
+    group.add_argument("--similarity-threshold", type=float, default=None,
+                       help="queries whose nearest example is less similar go to zero-shot (default: the value "
+                            "stored by --save-fallback, else none)")
+    group.add_argument("--fallback-threshold", type=float, default=None,
+                       help="the zero-shot's own label threshold (default: top-1 single-label; 0.5 multi-label NLI)")
+    group.add_argument("--tune-fallback", metavar="VALID",
+                       help="labelled file to tune the similarity threshold on (maximising macro-F1 of the combined "
+                            "output); its columns: --text-col, --label-col, --label-sep")
+    group.add_argument("--label-col", default="label", help="label column of the --tune-fallback file")
+    group.add_argument("--label-sep", default=None, help="label separator of the --tune-fallback file")
+    group.add_argument("--save-fallback", action="store_true",
+                       help="store the fallback settings (thresholds, labels) in the index's meta.json")
+
+
+def _check_fallback_options(args: argparse.Namespace) -> None:
+    """Fallback options without ``--fallback`` would be silently ignored: refuse them instead."""
+    if args.fallback == "nli" and not args.nli_model:
+        raise FewlabelError("--fallback nli needs --nli-model FOLDER|HUB_ID (train one with `fewlabel finetune nli`)")
+    if args.fallback != "nli" and args.nli_model:
+        raise FewlabelError("--nli-model applies to --fallback nli only")
+    if args.fallback == "none":
+        given = [option for option, value in (
+            ("--labels", args.labels), ("--labels-file", args.labels_file), ("--template", args.template),
+            ("--min-examples", args.min_examples), ("--similarity-threshold", args.similarity_threshold),
+            ("--fallback-threshold", args.fallback_threshold), ("--tune-fallback", args.tune_fallback),
+            ("--save-fallback", args.save_fallback or None)) if value is not None]
+        if given:
+            raise FewlabelError(f"{given[0]} applies to the zero-shot fallback: add --fallback nli or --fallback embed")
+
+
+def _zero_shot(args: argparse.Namespace, index, encoder):
+    """The fallback scorer of ``--fallback``; None for plain kNN."""
+    from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot, NLIZeroShot
+
+    if args.fallback == "none":
+        return None
+    common = dict(template=args.template, multi_label=index.multi_label, threshold=args.fallback_threshold,
+                  batch_size=args.batch_size, show_progress=not args.quiet)
+    if args.fallback == "nli":
+        say(args, f"loading NLI model {args.nli_model} …")
+        return NLIZeroShot(args.nli_model, device=args.device, **common)
+    return EmbeddingZeroShot(encoder, cache=open_cache(args), **common)
+
+
+def _router_settings(args: argparse.Namespace, index, zero_shot, labels, tuning: bool) -> dict:
+    """The router's thresholds and labels: the command line's, else those stored in the index for this scorer."""
+    from fewlabel.retrieval.router import DEFAULT_MIN_EXAMPLES, predictor_kwargs
+
+    kwargs: dict = {}
+    stored = index.extra.get("fallback") or {}
+    if zero_shot is not None and stored and not tuning:
+        same = stored.get("fallback") == zero_shot.kind and (
+            zero_shot.kind != "nli" or (stored.get("zero_shot") or {}).get("model") == zero_shot.location)
+        if same:
+            kwargs = predictor_kwargs(stored)
+            stored_threshold = kwargs.get("similarity_threshold")
+            say(args, f"using the fallback settings stored in {args.index_dir}: similarity threshold "
+                      f"{'none' if stored_threshold is None else f'{stored_threshold:.4f}'}")
+        else:
+            say(args, f"{args.index_dir} stores fallback settings for another model; they are not used")
+    if zero_shot is None:
+        return kwargs
+    if labels is not None:
+        kwargs["labels"] = labels
+    if args.min_examples is not None:
+        kwargs["min_examples"] = args.min_examples
+    kwargs.setdefault("min_examples", DEFAULT_MIN_EXAMPLES)
+    if args.similarity_threshold is not None:
+        kwargs["similarity_threshold"] = args.similarity_threshold
+    return kwargs
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from fewlabel.indexing.store.label_index import LabelIndex
+    from fewlabel.retrieval.knn.labelling import resolve_k_m
+    from fewlabel.retrieval.outputs import output_format, write_predictions
+    from fewlabel.retrieval.router import Predictor, summarise_routes
+    from fewlabel.retrieval.zeroshot.scorers import check_template
+
+    out = Path(args.out)
+    output_format(out)  # fail on a bad output name before any encoding
+    _check_fallback_options(args)
+    labels = labels_from_args(args)
+    check_template(args.template)
+    index = LabelIndex.load(args.index_dir)
+    resolve_k_m(index, args.k, args.m)  # and on a bad --k/--m
+    rows = read_unlabelled(args, args.input)
+    valid = None
+    if args.tune_fallback:
+        valid = read_labelled(args, args.tune_fallback)
+    encoder = load_encoder(args, index.encoder["model"])
+    zero_shot = _zero_shot(args, index, encoder)
+    kwargs = _router_settings(args, index, zero_shot, labels, tuning=valid is not None)
+    predictor = Predictor(index, encoder, zero_shot, k=args.k, m=args.m, cache=open_cache(args),
+                          batch_size=args.batch_size, show_progress=not args.quiet, **kwargs)
+    if predictor.weak_labels_:
+        say(args, f"scored by zero-shot (fewer than {predictor.min_examples} examples in the index): "
+                  f"{', '.join(predictor.weak_labels_)}")
+    if valid is not None:
+        predictor.tune(valid, source=args.tune_fallback)
+        tuning = predictor.tuning_
+        threshold = predictor.similarity_threshold
+        say(args, f"tuned on {tuning['n_valid']} validation rows: similarity threshold "
+                  f"{'none' if threshold is None else f'{threshold:.4f}'}, {tuning['zero_shot_share']:.0%} of them "
+                  f"routed to zero-shot (in full or for weak labels), macro-F1 {tuning['score']:.4f} "
+                  f"(kNN alone {tuning['knn_alone']['macro_f1']:.4f})")
+    predictions = predictor.predict(rows, explain=args.explain)
+    write_predictions(predictions, out, predictor.label_names_, routes=zero_shot is not None)
+    if args.save_fallback:
+        index.extra["fallback"] = predictor.settings()
+        index.save(args.index_dir)
+        say(args, f"fallback settings saved in {Path(args.index_dir) / 'meta.json'}")
+    labelled = sum(1 for p in predictions if p.labels)
+    routes = f" (routes: {routes_line(summarise_routes(predictions))})" if zero_shot is not None else ""
+    print(f"labelled {labelled} of {len(predictions)} texts -> {out}{routes}")
+    return 0
