@@ -8,8 +8,9 @@ class FewlabelError(Exception):
     """Base class: the CLI prints these as one line and exits non-zero (no traceback)."""
 
 
-class DataError(FewlabelError):
-    """Bad input data. Carries the file, 1-based line number and field when known."""
+class DataError(FewlabelError, ValueError):
+    """Bad input data. Carries the file, 1-based line number and field when known. Also a ``ValueError``, as
+    scikit-learn and Python code expect of a bad value."""
 
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
                  field: str | None = None) -> None:
@@ -28,8 +29,8 @@ class ModelError(FewlabelError):
     """An encoder could not be found or loaded (unknown name, bad folder, no hub access)."""
 
 
-class IndexMismatchError(FewlabelError):
-    """A saved index does not fit what it is used with (encoder, dimension, format)."""
+class IndexMismatchError(FewlabelError, ValueError):
+    """A saved index does not fit what it is used with (encoder, dimension, format). Also a ``ValueError``."""
 
 
 def first_line(exc: BaseException) -> str:

@@ -40,15 +40,9 @@ from fewlabel.indexing.encoders.cache import EmbeddingCache, SupportsEncode
 from fewlabel.indexing.errors import FewlabelError
 from fewlabel.indexing.readers import Row, label_matrix
 from fewlabel.indexing.store.label_index import LabelIndex
+from fewlabel.retrieval.knn.labeler import KNNLabeler
 from fewlabel.retrieval.knn.labelling import resolve_k_m
 from fewlabel.retrieval.knn.tuning import f1_from_counts
-from fewlabel.retrieval.knn.voting import (
-    multi_label_predict,
-    neighbour_label_tensor,
-    single_label_predict,
-    vote_counts,
-    vote_fractions,
-)
 from fewlabel.retrieval.outputs import ROUTE_KNN, Prediction
 from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot, LabelSet, parse_labels
 
@@ -183,6 +177,13 @@ class Predictor:
     def route(self) -> str:
         return self.zero_shot.route if self.zero_shot is not None else ROUTE_KNN
 
+    def _labeler(self, names: Sequence[str]) -> KNNLabeler:
+        """A kNN labeler over the index's vectors that votes on ``names`` only (nothing is re-added)."""
+        column = {name: j for j, name in enumerate(self.index.label_names)}
+        matrix = self.index.label_matrix()[:, [column[name] for name in names]]
+        return KNNLabeler.from_index(self.index.faiss_index, matrix, list(names), k=self.k, m=self.m,
+                                     multi_label=self.multi_label)
+
     def _knn(self, texts: list[str]) -> dict:
         """One neighbour search: kNN labels and vote fractions over the Predictor's labels (covered columns
         only), the best similarity, and the neighbours (for explain)."""
@@ -193,23 +194,15 @@ class Predictor:
             return out
         vectors = self.index.encode_queries(self.encoder, texts, cache=self.cache, batch_size=self.batch_size,
                                             show_progress=self.show_progress)
-        sims, ids = self.index.search(vectors, self.k)
-        out.update(vectors=vectors, sims=sims, ids=ids, top_sim=np.where(ids[:, 0] >= 0, sims[:, 0], np.nan))
-        if not self.covered_labels_:
-            return out
-        column = {name: j for j, name in enumerate(self.index.label_names)}
-        cols = [column[name] for name in self.covered_labels_]
-        neigh = neighbour_label_tensor(self.index.label_matrix()[:, cols], ids)
-        counts = vote_counts(neigh, sims, int(ids.shape[1]), False)
-        if self.multi_label:
-            chosen = multi_label_predict(counts, self.m)
+        if self.covered_labels_:
+            votes = self._labeler(self.covered_labels_).vote(vectors)
+            sims, ids = votes.similarities, votes.ids
+            where = [self.label_names_.index(name) for name in self.covered_labels_]
+            out["pred"][:, where] = votes.chosen
+            out["fractions"][:, where] = votes.fractions
         else:
-            winners = single_label_predict(counts, sims, neigh, self.m)
-            chosen = np.zeros_like(counts, dtype=bool)
-            chosen[np.flatnonzero(winners >= 0), winners[winners >= 0]] = True
-        where = [self.label_names_.index(name) for name in self.covered_labels_]
-        out["pred"][:, where] = chosen
-        out["fractions"][:, where] = vote_fractions(counts, int(ids.shape[1]))
+            sims, ids = self.index.search(vectors, self.k)
+        out.update(vectors=vectors, sims=sims, ids=ids, top_sim=np.where(ids[:, 0] >= 0, sims[:, 0], np.nan))
         return out
 
     def _needs_zero_shot(self, knn: dict) -> np.ndarray:
@@ -359,17 +352,9 @@ class Predictor:
 
     def _knn_alone(self, knn: dict, y: np.ndarray) -> dict:
         """Micro/macro-F1 of the plain kNN vote (every index label votes, no fallback) on the same rows."""
-        index = self.index
-        neigh = neighbour_label_tensor(index.label_matrix(), knn["ids"])
-        counts = vote_counts(neigh, knn["sims"], int(knn["ids"].shape[1]), False)
-        if self.multi_label:
-            chosen = multi_label_predict(counts, self.m)
-        else:
-            winners = single_label_predict(counts, knn["sims"], neigh, self.m)
-            chosen = np.zeros_like(counts, dtype=bool)
-            chosen[np.flatnonzero(winners >= 0), winners[winners >= 0]] = True
+        chosen = self._labeler(self.index.label_names).vote(knn["vectors"]).chosen
         labels = np.zeros_like(y)
-        labels[:, [self.label_names_.index(n) for n in index.label_names]] = chosen
+        labels[:, [self.label_names_.index(n) for n in self.index.label_names]] = chosen
         tp = (labels & y).sum(axis=0)
         micro, macro = f1_from_counts(tp, (labels & ~y).sum(axis=0), (~labels & y).sum(axis=0))
         return {"micro_f1": float(micro), "macro_f1": float(macro)}

@@ -1,21 +1,25 @@
 """`KNNLabeler`: label new text by a kNN vote over a FAISS index of labelled embeddings.
 
-Embeddings are L2-normalised, so the index uses inner product and similarity = cosine. The
-estimator follows the scikit-learn contract (settings in ``__init__``, learned state in attributes
-ending in ``_``) so it can be cloned, inspected with ``get_params`` and dropped into sklearn tooling;
-the voting rules themselves live in `retrieval.voting` and are shared with `retrieval.tuning`.
+Embeddings are L2-normalised here (any scale goes in), so the index uses inner product and similarity =
+cosine. The estimator follows the scikit-learn contract (settings only in ``__init__``, learned state in
+attributes ending in ``_``, ``NotFittedError`` before fit, input checked and converted by scikit-learn's own
+``validate_data``) and passes ``sklearn.utils.estimator_checks.check_estimator``, so it can be cloned,
+pipelined and dropped into sklearn tooling. The voting rules themselves live in `.voting` and are shared with
+`.tuning` and the router.
 """
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faiss
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.preprocessing import MultiLabelBinarizer
+from sklearn.preprocessing import MultiLabelBinarizer, normalize
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fewlabel.indexing.errors import DataError, FewlabelError, IndexMismatchError
 from fewlabel.indexing.store.faiss_index import build_faiss_index
@@ -27,13 +31,7 @@ from fewlabel.retrieval.knn.voting import (
     vote_fractions,
 )
 
-__all__ = ["KNNLabeler"]
-
-# How far a vector's norm may be from 1 before we refuse it. Loose enough for float16 encoders,
-# tight enough to catch "forgot to normalise" (then inner product is not cosine and weighted votes
-# and `explain` similarities are meaningless).
-_NORM_TOL = 1e-2
-
+__all__ = ["KNNLabeler", "Votes"]
 
 def _check_k_m(k: Any, m: Any) -> None:
     """Raise a readable error for bad (k, m) before any searching happens."""
@@ -43,38 +41,14 @@ def _check_k_m(k: Any, m: Any) -> None:
         raise FewlabelError(f"m (votes needed for a label) must satisfy 1 <= m <= k = {k}, got {m!r}")
 
 
-def _as_embeddings(X: Any, what: str, dim: int | None = None, allow_empty: bool = False) -> np.ndarray:
-    """X as a C-contiguous float32 (n, d) array of unit vectors (what faiss needs), or a DataError."""
-    try:
-        arr = np.ascontiguousarray(np.asarray(X, dtype=np.float32))
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{what} must be a numeric (n, d) array: {exc}", field=what) from exc
-    if arr.ndim != 2:
-        raise DataError(f"{what} must be 2-D (n, d), got shape {arr.shape}", field=what)
-    if arr.shape[0] == 0 and not allow_empty:
-        raise DataError(f"{what} is empty: need at least one embedding", field=what)
-    if arr.shape[1] == 0:
-        raise DataError(f"{what} has 0 dimensions", field=what)
-    if dim is not None and arr.shape[1] != dim:
-        raise IndexMismatchError(
-            f"{what} has dimension {arr.shape[1]} but the index holds {dim}-dimensional vectors "
-            "(were they made by a different encoder?)"
-        )
-    if arr.shape[0]:
-        finite = np.isfinite(arr).all(axis=1)
-        if not finite.all():
-            row = int(np.flatnonzero(~finite)[0])
-            raise DataError(f"{what} row {row} contains NaN or infinite values", field=what)
-        norms = np.linalg.norm(arr, axis=1)
-        bad = np.abs(norms - 1.0) > _NORM_TOL
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise DataError(
-                f"{what} row {row} has L2 norm {norms[row]:.4g}; embeddings must be L2-normalised so that "
-                "inner product equals cosine similarity",
-                field=what,
-            )
-    return arr
+def _unit_rows(X: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (a zero row stays zero), C-contiguous float32: inner product is then cosine,
+    whatever scale the caller's vectors had. Vectors an encoder already normalised are used as they are, so
+    their similarities are bit-for-bit those of the label index."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if not X.size or np.allclose(np.linalg.norm(X, axis=1), 1.0, rtol=0, atol=1e-5):
+        return X
+    return np.ascontiguousarray(normalize(X, norm="l2", copy=True), dtype=np.float32)
 
 
 def _label_rows(y: Sequence[Any], multi_label: bool) -> list[tuple[Hashable, ...]]:
@@ -95,6 +69,16 @@ def _label_rows(y: Sequence[Any], multi_label: bool) -> list[tuple[Hashable, ...
             )
         rows.append(row)
     return rows
+
+
+@dataclass(frozen=True)
+class Votes:
+    """What one search and vote found for each query (see :meth:`KNNLabeler.vote`)."""
+
+    chosen: np.ndarray  # (n, n_labels) bool, in classes_ order
+    fractions: np.ndarray  # (n, n_labels) vote fractions
+    similarities: np.ndarray  # (n, k) cosine of each neighbour, best first
+    ids: np.ndarray  # (n, k) row of each neighbour in the index, -1 where fewer exist
 
 
 class KNNLabeler(BaseEstimator):
@@ -152,7 +136,7 @@ class KNNLabeler(BaseEstimator):
             raise FewlabelError(
                 f"factory must be a faiss index_factory string such as 'Flat', got {self.factory!r}"
             )
-        arr = _as_embeddings(X, "X")
+        arr = _unit_rows(validate_data(self, X, reset=True, dtype=np.float32))
         try:
             n_y = len(y)
         except TypeError as exc:
@@ -222,56 +206,69 @@ class KNNLabeler(BaseEstimator):
         return labeler
 
     # ------------------------------------------------------------------ querying
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "index_"):
-            raise FewlabelError("this KNNLabeler is not fitted yet: call fit() or build it with from_index()")
-
     def kneighbors(self, X: Any, n_neighbors: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Similarities (n, n_neighbors) float32 and row ids (n, n_neighbors) int64 of the nearest
         indexed vectors, best first, all queries in one ``index_.search`` call (faiss batches and
         parallelises far better than a Python loop). Id -1 marks a missing neighbour."""
-        self._check_fitted()
+        check_is_fitted(self, "index_")
         n = self.k if n_neighbors is None else n_neighbors
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise FewlabelError(f"n_neighbors must be an integer >= 1, got {n!r}")
-        arr = _as_embeddings(X, "X", dim=int(self.index_.d), allow_empty=True)
+        arr = _unit_rows(validate_data(self, X, reset=False, dtype=np.float32, ensure_min_samples=0))
         if arr.shape[0] == 0:
             return np.zeros((0, int(n)), dtype=np.float32), np.zeros((0, int(n)), dtype=np.int64)
         sims, ids = self.index_.search(arr, int(n))
         return sims, ids.astype(np.int64, copy=False)
 
-    def _votes(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def vote(self, X: Any) -> Votes:
+        """One neighbour search and the vote on it: the chosen labels as an (n, n_labels) indicator in
+        ``classes_`` order, the vote fractions, and the neighbours' similarities and row ids. Everything
+        ``predict``, ``predict_proba`` and fewlabel's router read comes from here."""
+        check_is_fitted(self, "index_")
         _check_k_m(self.k, self.m)
         sims, ids = self.kneighbors(X, self.k)
         neigh = neighbour_label_tensor(self.label_matrix_, ids)
         counts = vote_counts(neigh, sims, int(self.k), bool(self.weighted))
-        return counts, sims, neigh
-
-    def predict(self, X: Any) -> list[tuple[Any, ...]] | list[Any | None]:
-        """Multi-label: one tuple of label names per query (empty when no label reaches m votes).
-        Single-label: one label name per query, or None when the winner has fewer than m votes."""
-        self._check_fitted()
-        counts, sims, neigh = self._votes(X)
-        names = self.classes_.tolist()
         if self.multi_label:
             chosen = multi_label_predict(counts, self.m)
-            return [tuple(names[j] for j in np.flatnonzero(row)) for row in chosen]
-        winners = single_label_predict(counts, sims, neigh, self.m)
-        return [names[int(j)] if j >= 0 else None for j in winners]
+        else:
+            winners = single_label_predict(counts, sims, neigh, self.m)
+            chosen = np.zeros(counts.shape, dtype=bool)
+            chosen[np.flatnonzero(winners >= 0), winners[winners >= 0]] = True
+        fractions = vote_fractions(counts, int(self.k), weighted=bool(self.weighted), sims=sims)
+        return Votes(chosen=chosen, fractions=fractions, similarities=sims, ids=ids)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """scikit-learn's shapes. Multi-label: an (n, n_labels) boolean indicator in ``classes_`` order (a row may
+        be all False: no label reached m votes). Single-label: an (n,) object array of label names, None where
+        the winner has fewer than m votes. :meth:`predict_labels` gives the same as label tuples."""
+        chosen = self.vote(X).chosen
+        if self.multi_label:
+            return chosen
+        out = np.empty(chosen.shape[0], dtype=object)
+        out[:] = [self.classes_[row.argmax()] if row.any() else None for row in chosen]
+        return out
+
+    def predict_labels(self, X: Any) -> list[tuple[Any, ...]] | list[Any | None]:
+        """The labels by name, for people: multi-label, one tuple per query (empty when no label reaches m
+        votes); single-label, one name per query or None."""
+        predicted = self.predict(X)
+        if not self.multi_label:
+            return predicted.tolist()
+        names = self.classes_.tolist()
+        return [tuple(names[j] for j in np.flatnonzero(row)) for row in predicted]
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Vote fractions (n, n_labels) in `classes_` order: votes / k, or for weighted voting the
         share of the neighbours' total similarity. Not calibrated probabilities, but monotone in the
         votes, which is what ranking and threshold plots need."""
-        self._check_fitted()
-        counts, sims, _ = self._votes(X)
-        return vote_fractions(counts, int(self.k), weighted=bool(self.weighted), sims=sims)
+        return self.vote(X).fractions
 
     def explain(self, X: Any, n_neighbors: int | None = None) -> list[list[dict[str, Any]]]:
         """The neighbours behind each prediction: per query a list of
         ``{"row": training row, "similarity": cosine, "labels": [names]}``, best first, so a user
         can see *why* a label was (not) given. Missing neighbours (id -1) are left out."""
-        self._check_fitted()
+        check_is_fitted(self, "index_")
         sims, ids = self.kneighbors(X, n_neighbors)
         names = self.classes_.tolist()
         out: list[list[dict[str, Any]]] = []
