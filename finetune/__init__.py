@@ -1,4 +1,22 @@
-"""finetune: training heads on top of the encoders, with sentence-transformers' trainers (no hand loops).
+"""fewlabel.finetune: training. Cross-encoder heads for STS, NLI and relation extraction, the STS bi-encoder,
+and the text classifiers (SetFit, a fine-tuned transformer) the benchmarks compare. Each trainer writes a model
+folder that `fewlabel.retrieval` loads (the marker contract is `fewlabel.indexing.model_folder`).
 
-Now: STS cross-encoder regression and bi-encoder fine-tuning (`finetune.sts`), shared settings
-(`finetune.settings`). Relation extraction, NLI and SetFit heads come with their own issues."""
+    from fewlabel.finetune import train_sts_cross_encoder
+
+The names below load on first use (nothing heavy is imported with the package)."""
+
+from fewlabel.indexing.lazy import lazy_exports
+
+_EXPORTS = {
+    "TrainSettings": "fewlabel.finetune.settings",
+    "resolve_base": "fewlabel.finetune.settings",
+    "train_sts_cross_encoder": "fewlabel.finetune.sts.trainer",
+    "train_sts_bi_encoder": "fewlabel.finetune.sts.trainer",
+    "train_nli_cross_encoder": "fewlabel.finetune.nli.trainer",
+    "train_re_classifier": "fewlabel.finetune.relation.trainer",
+    "train_setfit": "fewlabel.finetune.classify.setfit",
+    "fine_tune_classifier": "fewlabel.finetune.classify.transformer",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

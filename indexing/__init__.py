@@ -1,2 +1,36 @@
-"""indexing: read labelled data, encode it with mean-pooled transformer encoders, and keep it in a
-self-describing FAISS label index. Knows nothing of `retrieval`, `finetune` or `benchmarks`."""
+"""fewlabel.indexing: data in, vectors, storage, and the contracts every room shares.
+
+Read labelled data (CSV/TSV/JSONL rows, sentence pairs, NLI pairs, relations), encode it with mean-pooled
+transformer encoders, and keep it in a self-describing FAISS label index. Knows nothing of `retrieval`,
+`finetune` or `benchmarks`.
+
+    from fewlabel.indexing import Encoder, LabelIndex, read_rows
+
+The names below load on first use (nothing heavy is imported with the package)."""
+
+from fewlabel.indexing.lazy import lazy_exports
+
+_EXPORTS = {
+    # encoders and the label index
+    "Encoder": "fewlabel.indexing.encoders.encoder",
+    "EmbeddingCache": "fewlabel.indexing.encoders.cache",
+    "LabelIndex": "fewlabel.indexing.store.label_index",
+    # readers
+    "Row": "fewlabel.indexing.readers",
+    "read_rows": "fewlabel.indexing.readers",
+    "read_texts": "fewlabel.indexing.readers",
+    "label_matrix": "fewlabel.indexing.readers",
+    "PairRow": "fewlabel.indexing.sts.pairs",
+    "read_pairs": "fewlabel.indexing.sts.pairs",
+    "NLIPair": "fewlabel.indexing.nli.data",
+    "read_nli": "fewlabel.indexing.nli.data",
+    "RelationRow": "fewlabel.indexing.relation.data",
+    "read_relations": "fewlabel.indexing.relation.data",
+    # errors
+    "FewlabelError": "fewlabel.indexing.errors",
+    "DataError": "fewlabel.indexing.errors",
+    "ModelError": "fewlabel.indexing.errors",
+    "IndexMismatchError": "fewlabel.indexing.errors",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

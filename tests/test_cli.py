@@ -88,6 +88,21 @@ def test_predict_jsonl_explain_and_override(built_index, files):
     assert all(i["labels"] for i in items)  # m=1 of 5: some neighbour always carries a label
 
 
+def test_library_short_path_gives_the_cli_labels(built_index, files):
+    """`Predictor.load(folder).predict(texts)` builds the index's own encoder and labels as `fewlabel predict`."""
+    from fewlabel.indexing import read_texts
+    from fewlabel.retrieval import Predictor
+
+    out = files["dir"] / "short-path.csv"
+    assert main(["predict", str(built_index), str(files["test"]), "--id-col", "id", "--no-cache", "--out", str(out),
+                 "--quiet"]) == 0  # a global option after the command
+    cli_labels = [json.loads(row["labels"]) for row in csv.DictReader(out.open(encoding="utf-8"))]
+    texts = [row.text for row in read_texts(files["test"], text_col="text", id_col="id")]
+    predictions = Predictor.load(built_index).predict(texts)
+    assert [list(p.labels) for p in predictions] == cli_labels
+    assert any(cli_labels)
+
+
 def test_add_rows_and_retune(built_index, files, tmp_path):
     import shutil
 
