@@ -1,7 +1,7 @@
 """kNN labelling quality against Naive Bayes on GoEmotions-ekman (English, multi-label) and NSMC
 (Korean, sentiment), for each registry encoder. Writes `knn_quality.md` and `knn_quality.json`.
 
-    python -m benchmarks.knn_quality --data ../shared/data --out benchmarks/results
+    python -m fewlabel.benchmarks.knn_quality --data ../shared/data --out benchmarks/results
 
 kNN: index on train, k and m tuned on dev (micro-F1), scored once on test. Naive Bayes: CountVectorizer
 + MultinomialNB (one-vs-rest for multi-label), default settings, trained on the same train rows."""

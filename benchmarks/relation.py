@@ -1,8 +1,8 @@
 """Relation extraction on SemEval-2010 Task 8 (the KLUE-RE data cannot be had here; its format is supported and
 its metrics are the ones reported). Writes `relation.md` and `relation.json`.
 
-    python -m benchmarks.relation --data ../shared/data --out benchmarks/results
-    python -m benchmarks.relation --limit 120 --models minilm --episodes 20 --out /tmp/re-check
+    python -m fewlabel.benchmarks.relation --data ../shared/data --out benchmarks/results
+    python -m fewlabel.benchmarks.relation --limit 120 --models minilm --episodes 20 --out /tmp/re-check
 
 1. **Few-shot episodes.** The test sentences are rendered with entity markers (`@ e1 @`, `# e2 #`; SemEval
    has no entity types) or left plain, embedded once per encoder, and N-way K-shot episodes (Other left out,
@@ -12,10 +12,10 @@ its metrics are the ones reported). Writes `relation.md` and `relation.json`.
    neighbours k is chosen on a seeded 10% of train held out from the index (by micro-F1), then the index is the
    whole train set and test is scored once: KLUE's micro-F1 without Other, AUPRC, and SemEval's official
    macro-F1 (9 relations, direction must be right, Other excluded), all x100.
-3. **Fine-tuned classifiers** (`--finetune`, slow on a CPU): `finetune.relation` for every `--base` x `--marker` x
-   `--pooling` given (comma-separated), or the `--runs` listed; the best epoch is picked on the same 10% held-out
-   split and test is scored once with the same metrics. A model folder already trained with the same settings is
-   scored again, not retrained, so an interrupted benchmark resumes; an interrupted training resumes from its
+3. **Fine-tuned classifiers** (`--finetune`, slow on a CPU): `fewlabel.finetune.relation.trainer` for every `--base` x
+   `--marker` x `--pooling` given (comma-separated), or the `--runs` listed; the best epoch is picked on the same 10%
+   held-out split and test is scored once with the same metrics. A model folder already trained with the same settings
+   is scored again, not retrained, so an interrupted benchmark resumes; an interrupted training resumes from its
    checkpoints.
 
 `--limit N` keeps the first N rows of train and of test, to check the script, not to report."""

@@ -1,7 +1,7 @@
 """Speed on CPU: encoder throughput against sentence-transformers, FAISS build and search time at
 100,000 vectors, and peak memory. Writes `speed.md` and `speed.json`.
 
-    python -m benchmarks.speed --data ../shared/data --out benchmarks/results
+    python -m fewlabel.benchmarks.speed --data ../shared/data --out benchmarks/results
 
 Why: fewlabel encodes with its own `Encoder` (plain transformers + mean pooling) rather than
 sentence-transformers, and offers Flat and HNSW indexes; this shows what those choices cost or save

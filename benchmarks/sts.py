@@ -1,8 +1,8 @@
 """STS quality and speed on KorSTS (Korean) and STS-B (English) test sets. Writes `sts.md` and `sts.json`.
 
-    python -m benchmarks.sts --data ../shared/data --out benchmarks/results
-    python -m benchmarks.sts --train-cross-encoder e5-small:korsts --train-cross-encoder minilm:stsb --epochs 2
-    python -m benchmarks.sts --train-cross-encoder e5-small:korsts+stsb   # trained on both train splits
+    python -m fewlabel.benchmarks.sts --data ../shared/data --out benchmarks/results
+    python -m fewlabel.benchmarks.sts --train-cross-encoder e5-small:korsts --train-cross-encoder minilm:stsb --epochs 2
+    python -m fewlabel.benchmarks.sts --train-cross-encoder e5-small:korsts+stsb   # trained on both train splits
 
 Rows:
 1. Cosine of each registry encoder, zero training: mean-pooled, normalised embeddings, cosine mapped to 0-5 by

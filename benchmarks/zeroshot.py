@@ -1,7 +1,7 @@
 """Zero-shot labelling and the kNN -> zero-shot fallback. Writes `zeroshot.md`, `zeroshot.json` and `zeroshot.png`.
 
-    python -m benchmarks.zeroshot --data ../shared/data --out benchmarks/results
-    python -m benchmarks.zeroshot --limit 12 --base minilm --encoder minilm --max-steps 2 --out /tmp/zs-check
+    python -m fewlabel.benchmarks.zeroshot --data ../shared/data --out benchmarks/results
+    python -m fewlabel.benchmarks.zeroshot --limit 12 --base minilm --encoder minilm --max-steps 2 --out /tmp/zs-check
 
 1. **NLI head.** A 3-way cross-encoder trained by `finetune/nli.py` from `--base` on KLUE-NLI dev + KorNLI
    (XNLI-ko) dev, less a seeded 5% hold-out that picks the best epoch; scored once on XNLI-ko test: accuracy,

@@ -1,7 +1,7 @@
 """Read users' labelled text files (CSV, TSV, JSON Lines) into uniform :class:`Row` objects.
 
 Every fewlabel command goes through here, so this is the one place where bad input is
-caught. Each problem becomes a :class:`~indexing.errors.DataError` that names the file, the
+caught. Each problem becomes a :class:`~fewlabel.indexing.errors.DataError` that names the file, the
 1-based physical line and the field, because a user with a 40,000-row file needs to know
 *where* to look, not just *what* went wrong. Nothing is silently dropped or repaired except
 blank lines and surrounding whitespace around labels.

@@ -1,7 +1,8 @@
 """`fewlabel bench slices`: chapter 9's central experiment as one command.
 
 The `fewlabel` CLI (in `retrieval`) knows nothing of `benchmarks`; this module offers its commands through
-the ``fewlabel.commands`` entry point (see pyproject.toml), and runs alone as ``python -m benchmarks.slices``."""
+the ``fewlabel.commands`` entry point (see pyproject.toml), and runs alone as
+``python -m fewlabel.benchmarks.slices``."""
 
 from __future__ import annotations
 

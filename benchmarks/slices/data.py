@@ -1,6 +1,6 @@
 """The three splits of a slice benchmark, read from users' files and made affordable.
 
-Train, dev and test are read by :func:`indexing.readers.read_rows` (CSV, TSV, JSONL; errors name file, line
+Train, dev and test are read by :func:`fewlabel.indexing.readers.read_rows` (CSV, TSV, JSONL; errors name file, line
 and field). Without a dev file a stratified dev split is held out of train *before* any slice is drawn.
 ``max_train``, ``dev_sample`` and ``test_sample`` cap the pool, the tuning data and the test set with fixed
 (seed 0) stratified samples, identical for every seed and method, and each cap is recorded in the report."""

@@ -198,9 +198,9 @@ class _TrainedHeadMethod:
 
 
 class SetFitMethod(_TrainedHeadMethod):
-    """SetFit on ``body`` (:mod:`finetune.setfit_head`) with the paper's recipe: ``num_iterations`` pairs per
-    text, one epoch, at most ``max_steps`` steps; a fixed recipe, so nothing is chosen and dev is not used
-    (setfit's own dev evaluation scores pair losses and would cost more than training at these sizes)."""
+    """SetFit on ``body`` (:mod:`fewlabel.finetune.classify.setfit`) with the paper's recipe: ``num_iterations`` pairs
+    per text, one epoch, at most ``max_steps`` steps; a fixed recipe, so nothing is chosen and dev is not used (setfit's
+    own dev evaluation scores pair losses and would cost more than training at these sizes)."""
 
     def __init__(self, body: str, *, max_steps: int = 200, num_iterations: int = 20,
                  max_rows: int | None = None) -> None:
@@ -219,7 +219,7 @@ class SetFitMethod(_TrainedHeadMethod):
 
 
 class FineTuneMethod(_TrainedHeadMethod):
-    """A classification head fine-tuned with its body (:mod:`finetune.text_classifier`); the checkpoint is
+    """A classification head fine-tuned with its body (:mod:`fewlabel.finetune.classify.transformer`); the checkpoint is
     chosen on dev micro-F1."""
 
     def __init__(self, body: str, *, max_steps: int = 200, epochs: float = 20, max_rows: int | None = None) -> None:

@@ -1,6 +1,6 @@
 """Train a 3-way NLI cross-encoder (entailment / neutral / contradiction) with sentence-transformers'
 ``CrossEncoder`` and ``CrossEncoderTrainer`` (no hand-written loop), for the zero-shot scorer
-:class:`retrieval.zeroshot.NLIZeroShot`.
+:class:`fewlabel.retrieval.zeroshot.scorers.NLIZeroShot`.
 
 ``CrossEncoder(base, num_labels=3)`` with ``id2label`` / ``label2id`` written into its config
 (``0 entailment, 1 neutral, 2 contradiction``: users of the folder read them from there, never from the
@@ -12,7 +12,8 @@ The output folder holds the model (``save_pretrained``), ``README.md`` (a model 
 scores), ``scores.json`` (dev and test scores), ``training_log.jsonl`` and ``fewlabel_model.json``
 (``{"kind": "nli-cross-encoder", "id2label": …}``), written last: a folder without it is unfinished.
 Checkpoints go to ``OUT/checkpoints``; a later run with the same data and settings resumes from them.
-The settings and the run helpers are shared with the STS heads (``finetune.settings``, ``finetune.sts``)."""
+The settings and the run helpers are shared with the STS heads (``fewlabel.finetune.settings``,
+``fewlabel.finetune.sts.trainer``)."""
 
 from __future__ import annotations
 
@@ -164,7 +165,7 @@ def _fingerprint(pairs: Sequence[NLIPair]) -> str:
 
 def _resume_point(ckpt_dir: Path, base_info: dict, settings: TrainSettings, train: list[NLIPair],
                   dev: list[NLIPair], resume: bool) -> str | None:
-    """The checkpoint to resume from (see `finetune.runs.resume_point`)."""
+    """The checkpoint to resume from (see `fewlabel.finetune.runs.resume_point`)."""
     run = {"kind": NLI_KIND, "base": base_info["name"], "train": _fingerprint(train), "dev": _fingerprint(dev),
            "settings": resumable_settings(settings)}
     return resume_point(ckpt_dir, run, resume)
@@ -235,7 +236,7 @@ def _model_card(info: dict) -> str:
     lines += ["## Use", "", "```bash",
               "fewlabel zeroshot texts.csv --labels sports,politics --model THIS_FOLDER --out labels.csv",
               "fewlabel predict INDEX texts.csv --fallback nli --nli-model THIS_FOLDER --out labels.csv", "```", "",
-              "```python", "from retrieval.zeroshot import NLIZeroShot",
+              "```python", "from fewlabel.retrieval import NLIZeroShot",
               "NLIZeroShot(\"THIS_FOLDER\", labels=[\"sports\", \"politics\"]).predict([\"The match went to extra "
               "time.\"])", "```", ""]
     return "\n".join(lines)

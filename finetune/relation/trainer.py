@@ -1,13 +1,13 @@
 """Train a relation classifier (KLUE-RE, SemEval-2010 Task 8, or any label list) with sentence-transformers'
 ``CrossEncoder`` and ``CrossEncoderTrainer`` (no hand-written loop).
 
-Each row is rendered by :mod:`indexing.re_render` (``baseline``, ``entity`` or ``typed`` markers, the
+Each row is rendered by :mod:`fewlabel.indexing.relation.render` (``baseline``, ``entity`` or ``typed`` markers, the
 default) into a pair of texts, and a ``CrossEncoder`` with ``len(labels)`` outputs classifies the pair. Two
 heads (``pooling``):
 
 - ``cls``: the first token's vector (``[CLS]`` / ``<s>``), the sequence-classification head of transformers;
 - ``entity-start``: the first token's vector concatenated with the vectors of the subject's and the object's
-  opening markers (:class:`indexing.entity_pooling.EntityStartPooling`) and one linear layer to the labels, a
+  opening markers (:class:`fewlabel.indexing.relation.pooling.EntityStartPooling`) and one linear layer to the labels, a
   modular ``CrossEncoder`` (``Transformer`` -> pooling -> ``Dense``). It needs a marker rendering.
 
 With ``marker="entity"`` the four markers ``[E1] [/E1] [E2] [/E2]`` are added to the tokenizer as special
@@ -29,7 +29,7 @@ The output folder holds the model (``save_pretrained``; ``id2label`` in ``config
 order), ``README.md`` (a model card), ``scores.json``, ``training_log.jsonl`` and ``fewlabel_model.json``
 (``{"kind": "re-cross-encoder", "labels": [...], "marker": ..., ...}``), written last: a folder without it is
 unfinished. Checkpoints go to ``OUT/checkpoints``; a later run with the same data and settings resumes there.
-Use the folder with ``fewlabel re predict`` or :class:`retrieval.re_predict.RelationClassifier`."""
+Use the folder with ``fewlabel re predict`` or :class:`fewlabel.retrieval.relation.classifier.RelationClassifier`."""
 
 from __future__ import annotations
 
@@ -355,7 +355,7 @@ def _fingerprint(rows: Sequence[RelationRow]) -> str:
 
 def _resume_point(ckpt_dir: Path, base_info: dict, settings: TrainSettings, options: dict,
                   train: list[RelationRow], dev: list[RelationRow], resume: bool) -> str | None:
-    """The checkpoint to resume from (see `finetune.runs.resume_point`)."""
+    """The checkpoint to resume from (see `fewlabel.finetune.runs.resume_point`)."""
     run = {"kind": RE_KIND, "base": base_info["name"], "train": _fingerprint(train), "dev": _fingerprint(dev),
            "options": options, "settings": resumable_settings(settings)}
     return resume_point(ckpt_dir, run, resume)
@@ -440,7 +440,8 @@ def _model_card(info: dict) -> str:
     if info["test"]:
         lines += _score_lines("Test (held out, scored once)", info["test"])
     lines += ["## Use", "", "```bash", "fewlabel re predict THIS_FOLDER test.json --out submission.csv", "```", "",
-              "```python", "from retrieval.re_predict import RelationClassifier",
-              "probs = RelationClassifier(\"THIS_FOLDER\").predict_proba(rows)  # rows from indexing.relations",
+              "```python", "from fewlabel.retrieval import RelationClassifier",
+              "probs = RelationClassifier(\"THIS_FOLDER\").predict_proba(rows)",
+              "# rows: fewlabel.indexing.read_relations(\"test.json\", labels=...)",
               "```", ""]
     return "\n".join(lines)

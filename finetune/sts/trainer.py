@@ -6,8 +6,8 @@
   Dev Pearson is measured every epoch by ``CrossEncoderCorrelationEvaluator`` and the best epoch's
   weights are kept (``load_best_model_at_end``).
 - :func:`train_sts_bi_encoder`: the encoder itself learns with ``CosineSimilarityLoss`` (cosine ≈ score/5),
-  and is saved as an encoder folder that :class:`indexing.encoder.Encoder` loads with the base's prefix
-  and maximum length; fewlabel's default map ``5 * clip(cos, 0, 1)`` then fits it without calibration.
+  and is saved as an encoder folder that :class:`fewlabel.indexing.Encoder` loads with the base's prefix and
+  maximum length; fewlabel's default map ``5 * clip(cos, 0, 1)`` then fits it without calibration.
 
 The output folder holds the model (``save_pretrained``), ``README.md`` (a model card: data, settings, dev
 scores), ``training_log.jsonl`` (the trainer's log history, one JSON object a line) and
@@ -244,7 +244,7 @@ def pairs_fingerprint(pairs: Sequence[PairRow]) -> str:
 
 def _resume_point(ckpt_dir: Path, kind: str, base_info: dict, settings: TrainSettings, extra: dict,
                   train: list[PairRow], dev: list[PairRow], resume: bool) -> str | None:
-    """The checkpoint to resume from (see `finetune.runs.resume_point`)."""
+    """The checkpoint to resume from (see `fewlabel.finetune.runs.resume_point`)."""
     run = {"kind": kind, "base": base_info["name"], **extra, "train": pairs_fingerprint(train),
            "dev": pairs_fingerprint(dev), "settings": resumable_settings(settings)}
     return resume_point(ckpt_dir, run, resume)
@@ -328,6 +328,6 @@ def _model_card(info: dict) -> str:
     else:
         lines.append("No dev pairs were given: the last checkpoint was kept.")
     lines += ["", "## Use", "", "```bash", "fewlabel sts score pairs.csv --model THIS_FOLDER --out scores.csv", "```",
-              "", "```python", "from retrieval.sts import STSScorer",
+              "", "```python", "from fewlabel.retrieval import STSScorer",
               "STSScorer(\"THIS_FOLDER\").predict([(\"sentence one\", \"sentence two\")])", "```", ""]
     return "\n".join(lines)

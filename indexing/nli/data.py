@@ -11,7 +11,7 @@ Three layouts, recognised from the content (not the extension):
 
 Labels are ``entailment``, ``neutral`` or ``contradiction`` (any case), or the integers 0, 1, 2 in the
 GLUE-MNLI order (0 entailment, 1 neutral, 2 contradiction). Anything else, including SNLI/MNLI's ``-``
-("annotators did not agree"), is a :class:`~indexing.errors.DataError` naming the file, the line and the
+("annotators did not agree"), is a :class:`~fewlabel.indexing.errors.DataError` naming the file, the line and the
 field: nothing is dropped silently. Unlabelled files (no label column at all) give ``label=None``.
 """
 

@@ -18,7 +18,7 @@ SemEval rows become the same rows as KLUE's: the tags are removed, ``<e1>`` is t
 object (so a label such as ``Cause-Effect(e2,e1)`` keeps its meaning), and entity types are unknown (None).
 
 Offsets are character (code point) positions in the sentence, so multibyte Hangul counts one per syllable.
-Every entity's offsets are checked against its word: a mismatch is a :class:`~indexing.errors.DataError`
+Every entity's offsets are checked against its word: a mismatch is a :class:`~fewlabel.indexing.errors.DataError`
 naming the file, the line and the field, as is every other problem. Labels are checked against the label
 list when one is given; an unlabelled file (no or empty labels everywhere) gives ``label=None``.
 """

@@ -1,4 +1,4 @@
-"""Turn a :class:`~indexing.relations.RelationRow` into the text a model reads. Three renderings:
+"""Turn a :class:`~fewlabel.indexing.relation.data.RelationRow` into the text a model reads. Three renderings:
 
 - ``baseline``: the KLUE competition baseline, a pair ``("subject[SEP]object", sentence)``; ``[SEP]`` is
   replaced by the tokenizer's own separator when training (``</s>`` for e5-small);

@@ -13,7 +13,7 @@ Four layouts are recognised from the content, not the extension (STS-B ships tab
 
 Scores are 0-5. ``binary`` is the file's binary label when it has one, else 1 when the score is at
 least 3 (the KLUE rule). Unlabelled files give ``score=None`` and ``binary=None``. Every problem is a
-:class:`~indexing.errors.DataError` naming the file, the 1-based line and the field.
+:class:`~fewlabel.indexing.errors.DataError` naming the file, the 1-based line and the field.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ class KNNLabeler(BaseEstimator):
         Votes a label needs (``1 <= m <= k``). Multi-label: every label with >= m votes is
         predicted (possibly none). Single-label: the majority label, or no label (None) when it has
         fewer than m votes. With ``weighted=True`` votes are summed cosine similarities and m is a
-        threshold on that sum. Tune (k, m) on validation data with `retrieval.tuning.tune_k_m`.
+        threshold on that sum. Tune (k, m) on validation data with `fewlabel.retrieval.knn.tuning.tune_k_m`.
     multi_label:
         Whether a text may carry several labels.
     weighted:

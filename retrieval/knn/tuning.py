@@ -93,7 +93,7 @@ def tune_k_m(
     neigh, sims:
         Labels (n_q, >= max_k, L) bool and similarities (n_q, >= max_k) of the validation queries'
         nearest training neighbours, best first, from ONE search at max_k (see
-        `retrieval.voting.neighbour_label_tensor`). Only validation data belongs here, never test
+        `fewlabel.retrieval.knn.voting.neighbour_label_tensor`). Only validation data belongs here, never test
         data: the function cannot tell, so the caller must keep the test set out.
     y_true:
         (n_q, L) bool true labels in the same column order. Single-label: one-hot rows (an all-zero
@@ -102,7 +102,7 @@ def tune_k_m(
         Which F1 average picks the winner; both are reported in the grid.
     multi_label:
         Multi-label: a label is predicted when its votes >= m. Single-label: the majority label
-        (ties broken as in `retrieval.voting.single_label_choice`) when its votes >= m, else no
+        (ties broken as in `fewlabel.retrieval.knn.voting.single_label_choice`) when its votes >= m, else no
         label, which counts as a false negative for the query's true label; rows then also carry
         "accuracy" (an abstention is wrong unless the query truly has no label).
     weighted:
@@ -118,7 +118,7 @@ def tune_k_m(
     the settings apart. (In multi-label voting with unit vectors a tie across m at the smallest
     winning k cannot happen, because (k-1, m) then makes the same predictions; there the m rule is
     a deterministic fallback. In single-label voting it does decide, e.g. between m=1 and m=2.)
-    The grid scores are exactly those of the `retrieval.voting` predictions at each (k, m).
+    The grid scores are exactly those of the `fewlabel.retrieval.knn.voting` predictions at each (k, m).
     """
     neigh = np.asarray(neigh)
     sims = np.asarray(sims)

@@ -1,6 +1,6 @@
 """kNN label voting rules, in pure numpy (no faiss), so they can be unit-tested on hand-made
-neighbour sets and shared, bit for bit, by prediction (`retrieval.knn`) and by (k, m) tuning
-(`retrieval.tuning`).
+neighbour sets and shared, bit for bit, by prediction (`fewlabel.retrieval.knn.labeler`) and by (k, m) tuning
+(`fewlabel.retrieval.knn.tuning`).
 
 The rule follows chapter 9 of "Natural Language Processing with Transformers" (`find_best_k`):
 look up the k nearest labelled neighbours of a query and predict a label when at least m of them
@@ -88,7 +88,7 @@ def vote_counts(neigh: np.ndarray, sims: np.ndarray, k: int, weighted: bool) -> 
 
     Plain votes count neighbours; weighted votes sum their clipped similarities, so a near-duplicate
     counts more than a distant neighbour. The sum runs neighbour by neighbour in order, exactly as
-    the running (cumulative) sum in `retrieval.tuning.tune_k_m` does, so a (k, m) chosen by tuning
+    the running (cumulative) sum in `fewlabel.retrieval.knn.tuning.tune_k_m` does, so a (k, m) chosen by tuning
     reproduces bit for bit at prediction time even for weighted float sums.
     """
     neigh, sims = _check_neigh_sims(neigh, sims)

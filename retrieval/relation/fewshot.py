@@ -1,8 +1,8 @@
 """Few-shot relations by nearest neighbours over entity-marked sentence embeddings, and N-way K-shot episodes.
 
-A relation row is rendered with entity markers (:mod:`indexing.re_render`, ``typed`` by default) and the marked
-sentence is embedded by the mean-pooled :class:`~indexing.encoder.Encoder`. :class:`RelationKNN` then labels a
-query from the K labelled examples per class it was given:
+A relation row is rendered with entity markers (:mod:`fewlabel.indexing.relation.render`, ``typed`` by default) and
+the marked sentence is embedded by the mean-pooled :class:`~fewlabel.indexing.Encoder`. :class:`RelationKNN` then
+labels a query from the K labelled examples per class it was given:
 
 - ``method="knn"``: the ``k`` most similar examples vote, each with its cosine similarity; probabilities are
   the softmax over classes of (summed votes / temperature);

@@ -3,10 +3,10 @@
 Two kinds of model, told apart by the folder:
 
 - **bi-encoder** (a registry name, an encoder folder, a hub id): each distinct text is encoded once by
-  :class:`~indexing.encoder.Encoder` (mean pooling, L2-normalised), the pair's cosine is mapped to 0-5 by
+  :class:`~fewlabel.indexing.Encoder` (mean pooling, L2-normalised), the pair's cosine is mapped to 0-5 by
   a :class:`Calibration`: ``default`` is ``5 * clip(cosine, 0, 1)``; ``linear`` and ``isotonic`` are fitted
   on labelled pairs. Cosine is symmetric, so ``score(a, b) == score(b, a)``.
-- **cross-encoder** (a folder written by ``finetune.sts.train_sts_cross_encoder``, whose
+- **cross-encoder** (a folder written by ``fewlabel.finetune.sts.trainer.train_sts_cross_encoder``, whose
   ``fewlabel_model.json`` says ``"kind": "sts-cross-encoder"``, or any sequence-classification folder
   with one output): the model reads both sentences together; its sigmoid output (0-1) times the scale
   (5) is the score, averaged over both sentence orders so the score is symmetric too.
@@ -188,7 +188,7 @@ class STSScorer:
     """Score sentence pairs 0-5.
 
     ``model``: a registry name, a folder (encoder or cross-encoder, told apart by :func:`model_kind`), a
-    hub id, or an already loaded :class:`~indexing.encoder.Encoder`. ``calibration`` (bi-encoders): a
+    hub id, or an already loaded :class:`~fewlabel.indexing.Encoder`. ``calibration`` (bi-encoders): a
     method name (``default``, ``linear``, ``isotonic``; the last two need :meth:`fit`) or a fitted
     :class:`Calibration` (e.g. ``Calibration.from_dict`` of a saved scores' metadata).
 

@@ -10,7 +10,7 @@ Two scorers with one shape (``scores``, ``select``, ``predict``, ``describe``):
   ``fewlabel finetune nli``, a downloaded one, a hub id such as ``facebook/bart-large-mnli``): the entailment
   and contradiction positions are read from the checkpoint's ``id2label``, never assumed.
 - :class:`EmbeddingZeroShot` (route ``zeroshot-embed``): the cosine between the text and each label's
-  templated description, both embedded by an :class:`~indexing.encoder.Encoder`. Single-label: softmax of
+  templated description, both embedded by an :class:`~fewlabel.indexing.Encoder`. Single-label: softmax of
   cosine / temperature. Multi-label: the cosine itself, for a threshold. No training, and with the index's
   own encoder the query vectors of a kNN search are reused.
 
