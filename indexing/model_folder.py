@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from fewlabel.indexing.errors import ModelError
+from fewlabel.indexing.files import atomic_file
 
 MARKER_FILE = "fewlabel_model.json"
 
@@ -47,11 +48,10 @@ def read_marker(folder: str | os.PathLike) -> dict | None:
 
 
 def write_marker(folder: str | os.PathLike, info: dict) -> Path:
-    """Write the marker atomically (a temporary file renamed over it): the last step of every training run."""
+    """Write the marker atomically: the last step of every training run."""
     path = marker_path(folder)
-    tmp = path.with_name(f".{MARKER_FILE}.tmp")
-    tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    with atomic_file(path) as fh:
+        fh.write(json.dumps(info, ensure_ascii=False, indent=2) + "\n")
     return path
 
 

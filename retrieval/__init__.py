@@ -25,8 +25,8 @@ _EXPORTS = {
     # zero-shot
     "NLIZeroShot": "fewlabel.retrieval.zeroshot.scorers",
     "EmbeddingZeroShot": "fewlabel.retrieval.zeroshot.scorers",
-    "LabelSet": "fewlabel.retrieval.zeroshot.scorers",
-    "parse_labels": "fewlabel.retrieval.zeroshot.scorers",
+    "LabelSet": "fewlabel.retrieval.zeroshot.labels",
+    "parse_labels": "fewlabel.retrieval.zeroshot.labels",
     "load_zero_shot": "fewlabel.retrieval.zeroshot.scorers",
     # STS and relations
     "STSScorer": "fewlabel.retrieval.sts.scorer",

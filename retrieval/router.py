@@ -44,7 +44,8 @@ from fewlabel.retrieval.knn.labeler import KNNLabeler
 from fewlabel.retrieval.knn.labelling import resolve_k_m
 from fewlabel.retrieval.knn.tuning import f1_from_counts
 from fewlabel.retrieval.outputs import ROUTE_KNN, Prediction
-from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot, LabelSet, parse_labels
+from fewlabel.retrieval.zeroshot.labels import LabelSet, parse_labels
+from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot
 
 __all__ = ["DEFAULT_MIN_EXAMPLES", "REASONS", "ROUTE_KNN", "Predictor", "combine_routes", "predict_rows",
            "predictor_kwargs", "summarise_routes"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -41,9 +42,15 @@ def test_declared_packages_are_exactly_the_folders():
 
 
 def test_wheel_holds_only_the_fewlabel_namespace(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path)], check=True, capture_output=True)
-    (wheel,) = tmp_path.glob("fewlabel-*.whl")
+    """Built from a clean copy of the sources (a build/ folder in the checkout could hold stale modules)."""
+    source = tmp_path / "src"
+    for room in ROOMS:
+        shutil.copytree(ROOT / room, source / room, ignore=shutil.ignore_patterns("__pycache__", "results"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist")], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("fewlabel-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"fewlabel", wheel.name.split("-py3")[0] + ".dist-info"}
     shipped = {n for n in names if n.endswith(".py")}

@@ -28,19 +28,19 @@ from fewlabel.retrieval.router import (
     combine_routes,
     predictor_kwargs,
 )
-from fewlabel.retrieval.zeroshot.scorers import (
+from fewlabel.retrieval.zeroshot.labels import (
     TEMPLATES,
-    EmbeddingZeroShot,
     LabelSet,
-    NLIZeroShot,
-    aggregate_by_label,
     hypotheses,
-    load_zero_shot,
-    multi_label_nli_scores,
-    nli_label_indices,
     parse_labels,
     read_labels_file,
     render_template,
+)
+from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot, NLIZeroShot, load_zero_shot
+from fewlabel.retrieval.zeroshot.scoring import (
+    aggregate_by_label,
+    multi_label_nli_scores,
+    nli_label_indices,
     select_labels,
     single_label_nli_scores,
     softmax,

@@ -121,7 +121,8 @@ class ZeroShotMethod:
         self.name = "zeroshot"
 
     def _scorer(self, task: Task):
-        from fewlabel.retrieval.zeroshot.scorers import load_zero_shot, parse_labels
+        from fewlabel.retrieval.zeroshot.labels import parse_labels
+        from fewlabel.retrieval.zeroshot.scorers import load_zero_shot
 
         labels = parse_labels(self.label_spec) if self.label_spec else parse_labels(task.labels)
         if list(labels.names) != list(task.labels):
@@ -136,7 +137,7 @@ class ZeroShotMethod:
     def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
         from sklearn.metrics import f1_score
 
-        from fewlabel.retrieval.zeroshot.scorers import select_labels
+        from fewlabel.retrieval.zeroshot.scoring import select_labels
 
         self.task_ = task
         self.scorer_ = self._scorer(task)
@@ -154,7 +155,7 @@ class ZeroShotMethod:
         return info
 
     def predict(self, texts: list[str]) -> np.ndarray:
-        from fewlabel.retrieval.zeroshot.scorers import select_labels
+        from fewlabel.retrieval.zeroshot.scoring import select_labels
 
         scores = self.scorer_.scores(list(texts))
         if self.task_.multi_label:

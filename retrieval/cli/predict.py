@@ -131,7 +131,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from fewlabel.retrieval.knn.labelling import resolve_k_m
     from fewlabel.retrieval.outputs import output_format, write_predictions
     from fewlabel.retrieval.router import Predictor, summarise_routes
-    from fewlabel.retrieval.zeroshot.scorers import check_template
+    from fewlabel.retrieval.zeroshot.labels import check_template
 
     out = Path(args.out)
     output_format(out)  # fail on a bad output name before any encoding

@@ -65,7 +65,7 @@ def add_zeroshot_command(commands: argparse._SubParsersAction) -> None:
 
 # ---- helpers ------------------------------------------------------------------------------------------------
 def labels_from_args(args: argparse.Namespace):
-    from fewlabel.retrieval.zeroshot.scorers import parse_labels, read_labels_file
+    from fewlabel.retrieval.zeroshot.labels import parse_labels, read_labels_file
 
     if getattr(args, "labels_file", None):
         return read_labels_file(args.labels_file)
@@ -86,7 +86,8 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
     from fewlabel.retrieval.knn.labelling import evaluate
     from fewlabel.retrieval.outputs import output_format, write_meta, write_predictions
     from fewlabel.retrieval.router import Predictor, summarise_routes
-    from fewlabel.retrieval.zeroshot.scorers import EMBED, check_template, load_zero_shot
+    from fewlabel.retrieval.zeroshot.labels import check_template
+    from fewlabel.retrieval.zeroshot.scorers import EMBED, load_zero_shot
 
     out = Path(args.out)
     output_format(out)  # fail on a bad output name before loading anything

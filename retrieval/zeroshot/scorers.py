@@ -24,17 +24,14 @@ Which labels are chosen: ``top_k`` (the k best), ``threshold`` (every label scor
 multi-label NLI the labels with entailment-vs-contradiction probability >= 0.5; for multi-label
 embeddings, which have no calibrated scale, the single best label unless a (cosine) threshold is given.
 
-The maths are plain numpy functions (``nli_label_indices``, ``multi_label_nli_scores``,
-``single_label_nli_scores``, ``aggregate_by_label``, ``select_labels``) so they can be checked on hand-made
-logits."""
+Labels and templates live in :mod:`.labels`; the maths, as plain numpy functions, in :mod:`.scoring`."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,251 +39,28 @@ import numpy as np
 from fewlabel.indexing.encoders.cache import EmbeddingCache, encode_with_cache
 from fewlabel.indexing.encoders.encoder import Encoder, transformer_folder
 from fewlabel.indexing.encoders.registry import DEFAULT_MODEL, REGISTRY, registry_names
-from fewlabel.indexing.errors import DataError, FewlabelError, ModelError
+from fewlabel.indexing.errors import FewlabelError, ModelError
 from fewlabel.indexing.hf import load_cross_encoder
 from fewlabel.indexing.model_folder import read_marker
-from fewlabel.indexing.text import has_hangul
+from fewlabel.retrieval.zeroshot.labels import TEMPLATES, LabelSet, check_template, hypotheses, parse_labels
+from fewlabel.retrieval.zeroshot.scoring import (
+    AGGREGATES,
+    aggregate_by_label,
+    multi_label_nli_scores,
+    nli_label_indices,
+    select_labels,
+    single_label_nli_scores,
+    softmax,
+)
 
-__all__ = ["AGGREGATES", "EMBED", "ROUTE_EMBED", "ROUTE_NLI", "TEMPLATES", "EmbeddingZeroShot", "LabelSet",
-           "NLILabelMap", "NLIZeroShot", "aggregate_by_label", "hypotheses", "load_zero_shot",
-           "multi_label_nli_scores", "nli_label_indices", "parse_labels", "read_labels_file", "render_template",
-           "select_labels", "single_label_nli_scores", "softmax"]
+__all__ = ["EMBED", "ROUTE_EMBED", "ROUTE_NLI", "EmbeddingZeroShot", "NLIZeroShot", "load_zero_shot",
+           "model_choices", "resolve_nli_model"]
 
 ROUTE_NLI, ROUTE_EMBED = "zeroshot-nli", "zeroshot-embed"
 EMBED = "embed"  # the model name that asks for embedding zero-shot instead of an NLI checkpoint
-TEMPLATES = {"en": "This example is about {}.", "ko": "이 글은 {}에 관한 내용이다."}
-AGGREGATES = ("max", "mean")
 DEFAULT_NLI_THRESHOLD = 0.5
 DEFAULT_TEMPERATURE = 0.05
-_PLACEHOLDER = re.compile(r"\{(label)?\}")
 _TEXTS_PER_CHUNK_PAIRS = 4096  # pairs handed to the cross-encoder at once (bounds memory for long inputs)
-
-
-# ---- labels, aliases, templates ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LabelSet:
-    """Candidate labels in order, each with the names (aliases) its hypotheses are made from."""
-
-    names: tuple[str, ...]
-    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.names:
-            raise FewlabelError("the label list is empty: give at least one candidate label")
-        dup = sorted({n for n in self.names if self.names.count(n) > 1})
-        if dup:
-            raise FewlabelError(f"label(s) listed twice: {', '.join(dup)}")
-        blank = [n for n in self.names if not str(n).strip()]
-        if blank:
-            raise FewlabelError("a label name is empty")
-        full = {n: tuple(self.aliases.get(n) or (n,)) for n in self.names}
-        for name, names in full.items():
-            if any(not a.strip() for a in names):
-                raise FewlabelError(f"label '{name}' has an empty alias")
-        object.__setattr__(self, "aliases", full)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def to_dict(self) -> dict[str, list[str]]:
-        return {n: list(self.aliases[n]) for n in self.names}
-
-
-def _parse_one(item: str) -> tuple[str, tuple[str, ...]]:
-    name, sep, rest = item.partition("=")
-    name = name.strip()
-    if not sep:
-        return name, (name,)
-    aliases = tuple(a.strip() for a in rest.split("|"))
-    if not rest.strip() or any(not a for a in aliases):
-        raise FewlabelError(f"label '{name}': aliases after '=' are names separated by '|', e.g. "
-                            f"'{name or 'joy'}=joy|happiness' (got '{item.strip()}')")
-    return name, aliases
-
-
-def parse_labels(spec: LabelSet | str | Sequence[str] | Mapping[str, str | Sequence[str]]) -> LabelSet:
-    """Candidate labels from ``"a,b=x|y"``, a list of such items, or ``{label: [aliases]}``."""
-    if isinstance(spec, LabelSet):
-        return spec
-    if spec is None:
-        raise FewlabelError("the label list is empty: give at least one candidate label")
-    if isinstance(spec, Mapping):
-        names, aliases = [], {}
-        for name, value in spec.items():
-            names.append(str(name).strip())
-            items = [value] if isinstance(value, str) else list(value or [name])
-            aliases[str(name).strip()] = tuple(str(a).strip() for a in items)
-        return LabelSet(tuple(names), aliases)
-    items = [s for s in spec.split(",")] if isinstance(spec, str) else [str(s) for s in spec]
-    items = [s for s in items if s.strip()]
-    parsed = [_parse_one(s) for s in items]
-    return LabelSet(tuple(n for n, _ in parsed), {n: a for n, a in parsed})
-
-
-def read_labels_file(path: str | os.PathLike) -> LabelSet:
-    """Labels from a file: ``.json`` holds a list of names or ``{label: [aliases]}``; any other file has one
-    label a line, optionally ``label=alias|alias`` (blank lines and ``#`` comments are skipped)."""
-    from fewlabel.indexing.readers import read_text_file
-
-    content = read_text_file(path)
-    if Path(path).suffix.lower() == ".json":
-        try:
-            data = json.loads(content)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON ({exc.msg})", path=str(path), line=exc.lineno) from exc
-        if not isinstance(data, (list, dict)):
-            raise DataError("expected a JSON list of labels or an object {label: [aliases]}", path=str(path))
-        try:
-            return parse_labels(data)
-        except FewlabelError as exc:
-            raise DataError(str(exc), path=str(path)) from exc
-    items = []
-    for number, line in enumerate(content.splitlines(), start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        try:
-            items.append(_parse_one(text))
-        except FewlabelError as exc:
-            raise DataError(str(exc), path=str(path), line=number) from exc
-    try:
-        return LabelSet(tuple(n for n, _ in items), {n: a for n, a in items})
-    except FewlabelError as exc:
-        raise DataError(str(exc), path=str(path)) from exc
-
-
-def check_template(template: str | None) -> str | None:
-    """A template must say where the label goes: ``{}`` or ``{label}``, exactly once."""
-    if template is None:
-        return None
-    if not isinstance(template, str) or len(_PLACEHOLDER.findall(template)) != 1:
-        raise FewlabelError(f"template {template!r} must contain the label's place once, as {{}} or {{label}}, "
-                            f"e.g. {TEMPLATES['en']!r}")
-    return template
-
-
-def render_template(template: str | None, name: str) -> str:
-    """The hypothesis / description for one label name (auto template: Korean when the name has Hangul)."""
-    if template is None:
-        template = TEMPLATES["ko"] if has_hangul(name) else TEMPLATES["en"]
-    check_template(template)
-    return _PLACEHOLDER.sub(lambda _: name, template)
-
-
-def hypotheses(labels: LabelSet, template: str | None) -> tuple[list[str], np.ndarray]:
-    """One text per (label, alias) and the label index of each, in label order."""
-    texts, groups = [], []
-    for j, name in enumerate(labels.names):
-        for alias in labels.aliases[name]:
-            texts.append(render_template(template, alias))
-            groups.append(j)
-    return texts, np.asarray(groups, dtype=np.int64)
-
-
-# ---- the maths (pure numpy) -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class NLILabelMap:
-    """Where the classes sit in an NLI checkpoint's output, read from its ``id2label``. ``contradiction``
-    is None for a checkpoint without one; ``not_entailment`` of two-class (RTE-style) models fills it."""
-
-    entailment: int
-    contradiction: int | None
-    neutral: int | None
-    id2label: dict[int, str]
-
-
-def nli_label_indices(id2label: Mapping[int | str, str], *, source: str = "the checkpoint") -> NLILabelMap:
-    """Find entailment, contradiction and neutral in ``id2label`` (keys may be strings, as in config.json),
-    case-insensitively, by prefix (``ENTAILMENT``, ``entails``, ``Contradiction``…). No order is assumed.
-    A checkpoint without an entailment class (e.g. ``LABEL_0..2``) is refused with a clear message."""
-    try:
-        table = {int(k): str(v) for k, v in dict(id2label or {}).items()}
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{source}: id2label must map class numbers to names, got {id2label!r}") from exc
-
-    def find(test) -> list[int]:
-        return sorted(i for i, name in table.items() if test(name.strip().lower().replace("-", "_")))
-
-    entail = find(lambda n: n.startswith("entail"))
-    negated = find(lambda n: n.startswith(("not_entail", "non_entail", "not entail", "non entail")))
-    contra = find(lambda n: n.startswith("contradict"))
-    neutral = find(lambda n: n.startswith("neutral"))
-    shown = ", ".join(f"{i}: {n}" for i, n in sorted(table.items())) or "none"
-    if not entail:
-        raise ModelError(f"{source} has no entailment label in its id2label ({shown}), so it cannot be used for "
-                         "NLI zero-shot; an NLI checkpoint names its classes, e.g. entailment / neutral / "
-                         "contradiction (train one with `fewlabel finetune nli`)")
-    for what, found in (("entailment", entail), ("contradiction", contra), ("neutral", neutral)):
-        if len(found) > 1:
-            raise ModelError(f"{source}: several classes look like {what} in its id2label ({shown})")
-    if not contra and len(negated) == 1:
-        contra = negated
-    return NLILabelMap(entailment=entail[0], contradiction=contra[0] if contra else None,
-                       neutral=neutral[0] if neutral else None, id2label=table)
-
-
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    z = x - np.max(x, axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def aggregate_by_label(values: np.ndarray, groups: np.ndarray, n_labels: int, how: str = "max") -> np.ndarray:
-    """(n, H) values of H hypotheses -> (n, L): the max or mean over each label's aliases."""
-    if how not in AGGREGATES:
-        raise FewlabelError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {how!r}")
-    values = np.asarray(values, dtype=np.float64)
-    groups = np.asarray(groups)
-    if values.ndim != 2 or values.shape[1] != groups.shape[0]:
-        raise FewlabelError(f"values {values.shape} do not match {groups.shape[0]} hypotheses")
-    out = np.empty((values.shape[0], n_labels), dtype=np.float64)
-    for j in range(n_labels):
-        cols = values[:, groups == j]
-        if cols.shape[1] == 0:
-            raise FewlabelError(f"label {j} has no hypothesis")
-        out[:, j] = cols.max(axis=1) if how == "max" else cols.mean(axis=1)
-    return out
-
-
-def multi_label_nli_scores(logits: np.ndarray, groups: np.ndarray, n_labels: int, entailment: int,
-                           contradiction: int | None, how: str = "max") -> np.ndarray:
-    """(n, H, C) logits -> (n, L) independent label probabilities: per hypothesis the softmax over
-    [contradiction, entailment] logits (= sigmoid of their difference), aggregated over aliases. Without a
-    contradiction class, P(entailment) from the softmax over all classes."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if contradiction is None:
-        per_hyp = softmax(logits, axis=-1)[..., entailment]
-    else:
-        per_hyp = softmax(logits[..., [contradiction, entailment]], axis=-1)[..., 1]
-    return aggregate_by_label(per_hyp, groups, n_labels, how)
-
-
-def single_label_nli_scores(logits: np.ndarray, groups: np.ndarray, n_labels: int, entailment: int,
-                            how: str = "max") -> np.ndarray:
-    """(n, H, C) logits -> (n, L) label probabilities summing to 1: each label's entailment logit
-    (aggregated over its aliases) through a softmax across the labels."""
-    logits = np.asarray(logits, dtype=np.float64)
-    return softmax(aggregate_by_label(logits[..., entailment], groups, n_labels, how), axis=-1)
-
-
-def select_labels(scores: np.ndarray, top_k: int | None = None, threshold: float | None = None) -> np.ndarray:
-    """(n, L) bool: the ``top_k`` best labels, those scoring >= ``threshold``, or the top_k best among those
-    scoring >= threshold. Ties keep the earlier label (stable)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if top_k is None and threshold is None:
-        raise FewlabelError("choose labels by top_k, threshold or both")
-    chosen = np.ones(scores.shape, dtype=bool)
-    if threshold is not None:
-        chosen &= scores >= float(threshold)
-    if top_k is not None:
-        if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1:
-            raise FewlabelError(f"top_k must be an integer >= 1, got {top_k!r}")
-        order = np.argsort(-np.where(chosen, scores, -np.inf), axis=1, kind="stable")[:, :int(top_k)]
-        keep = np.zeros(scores.shape, dtype=bool)
-        np.put_along_axis(keep, order, True, axis=1)
-        chosen &= keep
-    return chosen
 
 
 def _check_selection(top_k: int | None, threshold: float | None, aggregate: str) -> None:
