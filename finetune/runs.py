@@ -15,15 +15,12 @@ from pathlib import Path
 from fewlabel.finetune.settings import TrainSettings
 from fewlabel.indexing.errors import FewlabelError, ModelError
 from fewlabel.indexing.hf import pick_device
-from fewlabel.indexing.model_folder import clear_marker, read_marker, write_marker
-
-RUN_FILE = "fewlabel_run.json"  # in OUT/checkpoints: what the checkpoints were trained on, to refuse a wrong resume
+from fewlabel.indexing.model_folder import RUN_FILE, claim_model_folder, clear_marker, read_marker, write_marker
 
 
 def prepare_out(out_dir: str | Path) -> tuple[Path, Path]:
     out = Path(out_dir).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise FewlabelError(f"{out}: exists and is not a folder")
+    claim_model_folder(out)  # a user's own folder is never written into
     out.mkdir(parents=True, exist_ok=True)
     clear_marker(out)  # the folder is unfinished until the new marker is written
     return out, out / "checkpoints"

@@ -6,22 +6,45 @@ must see no load report, no "Loading weights" bar and no hub warnings, whoever l
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fewlabel.indexing.errors import ModelError, first_line
+from fewlabel.indexing.errors import FewlabelError, ModelError, first_line
 
 _LOGGERS = ("sentence_transformers", "huggingface_hub")
 
 
+_DEVICE = re.compile(r"^(cpu|mps|(cuda|xpu)(:\d+)?)$")
+
+
+def check_device_name(device: str) -> str:
+    """A device name torch understands (``cpu``, ``cuda``, ``cuda:1``, ``mps``, ``xpu``), else ValueError."""
+    name = device.strip().lower()
+    if not _DEVICE.match(name):
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps")
+    return name
+
+
 def pick_device(device: str | None = None) -> str:
-    """`cuda` when a GPU is present, else `cpu`, unless the caller names one."""
-    if device:
-        return device
+    """`cuda` when a GPU is present, else `cpu`, unless the caller names one; a named device that is not there
+    is one clear error before any weights load."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        name = check_device_name(device)
+    except ValueError as exc:
+        raise FewlabelError(str(exc)) from None
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FewlabelError(f"device {device!r} was asked for, but torch sees no CUDA GPU here; use --device cpu")
+    if name.startswith("cuda:") and int(name.split(":")[1]) >= torch.cuda.device_count():
+        raise FewlabelError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) here")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise FewlabelError("device 'mps' was asked for, but it is not available here; use --device cpu")
+    return name
 
 
 @contextmanager

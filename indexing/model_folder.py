@@ -12,15 +12,17 @@ import os
 from pathlib import Path
 
 from fewlabel.indexing.errors import ModelError
-from fewlabel.indexing.files import atomic_file
+from fewlabel.indexing.files import atomic_file, refuse_foreign
 
 MARKER_FILE = "fewlabel_model.json"
+RUN_FILE = "fewlabel_run.json"  # in OUT/checkpoints: what an unfinished run's checkpoints were trained on
 
 STS_CROSS_KIND = "sts-cross-encoder"
 STS_BI_KIND = "sts-bi-encoder"
 NLI_KIND = "nli-cross-encoder"
 RE_KIND = "re-cross-encoder"
-KINDS = (STS_CROSS_KIND, STS_BI_KIND, NLI_KIND, RE_KIND)
+ADAPT_KIND = "adapted-encoder"  # an encoder adapted to unlabelled texts (`fewlabel adapt`): loads as any encoder
+KINDS = (STS_CROSS_KIND, STS_BI_KIND, NLI_KIND, RE_KIND, ADAPT_KIND)
 
 
 def marker_path(folder: str | os.PathLike) -> Path:
@@ -58,3 +60,15 @@ def write_marker(folder: str | os.PathLike, info: dict) -> Path:
 def clear_marker(folder: str | os.PathLike) -> None:
     """Mark ``folder`` unfinished (before a new run writes into it)."""
     marker_path(folder).unlink(missing_ok=True)
+
+
+def is_model_folder(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is a fewlabel model folder, finished (its marker) or not (its checkpoints' record):
+    the only kind of non-empty folder a trainer may write into."""
+    folder = Path(folder).expanduser()
+    return marker_path(folder).is_file() or (folder / "checkpoints" / RUN_FILE).is_file()
+
+
+def claim_model_folder(folder: str | os.PathLike, option: str = "--out") -> None:
+    """Refuse to train into a folder that holds anything but a fewlabel model (see `refuse_foreign`)."""
+    refuse_foreign(folder, folder=True, what="a fewlabel model folder", ours=is_model_folder, option=option)

@@ -38,6 +38,7 @@ FORMATS: dict[str, str] = {
     ".json": "jsonl",
 }
 _FORMAT_NAMES = ("csv", "tsv", "jsonl")
+_FIELD_LIMIT = 1 << 30  # characters in one CSV field (the csv module's default, 131,072, refuses real long texts)
 
 # JSON strings cannot hold raw CR/LF, so splitting on them is safe; str.splitlines() is not,
 # because it also splits on U+2028, U+0085 and friends, which may appear inside JSON strings.
@@ -55,7 +56,7 @@ class Row:
 
 
 def label_matrix(items: Sequence[Row] | Sequence[Sequence[str]], names: Sequence[str],
-                 source: str = "data") -> np.ndarray:
+                 source: str = "data", field: str = "label") -> np.ndarray:
     """(n, L) booleans: ``out[i, j]`` is whether item i carries label ``names[j]``. ``items`` are :class:`Row`
     objects or plain label lists. A label missing from ``names`` is an error naming the row (a Row's own line,
     else its 1-based position in ``source``), because it could never be predicted and would silently drag every
@@ -69,7 +70,7 @@ def label_matrix(items: Sequence[Row] | Sequence[Sequence[str]], names: Sequence
             if j is None:
                 line = item.line if isinstance(item, Row) else i + 1
                 raise DataError(f"unknown label '{label}' (known labels: {', '.join(names)})", path=source,
-                                line=line, field="label")
+                                line=line, field=field)
             out[i, j] = True
     return out
 
@@ -89,11 +90,8 @@ def detect_format(path: PathLike) -> str:
     if suffix in FORMATS:
         return FORMATS[suffix]
     accepted = ", ".join(FORMATS)
-    raise DataError(
-        f"cannot tell the format from extension '{suffix or '(none)'}'; accepted: {accepted} "
-        f"(or give the format explicitly: {', '.join(_FORMAT_NAMES)})",
-        path=str(path),
-    )
+    raise DataError(f"cannot tell the format from the extension '{suffix or '(none)'}': name the file with one of "
+                    f"{accepted}", path=str(path))
 
 
 def parse_labels(raw: object, *, label_sep: str | None, path: PathLike | None, line: int | None,
@@ -182,6 +180,7 @@ def read_rows(path: PathLike, *, text_col: str, label_col: str | None = None, id
     empty label gives ``labels=()`` instead of an error (for partly labelled files).
     Raises :class:`DataError` on the first problem, naming file, line and field.
     """
+    _check_file(path)
     fmt = _resolve_format(path, fmt)
     content = read_text_file(path)
     wanted = [c for c in (text_col, label_col, id_col) if c is not None]
@@ -226,21 +225,34 @@ def _resolve_format(path: PathLike, fmt: str | None) -> str:
 def read_text_file(path: PathLike) -> str:
     """Read the whole file as UTF-8 (BOM tolerated), turning I/O and decoding failures into
     DataErrors with the file name and, for bad bytes, the line they are on."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError("file not found", path=str(path))
-    if not p.is_file():
-        raise DataError("not a regular file", path=str(path))
+    p = _check_file(path)
     try:
         data = p.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read file ({exc.strerror or exc})", path=str(path)) from exc
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         hint = "the file is UTF-16; " if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
         raise DataError(f"not valid UTF-8 ({hint}save it as UTF-8)", path=str(path), line=line) from exc
+    nul = text.find("\0")
+    if nul >= 0:  # text never holds NUL: binary data, or a file cut and pasted from one
+        raise DataError("holds a NUL byte (\\0): not a text file, or damaged", path=str(path),
+                        line=text.count("\n", 0, nul) + 1)
+    return text
+
+
+def _check_file(path: PathLike) -> Path:
+    """The path must name an existing regular file (a folder or a missing file is said as such)."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError("file not found", path=str(path))
+    if p.is_dir():
+        raise DataError("is a folder; give the data file inside it", path=str(path))
+    if not p.is_file():
+        raise DataError("not a regular file", path=str(path))
+    return p
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,6 +265,7 @@ def _delimited_records(content: str, *, path: PathLike, fmt: str, wanted: list[s
     """Yield CSV/TSV records with the line each one *starts* on (quoted CSV fields may span
     several physical lines, so ``reader.line_num`` after a read is the record's last line)."""
     positions: dict[str, int] | None = None if header else _positions_from_numbers(wanted, path)
+    width: int | None = None  # the header's field count: a longer record has an unquoted separator in a field
     records = iter_records(_make_reader(content, fmt), path,
                            error=lambda exc, line: _csv_error(exc, path=path, fmt=fmt, line=line))
     for line, fields in records:
@@ -260,7 +273,12 @@ def _delimited_records(content: str, *, path: PathLike, fmt: str, wanted: list[s
             continue
         if positions is None:
             positions = _positions_from_header(fields, wanted, path=path, line=line)
+            width = len(fields)
             continue
+        if width is not None and len(fields) > width:
+            separator = "tab" if fmt == "tsv" else "comma"
+            raise DataError(f"{len(fields)} fields but the header has {width}: a field holds an unquoted {separator} "
+                            f"(quote it), or the row has a stray separator", path=str(path), line=line)
         yield line, _pick_fields(fields, positions, path=path, line=line)
 
 
@@ -289,7 +307,8 @@ def _make_reader(content: str, fmt: str) -> Iterator[list[str]]:
     """CSV is read strictly so an unclosed quote is reported instead of swallowing the rest of
     the file; TSV ignores quotes entirely because real TSV corpora (STS-B) contain stray ones."""
     stream = io.StringIO(content, newline="")
-    if fmt == "tsv":
+    csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))  # long texts are valid; an unclosed quote
+    if fmt == "tsv":                                                   # is caught as "never closed" at the end
         return csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE)
     return csv.reader(stream, strict=True)
 
@@ -300,7 +319,7 @@ def _csv_error(exc: csv.Error, *, path: PathLike, fmt: str, line: int) -> DataEr
     if "unexpected end of data" in message:
         message += "; a quoted field starting in this record is never closed"
     elif "field larger than field limit" in message:
-        message += "; probably an unclosed quote starting in this record"
+        message += f"; a field over {_FIELD_LIMIT:,} characters, probably an unclosed quote starting in this record"
     return DataError(f"malformed {fmt.upper()} record starting here: {message}", path=str(path), line=line)
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fewlabel.indexing.errors import FewlabelError
-from fewlabel.indexing.files import atomic_file
+from fewlabel.indexing.files import atomic_file, first_line_of, refuse_foreign
 
-__all__ = ["Prediction", "output_format", "write_meta", "write_predictions"]
+__all__ = ["Prediction", "claim_output", "output_format", "write_meta", "write_predictions"]
 
 ROUTE_KNN = "knn"
 
@@ -45,6 +45,48 @@ def output_format(path: Path) -> str:
     if suffix == ".csv":
         return "csv"
     raise FewlabelError(f"{path}: output must end in .csv or .jsonl")
+
+
+#: The first columns of each kind of output fewlabel writes: how an existing file is recognised as ours.
+OUTPUT_COLUMNS = {"predictions": ("id", "labels"), "scores": ("id", "target"),
+                  "submission": ("id", "pred_label", "probs")}
+
+
+def _ours(path: Path, kind: str) -> bool:
+    line = first_line_of(path)
+    columns = OUTPUT_COLUMNS[kind]
+    if path.suffix.lower() in {".jsonl", ".ndjson"}:
+        try:
+            item = json.loads(line)
+        except ValueError:
+            return False
+        return isinstance(item, dict) and all(c in item for c in columns)
+    return tuple(next(csv.reader([line]), [])[:len(columns)]) == columns
+
+
+def _is_meta(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        return False
+
+
+def claim_output(path: str | Path, kind: str, *, meta: bool = False) -> Path:
+    """Check, before any work, that ``path`` may receive a ``kind`` output (``predictions``, ``scores``,
+    ``submission``): nothing there, an empty file, or an earlier fewlabel output of that kind; with ``meta``, the
+    same for ``OUT.meta.json``. A user's file or folder is never replaced."""
+    path = Path(path)
+    what = {"predictions": "a predictions file", "scores": "an STS scores file (id,target)",
+            "submission": "a submission (id,pred_label,probs)"}[kind]
+    refuse_foreign(path, folder=False, what=what, ours=lambda p: _ours(p, kind))
+    if meta:
+        refuse_foreign(meta_path(path), folder=False, what="fewlabel's record of an output", ours=_is_meta)
+    return path
+
+
+def meta_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".meta.json")
 
 
 def _similarity(value: float) -> float | None:
@@ -91,8 +133,7 @@ def write_predictions(predictions: Sequence[Prediction], path: str | Path, label
 
 def write_meta(out: str | Path, meta: dict) -> Path:
     """``OUT.meta.json`` beside an output (what made it: input, model, settings, metrics), atomically."""
-    out = Path(out)
-    path = out.with_name(out.name + ".meta.json")
+    path = meta_path(out)
     with atomic_file(path) as fh:
         fh.write(json.dumps(meta, ensure_ascii=False, indent=2, default=str) + "\n")
     return path

@@ -182,7 +182,7 @@ class Predictor:
         """A kNN labeler over the index's vectors that votes on ``names`` only (nothing is re-added)."""
         column = {name: j for j, name in enumerate(self.index.label_names)}
         matrix = self.index.label_matrix()[:, [column[name] for name in names]]
-        return KNNLabeler.from_index(self.index.faiss_index, matrix, list(names), k=self.k, m=self.m,
+        return KNNLabeler.from_index(self.index.store, matrix, list(names), k=self.k, m=self.m,
                                      multi_label=self.multi_label)
 
     def _knn(self, texts: list[str]) -> dict:
@@ -299,7 +299,8 @@ class Predictor:
                         "text": row.text})
         return out
 
-    def tune(self, valid_rows: Sequence[Row], *, metric: str = "macro", source: str = "validation data") -> Predictor:
+    def tune(self, valid_rows: Sequence[Row], *, metric: str = "macro", source: str = "validation data",
+             label_field: str = "label") -> Predictor:
         """Choose ``similarity_threshold`` (and ``weak_threshold`` when there are weak labels) on labelled
         validation rows, maximising the combined output's macro- (or micro-) F1. Ties go to the setting that
         sends fewer queries to the zero-shot. Returns self; the search is recorded in ``tuning_``."""
@@ -310,7 +311,7 @@ class Predictor:
             raise FewlabelError("no validation rows to tune the fallback on")
         if self.zero_shot is None:
             raise FewlabelError("nothing to tune: this Predictor has no zero-shot fallback")
-        y = label_matrix(valid_rows, self.label_names_, source)
+        y = label_matrix(valid_rows, self.label_names_, source, label_field)
         texts = [r.text for r in valid_rows]
         knn = self._knn(texts)
         zs_scores = self._zero_shot_scores(texts, np.ones(len(texts), dtype=bool), knn["vectors"])

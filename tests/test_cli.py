@@ -137,7 +137,7 @@ def test_unknown_label_in_validation_names_the_line(files, capsys):
     code = main(["-q", "index", "build", str(files["train"]), *COMMON, "--valid", str(bad), "--model", "minilm",
                  "--no-cache", "--out", str(files["dir"] / "y")])
     err = capsys.readouterr().err
-    assert code == 2 and "bad_valid.tsv, line 3, field 'label': unknown label 'boredom'" in err
+    assert code == 2 and "bad_valid.tsv, line 3, field 'labels': unknown label 'boredom'" in err
     assert not (files["dir"] / "y").exists()  # nothing half-written
 
 

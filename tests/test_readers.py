@@ -132,9 +132,13 @@ def test_csv_multi_labels_by_separator_and_json(tmp_path: Path) -> None:
 
 
 def test_csv_crlf_bom_and_extra_fields(tmp_path: Path) -> None:
-    content = "\ufefftext,label,notes\r\nhi,greet,whatever,and,more\r\n"
+    content = "\ufefftext,label,notes\r\nhi,greet,whatever\r\n"
     rows = read_rows(write(tmp_path, "bom.csv", content), text_col="text", label_col="label")
     assert rows == [Row(text="hi", labels=("greet",), id="0", line=2)]
+    # more fields than the header: an unquoted comma in the text would shift the label; refused, not guessed
+    shifted = "text,label\r\nhi,greet\r\nwell, this is fine,joy\r\n"
+    with raises_data_error("shifted.csv", "line 3", "3 fields but the header has 2", "unquoted comma"):
+        read_rows(write(tmp_path, "shifted.csv", shifted), text_col="text", label_col="label")
 
 
 def test_csv_quoted_comma_and_newline_keeps_start_lines(tmp_path: Path) -> None:
@@ -269,7 +273,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_directory_is_not_a_file(tmp_path: Path) -> None:
     folder = tmp_path / "folder.csv"
     folder.mkdir()
-    with raises_data_error("folder.csv", "not a regular file"):
+    with raises_data_error("folder.csv", "is a folder"):
         read_rows(folder, text_col="text")
 
 

@@ -110,13 +110,13 @@ def test_tuners_never_see_test_labels(monkeypatch, tmp_path):
 
     original_targets, original_matrix = labelling.label_matrix, methods_module.label_matrix
 
-    def spy_targets(rows, names, source):
+    def spy_targets(rows, names, *args):
         seen.extend(r.id for r in rows if isinstance(r, Row))
-        return original_targets(rows, names, source)
+        return original_targets(rows, names, *args)
 
-    def spy_matrix(rows, labels, source):
+    def spy_matrix(rows, labels, *args):
         seen.extend(r.id for r in rows if isinstance(r, Row))
-        return original_matrix(rows, labels, source)
+        return original_matrix(rows, labels, *args)
 
     monkeypatch.setattr(labelling, "label_matrix", spy_targets)
     monkeypatch.setattr(methods_module, "label_matrix", spy_matrix)

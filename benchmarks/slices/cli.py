@@ -11,7 +11,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from fewlabel.retrieval.cli.options import add_data_options, add_model_options
+from fewlabel.retrieval.cli.options import (
+    add_data_options,
+    add_model_options,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["add_bench_command", "main"]
 
@@ -37,16 +44,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--multi-label", action="store_true", help="rows may carry several labels")
     p.add_argument("--slices", default="8,16,32,64,128,256,all", help="slice sizes (default: %(default)s)")
     p.add_argument("--methods", default="nb,zeroshot,knn,setfit,finetune", help="default: %(default)s")
-    p.add_argument("--seeds", type=int, default=3, help="slice draws (and training seeds) per method (default: 3)")
+    p.add_argument("--seeds", type=positive_int, default=3,
+                   help="slice draws (and training seeds) per method (default: 3)")
     p.add_argument("--encoders", default="e5-small,minilm", help="kNN encoders (default: %(default)s)")
     p.add_argument("--bodies", default="e5-small", help="SetFit and fine-tuning bodies (default: %(default)s)")
-    p.add_argument("--max-steps", type=int, default=200,
+    p.add_argument("--max-steps", type=positive_int, default=200,
                    help="cap on SetFit / fine-tuning steps per run (batch 16), the CPU budget knob (default: 200)")
-    p.add_argument("--fit-max-rows", type=int, default=2048,
+    p.add_argument("--fit-max-rows", type=non_negative_int, default=2048,
                    help="SetFit and fine-tuning train on at most N rows of a slice, a stratified subset (at the step "
                         "cap they never see more; SetFit's head would embed the whole pool) (default: 2048; 0: all)")
-    p.add_argument("--setfit-iterations", type=int, default=20, help="SetFit pairs per text (default: 20)")
-    p.add_argument("--finetune-epochs", type=float, default=20,
+    p.add_argument("--setfit-iterations", type=positive_int, default=20, help="SetFit pairs per text (default: 20)")
+    p.add_argument("--finetune-epochs", type=positive_float, default=20,
                    help="fine-tuning epochs before the --max-steps cap (default: 20)")
     p.add_argument("--zeroshot-model", default="embed", help="'embed' or an NLI model folder / hub id")
     p.add_argument("--zeroshot-encoder", default="e5-small", help="encoder of the embedding zero-shot")
@@ -54,11 +62,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="label descriptions in label order, e.g. '0=부정,1=긍정' (default: the label names)")
     p.add_argument("--zeroshot-template", default=None, help="hypothesis template with {} for the label")
     p.add_argument("--nb-analyzer", default="auto", choices=["auto", "word", "char_wb"])
-    p.add_argument("--dev-fraction", type=float, default=0.1)
-    p.add_argument("--dev-sample", type=int, default=1000,
+    p.add_argument("--dev-fraction", type=fraction, default=0.1)
+    p.add_argument("--dev-sample", type=non_negative_int, default=1000,
                    help="tune on a stratified sample of this many dev rows (0: all; default: 1000)")
-    p.add_argument("--max-train", type=int, default=None, help="cap the training pool ('all') at N rows")
-    p.add_argument("--test-sample", type=int, default=None, help="score a stratified sample of N test rows")
+    p.add_argument("--max-train", type=positive_int, default=None, help="cap the training pool ('all') at N rows")
+    p.add_argument("--test-sample", type=positive_int, default=None, help="score a stratified sample of N test rows")
     p.add_argument("--title", default=None, help="report title (default: the training file's name)")
     add_model_options(p)
     p.add_argument("--restart", action="store_true", help="discard results.json in --out and start over")
@@ -100,8 +108,10 @@ def run_slices(args: argparse.Namespace) -> int:
     from fewlabel.benchmarks.slices.sampling import parse_slices
     from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
     from fewlabel.indexing.errors import FewlabelError
-    from fewlabel.indexing.files import atomic_file
+    from fewlabel.indexing.files import atomic_file, refuse_foreign
 
+    refuse_foreign(args.out, folder=True, what="a bench slices folder",
+                   ours=lambda p: (p / "results.json").is_file() or (p / "command.txt").is_file())
     try:
         slices = parse_slices(args.slices)
         methods = make_methods([m.strip() for m in args.methods.split(",") if m.strip()],

@@ -55,6 +55,8 @@ class EmbeddingCache:
         return found
 
     def put_many(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        if not len(keys):
+            return
         rows = [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in zip(keys, vectors, strict=True)]
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO vectors (key, vec) VALUES (?, ?)", rows)
@@ -74,7 +76,8 @@ def encode_with_cache(encoder: SupportsEncode, texts: Sequence[str], cache: Embe
                               show_progress_bar=show_progress_bar)
     fingerprint = encoder.fingerprint(normalize)
     keys = [EmbeddingCache.key(fingerprint, t) for t in texts]
-    found = cache.get_many(list(dict.fromkeys(keys)))
+    found = {key: vec for key, vec in cache.get_many(list(dict.fromkeys(keys))).items()
+             if usable_vector(vec, encoder.dim, normalize)}  # a damaged entry is encoded again
     missing = list(dict.fromkeys(k for k in keys if k not in found))
     cache.hits += len(texts) - sum(1 for k in keys if k in missing)
     cache.misses += len(missing)
@@ -82,9 +85,18 @@ def encode_with_cache(encoder: SupportsEncode, texts: Sequence[str], cache: Embe
         text_of = dict(zip(keys, texts, strict=True))
         fresh = encoder.encode([text_of[k] for k in missing], batch_size=batch_size, normalize=normalize,
                                show_progress_bar=show_progress_bar)
-        cache.put_many(missing, fresh)
+        good = [i for i, vec in enumerate(fresh) if usable_vector(vec, encoder.dim, normalize)]
+        cache.put_many([missing[i] for i in good], fresh[good])  # only sound vectors are ever stored
         found.update(zip(missing, fresh, strict=True))
     out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     for row, key in enumerate(keys):
         out[row] = found[key]
     return out
+
+
+def usable_vector(vec: np.ndarray, dim: int, normalize: bool) -> bool:
+    """A vector fit to cache or to reuse: the encoder's dimension, finite, and of unit length when normalised
+    (an all-zero vector from a broken run would otherwise poison every later run that reads it)."""
+    if vec.shape != (dim,) or not np.isfinite(vec).all():
+        return False
+    return not normalize or abs(float(np.linalg.norm(vec)) - 1.0) < 1e-3

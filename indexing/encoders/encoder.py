@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 
 from fewlabel.indexing.encoders.registry import DEFAULT_MODEL, REGISTRY, registry_names
-from fewlabel.indexing.errors import ModelError, first_line
+from fewlabel.indexing.errors import FewlabelError, ModelError, first_line
 from fewlabel.indexing.hf import pick_device, quiet_hf
 
 POOLING = "mean"
@@ -45,6 +46,42 @@ def folder_settings(folder: Path) -> dict:
         if max_len:
             settings["max_length"] = int(max_len)
     return settings
+
+
+WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".onnx"}
+
+
+def weights_digest(folder: Path) -> str:
+    """sha256 over the names and contents of the weight files in ``folder``, remembered per (path, size,
+    mtime) in ``$FEWLABEL_HOME/weights.json`` so an unchanged model is hashed once."""
+    from fewlabel.indexing.files import fewlabel_home
+
+    files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    state = json.dumps([[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files])
+    memo_path = fewlabel_home() / "weights.json"
+    try:
+        memo = json.loads(memo_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        memo = {}
+    key = hashlib.sha256(state.encode()).hexdigest()
+    if isinstance(memo, dict) and isinstance(memo.get(key), str):
+        return memo[key]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(chunk)
+    value = digest.hexdigest()[:20]
+    memo = {**(memo if isinstance(memo, dict) else {}), key: value}
+    try:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_name(f".weights.json.{os.getpid()}")
+        tmp.write_text(json.dumps(memo), encoding="utf-8")
+        tmp.replace(memo_path)
+    except OSError:
+        pass  # a read-only home only costs a re-hash next time
+    return value
 
 
 def mean_pool(hidden, mask):
@@ -80,6 +117,7 @@ class Encoder:
         model_max = int(getattr(self.model.config, "max_position_embeddings", 512) or 512)
         self.max_length = int(max_length or settings.get("max_length") or min(model_max, 512))
         self.dim = int(self.model.config.hidden_size)
+        self._weights: str | None = None
 
     @staticmethod
     def _local_or_hub(model: str) -> str:
@@ -131,6 +169,17 @@ class Encoder:
             parts["hub"] = self.location
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
+    def weights_fingerprint(self) -> str:
+        """Identity of the weights themselves: a content hash of the weight files (a hub id for a hub model).
+        An index records it, so a model folder retrained in place after the index was built is refused instead
+        of silently giving wrong labels. Hashing a few hundred MB takes about a second, so the result is kept per
+        file state (path, size, mtime) under ``$FEWLABEL_HOME``."""
+        if self._weights is None:
+            folder = Path(self.location)
+            self._weights = (weights_digest(transformer_folder(folder)) if folder.is_dir()
+                             else f"hub:{self.location}")
+        return self._weights
+
     def encode(self, texts: list[str] | str, batch_size: int = 32, normalize: bool = True,
                show_progress_bar: bool = False) -> np.ndarray:
         """Embed `texts` as a float32 array (n, dim), rows in input order.
@@ -140,6 +189,8 @@ class Encoder:
         import torch
         from tqdm.auto import tqdm
 
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise FewlabelError(f"batch size must be an integer >= 1, got {batch_size!r}")
         single = isinstance(texts, str)
         items = [texts] if single else list(texts)
         out = np.zeros((len(items), self.dim), dtype=np.float32)

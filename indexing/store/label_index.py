@@ -1,6 +1,7 @@
-"""`LabelIndex`: labelled texts as vectors in a FAISS index, saved as a self-describing folder.
+"""`LabelIndex`: labelled texts as vectors in a vector store, saved as a self-describing folder.
 
-A saved index is a folder holding `index.faiss` (the vectors), `rows.jsonl` (id, labels and text of
+A saved index is a folder holding `index.faiss` (the vectors; or, with the Milvus store, a collection that
+meta.json names: see `fewlabel.indexing.store.vector_store`), `rows.jsonl` (id, labels and text of
 every vector, in index order) and `meta.json` (the encoder and its settings, label names, the tuned
 k and m with the scores that chose them, a fingerprint of the data, format and fewlabel versions).
 Saving goes through a temporary folder and one rename, so an interrupted save leaves the old index
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +22,9 @@ import numpy as np
 
 from fewlabel.indexing.encoders.cache import EmbeddingCache, SupportsEncode, encode_with_cache
 from fewlabel.indexing.errors import DataError, IndexMismatchError
-from fewlabel.indexing.files import atomic_directory
+from fewlabel.indexing.files import atomic_directory, folder_lock, recover_directory, refuse_foreign
 from fewlabel.indexing.readers import Row, label_matrix
-from fewlabel.indexing.store.faiss_index import apply_search_params, build_faiss_index
+from fewlabel.indexing.store.vector_store import VectorStore, create_store, open_store, release_replaced, store_kind
 
 FORMAT_VERSION = 1
 INDEX_FILE, ROWS_FILE, META_FILE = "index.faiss", "rows.jsonl", "meta.json"
@@ -56,7 +58,7 @@ class LabelIndex:
     rows: list[Row]
     label_names: list[str]
     multi_label: bool
-    faiss_index: object
+    store: VectorStore  # FAISS or Milvus: the only part that differs between them
     tuning: dict | None = None
     extra: dict = field(default_factory=dict)
     search_params: str | None = None
@@ -65,10 +67,13 @@ class LabelIndex:
     @classmethod
     def build(cls, rows: Sequence[Row], encoder: SupportsEncode, *, factory: str = "Flat",
               multi_label: bool | None = None, cache: EmbeddingCache | None = None,
-              batch_size: int = 32, show_progress: bool = False, search_params: str | None = None) -> LabelIndex:
+              batch_size: int = 32, show_progress: bool = False, search_params: str | None = None,
+              store: str = "faiss", store_options: dict | None = None) -> LabelIndex:
         """Encode `rows` and index them. `multi_label=None` decides from the data: multi-label
         when any row carries two or more labels. `search_params` (e.g. ``efSearch=128``): see
-        :func:`apply_search_params`."""
+        :func:`~fewlabel.indexing.store.faiss_index.apply_search_params`. ``store="milvus"`` keeps the vectors in
+        a Milvus collection (``store_options``: ``uri``, optional ``collection``; `factory` is then a Milvus index
+        type such as FLAT or HNSW)."""
         rows = list(rows)
         if not rows:
             raise DataError("no labelled rows to index")
@@ -77,37 +82,64 @@ class LabelIndex:
             raise DataError("row has no label", line=unlabelled.line, field="label")
         vectors = encode_with_cache(encoder, [r.text for r in rows], cache, batch_size=batch_size,
                                     show_progress_bar=show_progress)
-        index = build_faiss_index(vectors, factory, search_params)
+        vector_store = create_store(store, vectors, rows, factory=factory, search_params=search_params,
+                                    options=store_options, quiet=not show_progress)
         names = sorted({label for r in rows for label in r.labels})
         if multi_label is None:
             multi_label = any(len(r.labels) > 1 for r in rows)
-        meta = encoder.describe(normalize=True)
+        meta = {**encoder.describe(normalize=True), **_weights_record(encoder)}
         return cls(encoder=meta, factory=factory, rows=rows, label_names=names, multi_label=multi_label,
-                   faiss_index=index, search_params=search_params or None)
+                   store=vector_store, search_params=search_params or None)
 
     def add(self, rows: Sequence[Row], encoder: SupportsEncode, *, cache: EmbeddingCache | None = None,
-            batch_size: int = 32, show_progress: bool = False) -> int:
+            batch_size: int = 32, show_progress: bool = False, source: str | None = None,
+            renumber: bool = False) -> int:
         """Encode and append more rows (new labels are allowed and join `label_names`). Returns the
-        number added. Rows whose id is already in the index are refused, naming the line."""
+        number added. Rows whose id is already in the index are refused, naming the file and line.
+        ``renumber``: the rows' ids were generated (row numbers, no id column), so they get fresh numbers after
+        the index's own instead of colliding with them."""
         self.check_encoder(encoder)
         rows = list(rows)
+        if renumber:
+            start = 1 + max((int(r.id) for r in self.rows if r.id.isdigit()), default=-1)
+            rows = [Row(text=r.text, labels=r.labels, id=str(start + i), line=r.line) for i, r in enumerate(rows)]
         known = {r.id for r in self.rows}
         for row in rows:
             if not row.labels:
-                raise DataError("row has no label", line=row.line, field="label")
+                raise DataError("row has no label", path=source, line=row.line, field="label")
             if row.id in known:
-                raise DataError(f"id '{row.id}' is already in the index", line=row.line, field="id")
+                raise DataError(f"id '{row.id}' is already in the index (ids must be unique: give the file's own "
+                                "id column with --id-col, or leave it out and fewlabel numbers the new rows)",
+                                path=source, line=row.line, field="id")
         if not rows:
             return 0
         vectors = encode_with_cache(encoder, [r.text for r in rows], cache, batch_size=batch_size,
                                     show_progress_bar=show_progress)
-        self.faiss_index.add(vectors)
+        self.store.add(vectors, rows)
         self.rows.extend(rows)
         self.label_names = sorted(set(self.label_names) | {lab for r in rows for lab in r.labels})
         if not self.multi_label and any(len(r.labels) > 1 for r in rows):
             self.multi_label = True
         self.tuning = None if self.tuning is None else {**self.tuning, "stale": True}
         return len(rows)
+
+    def remove(self, ids: Sequence[str]) -> int:
+        """Remove the rows with these ids (the vectors too); a label no row carries any more leaves
+        `label_names`. Returns the number removed; an unknown id is refused."""
+        wanted = set(ids)
+        positions = [i for i, r in enumerate(self.rows) if r.id in wanted]
+        missing = wanted - {self.rows[i].id for i in positions}
+        if missing:
+            raise DataError(f"id '{sorted(missing)[0]}' is not in the index", field="id")
+        if len(positions) == len(self.rows):
+            raise DataError("cannot remove every row of an index", field="id")
+        self.store.remove(positions)
+        drop = set(positions)
+        self.rows = [r for i, r in enumerate(self.rows) if i not in drop]
+        used = {lab for r in self.rows for lab in r.labels}
+        self.label_names = [name for name in self.label_names if name in used]
+        self.tuning = None if self.tuning is None else {**self.tuning, "stale": True}
+        return len(positions)
 
     # ---- using ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -130,8 +162,14 @@ class LabelIndex:
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Cosine similarities and row numbers of the k nearest rows (row -1 where fewer exist)."""
         k = max(1, min(int(k), len(self.rows)))
-        sims, ids = self.faiss_index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
-        return sims, ids
+        return self.store.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+
+    @property
+    def faiss_index(self):
+        """The FAISS index itself (FAISS store only), for code that tunes FAISS directly."""
+        if self.store.kind != "faiss":
+            raise IndexMismatchError(f"this index keeps its vectors in {self.store.kind}, not FAISS")
+        return self.store.index
 
     def load_encoder(self, device: str | None = None):
         """The encoder meta.json names, with the prefix and maximum length the index was built with, checked
@@ -150,14 +188,20 @@ class LabelIndex:
                  for key in ENCODER_KEYS if self.encoder.get(key) != theirs.get(key)]
         if diffs:
             raise IndexMismatchError("encoder does not match the index (" + "; ".join(diffs) + ")")
+        recorded, current = self.encoder.get("weights"), _weights_record(encoder).get("weights")
+        if recorded and current and recorded != current:
+            raise IndexMismatchError(f"the weights of model '{theirs.get('model')}' changed since this index was "
+                                     f"built (fingerprint {current}, the index has {recorded}): its vectors would "
+                                     "not match; rebuild the index with `fewlabel index build`")
 
     def meta(self) -> dict:
         return {
             "format_version": FORMAT_VERSION,
             "fewlabel_version": fewlabel_version(),
             "encoder": self.encoder,
-            "faiss": {"factory": self.factory, "metric": "inner_product", "ntotal": int(self.faiss_index.ntotal),
-                      "search_params": self.search_params},
+            **({"faiss": {"factory": self.factory, "metric": "inner_product", "ntotal": int(self.store.ntotal),
+                          "search_params": self.search_params}, "store": {"kind": "faiss"}}
+               if self.store.kind == "faiss" else {"store": self.store.describe()}),
             "labels": self.label_names,
             "multi_label": self.multi_label,
             "n_rows": len(self.rows),
@@ -167,44 +211,62 @@ class LabelIndex:
         }
 
     # ---- disk -----------------------------------------------------------------------------------
+    @classmethod
+    @contextmanager
+    def update(cls, folder: str | Path, encoder: SupportsEncode | None = None, *,
+               waiting: Callable[[str], None] | None = None) -> Iterator[LabelIndex]:
+        """Read, change and save an index under its write lock, so that two writers never lose each other's
+        rows: ``with LabelIndex.update(folder) as index: index.add(rows, encoder)``. Saved only when the block
+        ends without an error."""
+        with folder_lock(folder, waiting=waiting):
+            index = cls.load(folder, encoder)
+            yield index
+            index.save(folder)
+
     def save(self, folder: str | Path) -> Path:
         """Write the index folder atomically (all files or none)."""
-        import faiss
-
         folder = Path(folder)
+        claim_index_folder(folder)
+        replaced = _store_record(folder)
         with atomic_directory(folder) as tmp:
-            faiss.write_index(self.faiss_index, str(tmp / INDEX_FILE))
+            self.store.write(tmp)
             with open(tmp / ROWS_FILE, "w", encoding="utf-8") as fh:
                 for row in self.rows:
                     fh.write(json.dumps({"id": row.id, "labels": list(row.labels), "text": row.text},
                                         ensure_ascii=False) + "\n")
             (tmp / META_FILE).write_text(json.dumps(self.meta(), ensure_ascii=False, indent=2), encoding="utf-8")
+        self.store.commit()
+        release_replaced(replaced, self.store.describe())
         return folder
+
+    def discard(self) -> None:
+        """Give up an index that will not be saved (a build that failed after its store was made): a Milvus
+        collection it created is dropped; FAISS has nothing outside the folder."""
+        self.store.discard()
 
     @classmethod
     def load(cls, folder: str | Path, encoder: SupportsEncode | None = None) -> LabelIndex:
         """Read an index folder, checking format, counts, dimension and fingerprint agree, and, when
         `encoder` is given, that it makes the same kind of vectors as the ones stored."""
-        import faiss
-
         folder = Path(folder)
+        recover_directory(folder)  # a writer killed mid-replacement left the old index aside: put it back
         if not folder.is_dir():
             raise IndexMismatchError(f"{folder}: no such index folder")
-        for name in (META_FILE, INDEX_FILE, ROWS_FILE):
+        for name in (META_FILE, ROWS_FILE):
             if not (folder / name).is_file():
                 raise IndexMismatchError(f"{folder}: not a fewlabel index ({name} is missing)")
         try:
             meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise IndexMismatchError(f"{folder / META_FILE}: corrupt JSON at line {exc.lineno}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise IndexMismatchError(f"{folder / META_FILE}: cannot read ({exc})") from exc
+        if not isinstance(meta, dict):
+            raise IndexMismatchError(f"{folder / META_FILE}: expected a JSON object, found {type(meta).__name__}")
         version = meta.get("format_version")
         if version != FORMAT_VERSION:
             raise IndexMismatchError(f"{folder / META_FILE}: index format {version!r}; this fewlabel reads "
                                      f"format {FORMAT_VERSION} (rebuild the index with `fewlabel index build`)")
-        try:
-            index = faiss.read_index(str(folder / INDEX_FILE))
-        except RuntimeError as exc:
-            raise IndexMismatchError(f"{folder / INDEX_FILE}: corrupt FAISS index") from exc
         rows = []
         with open(folder / ROWS_FILE, encoding="utf-8") as fh:
             for line_no, line in enumerate(fh, start=1):
@@ -212,15 +274,19 @@ class LabelIndex:
                     item = json.loads(line)
                     rows.append(Row(text=item["text"], labels=tuple(item["labels"]), id=str(item["id"]),
                                     line=line_no))
-                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
                     raise IndexMismatchError(f"{folder / ROWS_FILE}, line {line_no}: corrupt row") from exc
-        dim = meta.get("encoder", {}).get("dim")
+        _check_meta_fields(meta, folder / META_FILE)
+        dim = meta["encoder"]["dim"]
         problems = []
-        if index.d != dim:
-            problems.append(f"index.faiss has dimension {index.d}, meta.json says {dim}")
-        if index.ntotal != len(rows):
-            problems.append(f"index.faiss holds {index.ntotal} vectors, rows.jsonl has {len(rows)} rows")
-        if meta.get("data_fingerprint") != data_fingerprint(rows):
+        sound = meta.get("data_fingerprint") == data_fingerprint(rows)
+        store = open_store(meta, folder, rows, tidy=sound)  # Milvus tidies its collection only for sound rows
+        where = INDEX_FILE if store.kind == "faiss" else f"the {store.kind} store"
+        if store.d != dim:
+            problems.append(f"{where} has dimension {store.d}, meta.json says {dim}")
+        if store.ntotal != len(rows):
+            problems.append(f"{where} holds {store.ntotal} vectors, rows.jsonl has {len(rows)} rows")
+        if not sound:
             problems.append("rows.jsonl does not match the data fingerprint in meta.json")
         if problems:
             raise IndexMismatchError(f"{folder}: inconsistent index (" + "; ".join(problems) + ")")
@@ -228,13 +294,63 @@ class LabelIndex:
         stray = sorted({lab for r in rows for lab in r.labels} - known)
         if stray:
             raise IndexMismatchError(f"{folder}: rows carry labels missing from meta.json: {stray[:5]}")
-        standard = {"format_version", "fewlabel_version", "encoder", "faiss", "labels", "multi_label",
+        standard = {"format_version", "fewlabel_version", "encoder", "faiss", "store", "labels", "multi_label",
                     "n_rows", "data_fingerprint", "tuning"}
-        loaded = cls(encoder=meta["encoder"], factory=meta["faiss"]["factory"], rows=rows,
-                     label_names=list(meta["labels"]), multi_label=bool(meta["multi_label"]), faiss_index=index,
+        faiss_meta = meta.get("faiss") or {}
+        loaded = cls(encoder=meta["encoder"], factory=faiss_meta.get("factory") or meta["store"].get("index_type"),
+                     rows=rows, label_names=list(meta["labels"]), multi_label=bool(meta["multi_label"]), store=store,
                      tuning=meta.get("tuning"), extra={k: v for k, v in meta.items() if k not in standard},
-                     search_params=meta["faiss"].get("search_params"))
-        apply_search_params(index, loaded.search_params, loaded.factory)
+                     search_params=faiss_meta.get("search_params"))
         if encoder is not None:
             loaded.check_encoder(encoder)
         return loaded
+
+
+def _check_meta_fields(meta: dict, path: Path) -> None:
+    """The fields every index's meta.json must have, with their types: a hand-edited or truncated file is one
+    clear error instead of a KeyError later."""
+    faiss = store_kind(meta) == "faiss"
+    wanted = {"encoder": dict, ("faiss" if faiss else "store"): dict, "labels": list, "multi_label": bool,
+              "data_fingerprint": str}
+    for key, kind in wanted.items():
+        if not isinstance(meta.get(key), kind):
+            found = "missing" if key not in meta else f"a {type(meta[key]).__name__}"
+            raise IndexMismatchError(f"{path}: field '{key}' should be a JSON {kind.__name__}, it is {found}")
+    for key, kind in (("dim", int), ("model", str)):
+        if not isinstance(meta["encoder"].get(key), kind):
+            raise IndexMismatchError(f"{path}: field 'encoder.{key}' is missing or not a {kind.__name__}")
+    if faiss and not isinstance(meta["faiss"].get("factory"), str):
+        raise IndexMismatchError(f"{path}: field 'faiss.factory' is missing or not a string")
+
+
+def _store_record(folder: Path) -> dict | None:
+    """The store an index folder about to be replaced names (its Milvus collection is dropped once the new
+    folder is in place)."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return meta.get("store") if isinstance(meta, dict) and isinstance(meta.get("store"), dict) else None
+
+
+def claim_index_folder(folder: str | Path, option: str = "--out") -> None:
+    """Refuse to write an index over a folder or file that is not a fewlabel index (a user's folder, the folder
+    holding the data, ``.``): it would be replaced whole."""
+    refuse_foreign(folder, folder=True, what="a fewlabel index", ours=is_index_folder, option=option)
+
+
+def is_index_folder(path: Path) -> bool:
+    """Whether ``path`` holds a fewlabel index (its meta.json says so): the only kind of folder `index build
+    --out` may replace."""
+    try:
+        meta = json.loads((Path(path) / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(meta, dict) and "format_version" in meta and "encoder" in meta
+
+
+def _weights_record(encoder: SupportsEncode) -> dict:
+    """``{"weights": fingerprint}`` of the encoder's weight files when it can tell (fewlabel's Encoder), so an
+    index refuses a model folder retrained in place."""
+    fingerprint = getattr(encoder, "weights_fingerprint", None)
+    return {"weights": fingerprint()} if callable(fingerprint) else {}

@@ -1,71 +1,62 @@
 """`fewlabel`: build label indexes, label new text, run the demo, score sentence pairs (STS), fine-tune, zero-shot,
 relation extraction, and (through the ``fewlabel.commands`` entry point) `bench`.
 
-One module per command group; every shared option is defined once in :mod:`.options`. Every error a user can
-cause ends as one line on stderr and exit status 2 (set FEWLABEL_DEBUG=1 for the traceback); long work shows
-progress bars unless `--quiet`. Only the command modules' handlers import torch, FAISS or the trainers, so
-`fewlabel --help` starts fast."""
+The parser is in :mod:`.parser`, one module per command group, every shared option once in :mod:`.options`.
+This module is only the process around a command, and imports nothing but the standard library, so that
+everything after the first instant (parsing, plugin loading, the handlers' heavy imports) is inside the
+error handling below:
+
+- every error a user can cause is one line on stderr and exit status 2 (FEWLABEL_DEBUG=1 shows the traceback);
+- Ctrl-C anywhere is one line and exit status 130;
+- a closed pipe (``fewlabel index info DIR | head -1``) ends quietly;
+- ``-q`` silences progress bars and third-party chatter (Python warnings, library logs)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import sys
 
-from fewlabel.indexing.errors import FewlabelError
-from fewlabel.retrieval.cli.demo import add_demo_command
-from fewlabel.retrieval.cli.finetune import add_finetune_commands
-from fewlabel.retrieval.cli.index import add_index_commands
-from fewlabel.retrieval.cli.options import EPILOG, add_global_options, leaf_parsers
-from fewlabel.retrieval.cli.predict import add_predict_command
-from fewlabel.retrieval.cli.relation import add_re_commands
-from fewlabel.retrieval.cli.sts import add_sts_commands
-from fewlabel.retrieval.cli.zeroshot import add_zeroshot_command
-
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from importlib.metadata import version
+def build_parser():
+    """The full argument parser (see :mod:`fewlabel.retrieval.cli.parser`)."""
+    from fewlabel.retrieval.cli.parser import build_parser as build
 
-    parser = argparse.ArgumentParser(prog="fewlabel", description="Label text when labels are few: "
-                                     "kNN over a FAISS index of labelled examples, with k and m tuned on "
-                                     "validation data.", epilog=EPILOG)
-    parser.add_argument("--version", action="version", version=f"fewlabel {version('fewlabel')}")
-    add_global_options(parser, top=True)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    add_index_commands(commands)  # `index build | info | add`
-    add_predict_command(commands)  # `predict`, with the zero-shot fallback
-    add_demo_command(commands)
-    add_sts_commands(commands)  # `sts score`
-    add_finetune_commands(commands)  # `finetune sts | nli | re`
-    add_zeroshot_command(commands)  # `zeroshot`
-    add_re_commands(commands)  # `re predict | knn | evaluate`
-    add_plugin_commands(commands)  # `bench slices` (from benchmarks, through an entry point)
-    for leaf in leaf_parsers(parser):  # global options work after the command too: `fewlabel index build … -q`
-        add_global_options(leaf, top=False)
-    return parser
+    return build()
 
 
-def add_plugin_commands(commands: argparse._SubParsersAction) -> None:
-    """Commands other packages offer through the ``fewlabel.commands`` entry point (a function taking the
-    sub-command parsers); so `fewlabel bench` lives in `benchmarks` while nothing here imports it."""
-    from importlib.metadata import entry_points
+def _quiet_third_parties() -> None:
+    import logging
+    import warnings
 
-    for entry in sorted(entry_points(group="fewlabel.commands"), key=lambda e: e.name):
-        entry.load()(commands)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+
+
+def _closed_pipe() -> int:
+    """Point stdout at /dev/null so the interpreter's final flush does not complain, and exit as a process
+    killed by SIGPIPE would (128 + 13)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
 
 
 def main(argv: list[str] | None = None, *, prog: str = "fewlabel") -> int:
     """Run one command; ``prog`` is what the command line recorded in reports starts with."""
-    parser = build_parser()
+    from fewlabel.indexing.errors import FewlabelError
+
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
-    args.command_line = f"{prog} " + shlex.join(argv)  # what reports record as their command
-    if args.quiet:
-        os.environ.setdefault("TQDM_DISABLE", "1")
     try:
+        args = build_parser().parse_args(argv)
+        args.command_line = f"{prog} " + shlex.join(argv)  # what reports record as their command
+        if args.quiet:
+            _quiet_third_parties()
         return args.handler(args)
     except FewlabelError as exc:
         print(f"fewlabel: error: {exc}", file=sys.stderr)
@@ -73,9 +64,21 @@ def main(argv: list[str] | None = None, *, prog: str = "fewlabel") -> int:
     except KeyboardInterrupt:
         print("fewlabel: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
     except Exception as exc:  # a bug or an environment problem: still one line unless debugging
         if os.environ.get("FEWLABEL_DEBUG"):
             raise
         print(f"fewlabel: error: {type(exc).__name__}: {exc} (set FEWLABEL_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return 1
+
+
+def run() -> None:
+    """The console script: exit with :func:`main`'s status, flushing stdout inside the pipe handling."""
+    status = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        status = _closed_pipe()
+    sys.exit(status)

@@ -1,3 +1,3 @@
-from fewlabel.retrieval.cli import main
+from fewlabel.retrieval.cli import run
 
-raise SystemExit(main())
+run()

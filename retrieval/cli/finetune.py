@@ -7,11 +7,14 @@ import argparse
 from pathlib import Path
 
 from fewlabel.indexing.errors import DataError, FewlabelError
+from fewlabel.indexing.model_folder import claim_model_folder
 from fewlabel.retrieval.cli.options import (
     PAIRS_HELP,
     add_base_option,
     add_training_options,
     fmt_metric,
+    fraction,
+    positive_float,
     say,
     training_kwargs,
 )
@@ -92,8 +95,8 @@ def add_finetune_commands(commands: argparse._SubParsersAction) -> None:
                           "entity) (default: cls)")
     re_.add_argument("--loss", choices=["ce", "weighted", "focal"], default="ce",
                      help="cross-entropy, cross-entropy with balanced class weights, or focal loss (default: ce)")
-    re_.add_argument("--focal-gamma", type=float, default=2.0, help="focal loss exponent (default: 2)")
-    re_.add_argument("--label-smoothing", type=float, default=0.0, help="0-1 (default: 0)")
+    re_.add_argument("--focal-gamma", type=positive_float, default=2.0, help="focal loss exponent (default: 2)")
+    re_.add_argument("--label-smoothing", type=fraction, default=0.0, help="0-1 (default: 0)")
     re_.add_argument("--out", required=True, help="output model folder")
     add_training_options(re_, epochs=3, lr=3e-5, max_length_help="tokens per rendered pair")
     re_.add_argument("--freeze-embeddings", action="store_true",
@@ -112,6 +115,7 @@ def _summary_line(kind: str, base: str, summary: dict) -> str:
 def cmd_finetune_sts(args: argparse.Namespace) -> int:
     from fewlabel.finetune.sts.trainer import train_sts_bi_encoder, train_sts_cross_encoder
 
+    claim_model_folder(args.out)  # before any data is read or model loaded
     if args.bi_encoder and (args.binary_objective or args.freeze_embeddings):
         option = "--binary-objective" if args.binary_objective else "--freeze-embeddings"
         raise FewlabelError(f"{option} applies to the cross-encoder, not --bi-encoder")
@@ -136,6 +140,7 @@ def cmd_finetune_nli(args: argparse.Namespace) -> int:
     from fewlabel.finetune.nli.trainer import train_nli_cross_encoder
     from fewlabel.indexing.nli.data import read_nli, read_nli_files
 
+    claim_model_folder(args.out)  # before any data is read or model loaded
     train = read_nli_files(args.train)
     dev = read_nli(args.dev)
     test = read_nli(args.test) if args.test else None
@@ -162,6 +167,7 @@ def cmd_finetune_re(args: argparse.Namespace) -> int:
     from fewlabel.finetune.relation.trainer import train_re_classifier
     from fewlabel.indexing.relation.data import read_relations
 
+    claim_model_folder(args.out)  # before any data is read or model loaded
     labels = load_labels(args.labels) if args.labels else None
     train = read_relations(args.train, labels=labels)
     labels = labels or load_labels(None, train)

@@ -24,6 +24,68 @@ PAIRS_HELP = ("pair file: KorSTS TSV (with header), STS-B TSV (no header), KLUE-
 QUIET_HELP = "no progress bars or chatter (results and errors only); before or after the command name"
 
 
+# ---- option types: a bad value is refused while parsing, before anything loads ---------------------------------
+def positive_int(text: str) -> int:
+    """An integer >= 1 (batch sizes, k, steps, seeds): 0 or -3 is a mistake, never silently 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (counts where 0 means none or all, as the option's help says)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (epochs, learning rates, votes)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1) (warm-up ratio, label smoothing, held-out shares)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 up to (not including) 1, got {text}")
+    return value
+
+
+def separator(text: str) -> str:
+    """A non-empty separator (an empty one would be ignored, reading "a,b" as one label)."""
+    if not text:
+        raise argparse.ArgumentTypeError("the separator is empty; give one such as ',' or '|'")
+    return text
+
+
+def device_name(text: str) -> str:
+    """cpu, cuda, cuda:N, mps (whether it is present is checked when the model loads, still before any work)."""
+    from fewlabel.indexing.hf import check_device_name
+
+    try:
+        return check_device_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 # ---- options ------------------------------------------------------------------------------------------------
 def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """``-q/--quiet``, accepted before the command (``top``) and after it: a sub-command's copy has no default
@@ -55,7 +117,7 @@ def add_data_options(p: argparse.ArgumentParser, *, labels: bool, ids: bool = Tr
     if labels:
         p.add_argument("--label-col", default="label", help="column holding the label(s) (default: label)")
         p.add_argument("--label-sep", default=None,
-                       help="separator between several labels in one field, e.g. ',' or '|' "
+                       type=separator, help="separator between several labels in one field, e.g. ',' or '|' "
                             "(a JSON list such as [\"a\",\"b\"] is always understood)")
     if ids:
         p.add_argument("--id-col", default=None, help="column with row ids (default: row number)")
@@ -65,9 +127,10 @@ def add_data_options(p: argparse.ArgumentParser, *, labels: bool, ids: bool = Tr
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     """What every command that encodes text takes: batch size, device and the embedding cache."""
-    p.add_argument("--batch-size", type=int, default=ENCODE_BATCH_SIZE,
+    p.add_argument("--batch-size", type=positive_int, default=ENCODE_BATCH_SIZE,
                    help=f"texts per encoder batch (default: {ENCODE_BATCH_SIZE})")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
+    p.add_argument("--device", type=device_name, default=None,
+                   help="cpu, cuda, cuda:1 … (default: cuda when present)")
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the embedding cache ($FEWLABEL_HOME/cache)")
 
@@ -75,16 +138,16 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 def add_training_options(p: argparse.ArgumentParser, *, epochs: float = 2, lr: float = 2e-5,
                          max_length_help: str = "tokens per pair") -> None:
     """The options every `fewlabel finetune` command shares (read back by :func:`training_kwargs`)."""
-    p.add_argument("--epochs", type=float, default=epochs, help=f"(default: {epochs:g})")
-    p.add_argument("--lr", type=float, default=lr, help=f"learning rate (default: {lr:g})")
-    p.add_argument("--batch-size", type=int, default=16, help="training batch (default: 16)")
-    p.add_argument("--max-length", type=int, default=128, help=f"{max_length_help} (default: 128)")
-    p.add_argument("--warmup-ratio", type=float, default=0.1, help="(default: 0.1)")
+    p.add_argument("--epochs", type=positive_float, default=epochs, help=f"(default: {epochs:g})")
+    p.add_argument("--lr", type=positive_float, default=lr, help=f"learning rate (default: {lr:g})")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="training batch (default: 16)")
+    p.add_argument("--max-length", type=positive_int, default=128, help=f"{max_length_help} (default: 128)")
+    p.add_argument("--warmup-ratio", type=fraction, default=0.1, help="(default: 0.1)")
     p.add_argument("--seed", type=int, default=42, help="(default: 42)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps (smoke runs)")
+    p.add_argument("--max-steps", type=positive_int, default=None, help="stop after N optimiser steps (smoke runs)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoints has a checkpoint")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep OUT/checkpoints after training")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
+    p.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
 
 
 def add_base_option(p: argparse.ArgumentParser) -> None:

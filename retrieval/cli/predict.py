@@ -13,6 +13,8 @@ from fewlabel.retrieval.cli.options import (
     add_model_options,
     load_encoder,
     open_cache,
+    positive_float,
+    positive_int,
     read_labelled,
     read_unlabelled,
     say,
@@ -28,12 +30,48 @@ def add_predict_command(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("input", help="file with texts to label (labels, if present, are ignored)")
     add_data_options(predict, labels=False)
     predict.add_argument("--out", required=True, help="output file, .csv or .jsonl")
-    predict.add_argument("--k", type=int, default=None, help="neighbours to vote (default: tuned k)")
-    predict.add_argument("--m", type=float, default=None, help="votes a label needs (default: tuned m)")
+    predict.add_argument("--k", type=positive_int, default=None, help="neighbours to vote (default: tuned k)")
+    predict.add_argument("--m", type=positive_float, default=None, help="votes a label needs (default: tuned m)")
     predict.add_argument("--explain", action="store_true", help="also write each text's neighbours")
     add_model_options(predict)
     add_fallback_options(predict)
+    add_engine_options(predict)
     predict.set_defaults(handler=cmd_predict)
+
+
+def add_engine_options(predict: argparse.ArgumentParser) -> None:
+    """`--engine ray`: the same labelling on Ray Data actors (`fewlabel.retrieval.engines.ray_batch`)."""
+    group = predict.add_argument_group("engine", "Where the labelling runs. --engine ray reads the input with Ray "
+                                       "Data (CSV, TSV, JSONL or Parquet) and labels it on a pool of actors that "
+                                       "each load the index once; the output is the local engine's. Needs the ray "
+                                       "extra: pip install 'fewlabel[ray]'.")
+    group.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="local (this process) or ray (default: local)")
+    group.add_argument("--ray-address", default=None,
+                       help="a Ray cluster (ray://host:10001 or auto); default: start Ray on this machine")
+    group.add_argument("--num-workers", type=positive_int, default=None,
+                       help="Ray actors, each with its own copy of the index and encoder (default: 1)")
+
+
+def _predict_on_ray(args: argparse.Namespace, out: Path) -> int:
+    """--engine ray: plain kNN (the zero-shot fallback runs with --engine local) on Ray, written as locally."""
+    from fewlabel.indexing.store.label_index import LabelIndex
+    from fewlabel.retrieval.engines.ray_batch import check_index_for_ray, predict_on_ray
+    from fewlabel.retrieval.knn.labelling import resolve_k_m
+    from fewlabel.retrieval.outputs import write_predictions
+
+    if args.fallback != "none":
+        raise FewlabelError("--fallback runs with --engine local only")
+    check_index_for_ray(args.index_dir)  # before this process opens a Milvus Lite file
+    index = LabelIndex.load(args.index_dir)
+    resolve_k_m(index, args.k, args.m)
+    predictions = list(predict_on_ray(args.index_dir, args.input, text_col=args.text_col, id_col=args.id_col,
+                                      header=not args.no_header, k=args.k, m=args.m, explain=args.explain,
+                                      batch_size=args.batch_size, device=args.device, cache=not args.no_cache,
+                                      num_workers=args.num_workers or 1, address=args.ray_address, quiet=args.quiet))
+    write_predictions(predictions, out, index.label_names)
+    print(f"labelled {sum(1 for p in predictions if p.labels)} of {len(predictions)} texts -> {out} (ray)")
+    return 0
 
 
 def add_fallback_options(predict: argparse.ArgumentParser) -> None:
@@ -52,7 +90,7 @@ def add_fallback_options(predict: argparse.ArgumentParser) -> None:
                                          "are scored by zero-shot")
     labels.add_argument("--labels-file", help="declared labels, one a line (or .json)")
     group.add_argument("--template", default=None, help="zero-shot template with {} for the label name")
-    group.add_argument("--min-examples", type=int, default=None,
+    group.add_argument("--min-examples", type=positive_int, default=None,
                        help="a label with fewer examples in the index is scored by zero-shot (default: 5)")
     group.add_argument("--similarity-threshold", type=float, default=None,
                        help="queries whose nearest example is less similar go to zero-shot (default: the value "
@@ -129,17 +167,25 @@ def _router_settings(args: argparse.Namespace, index, zero_shot, labels, tuning:
 def cmd_predict(args: argparse.Namespace) -> int:
     from fewlabel.indexing.store.label_index import LabelIndex
     from fewlabel.retrieval.knn.labelling import resolve_k_m
-    from fewlabel.retrieval.outputs import output_format, write_predictions
+    from fewlabel.retrieval.outputs import claim_output, output_format, write_predictions
     from fewlabel.retrieval.router import Predictor, summarise_routes
     from fewlabel.retrieval.zeroshot.labels import check_template
 
     out = Path(args.out)
-    output_format(out)  # fail on a bad output name before any encoding
+    output_format(out)  # fail on a bad output name, or something that is not ours at --out, before any encoding
+    claim_output(out, "predictions")
     _check_fallback_options(args)
+    if args.engine == "ray":
+        return _predict_on_ray(args, out)
+    if args.ray_address or args.num_workers:
+        raise FewlabelError(f"{'--ray-address' if args.ray_address else '--num-workers'} applies to --engine ray")
     labels = labels_from_args(args)
     check_template(args.template)
     index = LabelIndex.load(args.index_dir)
     resolve_k_m(index, args.k, args.m)  # and on a bad --k/--m
+    if args.k is not None and args.k > len(index):
+        say(args, f"note: --k {args.k} is more than the {len(index)} rows in the index; every row votes "
+                  f"(k={len(index)})")
     rows = read_unlabelled(args, args.input)
     valid = None
     if args.tune_fallback:
@@ -153,7 +199,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         say(args, f"scored by zero-shot (fewer than {predictor.min_examples} examples in the index): "
                   f"{', '.join(predictor.weak_labels_)}")
     if valid is not None:
-        predictor.tune(valid, source=args.tune_fallback)
+        predictor.tune(valid, source=args.tune_fallback, label_field=args.label_col)
         tuning = predictor.tuning_
         threshold = predictor.similarity_threshold
         say(args, f"tuned on {tuning['n_valid']} validation rows: similarity threshold "
@@ -162,9 +208,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                   f"(kNN alone {tuning['knn_alone']['macro_f1']:.4f})")
     predictions = predictor.predict(rows, explain=args.explain)
     write_predictions(predictions, out, predictor.label_names_, routes=zero_shot is not None)
-    if args.save_fallback:
-        index.extra["fallback"] = predictor.settings()
-        index.save(args.index_dir)
+    if args.save_fallback:  # on a fresh read under the write lock, so rows added meanwhile are kept
+        with LabelIndex.update(args.index_dir, waiting=lambda message: say(args, message)) as fresh:
+            fresh.extra["fallback"] = predictor.settings()
         say(args, f"fallback settings saved in {Path(args.index_dir) / 'meta.json'}")
     labelled = sum(1 for p in predictions if p.labels)
     routes = f" (routes: {routes_line(summarise_routes(predictions))})" if zero_shot is not None else ""

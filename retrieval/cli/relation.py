@@ -9,7 +9,14 @@ from pathlib import Path
 
 from fewlabel.indexing.encoders.registry import DEFAULT_MODEL
 from fewlabel.indexing.errors import DataError, FewlabelError
-from fewlabel.retrieval.cli.options import add_model_options, load_encoder, open_cache, say
+from fewlabel.retrieval.cli.options import (
+    add_model_options,
+    load_encoder,
+    open_cache,
+    positive_float,
+    positive_int,
+    say,
+)
 
 RE_FILES = ("Relation files: KLUE-RE JSON (a list of objects with sentence, subject_entity/object_entity "
             "{word, start_idx, end_idx (inclusive), type} and label), the competition CSV (the same with each entity "
@@ -63,10 +70,11 @@ def add_re_commands(commands: argparse._SubParsersAction) -> None:
     knn.add_argument("--labels", default=None, help=LABELS_HELP + " (default: TRAIN's labels)")
     knn.add_argument("--model", default=DEFAULT_MODEL, help=f"encoder (default: {DEFAULT_MODEL})")
     knn.add_argument("--marker", choices=["entity", "typed"], default="typed", help="entity markers (default: typed)")
-    knn.add_argument("--k", type=int, default=5, help="neighbours that vote (default: 5)")
+    knn.add_argument("--k", type=positive_int, default=5, help="neighbours that vote (default: 5)")
     knn.add_argument("--method", choices=["knn", "prototype"], default="knn",
                      help="k-nearest-neighbour vote or nearest class mean (default: knn)")
-    knn.add_argument("--temperature", type=float, default=0.05, help="softmax temperature of probs (default: 0.05)")
+    knn.add_argument("--temperature", type=positive_float, default=0.05,
+                     help="softmax temperature of probs (default: 0.05)")
     knn.add_argument("--out", required=True, help="submission CSV (written atomically)")
     knn.add_argument("--ignore-labels", action="store_true", help="read INPUT's labels as absent")
     add_model_options(knn)
@@ -84,6 +92,17 @@ def add_re_commands(commands: argparse._SubParsersAction) -> None:
 
 
 # ---- handlers ------------------------------------------------------------------------------------------------
+def claim_submission(path: str) -> Path:
+    """The submission path, checked before any model loads: a CSV name, and nothing there but an earlier
+    submission (and its OUT.meta.json)."""
+    from fewlabel.retrieval.outputs import claim_output
+
+    out = Path(path)
+    if out.suffix.lower() != ".csv":
+        raise FewlabelError(f"{out}: a submission is a CSV file; the name must end in .csv")
+    return claim_output(out, "submission", meta=True)
+
+
 def print_scores(scores: dict) -> None:
     line = (f"micro-F1 (without {scores['no_relation']}) {100 * scores['micro_f1']:.2f}  AUPRC "
             f"{100 * scores['auprc']:.2f}  accuracy {100 * scores['accuracy']:.2f}")
@@ -113,9 +132,7 @@ def cmd_re_predict(args: argparse.Namespace) -> int:
     from fewlabel.indexing.relation.data import read_relations
     from fewlabel.retrieval.relation.classifier import RelationClassifier
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".csv":
-        raise FewlabelError(f"{out}: a submission is a CSV file; the name must end in .csv")
+    out = claim_submission(args.out)
     say(args, f"loading relation classifier {args.model_dir} …")
     classifier = RelationClassifier(args.model_dir, device=args.device, batch_size=args.batch_size)
     rows = read_relations(args.input, labels=classifier.labels, keep_labels=not args.ignore_labels)
@@ -130,9 +147,7 @@ def cmd_re_knn(args: argparse.Namespace) -> int:
     from fewlabel.indexing.relation.data import no_relation_label, read_relations
     from fewlabel.retrieval.relation.fewshot import RelationKNN, embed_relations
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".csv":
-        raise FewlabelError(f"{out}: a submission is a CSV file; the name must end in .csv")
+    out = claim_submission(args.out)
     labels = load_labels(args.labels) if args.labels else None
     train = read_relations(args.train, labels=labels)
     if train[0].label is None:

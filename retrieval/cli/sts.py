@@ -53,11 +53,13 @@ def cmd_sts_score(args: argparse.Namespace) -> int:
 
     from fewlabel.indexing.sts.metrics import pair_metrics
     from fewlabel.indexing.sts.pairs import read_pairs
+    from fewlabel.retrieval.outputs import claim_output
     from fewlabel.retrieval.sts.scorer import STSScorer, write_scores
 
     out = Path(args.out)
     if out.suffix.lower() != ".csv":
         raise FewlabelError(f"{out}: STS scores are written as CSV (id,target); the name must end in .csv")
+    claim_output(out, "scores", meta=True)
     if args.calibration and not args.calibrate_on:
         raise FewlabelError("--calibration needs --calibrate-on TRAIN (labelled pairs to fit the map on)")
     rows = read_pairs(args.pairs)

@@ -9,7 +9,15 @@ from pathlib import Path
 
 from fewlabel.indexing.encoders.registry import DEFAULT_MODEL
 from fewlabel.indexing.errors import FewlabelError
-from fewlabel.retrieval.cli.options import add_data_options, add_model_options, load_encoder, open_cache, say
+from fewlabel.retrieval.cli.options import (
+    add_data_options,
+    add_model_options,
+    load_encoder,
+    open_cache,
+    positive_float,
+    positive_int,
+    say,
+)
 
 ZEROSHOT_EPILOG = ("Labels: --labels 'joy,anger=anger|rage' (name=alias|alias gives one label several names, scores "
                    "aggregated) or --labels-file (one label a line, same syntax; or a .json list / "
@@ -50,14 +58,15 @@ def add_zeroshot_command(commands: argparse._SubParsersAction) -> None:
                     help="labels are independent (NLI: entailment vs contradiction per label; embed: cosine "
                          "threshold) instead of competing (softmax across labels)")
     pick = zs.add_mutually_exclusive_group()
-    pick.add_argument("--top-k", type=int, default=None, help="give the N best labels (default: 1 when single-label)")
+    pick.add_argument("--top-k", type=positive_int, default=None,
+                      help="give the N best labels (default: 1 when single-label)")
     pick.add_argument("--threshold", type=float, default=None,
                       help="give every label scoring at least T (default for multi-label NLI: 0.5; for multi-label "
                            "embed T is a cosine)")
     zs.add_argument("--aggregate", choices=["max", "mean"], default="max", help="how aliases combine (default: max)")
-    zs.add_argument("--temperature", type=float, default=0.05,
+    zs.add_argument("--temperature", type=positive_float, default=0.05,
                     help="embed, single-label: softmax(cosine / temperature) (default: 0.05)")
-    zs.add_argument("--max-length", type=int, default=None, help="NLI: tokens per text+hypothesis pair")
+    zs.add_argument("--max-length", type=positive_int, default=None, help="NLI: tokens per text+hypothesis pair")
     zs.add_argument("--out", required=True, help="output file, .csv or .jsonl (written atomically)")
     add_model_options(zs)
     zs.set_defaults(handler=cmd_zeroshot)
@@ -84,13 +93,14 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
 
     from fewlabel.indexing.readers import read_rows
     from fewlabel.retrieval.knn.labelling import evaluate
-    from fewlabel.retrieval.outputs import output_format, write_meta, write_predictions
+    from fewlabel.retrieval.outputs import claim_output, output_format, write_meta, write_predictions
     from fewlabel.retrieval.router import Predictor, summarise_routes
     from fewlabel.retrieval.zeroshot.labels import check_template
     from fewlabel.retrieval.zeroshot.scorers import EMBED, load_zero_shot
 
     out = Path(args.out)
-    output_format(out)  # fail on a bad output name before loading anything
+    output_format(out)  # fail on a bad output name, or something not ours there, before loading anything
+    claim_output(out, "predictions", meta=True)
     labels = labels_from_args(args)
     check_template(args.template)
     if args.model != EMBED and args.temperature != 0.05:

@@ -24,6 +24,7 @@ UNTUNED_K = 15
 
 def tune_index(index: LabelIndex, encoder: SupportsEncode, valid_rows: Sequence[Row], *,
                max_k: int = DEFAULT_MAX_K, metric: str = "micro", source: str = "validation data",
+               label_field: str = "label",
                cache: EmbeddingCache | None = None, batch_size: int = 32,
                show_progress: bool = False) -> KMResult:
     """Choose k and m on validation rows (one neighbour search at max_k) and store them, with the
@@ -31,7 +32,7 @@ def tune_index(index: LabelIndex, encoder: SupportsEncode, valid_rows: Sequence[
     valid_rows = list(valid_rows)
     if not valid_rows:
         raise DataError("no validation rows", path=source)
-    y_true = label_matrix(valid_rows, index.label_names, source)
+    y_true = label_matrix(valid_rows, index.label_names, source, label_field)
     max_k = max(1, min(max_k, len(index)))
     vectors = index.encode_queries(encoder, [r.text for r in valid_rows], cache=cache,
                                    batch_size=batch_size, show_progress=show_progress)

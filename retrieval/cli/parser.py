@@ -1,0 +1,49 @@
+"""The `fewlabel` parser: one module per command group adds its commands; plugins (`bench`) arrive through the
+``fewlabel.commands`` entry point; the global options are added to every command at the end, so they work
+before and after the command's name."""
+
+from __future__ import annotations
+
+import argparse
+
+from fewlabel.retrieval.cli.demo import add_demo_command
+from fewlabel.retrieval.cli.finetune import add_finetune_commands
+from fewlabel.retrieval.cli.index import add_index_commands
+from fewlabel.retrieval.cli.options import EPILOG, add_global_options, leaf_parsers
+from fewlabel.retrieval.cli.predict import add_predict_command
+from fewlabel.retrieval.cli.relation import add_re_commands
+from fewlabel.retrieval.cli.sts import add_sts_commands
+from fewlabel.retrieval.cli.zeroshot import add_zeroshot_command
+
+__all__ = ["add_plugin_commands", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import version
+
+    parser = argparse.ArgumentParser(prog="fewlabel", description="Label text when labels are few: "
+                                     "kNN over a FAISS index of labelled examples, with k and m tuned on "
+                                     "validation data.", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"fewlabel {version('fewlabel')}")
+    add_global_options(parser, top=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_index_commands(commands)  # `index build | info | add`
+    add_predict_command(commands)  # `predict`, with the zero-shot fallback
+    add_demo_command(commands)
+    add_sts_commands(commands)  # `sts score`
+    add_finetune_commands(commands)  # `finetune sts | nli | re`
+    add_zeroshot_command(commands)  # `zeroshot`
+    add_re_commands(commands)  # `re predict | knn | evaluate`
+    add_plugin_commands(commands)  # `bench slices` (from benchmarks, through an entry point)
+    for leaf in leaf_parsers(parser):  # global options work after the command too: `fewlabel index build … -q`
+        add_global_options(leaf, top=False)
+    return parser
+
+
+def add_plugin_commands(commands: argparse._SubParsersAction) -> None:
+    """Commands other packages offer through the ``fewlabel.commands`` entry point (a function taking the
+    sub-command parsers); so `fewlabel bench` lives in `benchmarks` while nothing here imports it."""
+    from importlib.metadata import entry_points
+
+    for entry in sorted(entry_points(group="fewlabel.commands"), key=lambda e: e.name):
+        entry.load()(commands)
