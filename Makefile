@@ -1,10 +1,11 @@
 # fewlabel: the two set-up commands are `make demo` and `make test`; each creates .venv by itself.
 # TORCH pins the CPU wheel (torch==2.13.0 is the one on this kind of machine); a GPU user passes
-# TORCH=torch (or installs their CUDA build of torch into .venv first) and may add EXTRAS=dev,gpu.
+# TORCH=torch (or installs their CUDA build of torch into .venv first) and may add gpu to EXTRAS.
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
-EXTRAS ?= dev
+# the test install takes the serve, Ray and Milvus extras, so their tests run in CI too
+EXTRAS ?= dev,serve,ray,milvus
 BIN    := $(VENV)/bin
 
 .PHONY: install demo test test-slow lint clean

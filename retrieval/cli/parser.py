@@ -12,6 +12,7 @@ from fewlabel.retrieval.cli.index import add_index_commands
 from fewlabel.retrieval.cli.options import EPILOG, add_global_options, leaf_parsers
 from fewlabel.retrieval.cli.predict import add_predict_command
 from fewlabel.retrieval.cli.relation import add_re_commands
+from fewlabel.retrieval.cli.serve import add_serve_command
 from fewlabel.retrieval.cli.sts import add_sts_commands
 from fewlabel.retrieval.cli.zeroshot import add_zeroshot_command
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_finetune_commands(commands)  # `finetune sts | nli | re`
     add_zeroshot_command(commands)  # `zeroshot`
     add_re_commands(commands)  # `re predict | knn | evaluate`
+    add_serve_command(commands)  # `serve`: the index over HTTP
     add_plugin_commands(commands)  # `bench slices` (from benchmarks, through an entry point)
     for leaf in leaf_parsers(parser):  # global options work after the command too: `fewlabel index build … -q`
         add_global_options(leaf, top=False)

@@ -1,0 +1,93 @@
+"""`fewlabel serve INDEX_DIR`: the index as an HTTP service (FastAPI app in `fewlabel.retrieval.serve`, run by
+uvicorn). Everything a user can get wrong (the index, the port, the extra not installed, Milvus Lite with several
+workers) is refused here, as one line with exit 2, before uvicorn starts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+
+from fewlabel.indexing.errors import FewlabelError
+from fewlabel.retrieval.cli.options import add_model_options, positive_float, positive_int, say
+
+TOKEN_ENV = "FEWLABEL_TOKEN"
+
+
+def add_serve_command(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser(
+        "serve", help="serve an index over HTTP (classify, similarity, embed, zero-shot, live examples)",
+        description="Serve an index as a JSON API (FastAPI + uvicorn): GET /health, /info; POST /classify, "
+                    "/similarity, /embed, /zeroshot, /examples; DELETE /examples/ID. OpenAPI docs at /docs. "
+                    "Needs the serve extra: pip install 'fewlabel[serve]'.")
+    serve.add_argument("index_dir", help="index folder")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    serve.add_argument("--workers", type=positive_int, default=1,
+                       help="worker processes, each with its own copy of the models (default: 1)")
+    serve.add_argument("--sts-model", default=None,
+                       help="model for /similarity: an encoder or an STS cross-encoder folder (default: the "
+                            "index's encoder, cosine mapped to 0-5)")
+    serve.add_argument("--nli-model", default=None,
+                       help="NLI checkpoint for /zeroshot and fallback=nli (default: /zeroshot uses embeddings)")
+    serve.add_argument("--token", default=None,
+                       help=f"bearer token every route but /health requires (default: ${TOKEN_ENV}; none = open)")
+    serve.add_argument("--max-batch", type=positive_int, default=64,
+                       help="most texts (pairs, rows) per request; more is a 413 (default: 64)")
+    serve.add_argument("--max-text-length", type=positive_int, default=10_000,
+                       help="most characters per text; longer is a 422 (default: 10000)")
+    serve.add_argument("--timeout", type=positive_float, default=30.0,
+                       help="seconds a request may take before a 504 (default: 30)")
+    add_model_options(serve)
+    serve.set_defaults(handler=cmd_serve)
+
+
+def _check_port(host: str, port: int) -> int:
+    """Bind once to find out now, as one line, that the port is taken (uvicorn would log a traceback)."""
+    if not 0 <= port <= 65535:
+        raise FewlabelError(f"--port {port}: a port is 0-65535")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise FewlabelError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        return probe.getsockname()[1]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from fewlabel.retrieval.serve.app import create_app
+        from fewlabel.retrieval.serve.service import ENV_SETTINGS, ServeSettings
+    except ImportError as exc:
+        raise FewlabelError(f"fewlabel serve needs the serve extra ({exc.name} is missing): "
+                            "pip install 'fewlabel[serve]'") from exc
+    from fewlabel.indexing.store.label_index import LabelIndex
+
+    index = LabelIndex.load(args.index_dir)  # a bad folder is one line now, not a failed worker later
+    store = index.store.describe()
+    if args.workers > 1 and store["kind"] == "milvus" and "://" not in store["uri"]:
+        raise FewlabelError("--workers > 1 with a Milvus Lite index: Milvus Lite lets one process open its file; "
+                            "serve with one worker, or keep the index on a Milvus server")
+    port = _check_port(args.host, args.port)
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if not token and args.host not in ("127.0.0.1", "localhost", "::1"):
+        say(args, f"warning: serving on {args.host} without a token: anyone who can reach it can add and delete "
+                  f"examples (give --token or set ${TOKEN_ENV})")
+    settings = ServeSettings(index_dir=os.path.abspath(args.index_dir), token=token, sts_model=args.sts_model,
+                             nli_model=args.nli_model, device=args.device, batch_size=args.batch_size,
+                             cache=not args.no_cache, max_batch=args.max_batch, max_text_chars=args.max_text_length,
+                             timeout_s=args.timeout)
+    say(args, f"serving {args.index_dir} ({len(index)} rows, {store['kind']} store) on http://{args.host}:{port} "
+              f"with {args.workers} worker(s); API docs at /docs")
+    log_level = "warning" if args.quiet else "info"
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), host=args.host, port=port, log_level=log_level, access_log=not args.quiet)
+    else:
+        os.environ[ENV_SETTINGS] = settings.to_env()
+        uvicorn.run("fewlabel.retrieval.serve.app:app_from_env", factory=True, host=args.host, port=port,
+                    workers=args.workers, log_level=log_level, access_log=not args.quiet)
+    return 0
