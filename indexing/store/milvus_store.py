@@ -82,7 +82,8 @@ def _client(uri: str):
 
 
 def _milvus_error(what: str, exc: Exception) -> FewlabelError:
-    return FewlabelError(f"Milvus could not {what}: {first_line(exc)}")
+    message = first_line(exc)  # pymilvus can quote a whole vector back: keep the line readable
+    return FewlabelError(f"Milvus could not {what}: {message[:300] + ' …' if len(message) > 300 else message}")
 
 
 def parse_index_type(factory: str | None) -> tuple[str, dict]:
