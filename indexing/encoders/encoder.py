@@ -84,6 +84,22 @@ def weights_digest(folder: Path) -> str:
     return value
 
 
+def location_weights(location: str) -> str:
+    """A content hash of the weight files of a model folder (``hub:ID`` for a hub model). An index records it, so
+    a model folder retrained in place after the index was built is refused instead of silently giving wrong
+    labels. Hashing a few hundred MB takes about a second, so the result is kept per file state."""
+    folder = Path(location)
+    return weights_digest(transformer_folder(folder)) if folder.is_dir() else f"hub:{location}"
+
+
+def model_weights(model: str) -> str:
+    """:func:`location_weights` of a model name (registry name, folder or hub id) without loading it."""
+    name = str(model)
+    if name in REGISTRY:
+        return location_weights(str(REGISTRY[name].locate()))
+    return location_weights(Encoder._local_or_hub(name))
+
+
 def mean_pool(hidden, mask):
     """Average the token vectors where `mask` is 1: padding contributes nothing."""
     weights = mask.unsqueeze(-1).to(hidden.dtype)
@@ -118,6 +134,13 @@ class Encoder:
         self.max_length = int(max_length or settings.get("max_length") or min(model_max, 512))
         self.dim = int(self.model.config.hidden_size)
         self._weights: str | None = None
+
+    @staticmethod
+    def check_name(model: str) -> None:
+        """Refuse a model name that can never load (a missing folder, a file, a folder with no config.json)
+        without loading anything, so a typo costs nothing."""
+        if str(model) not in REGISTRY:
+            Encoder._local_or_hub(str(model))
 
     @staticmethod
     def _local_or_hub(model: str) -> str:
@@ -170,14 +193,9 @@ class Encoder:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
     def weights_fingerprint(self) -> str:
-        """Identity of the weights themselves: a content hash of the weight files (a hub id for a hub model).
-        An index records it, so a model folder retrained in place after the index was built is refused instead
-        of silently giving wrong labels. Hashing a few hundred MB takes about a second, so the result is kept per
-        file state (path, size, mtime) under ``$FEWLABEL_HOME``."""
+        """Identity of the weights themselves (see :func:`location_weights`)."""
         if self._weights is None:
-            folder = Path(self.location)
-            self._weights = (weights_digest(transformer_folder(folder)) if folder.is_dir()
-                             else f"hub:{self.location}")
+            self._weights = location_weights(self.location)
         return self._weights
 
     def encode(self, texts: list[str] | str, batch_size: int = 32, normalize: bool = True,

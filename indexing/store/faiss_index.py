@@ -5,6 +5,7 @@ become one line that says what to change."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,11 +14,43 @@ import numpy as np
 
 from fewlabel.indexing.errors import FewlabelError
 
-__all__ = ["apply_search_params", "build_faiss_index", "make_faiss_index", "train_if_needed"]
+__all__ = ["apply_search_params", "build_faiss_index", "check_factory", "make_faiss_index", "train_if_needed"]
 
 
 def _last_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    """FAISS's reason without its C++ location ("Error in … at index_factory.cpp:1228: could not parse …")."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    return re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "", text.splitlines()[-1])
+
+
+_IVF = re.compile(r"IVF(\d+)")
+_PQ = re.compile(r"PQ(\d+)(?:x(\d+))?")
+_PROBE_DIM = 3840  # divisible by every usual PQ / OPQ sub-quantizer count: a syntax check that ignores the dimension
+
+
+def check_factory(factory: str, n_vectors: int, search_params: str | None = None) -> None:
+    """Refuse a factory string FAISS cannot parse, search parameters that do not apply to it, or a type that
+    cannot be trained on ``n_vectors`` (IVF needs a vector per list; PQ 2**bits per code) — all before any
+    model loads or text is encoded. (A dimension a PQ does not divide is only found once the model is known.)"""
+    import faiss
+
+    if not isinstance(factory, str) or not factory.strip():
+        raise FewlabelError("the FAISS factory is empty; use Flat, HNSW32, IVF256,Flat …")
+    try:
+        probe = faiss.index_factory(_PROBE_DIM, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise FewlabelError(f"FAISS factory '{factory}' is not valid: {_last_line(exc)}") from exc
+    apply_search_params(probe, search_params, factory)
+    lists = [int(n) for n in _IVF.findall(factory)]
+    if lists and n_vectors < max(lists):
+        raise FewlabelError(f"FAISS factory '{factory}' needs at least {max(lists):,} vectors to train its lists "
+                            f"(ideally 40x as many), and there are {n_vectors:,}; use fewer lists or Flat")
+    codes = [2 ** int(bits or 8) for _, bits in _PQ.findall(factory)]
+    if codes and n_vectors < max(codes):
+        raise FewlabelError(f"FAISS factory '{factory}' needs at least {max(codes):,} vectors to train its product "
+                            f"quantizer, and there are {n_vectors:,}; use fewer bits (e.g. PQ8x4) or Flat")
 
 
 def make_faiss_index(dim: int, factory: str):

@@ -99,18 +99,7 @@ class LabelIndex:
         ``renumber``: the rows' ids were generated (row numbers, no id column), so they get fresh numbers after
         the index's own instead of colliding with them."""
         self.check_encoder(encoder)
-        rows = list(rows)
-        if renumber:
-            start = 1 + max((int(r.id) for r in self.rows if r.id.isdigit()), default=-1)
-            rows = [Row(text=r.text, labels=r.labels, id=str(start + i), line=r.line) for i, r in enumerate(rows)]
-        known = {r.id for r in self.rows}
-        for row in rows:
-            if not row.labels:
-                raise DataError("row has no label", path=source, line=row.line, field="label")
-            if row.id in known:
-                raise DataError(f"id '{row.id}' is already in the index (ids must be unique: give the file's own "
-                                "id column with --id-col, or leave it out and fewlabel numbers the new rows)",
-                                path=source, line=row.line, field="id")
+        rows = self.check_new_rows(rows, source=source, renumber=renumber)
         if not rows:
             return 0
         vectors = encode_with_cache(encoder, [r.text for r in rows], cache, batch_size=batch_size,
@@ -140,6 +129,24 @@ class LabelIndex:
         self.label_names = [name for name in self.label_names if name in used]
         self.tuning = None if self.tuning is None else {**self.tuning, "stale": True}
         return len(positions)
+
+    def check_new_rows(self, rows: Sequence[Row], *, source: str | None = None,
+                       renumber: bool = False) -> list[Row]:
+        """The rows :meth:`add` would append, checked (every row labelled, no id already in the index) and, with
+        ``renumber``, given fresh ids after the index's own. Cheap: call it before loading a model."""
+        rows = list(rows)
+        if renumber:
+            start = 1 + max((int(r.id) for r in self.rows if r.id.isdigit()), default=-1)
+            rows = [Row(text=r.text, labels=r.labels, id=str(start + i), line=r.line) for i, r in enumerate(rows)]
+        known = {r.id for r in self.rows}
+        for row in rows:
+            if not row.labels:
+                raise DataError("row has no label", path=source, line=row.line, field="label")
+            if row.id in known:
+                raise DataError(f"id '{row.id}' is already in the index (ids must be unique: give the file's own "
+                                "id column with --id-col, or leave it out and fewlabel numbers the new rows)",
+                                path=source, line=row.line, field="id")
+        return rows
 
     # ---- using ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -171,6 +178,20 @@ class LabelIndex:
             raise IndexMismatchError(f"this index keeps its vectors in {self.store.kind}, not FAISS")
         return self.store.index
 
+    def check_weights(self) -> None:
+        """Refuse, before loading it, a model whose weight files changed since this index was built."""
+        from fewlabel.indexing.encoders.encoder import model_weights
+
+        recorded = self.encoder.get("weights")
+        if recorded:
+            self._refuse_changed_weights(recorded, model_weights(self.encoder["model"]))
+
+    def _refuse_changed_weights(self, recorded: str, current: str | None) -> None:
+        if current and recorded != current:
+            raise IndexMismatchError(f"the weights of model '{self.encoder.get('model')}' changed since this index "
+                                     f"was built (fingerprint {current}, the index has {recorded}): its vectors "
+                                     "would not match; rebuild the index with `fewlabel index build`")
+
     def load_encoder(self, device: str | None = None):
         """The encoder meta.json names, with the prefix and maximum length the index was built with, checked
         against the index: the common path needs no encoder passed around."""
@@ -188,11 +209,9 @@ class LabelIndex:
                  for key in ENCODER_KEYS if self.encoder.get(key) != theirs.get(key)]
         if diffs:
             raise IndexMismatchError("encoder does not match the index (" + "; ".join(diffs) + ")")
-        recorded, current = self.encoder.get("weights"), _weights_record(encoder).get("weights")
-        if recorded and current and recorded != current:
-            raise IndexMismatchError(f"the weights of model '{theirs.get('model')}' changed since this index was "
-                                     f"built (fingerprint {current}, the index has {recorded}): its vectors would "
-                                     "not match; rebuild the index with `fewlabel index build`")
+        recorded = self.encoder.get("weights")
+        if recorded:
+            self._refuse_changed_weights(recorded, _weights_record(encoder).get("weights"))
 
     def meta(self) -> dict:
         return {

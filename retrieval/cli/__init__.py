@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None, *, prog: str = "fewlabel") -> int:
         args.command_line = f"{prog} " + shlex.join(argv)  # what reports record as their command
         if args.quiet:
             _quiet_third_parties()
+        if getattr(args, "device", None):  # a device that is not there: refused before anything loads
+            from fewlabel.indexing.hf import pick_device
+
+            pick_device(args.device)
         return args.handler(args)
     except FewlabelError as exc:
         print(f"fewlabel: error: {exc}", file=sys.stderr)

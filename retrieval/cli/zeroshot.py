@@ -96,7 +96,7 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
     from fewlabel.retrieval.outputs import claim_output, output_format, write_meta, write_predictions
     from fewlabel.retrieval.router import Predictor, summarise_routes
     from fewlabel.retrieval.zeroshot.labels import check_template
-    from fewlabel.retrieval.zeroshot.scorers import EMBED, load_zero_shot
+    from fewlabel.retrieval.zeroshot.scorers import EMBED, load_zero_shot, resolve_nli_model
 
     out = Path(args.out)
     output_format(out)  # fail on a bad output name, or something not ours there, before loading anything
@@ -115,6 +115,7 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
         zero_shot = load_zero_shot(EMBED, encoder=encoder, temperature=args.temperature, cache=open_cache(args),
                                    **settings)
     else:
+        resolve_nli_model(args.model)  # a missing or wrong checkpoint is refused before anything loads
         say(args, f"loading NLI model {args.model} …")
         zero_shot = load_zero_shot(args.model, max_length=args.max_length, device=args.device, **settings)
     predictor = Predictor(None, None, zero_shot, labels=labels)

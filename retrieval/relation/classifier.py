@@ -103,12 +103,7 @@ class RelationClassifier:
     def __init__(self, model_dir: str | os.PathLike, *, device: str | None = None, batch_size: int = 32,
                  max_length: int | None = None) -> None:
         folder = Path(model_dir).expanduser()
-        info = read_marker(folder)
-        if info is None:
-            raise ModelError(f"'{model_dir}' is not a finished relation classifier folder (no {MARKER_FILE}; train "
-                             "one with `fewlabel finetune re`)")
-        if info.get("kind") != RE_KIND:
-            raise ModelError(f"'{model_dir}' holds a {info.get('kind')!r} model, not a relation classifier")
+        info = self.read_info(model_dir)
         self.folder, self.info = folder.resolve(), info
         self.labels: list[str] = list(info["labels"])
         self.marker, self.type_language = info["marker"], info.get("type_language", "auto")
@@ -119,6 +114,18 @@ class RelationClassifier:
         id2label = {int(k): v for k, v in self.model.config.id2label.items()}
         if [id2label.get(i) for i in range(len(self.labels))] != self.labels:
             raise ModelError(f"'{model_dir}': config.json's id2label does not match the label list in {MARKER_FILE}")
+
+    @staticmethod
+    def read_info(model_dir: str | os.PathLike) -> dict:
+        """The marker record of a finished relation classifier folder; anything else is one clear error (cheap:
+        nothing loads)."""
+        info = read_marker(Path(model_dir).expanduser())
+        if info is None:
+            raise ModelError(f"'{model_dir}' is not a finished relation classifier folder (no {MARKER_FILE}; train "
+                             "one with `fewlabel finetune re`)")
+        if info.get("kind") != RE_KIND:
+            raise ModelError(f"'{model_dir}' holds a {info.get('kind')!r} model, not a relation classifier")
+        return info
 
     def _load(self, device: str | None, max_length: int | None):
         if not self._needs_pooling_module():
