@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 
 from fewlabel.retrieval.cli.options import (
+    add_augment_options,
     add_data_options,
     add_model_options,
+    augmenter_from_args,
     fraction,
     non_negative_int,
     positive_float,
@@ -69,6 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-sample", type=positive_int, default=None, help="score a stratified sample of N test rows")
     p.add_argument("--title", default=None, help="report title (default: the training file's name)")
     add_model_options(p)
+    add_augment_options(p)  # each trainable method then also runs on the augmented slice (`nb+eda`, …)
     p.add_argument("--restart", action="store_true", help="discard results.json in --out and start over")
     p.add_argument("--report-only", action="store_true",
                    help="write the report from what results.json holds (an unfinished run: missing cells show -)")
@@ -97,6 +100,8 @@ def config_of(args: argparse.Namespace, data) -> dict:
         if config[k]:
             config[k] = Path(config[k]).name  # the same files from another folder resume the same run
     config["sizes"] = data.sizes()
+    if args.augment:  # only then, so a run from before augmentation existed still resumes
+        config["augment"] = augmenter_from_args(args).describe()
     return config
 
 
@@ -120,7 +125,7 @@ def run_slices(args: argparse.Namespace) -> int:
                                zeroshot_encoder=args.zeroshot_encoder, zeroshot_labels=args.zeroshot_labels,
                                zeroshot_template=args.zeroshot_template, max_steps=args.max_steps,
                                setfit_iterations=args.setfit_iterations, finetune_epochs=args.finetune_epochs,
-                               fit_max_rows=args.fit_max_rows or None)
+                               fit_max_rows=args.fit_max_rows or None, augmenter=augmenter_from_args(args))
     except ValueError as exc:
         raise FewlabelError(str(exc)) from exc
     if args.seeds < 1:
@@ -157,6 +162,11 @@ def run_slices(args: argparse.Namespace) -> int:
                               restart=args.restart, show_progress=not args.quiet, log=log)
     budget = (f"setfit / finetune: at most {args.max_steps} steps of batch 16 per run"
               + (f", on at most {args.fit_max_rows:,} rows of a slice (stratified)" if args.fit_max_rows else ""))
+    augmenter = augmenter_from_args(args)
+    if augmenter is not None:
+        a = augmenter.describe()
+        budget += (f"; `+{augmenter.name}` methods: each slice row plus up to {a['copies']} copies ({a['method']}, "
+                   f"p={a['p']}, {a['unit']}s, seed {a['seed']}); dev and test are not augmented")
     report = write_slice_report(out, state, title=args.title or f"Training slices: {Path(args.train).name}",
                                 data_note=f"train {args.train}, dev {args.dev or '(held out of train)'}, "
                                           f"test {args.test}; {len(data.train):,} / {len(data.dev):,} / "

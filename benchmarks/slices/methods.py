@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fewlabel.indexing.augment import Augmenter
 from fewlabel.indexing.encoders.cache import EmbeddingCache
 from fewlabel.indexing.readers import Row, label_matrix
 from fewlabel.indexing.text import hangul_share
 
-__all__ = ["METHOD_NAMES", "FineTuneMethod", "KNNMethod", "NaiveBayesMethod", "SetFitMethod", "Task",
+__all__ = ["METHOD_NAMES", "AugmentedMethod", "FineTuneMethod", "KNNMethod", "NaiveBayesMethod", "SetFitMethod", "Task",
            "ZeroShotMethod", "make_methods"]
 
 METHOD_NAMES = ("nb", "zeroshot", "knn", "setfit", "finetune")
@@ -239,12 +240,49 @@ class FineTuneMethod(_TrainedHeadMethod):
         return {**self.model_.info, "trained_rows": len(train), **self.tune_threshold(dev)}
 
 
+class AugmentedMethod:
+    """A trainable method fitted on its slice plus label-preserving copies of the slice's rows
+    (:class:`fewlabel.indexing.augment.Augmenter`); dev and test are never augmented. It shares the plain method's
+    object (and so its loaded encoder or body): the runner fits and predicts one unit at a time. Named
+    ``<method>+<augmentation>``, e.g. ``nb+eda``."""
+
+    constant = False
+
+    def __init__(self, method, augmenter: Augmenter) -> None:
+        self.method, self.augmenter = method, augmenter
+        self.name = f"{method.name}+{augmenter.name}"
+
+    def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
+        augmented = self.augmenter.augment(train)
+        info = self.method.fit(augmented, dev, task)
+        return {**(info or {}), "augmented_rows": len(augmented)}
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        return self.method.predict(texts)
+
+
 def make_methods(names: list[str], *, encoders: list[str], bodies: list[str], nb_analyzer: str = "auto",
                  zeroshot_model: str = "embed", zeroshot_encoder: str = "e5-small", zeroshot_labels: str | None = None,
                  zeroshot_template: str | None = None, max_steps: int = 200, setfit_iterations: int = 20,
-                 finetune_epochs: float = 20, fit_max_rows: int | None = None) -> list:
+                 finetune_epochs: float = 20, fit_max_rows: int | None = None,
+                 augmenter: Augmenter | None = None) -> list:
     """Method objects for ``names`` (a subset of :data:`METHOD_NAMES`): ``knn`` once per encoder, ``setfit``
-    and ``finetune`` once per body."""
+    and ``finetune`` once per body. With an ``augmenter`` each trainable method also runs on the augmented slice
+    (:class:`AugmentedMethod`), so the report shows it with and without augmentation."""
+    out = _plain_methods(names, encoders=encoders, bodies=bodies, nb_analyzer=nb_analyzer,
+                         zeroshot_model=zeroshot_model, zeroshot_encoder=zeroshot_encoder,
+                         zeroshot_labels=zeroshot_labels, zeroshot_template=zeroshot_template, max_steps=max_steps,
+                         setfit_iterations=setfit_iterations, finetune_epochs=finetune_epochs,
+                         fit_max_rows=fit_max_rows)
+    if augmenter is None:
+        return out
+    return [twin for m in out for twin in ([m] if m.constant else [m, AugmentedMethod(m, augmenter)])]
+
+
+def _plain_methods(names: list[str], *, encoders: list[str], bodies: list[str], nb_analyzer: str,
+                   zeroshot_model: str, zeroshot_encoder: str, zeroshot_labels: str | None,
+                   zeroshot_template: str | None, max_steps: int, setfit_iterations: int, finetune_epochs: float,
+                   fit_max_rows: int | None) -> list:
     unknown = [n for n in names if n not in METHOD_NAMES]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_NAMES)}")

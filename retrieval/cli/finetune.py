@@ -11,10 +11,13 @@ from fewlabel.indexing.model_folder import claim_model_folder
 from fewlabel.retrieval.cli.options import (
     PAIRS_HELP,
     add_base_option,
+    add_data_options,
     add_training_options,
     fmt_metric,
     fraction,
     positive_float,
+    positive_int,
+    read_unlabelled,
     say,
     training_kwargs,
 )
@@ -189,4 +192,52 @@ def cmd_finetune_re(args: argparse.Namespace) -> int:
         if summary[role]:
             print(f"{role}: ", end="")
             print_scores(summary[role])
+    return 0
+
+
+# ---- `fewlabel adapt`: the encoder itself, on unlabelled texts -------------------------------------------------
+def add_adapt_command(commands: argparse._SubParsersAction) -> None:
+    """`fewlabel adapt`: here, because it trains (this is the CLI module that may import `fewlabel.finetune`)."""
+    adapt = commands.add_parser(
+        "adapt", help="adapt an encoder to your unlabelled texts (no labels needed)",
+        description="Domain adaptation: train the encoder on unlabelled in-domain texts, then use the folder "
+        "wherever a model name goes (index build --model, bench slices --encoders, finetune --base). Methods: "
+        "simcse (MultipleNegativesRankingLoss on two dropout views of each text), tsdae (DenoisingAutoEncoderLoss, "
+        "decoder tied to the encoder's own weights) or mlm (masked-LM with DataCollatorForLanguageModeling; the "
+        "bundled encoders have no MLM head, so its transform starts random). Writes the encoder, README.md (model "
+        "card: data, steps, wall and CPU time), training_log.jsonl and fewlabel_model.json to OUT; resumes from "
+        "OUT/checkpoints.",
+        epilog="Then: fewlabel index build train.csv --model OUT --valid valid.csv --out my-index. UNLABELLED is "
+               "CSV, TSV/.txt or JSONL; a plain text file with one text a line reads with --no-header --text-col 0.")
+    adapt.add_argument("unlabelled", help="file with the in-domain texts (any label column is ignored)")
+    add_data_options(adapt, labels=False, ids=False)
+    adapt.set_defaults(id_col=None)
+    add_base_option(adapt)
+    adapt.add_argument("--out", required=True, help="output encoder folder")
+    adapt.add_argument("--method", choices=["simcse", "tsdae", "mlm"], default="simcse",
+                       help="(default: simcse)")
+    adapt.add_argument("--max-texts", type=positive_int, default=None,
+                       help="train on a seeded random sample of at most N distinct texts (default: all)")
+    adapt.add_argument("--freeze-embeddings", action="store_true",
+                       help="keep the word-embedding matrix fixed (96M of e5-small's 118M weights; on a CPU its "
+                            "update is much of a step)")
+    add_training_options(adapt, epochs=1, lr=3e-5, max_length_help="tokens per text")
+    adapt.set_defaults(handler=cmd_adapt)
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from fewlabel.finetune.adapt.trainer import adapt_encoder
+
+    claim_model_folder(args.out)  # before any data is read or model loaded
+    rows = read_unlabelled(args, args.unlabelled)
+    say(args, f"adapting {args.base} to {len(rows)} texts of {args.unlabelled} ({args.method}) …")
+    summary = adapt_encoder([r.text for r in rows], args.base, args.out, method=args.method,
+                            max_texts=args.max_texts, freeze_embeddings=args.freeze_embeddings,
+                            source=args.unlabelled, **training_kwargs(args))
+    steps = f"{summary['steps']} step" + ("s" if summary["steps"] != 1 else "")
+    resumed = f", resumed from {Path(summary['resumed_from']).name}" if summary["resumed_from"] else ""
+    print(f"adapted {args.base} ({summary['method']}) on {summary['texts_used']} texts: {steps}, "
+          f"{summary['texts_seen']} texts seen, {summary['train_seconds']} s ({summary['cpu_seconds']} s CPU)"
+          f"{resumed}; loss {fmt_metric(summary['first_loss'])} -> {fmt_metric(summary['last_loss'])} "
+          f"-> {summary['out_dir']}")
     return 0

@@ -10,8 +10,10 @@ from fewlabel.indexing.encoders.registry import DEFAULT_MODEL
 from fewlabel.indexing.errors import FewlabelError
 from fewlabel.retrieval.cli.options import (
     EPILOG,
+    add_augment_options,
     add_data_options,
     add_model_options,
+    augmenter_from_args,
     load_encoder,
     open_cache,
     positive_int,
@@ -53,6 +55,7 @@ def add_index_commands(commands: argparse._SubParsersAction) -> None:
                       help="each text carries exactly one label")
     build.add_argument("--out", required=True, help="index folder to write (replaced atomically)")
     add_model_options(build)
+    add_augment_options(build)
     build.set_defaults(handler=cmd_index_build)
 
     info = index_cmds.add_parser("info", help="describe an index folder",
@@ -97,6 +100,11 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     store_options = _store_options(args)
     rows = read_labelled(args, args.data)
     valid = read_labelled(args, args.valid) if args.valid else None
+    augmenter = augmenter_from_args(args)
+    labelled_rows = len(rows)
+    if augmenter is not None:  # copies of the training rows only: --valid stays as it is
+        rows = augmenter.augment(rows)
+        say(args, f"augmented {labelled_rows} rows to {len(rows)} ({augmenter.name})")
     encoder = load_encoder(args, args.model)
     cache = open_cache(args)
     started = time.perf_counter()
@@ -105,6 +113,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
                              search_params=args.search_params, store=args.store, store_options=store_options)
     index.extra["build_seconds"] = round(time.perf_counter() - started, 2)
     index.extra["source"] = str(args.data)
+    if augmenter is not None:
+        index.extra["augment"] = {**augmenter.describe(), "labelled_rows": labelled_rows, "rows": len(rows)}
     try:
         if valid is not None:
             _tune(args, index, encoder, valid, cache)

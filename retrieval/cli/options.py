@@ -11,9 +11,9 @@ import sys
 
 from fewlabel.indexing.encoders.registry import DEFAULT_MODEL, REGISTRY
 
-__all__ = ["ENCODE_BATCH_SIZE", "EPILOG", "PAIRS_HELP", "add_data_options", "add_global_options", "add_model_options",
-           "add_training_options", "fmt_metric", "leaf_parsers", "load_encoder", "open_cache", "read_labelled",
-           "say", "training_kwargs"]
+__all__ = ["ENCODE_BATCH_SIZE", "EPILOG", "PAIRS_HELP", "add_augment_options", "add_data_options", "add_global_options",
+           "add_model_options", "add_training_options", "augmenter_from_args", "fmt_metric", "leaf_parsers",
+           "load_encoder", "open_cache", "read_labelled", "say", "training_kwargs"]
 
 ENCODE_BATCH_SIZE = 32  # texts per encoder batch, for every command that encodes
 EPILOG = "Data files: .csv, .tsv/.txt, .jsonl. Models: " + ", ".join(
@@ -155,12 +155,47 @@ def add_base_option(p: argparse.ArgumentParser) -> None:
                    help=f"model to start from: e5-small, minilm or a local folder (default: {DEFAULT_MODEL})")
 
 
+def add_augment_options(p: argparse.ArgumentParser) -> None:
+    """``--augment`` and its settings (`index build`, `bench slices`), read back by :func:`augmenter_from_args`."""
+    from fewlabel.indexing.augment import AUGMENT_METHODS, AUGMENT_UNITS
+
+    group = p.add_argument_group("augmentation", "Label-preserving perturbations of the labelled rows (never of "
+                                 "validation, dev or test rows): N copies per row, reproducible by --augment-seed.")
+    group.add_argument("--augment", choices=AUGMENT_METHODS, default=None,
+                       help="eda: each copy swaps, deletes or inserts tokens (one of the three at random); or one "
+                            "operation only (default: no augmentation)")
+    group.add_argument("--augment-copies", type=positive_int, default=None,
+                       help="copies per labelled row; identical copies are dropped (default: 4)")
+    group.add_argument("--augment-p", type=fraction, default=None,
+                       help="share of tokens changed per copy (default: 0.1)")
+    group.add_argument("--augment-unit", choices=AUGMENT_UNITS, default=None,
+                       help="word: whitespace-separated words (eojeol for Korean); char: single characters, spaces "
+                            "kept (default: word)")
+    group.add_argument("--augment-seed", type=int, default=None, help="(default: 0)")
+
+
 # ---- reading them back --------------------------------------------------------------------------------------
 def training_kwargs(args: argparse.Namespace) -> dict:
     """The trainers' keyword arguments from :func:`add_training_options`' options."""
     return dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
                 warmup_ratio=args.warmup_ratio, seed=args.seed, resume=not args.no_resume, max_steps=args.max_steps,
                 device=args.device, show_progress=not args.quiet, keep_checkpoints=args.keep_checkpoints)
+
+
+def augmenter_from_args(args: argparse.Namespace):
+    """The :class:`~fewlabel.indexing.augment.Augmenter` of :func:`add_augment_options`' options, or None without
+    ``--augment`` (its settings alone are refused rather than ignored)."""
+    from fewlabel.indexing.augment import Augmenter
+    from fewlabel.indexing.errors import FewlabelError
+
+    given = {name: getattr(args, f"augment_{name}") for name in ("copies", "p", "unit", "seed")}
+    if not args.augment:
+        first = next((name for name, value in given.items() if value is not None), None)
+        if first:
+            raise FewlabelError(f"--augment-{first} applies to augmentation: add --augment eda (or swap, delete, "
+                                "insert)")
+        return None
+    return Augmenter(args.augment, **{name: value for name, value in given.items() if value is not None})
 
 
 def say(args: argparse.Namespace, message: str) -> None:

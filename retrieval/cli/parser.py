@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from fewlabel.retrieval.cli.demo import add_demo_command
-from fewlabel.retrieval.cli.finetune import add_finetune_commands
+from fewlabel.retrieval.cli.finetune import add_adapt_command, add_finetune_commands
 from fewlabel.retrieval.cli.index import add_index_commands
 from fewlabel.retrieval.cli.options import EPILOG, add_global_options, leaf_parsers
 from fewlabel.retrieval.cli.predict import add_predict_command
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(commands)
     add_sts_commands(commands)  # `sts score`
     add_finetune_commands(commands)  # `finetune sts | nli | re`
+    add_adapt_command(commands)  # `adapt`: the encoder on unlabelled texts
     add_zeroshot_command(commands)  # `zeroshot`
     add_re_commands(commands)  # `re predict | knn | evaluate`
     add_serve_command(commands)  # `serve`: the index over HTTP

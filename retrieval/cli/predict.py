@@ -100,7 +100,10 @@ def add_fallback_options(predict: argparse.ArgumentParser) -> None:
     group.add_argument("--tune-fallback", metavar="VALID",
                        help="labelled file to tune the similarity threshold on (maximising macro-F1 of the combined "
                             "output); its columns: --text-col, --label-col, --label-sep")
-    group.add_argument("--label-col", default="label", help="label column of the --tune-fallback file")
+    group.add_argument("--label-col", default=None,
+                       help="label column of the --tune-fallback file (default: label) and, when given, of INPUT: "
+                            "INPUT's labels are then scored (per-label F1 printed; OUT.per_label.csv/.md, and "
+                            "OUT.confusion.png for single-label data)")
     group.add_argument("--label-sep", default=None, help="label separator of the --tune-fallback file")
     group.add_argument("--save-fallback", action="store_true",
                        help="store the fallback settings (thresholds, labels) in the index's meta.json")
@@ -186,7 +189,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.k is not None and args.k > len(index):
         say(args, f"note: --k {args.k} is more than the {len(index)} rows in the index; every row votes "
                   f"(k={len(index)})")
-    rows = read_unlabelled(args, args.input)
+    rows, gold = _read_input(args)
+    analysis = _claim_analysis(out, index.multi_label) if gold else None
+    args.label_col = args.label_col or "label"  # the --tune-fallback file's default
     valid = None
     if args.tune_fallback:
         valid = read_labelled(args, args.tune_fallback)
@@ -215,4 +220,60 @@ def cmd_predict(args: argparse.Namespace) -> int:
     labelled = sum(1 for p in predictions if p.labels)
     routes = f" (routes: {routes_line(summarise_routes(predictions))})" if zero_shot is not None else ""
     print(f"labelled {labelled} of {len(predictions)} texts -> {out}{routes}")
+    if gold:
+        _score_input(gold, predictions, predictor.label_names_, index.multi_label, analysis,
+                     title=f"{Path(args.input).name}: {Path(args.index_dir).name}")
     return 0
+
+
+# ---- labelled INPUT: per-label scores and error analysis ------------------------------------------------------
+NO_LABEL = "(none)"  # the predicted "label" of a text no label reached m votes for, in the confusion matrix
+
+
+def _read_input(args: argparse.Namespace):
+    """INPUT's rows, and the same rows as gold when ``--label-col`` is given and INPUT has that column (else None).
+    With ``--tune-fallback`` the option may name that file's column only, so an INPUT without it is not scored."""
+    from fewlabel.indexing.errors import DataError
+
+    if args.label_col is None:
+        return read_unlabelled(args, args.input), None
+    try:
+        rows = read_labelled(args, args.input)
+    except DataError as exc:
+        if not args.tune_fallback:
+            raise
+        say(args, f"note: INPUT is not scored ({exc})")
+        return read_unlabelled(args, args.input), None
+    return rows, rows
+
+
+def _claim_analysis(out: Path, multi_label: bool) -> dict:
+    from fewlabel.retrieval.analysis import analysis_files, claim_analysis_files
+
+    files = analysis_files(out, plot=None if multi_label else "confusion", table="per_label")
+    claim_analysis_files(files)
+    return files
+
+
+def _score_input(gold, predictions, label_names: list[str], multi_label: bool, files: dict, *, title: str) -> None:
+    """Per-label precision, recall and F1 of the predictions against INPUT's labels (printed, and written as
+    tables), and for single-label data the confusion matrix. Gold labels the index does not know count as misses."""
+    from fewlabel.indexing.readers import label_matrix
+    from fewlabel.retrieval.analysis import confusion_figure, per_label_scores, save_figure, write_tables
+
+    names = list(label_names) + sorted({lab for r in gold for lab in r.labels} - set(label_names))
+    by_id = {p.id: p for p in predictions}
+    predicted = [by_id[r.id].labels for r in gold]
+    table = per_label_scores(label_matrix(gold, names, "INPUT"), label_matrix(predicted, names, "predictions"),
+                             names)
+    *per_label, micro, macro = table
+    print("per-label F1: " + "  ".join(f"{r['label']} {r['f1']:.4f}" for r in per_label)
+          + f"  (micro {micro['f1']:.4f}, macro {macro['f1']:.4f}, {len(gold)} labelled texts)")
+    write_tables(table, files["csv"], files["md"])
+    written = [files["csv"], files["md"]]
+    if not multi_label:
+        top = [p[0] if p else NO_LABEL for p in predicted]
+        columns = names + ([NO_LABEL] if NO_LABEL in top else [])
+        written.insert(0, save_figure(confusion_figure([r.labels[0] for r in gold], top, columns, title=title),
+                                      files["png"]))
+    print("error analysis -> " + ", ".join(str(p) for p in written))

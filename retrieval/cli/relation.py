@@ -88,6 +88,10 @@ def add_re_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("submission", help="CSV with id,pred_label,probs")
     evaluate.add_argument("--labels", required=True, help=LABELS_HELP + "; the order of probs")
     evaluate.add_argument("--no-relation", default=None, help="(default: no_relation or Other)")
+    evaluate.add_argument("--out", default=None, metavar="PREFIX",
+                          help="error analysis files: PREFIX.confusion.png (confusion matrix) and "
+                               "PREFIX.per_class.csv / .md (precision, recall, F1 per relation) (default: beside the "
+                               "submission, named after it)")
     evaluate.set_defaults(handler=cmd_re_evaluate)
 
 
@@ -172,8 +176,11 @@ def cmd_re_evaluate(args: argparse.Namespace) -> int:
 
     from fewlabel.indexing.relation.data import no_relation_label, read_relations
     from fewlabel.indexing.relation.metrics import relation_metrics
+    from fewlabel.retrieval.analysis import analysis_files, claim_analysis_files
     from fewlabel.retrieval.relation.classifier import normalise_probs, read_submission
 
+    files = analysis_files(args.out or args.submission, table="per_class")
+    claim_analysis_files(files)
     labels = load_labels(args.labels)
     gold = read_relations(args.gold, labels=labels)
     if gold[0].label is None:
@@ -190,4 +197,21 @@ def cmd_re_evaluate(args: argparse.Namespace) -> int:
     print_scores(scores)
     if not args.quiet:
         print(json.dumps({k: v for k, v in scores.items() if k != "semeval_per_relation"}, indent=2))
+    _write_error_analysis([r.label for r in gold], [labels[i] for i in probs.argmax(axis=1)], labels, files,
+                          title=f"{Path(args.submission).name} against {Path(args.gold).name}")
     return 0
+
+
+def _write_error_analysis(gold: list[str], predicted: list[str], labels: list[str], files: dict, *,
+                          title: str) -> None:
+    """The confusion matrix (PNG) and the per-class table (CSV, Markdown) of single-label predictions."""
+    import numpy as np
+
+    from fewlabel.retrieval.analysis import confusion_figure, per_label_scores, save_figure, write_tables
+
+    index = {name: j for j, name in enumerate(labels)}
+    onehot = np.eye(len(labels), dtype=bool)
+    table = per_label_scores(onehot[[index[g] for g in gold]], onehot[[index[p] for p in predicted]], labels)
+    write_tables(table, files["csv"], files["md"])
+    save_figure(confusion_figure(gold, predicted, labels, title=title), files["png"])
+    print(f"error analysis -> {files['png']}, {files['csv']}, {files['md']}")

@@ -51,10 +51,11 @@ def read_scored_pairs(path: str, role: str):
 def cmd_sts_score(args: argparse.Namespace) -> int:
     from importlib.metadata import version
 
+    from fewlabel.indexing.encoders.encoder import Encoder
     from fewlabel.indexing.sts.metrics import pair_metrics
     from fewlabel.indexing.sts.pairs import read_pairs
     from fewlabel.retrieval.outputs import claim_output
-    from fewlabel.retrieval.sts.scorer import STSScorer, write_scores
+    from fewlabel.retrieval.sts.scorer import BI_ENCODER, STSScorer, model_kind, write_scores
 
     out = Path(args.out)
     if out.suffix.lower() != ".csv":
@@ -63,7 +64,15 @@ def cmd_sts_score(args: argparse.Namespace) -> int:
     if args.calibration and not args.calibrate_on:
         raise FewlabelError("--calibration needs --calibrate-on TRAIN (labelled pairs to fit the map on)")
     rows = read_pairs(args.pairs)
+    plot = None
+    if rows and all(r.score is not None for r in rows):  # labelled pairs: the error-analysis plot goes to OUT.png
+        from fewlabel.retrieval.analysis import analysis_files, claim_analysis_files
+
+        plot = analysis_files(out, plot="")
+        claim_analysis_files(plot)
     calib_rows = read_scored_pairs(args.calibrate_on, "--calibrate-on") if args.calibrate_on else None
+    if model_kind(args.model) == BI_ENCODER:
+        Encoder.check_name(args.model)  # a model that can never load is refused before anything loads
     say(args, f"loading {args.model} …")
     scorer = STSScorer(args.model, calibration=(args.calibration or "linear") if calib_rows else "default",
                        device=args.device, batch_size=args.batch_size, cache=open_cache(args),
@@ -84,4 +93,10 @@ def cmd_sts_score(args: argparse.Namespace) -> int:
     if metrics:
         print(f"Pearson {fmt_metric(metrics['pearson'])}  Spearman {fmt_metric(metrics['spearman'])}  "
               f"binary F1 {fmt_metric(metrics['binary_f1'])}  ({metrics['n']} labelled pairs)")
+    if plot is not None and metrics and metrics["n"] >= 2:
+        from fewlabel.retrieval.analysis import save_figure, sts_figure
+
+        figure = sts_figure([r.score for r in rows], scores,
+                            title=f"{Path(args.pairs).name}: {Path(str(args.model)).name} ({scorer.kind})")
+        print(f"error analysis -> {save_figure(figure, plot['png'])}")
     return 0
