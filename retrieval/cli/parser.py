@@ -19,10 +19,18 @@ from fewlabel.retrieval.cli.zeroshot import add_zeroshot_command
 __all__ = ["add_plugin_commands", "build_parser"]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a mistake on the command line is one line on stderr (exit 2) like every other error: the
+    usage block it prints by default buries the message. Sub-command parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
 
-    parser = argparse.ArgumentParser(prog="fewlabel", description="Label text when labels are few: "
+    parser = OneLineParser(prog="fewlabel", description="Label text when labels are few: "
                                      "kNN over a FAISS index of labelled examples, with k and m tuned on "
                                      "validation data.", epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"fewlabel {version('fewlabel')}")
@@ -48,5 +56,9 @@ def add_plugin_commands(commands: argparse._SubParsersAction) -> None:
     sub-command parsers); so `fewlabel bench` lives in `benchmarks` while nothing here imports it."""
     from importlib.metadata import entry_points
 
+    seen: set[str] = set()
     for entry in sorted(entry_points(group="fewlabel.commands"), key=lambda e: e.name):
+        if entry.name in seen or entry.name in commands.choices:
+            continue  # one name once: a second metadata copy of the same install (mid-reinstall) is not a conflict
+        seen.add(entry.name)
         entry.load()(commands)
