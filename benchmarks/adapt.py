@@ -232,7 +232,7 @@ def write_adapt_report(results: list[dict], args: argparse.Namespace) -> Path:
             f"up to {args.augment_copies} copies per row, p={args.augment_p}, words (eojeol for Korean), seed "
             f"{args.seed}. The `linear` method of the method-choice issue does not exist in fewlabel yet, so only "
             "kNN is compared base against adapted.")
-    body = "\n\n".join([caps] + [dataset_section(r) for r in results])
+    body = "\n\n".join([caps] + ([args.note] if args.note else []) + [dataset_section(r) for r in results])
     payload = {"datasets": [{k: v for k, v in r.items() if k != "state"} | {"summary": _jsonable(summarise(r["state"]))}
                             for r in results]}
     return write_report(Path(args.out), "adapt", "Domain adaptation and augmentation at each slice size", body, payload,
@@ -268,6 +268,7 @@ def main() -> None:
     parser.add_argument("--augment-p", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--batch-size", type=int, default=64, help="encoder batch")
+    parser.add_argument("--note", default=None, help="a paragraph for the report (how the run was made)")
     args = parser.parse_args()
     data, cache = Path(args.data), EmbeddingCache(default_cache_path())
     results = [run_dataset(key.strip(), args, data, cache) for key in args.datasets.split(",") if key.strip()]
