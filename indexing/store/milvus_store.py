@@ -68,7 +68,8 @@ def _client(uri: str):
         raise FewlabelError("the Milvus store needs pymilvus: pip install 'fewlabel[milvus]'") from exc
     import logging
 
-    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # its RPC errors come back as one line each, below
+    for name in ("pymilvus", "milvus_lite"):  # their errors (RPC, a locked file) come back as one line each, below
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         client = MilvusClient(uri)
     except Exception as exc:  # pymilvus raises its own exception types for a locked file or a dead server

@@ -220,8 +220,11 @@ class Service:
         with self.lock.read():
             index = self.index
             k, m = resolve_k_m(index)
+            method = getattr(index, "method", None) or index.extra.get("method") or "knn"
+            if isinstance(method, dict):  # the method an index chose records its name with its leaderboard
+                method = method.get("name") or method.get("chosen") or "knn"
             return {"model": index.encoder["model"], "labels": list(index.label_names),
-                    "method": str(index.extra.get("method", "knn")), "n_rows": len(index),
+                    "method": str(method), "n_rows": len(index),
                     "multi_label": index.multi_label, "k": k, "m": m, "store": index.store.describe(),
                     "version": fewlabel_version(), "sts_model": self.settings.sts_model or index.encoder["model"],
                     "zero_shot": ["embed", *(["nli"] if self.nli is not None else [])],
