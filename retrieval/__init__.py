@@ -17,6 +17,11 @@ _EXPORTS = {
     "tune_index": "fewlabel.retrieval.knn.labelling",
     "resolve_k_m": "fewlabel.retrieval.knn.labelling",
     "evaluate": "fewlabel.retrieval.knn.labelling",
+    # the index's method: auto chooses among knn, linear, nb and ensemble
+    "build_index": "fewlabel.retrieval.methods.index_method",
+    "fit_method": "fewlabel.retrieval.methods.index_method",
+    "select_method": "fewlabel.retrieval.methods.auto",
+    "load_method": "fewlabel.retrieval.methods.store",
     # the router: kNN with or without the zero-shot fallback
     "Predictor": "fewlabel.retrieval.router",
     "predict_rows": "fewlabel.retrieval.router",

@@ -1,7 +1,8 @@
 """`fewlabel demo`: the main job end to end on the samples bundled in `demo_data/`.
 
-For each sample it builds an index from the training rows, tunes k and m on the validation rows,
-labels the held-out rows, prints a few predictions beside the truth, and prints the scores. It goes
+For each sample it builds an index from the training rows, lets `auto` choose the index's method on the
+validation rows (kNN vote, linear head, Naive Bayes or ensemble; the leaderboard is printed), labels the
+held-out rows, prints a few predictions beside the truth, and prints the scores. It goes
 through the same functions as `fewlabel index build` and `fewlabel predict`."""
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
 from fewlabel.indexing.encoders.encoder import Encoder
 from fewlabel.indexing.readers import read_rows
 from fewlabel.indexing.store.label_index import LabelIndex
-from fewlabel.retrieval.knn.labelling import evaluate, tune_index
+from fewlabel.retrieval.knn.labelling import evaluate
+from fewlabel.retrieval.methods.index_method import fit_method
 from fewlabel.retrieval.outputs import write_predictions
-from fewlabel.retrieval.router import predict_rows
+from fewlabel.retrieval.router import Predictor
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 
@@ -55,21 +57,29 @@ def run_one(demo: DemoSet, encoder: Encoder, out: Path, args: argparse.Namespace
     print(f"\n== {demo.description}\n   train {len(train)}, validation {len(valid)}, held out {len(test)}")
     started = time.perf_counter()
     index = LabelIndex.build(train, encoder, cache=cache, batch_size=args.batch_size, show_progress=progress)
-    tuning = tune_index(index, encoder, valid, cache=cache, batch_size=args.batch_size, show_progress=progress)
+    method = fit_method(index, encoder, valid, method="auto", cache=cache, batch_size=args.batch_size,
+                        show_progress=progress, source="validation rows")
     index.save(out / f"{demo.name}-index")
-    predictions = predict_rows(index, encoder, test, cache=cache, batch_size=args.batch_size,
-                               show_progress=progress)
+    predictions = Predictor(index, encoder, cache=cache, batch_size=args.batch_size,
+                            show_progress=progress).predict(test)
     write_predictions(predictions, out / f"{demo.name}-predictions.csv", index.label_names)
     scores = evaluate(predictions, test, index.label_names)
     seconds = time.perf_counter() - started
-    print(f"   tuned on validation: k={tuning.k}, m={tuning.m:g} ({tuning.metric}-F1 {tuning.score:.3f})")
+    tuning = index.tuning
+    print(f"   method chosen on validation by auto: {method['name']} (leaderboard, micro-F1 on held-out halves of "
+          "the validation rows):")
+    for entry in method["leaderboard"]:
+        tuned = ", ".join(f"{k}={v}" for k, v in entry["tuned"].items() if k != "thresholds")
+        print(f"   {'*' if entry['chosen'] else ' '} {entry['method']:<9} {entry['score']:.3f} ± {entry['spread']:.3f}"
+              f"  {entry['seconds']:5.1f}s  {tuned}")
     print(f"   {'predicted':<22} {'true':<22} text")
     for pred, gold in list(zip(predictions, test, strict=True))[:args.show]:
         mark = "✓" if set(pred.labels) == set(gold.labels) else "✗"
         print(f" {mark} {','.join(pred.labels) or '(none)':<22} {','.join(gold.labels):<22} {shorten(gold.text)}")
     print(f"   held-out scores: micro-F1 {scores['micro_f1']:.3f}  macro-F1 {scores['macro_f1']:.3f}  "
           f"exact match {scores['accuracy']:.3f}  (n={scores['n']}, {seconds:.0f}s)")
-    return {"dataset": demo.name, "k": tuning.k, "m": tuning.m, **scores, "seconds": round(seconds, 1)}
+    return {"dataset": demo.name, "method": method["name"], "leaderboard": method["leaderboard"], "k": tuning["k"],
+            "m": tuning["m"], **scores, "seconds": round(seconds, 1)}
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -26,7 +26,8 @@ ROUTE_KNN = "knn"
 class Prediction:
     """One labelled text: the chosen labels, a score per label (kNN vote fraction or zero-shot score, as
     ``route`` says), the nearest example's similarity, the neighbours behind the vote (explain mode), and the
-    route that produced it (``knn``, ``zeroshot-nli``, ``zeroshot-embed``, ``knn+zeroshot-…``) with its reason."""
+    route that produced it (``knn`` or the index's method: ``linear``, ``nb``, ``ensemble``; ``zeroshot-nli``,
+    ``zeroshot-embed``, ``knn+zeroshot-…``) with its reason."""
 
     id: str
     labels: tuple[str, ...]

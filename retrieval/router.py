@@ -19,6 +19,12 @@ The routes, decided per query:
 
 Without a zero-shot scorer the Predictor is plain kNN (every label the index knows votes, route ``knn``).
 
+**The index's method.** When the index stores a method other than the kNN vote (``index build --method``,
+chosen by `auto` or named; see `fewlabel.retrieval.methods`), step 4 uses it instead of the vote: its
+per-label probabilities are the scores, its decisions the labels, and the route is its name (``linear``,
+``nb``, ``ensemble``). The neighbour search still runs, for ``top_similarity`` (the "far" rule) and the
+neighbours of ``explain``. Explicit ``k``/``m`` mean the kNN vote.
+
 ``tune(valid_rows)`` searches ``similarity_threshold`` (quantiles of the validation queries' best-neighbour
 similarity, plus "never") and, when there are weak labels, ``weak_threshold`` (quantiles of their zero-shot
 scores, plus the zero-shot's own rule), maximising the macro-F1 (or micro) of the combined output on the
@@ -43,6 +49,7 @@ from fewlabel.indexing.store.label_index import LabelIndex
 from fewlabel.retrieval.knn.labeler import KNNLabeler
 from fewlabel.retrieval.knn.labelling import resolve_k_m
 from fewlabel.retrieval.knn.tuning import f1_from_counts
+from fewlabel.retrieval.methods.store import load_method
 from fewlabel.retrieval.outputs import ROUTE_KNN, Prediction
 from fewlabel.retrieval.zeroshot.labels import LabelSet, parse_labels
 from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot
@@ -168,6 +175,8 @@ class Predictor:
             self.k, self.m = resolve_k_m(index, k, m)
         else:
             self.k, self.m = None, None
+        # the index's own method labels unless k or m were given (they ask for the vote)
+        self.method_ = load_method(index) if index is not None and k is None and m is None else None
 
     # ---- routing ------------------------------------------------------------------------------------------
     @property
@@ -177,6 +186,11 @@ class Predictor:
     @property
     def route(self) -> str:
         return self.zero_shot.route if self.zero_shot is not None else ROUTE_KNN
+
+    @property
+    def labelling_route(self) -> str:
+        """The route of labels from the index: ``knn``, or the stored method's name."""
+        return self.method_.name if self.method_ is not None else ROUTE_KNN
 
     def _labeler(self, names: Sequence[str]) -> KNNLabeler:
         """A kNN labeler over the index's vectors that votes on ``names`` only (nothing is re-added)."""
@@ -195,7 +209,15 @@ class Predictor:
             return out
         vectors = self.index.encode_queries(self.encoder, texts, cache=self.cache, batch_size=self.batch_size,
                                             show_progress=self.show_progress)
-        if self.covered_labels_:
+        if self.covered_labels_ and self.method_ is not None:
+            sims, ids = self.index.search(vectors, self.k)  # evidence and top_similarity, whatever labels
+            proba, chosen = self.method_.predict(vectors, texts)
+            column = {name: j for j, name in enumerate(self.method_.labels)}
+            for name in self.covered_labels_:
+                if name in column:  # a label added to the index after the method was fitted has no column
+                    out["pred"][:, self.label_names_.index(name)] = chosen[:, column[name]]
+                    out["fractions"][:, self.label_names_.index(name)] = proba[:, column[name]]
+        elif self.covered_labels_:
             votes = self._labeler(self.covered_labels_).vote(vectors)
             sims, ids = votes.similarities, votes.ids
             where = [self.label_names_.index(name) for name in self.covered_labels_]
@@ -269,9 +291,9 @@ class Predictor:
         for i, row in enumerate(items):
             reason = int(reasons[i])
             if reason == NEIGHBOURS or self.zero_shot is None:
-                route = ROUTE_KNN
+                route = self.labelling_route
             elif reason == WEAK and self.multi_label:
-                route = f"{ROUTE_KNN}+{self.zero_shot.route}"
+                route = f"{self.labelling_route}+{self.zero_shot.route}"
             else:
                 route = self.zero_shot.route
             on_knn = reason == NEIGHBOURS or (reason == WEAK and self.multi_label)

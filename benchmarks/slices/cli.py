@@ -30,7 +30,8 @@ method, slice and seed, and writes DIR/report.md (mean ± std over seeds), micro
 results.json (raw, per seed) and command.txt. An interrupted run resumes from results.json."""
 
 EPILOG = """methods: nb (Naive Bayes: words, or character 1-3-grams for Korean), zeroshot (NLI or embedding
-zero-shot, constant across slices), knn (one per --encoders), setfit and finetune (one per --bodies).
+zero-shot, constant across slices), knn, linear, ensemble and auto (one per --encoders; auto chooses among
+knn, linear, nb and ensemble on dev, as `index build --method auto` does), setfit and finetune (one per --bodies).
 example: fewlabel bench slices train.tsv --dev dev.tsv --test test.tsv --no-header --text-col 0 --label-col 1
 --label-sep , --label-names labels.txt --multi-label --out slices-goemotions"""
 

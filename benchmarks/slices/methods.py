@@ -14,12 +14,11 @@ import numpy as np
 from fewlabel.indexing.augment import Augmenter
 from fewlabel.indexing.encoders.cache import EmbeddingCache
 from fewlabel.indexing.readers import Row, label_matrix
-from fewlabel.indexing.text import hangul_share
 
-__all__ = ["METHOD_NAMES", "AugmentedMethod", "FineTuneMethod", "KNNMethod", "NaiveBayesMethod", "SetFitMethod", "Task",
-           "ZeroShotMethod", "make_methods"]
+__all__ = ["METHOD_NAMES", "AugmentedMethod", "FineTuneMethod", "IndexMethod", "KNNMethod", "NaiveBayesMethod",
+           "SetFitMethod", "Task", "ZeroShotMethod", "make_methods"]
 
-METHOD_NAMES = ("nb", "zeroshot", "knn", "setfit", "finetune")
+METHOD_NAMES = ("nb", "zeroshot", "knn", "linear", "ensemble", "auto", "setfit", "finetune")
 
 
 @dataclass
@@ -36,9 +35,9 @@ class Task:
 
 
 class NaiveBayesMethod:
-    """The book's baseline: CountVectorizer + MultinomialNB (one-vs-rest for multi-label). ``analyzer="auto"``
-    uses character 1-3-grams (``char_wb``) when the training text is mostly Korean, since whitespace words
-    split Korean badly (a particle glued to every noun), and words otherwise. Nothing is tuned."""
+    """The book's baseline, :class:`fewlabel.retrieval.methods.nb.NaiveBayesText` (the index's ``nb`` method, the
+    same code): CountVectorizer + MultinomialNB (one-vs-rest for multi-label), on character 1-3-grams when the
+    training text is mostly Korean, words otherwise. Nothing is tuned."""
 
     constant = False
 
@@ -47,30 +46,57 @@ class NaiveBayesMethod:
         self.name = "nb"
 
     def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
-        from sklearn.feature_extraction.text import CountVectorizer
-        from sklearn.multiclass import OneVsRestClassifier
-        from sklearn.naive_bayes import MultinomialNB
+        from fewlabel.retrieval.methods.nb import NaiveBayesText
 
-        texts = [r.text for r in train]
-        analyzer = self.analyzer
-        if analyzer == "auto":
-            analyzer = "char_wb" if hangul_share(texts) > 0.5 else "word"
-        self.vectorizer_ = CountVectorizer(analyzer=analyzer, ngram_range=(1, 3) if analyzer == "char_wb" else (1, 1))
-        x = self.vectorizer_.fit_transform(texts)
-        y = label_matrix(train, task.labels, "train slice")
-        self.task_ = task
-        if task.multi_label:
-            self.model_ = OneVsRestClassifier(MultinomialNB()).fit(x, y.astype(int))
-        else:
-            self.model_ = MultinomialNB().fit(x, y.argmax(1))
-        return {"analyzer": analyzer}
+        self.model_ = NaiveBayesText(self.analyzer).fit([r.text for r in train],
+                                                        label_matrix(train, task.labels, "train slice"),
+                                                        task.multi_label)
+        return {"analyzer": self.model_.analyzer_}
 
     def predict(self, texts: list[str]) -> np.ndarray:
-        x = self.vectorizer_.transform(texts)
-        labels = self.task_.labels
-        if self.task_.multi_label:
-            return np.asarray(self.model_.predict(x), dtype=bool)
-        return np.eye(len(labels), dtype=bool)[self.model_.predict(x)]
+        return self.model_.predict(texts)
+
+
+class IndexMethod:
+    """An index method on one encoder's embeddings (:mod:`fewlabel.retrieval.methods`): ``linear``,
+    ``ensemble``, or ``auto``, which scores knn, linear, nb and ensemble on dev (settings chosen on one half,
+    scored on the other) and keeps the best, exactly as ``fewlabel index build --method auto --valid`` does."""
+
+    constant = False
+
+    def __init__(self, method: str, encoder: str) -> None:
+        self.method, self.encoder_name = method, encoder
+        self.name = f"{method}:{encoder}"
+        self._encoder = None
+
+    def _views(self, texts: list[str]):
+        from fewlabel.indexing.encoders.cache import encode_with_cache
+        from fewlabel.retrieval.methods.common import Views
+
+        vectors = encode_with_cache(self._encoder, list(texts), self.task_.cache, batch_size=self.task_.batch_size)
+        return Views(vectors, list(texts))
+
+    def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
+        from fewlabel.indexing.encoders.encoder import Encoder
+        from fewlabel.retrieval.methods.auto import CANDIDATES, select_method
+
+        if self._encoder is None:
+            self._encoder = Encoder(self.encoder_name, device=task.device)
+        self.task_ = task
+        names = list(CANDIDATES) if self.method == "auto" else [self.method]
+        choice = select_method(self._views([r.text for r in train]), label_matrix(train, task.labels, "train slice"),
+                               multi_label=task.multi_label, valid=self._views([r.text for r in dev]),
+                               y_valid=label_matrix(dev, task.labels, "dev"), methods=names, metric="micro",
+                               seed=task.seed)
+        self.candidate_, self.settings_ = choice.candidate, choice.settings
+        info = {"chosen": choice.method, "settings": {k: v for k, v in choice.settings.items() if k != "thresholds"}}
+        if self.method == "auto":
+            info["leaderboard"] = {e["method"]: round(e["score"], 4) for e in choice.leaderboard}
+        return info
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        state = self.candidate_.state(self._views(texts))
+        return self.candidate_.decide(state, self.settings_)
 
 
 class KNNMethod:
@@ -295,6 +321,8 @@ def _plain_methods(names: list[str], *, encoders: list[str], bodies: list[str], 
                                       template=zeroshot_template))
         elif name == "knn":
             out += [KNNMethod(e) for e in encoders]
+        elif name in ("linear", "ensemble", "auto"):
+            out += [IndexMethod(name, e) for e in encoders]
         elif name == "setfit":
             out += [SetFitMethod(b, max_steps=max_steps, num_iterations=setfit_iterations, max_rows=fit_max_rows)
                     for b in bodies]

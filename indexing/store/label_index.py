@@ -3,7 +3,11 @@
 A saved index is a folder holding `index.faiss` (the vectors; or, with the Milvus store, a collection that
 meta.json names: see `fewlabel.indexing.store.vector_store`), `rows.jsonl` (id, labels and text of
 every vector, in index order) and `meta.json` (the encoder and its settings, label names, the tuned
-k and m with the scores that chose them, a fingerprint of the data, format and fewlabel versions).
+k and m with the scores that chose them, a fingerprint of the data, format and fewlabel versions), plus, when
+the index labels with a method other than the kNN vote, `method/` (that method's files: plain JSON and
+numpy arrays, never pickle). This module stores those files generically and records their sha256 in
+``meta.json["method"]["files"]``; a file that no longer matches is refused on load. What they mean is
+`fewlabel.retrieval.methods`' business.
 Saving goes through a temporary folder and one rename, so an interrupted save leaves the old index
 whole. Loading checks every part against the others and against the encoder it will be used with.
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +33,8 @@ from fewlabel.indexing.store.vector_store import VectorStore, create_store, open
 
 FORMAT_VERSION = 1
 INDEX_FILE, ROWS_FILE, META_FILE = "index.faiss", "rows.jsonl", "meta.json"
+METHOD_DIR = "method"
+_METHOD_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 ENCODER_KEYS = ("model", "prefix", "pooling", "normalize", "dim", "max_length")
 
 
@@ -62,6 +69,8 @@ class LabelIndex:
     tuning: dict | None = None
     extra: dict = field(default_factory=dict)
     search_params: str | None = None
+    method: dict | None = None  # meta.json["method"]: which method labels (None: the kNN vote), its leaderboard
+    method_files: dict[str, bytes] = field(default_factory=dict)  # that method's files, kept in method/
 
     # ---- building -------------------------------------------------------------------------------
     @classmethod
@@ -110,6 +119,7 @@ class LabelIndex:
         if not self.multi_label and any(len(r.labels) > 1 for r in rows):
             self.multi_label = True
         self.tuning = None if self.tuning is None else {**self.tuning, "stale": True}
+        self.method = None if self.method is None else {**self.method, "stale": True}
         return len(rows)
 
     def remove(self, ids: Sequence[str]) -> int:
@@ -128,6 +138,7 @@ class LabelIndex:
         used = {lab for r in self.rows for lab in r.labels}
         self.label_names = [name for name in self.label_names if name in used]
         self.tuning = None if self.tuning is None else {**self.tuning, "stale": True}
+        self.method = None if self.method is None else {**self.method, "stale": True}
         return len(positions)
 
     def check_new_rows(self, rows: Sequence[Row], *, source: str | None = None,
@@ -226,6 +237,8 @@ class LabelIndex:
             "n_rows": len(self.rows),
             "data_fingerprint": self.fingerprint,
             "tuning": self.tuning,
+            **({"method": {**self.method, "files": {name: hashlib.sha256(data).hexdigest() for name, data
+                                                    in sorted(self.method_files.items())}}} if self.method else {}),
             **self.extra,
         }
 
@@ -253,6 +266,12 @@ class LabelIndex:
                 for row in self.rows:
                     fh.write(json.dumps({"id": row.id, "labels": list(row.labels), "text": row.text},
                                         ensure_ascii=False) + "\n")
+            if self.method_files:
+                (tmp / METHOD_DIR).mkdir()
+                for name, data in self.method_files.items():
+                    if not _METHOD_FILE_NAME.match(name):
+                        raise IndexMismatchError(f"method file name {name!r} is not a plain file name")
+                    (tmp / METHOD_DIR / name).write_bytes(data)
             (tmp / META_FILE).write_text(json.dumps(self.meta(), ensure_ascii=False, indent=2), encoding="utf-8")
         self.store.commit()
         release_replaced(replaced, self.store.describe())
@@ -313,13 +332,14 @@ class LabelIndex:
         stray = sorted({lab for r in rows for lab in r.labels} - known)
         if stray:
             raise IndexMismatchError(f"{folder}: rows carry labels missing from meta.json: {stray[:5]}")
+        method, method_files = _read_method(folder, meta.get("method"))
         standard = {"format_version", "fewlabel_version", "encoder", "faiss", "store", "labels", "multi_label",
-                    "n_rows", "data_fingerprint", "tuning"}
+                    "n_rows", "data_fingerprint", "tuning", "method"}
         faiss_meta = meta.get("faiss") or {}
         loaded = cls(encoder=meta["encoder"], factory=faiss_meta.get("factory") or meta["store"].get("index_type"),
                      rows=rows, label_names=list(meta["labels"]), multi_label=bool(meta["multi_label"]), store=store,
                      tuning=meta.get("tuning"), extra={k: v for k, v in meta.items() if k not in standard},
-                     search_params=faiss_meta.get("search_params"))
+                     search_params=faiss_meta.get("search_params"), method=method, method_files=method_files)
         if encoder is not None:
             loaded.check_encoder(encoder)
         return loaded
@@ -340,6 +360,35 @@ def _check_meta_fields(meta: dict, path: Path) -> None:
             raise IndexMismatchError(f"{path}: field 'encoder.{key}' is missing or not a {kind.__name__}")
     if faiss and not isinstance(meta["faiss"].get("factory"), str):
         raise IndexMismatchError(f"{path}: field 'faiss.factory' is missing or not a string")
+
+
+def _read_method(folder: Path, record) -> tuple[dict | None, dict[str, bytes]]:
+    """``meta.json["method"]`` and the files it names, each checked against its recorded sha256: a method file
+    changed after the index was written (by hand, a bad copy, or someone who sent you the folder) is refused
+    rather than used."""
+    if record is None:
+        return None, {}
+    where = folder / META_FILE
+    if not isinstance(record, dict) or not isinstance(record.get("name"), str) or \
+            not isinstance(record.get("files", {}), dict):
+        raise IndexMismatchError(f"{where}: field 'method' should be a JSON object with a 'name' and 'files'")
+    record = dict(record)
+    recorded = record.pop("files", {}) or {}
+    files = {}
+    for name, digest in recorded.items():
+        path = folder / METHOD_DIR / str(name)
+        if not _METHOD_FILE_NAME.match(str(name)) or not isinstance(digest, str):
+            raise IndexMismatchError(f"{where}: method file {name!r} is not a plain file name with a sha256")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise IndexMismatchError(f"{folder}: the method's file {METHOD_DIR}/{name} is missing or unreadable "
+                                     f"({type(exc).__name__}); rebuild the index") from exc
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise IndexMismatchError(f"{folder}: {METHOD_DIR}/{name} was changed after the index was written (its "
+                                     "sha256 does not match meta.json); refusing to use it: rebuild the index")
+        files[name] = data
+    return record, files
 
 
 def _store_record(folder: Path) -> dict | None:

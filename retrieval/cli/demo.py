@@ -12,7 +12,8 @@ def add_demo_command(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="build, tune and label on the bundled samples",
                                description="The main job end to end on samples shipped with fewlabel "
                                "(GoEmotions-ekman, English, multi-label; NSMC, Korean, sentiment): build an "
-                               "index, tune k and m, label held-out texts, print predictions and scores.")
+                               "index, let auto choose its method (leaderboard printed), label held-out texts, print "
+                               "predictions and scores.")
     demo.add_argument("--model", default=DEFAULT_MODEL, help=f"encoder (default: {DEFAULT_MODEL})")
     demo.add_argument("--dataset", choices=["all", "goemotions", "nsmc"], default="all")
     demo.add_argument("--out", default="fewlabel-demo", help="folder for indexes and predictions")

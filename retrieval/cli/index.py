@@ -28,8 +28,10 @@ def add_index_commands(commands: argparse._SubParsersAction) -> None:
     index_cmds = index.add_subparsers(dest="index_command", metavar="SUBCOMMAND", required=True)
 
     build = index_cmds.add_parser("build", help="encode labelled rows into a new index", epilog=EPILOG,
-                                  description="Encode labelled rows into a FAISS index folder; with --valid, "
-                                  "tune k (neighbours) and m (votes a label needs) on validation rows.")
+                                  description="Encode labelled rows into a FAISS index folder and choose how it "
+                                  "labels (--method, default auto: kNN vote, linear head, Naive Bayes or an "
+                                  "ensemble, scored on --valid, or by cross-validation on the training rows "
+                                  "without it).")
     build.add_argument("data", help="labelled training file")
     add_data_options(build, labels=True)
     build.add_argument("--valid", help="labelled validation file (same columns) to tune k and m on")
@@ -48,6 +50,7 @@ def add_index_commands(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--milvus-collection", default=None,
                        help="with --store milvus: the new collection's name (default: fewlabel_<random>)")
     add_tuning_options(build, "tried when tuning")
+    add_method_options(build)
     mode = build.add_mutually_exclusive_group()
     mode.add_argument("--multi-label", dest="multi_label", action="store_true", default=None,
                       help="each text may carry several labels (default: decided from the data)")
@@ -70,8 +73,13 @@ def add_index_commands(commands: argparse._SubParsersAction) -> None:
     add.add_argument("index_dir", help="index folder (updated atomically)")
     add.add_argument("data", help="labelled file with the rows to add")
     add_data_options(add, labels=True)
-    add.add_argument("--valid", help="labelled validation file to re-tune k and m on")
+    add.add_argument("--valid", help="labelled validation file to re-tune on (k and m, and the method's settings)")
     add_tuning_options(add, "tried when re-tuning")
+    add.add_argument("--retune", action="store_true",
+                     help="choose the method again (auto over every candidate; on --valid, or by cross-validation)"
+                          "; without it the index's method is refitted on all rows as it is")
+    add.add_argument("--cv-folds", type=positive_int, default=5,
+                     help="folds of the cross-validation when there is no --valid (default: 5)")
     add_model_options(add)
     add.set_defaults(handler=cmd_index_add)
 
@@ -80,6 +88,79 @@ def add_tuning_options(p: argparse.ArgumentParser, when: str) -> None:
     p.add_argument("--max-k", type=positive_int, default=20, help=f"largest k {when} (default: 20)")
     p.add_argument("--metric", choices=["micro", "macro"], default="micro",
                    help="F1 average that picks k and m (default: micro)")
+
+
+def add_method_options(p: argparse.ArgumentParser) -> None:
+    from fewlabel.retrieval.methods.names import METHOD_CHOICES
+
+    p.add_argument("--method", choices=METHOD_CHOICES, default="auto",
+                   help="how the index labels. auto (default) scores knn, linear, nb and ensemble on --valid (or "
+                        "by stratified cross-validation on the training rows when there is no --valid) and keeps "
+                        "the best by --metric; knn: the neighbour vote, k and m tuned; linear: logistic regression "
+                        "on the embeddings; nb: word or character n-gram Naive Bayes; ensemble: both views. "
+                        "setfit and finetune are not available for an index yet")
+    p.add_argument("--budget", type=_minutes, default=0.0,
+                   help="minutes auto may spend on trained candidates (SetFit, fine-tuning). Default 0: only the "
+                        "fast candidates, which take seconds to a few minutes on a CPU; trained candidates are not "
+                        "available for an index yet, so a budget above 0 is refused")
+    p.add_argument("--cv-folds", type=positive_int, default=5,
+                   help="folds of the cross-validation that scores the candidates when there is no --valid "
+                        "(default: 5)")
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of minutes >= 0, got {text!r}")
+    return value
+
+
+def _check_method(args: argparse.Namespace, n_rows: int, has_valid: bool) -> None:
+    """Method choices that cannot work, refused before any model loads."""
+    from fewlabel.retrieval.methods.names import MIN_CV_ROWS, TRAINED
+
+    if args.method in TRAINED or args.budget > 0:
+        raise FewlabelError("SetFit and fine-tuned candidates are not available for an index yet (use `fewlabel "
+                            "bench slices --methods setfit,finetune` to measure them): leave --budget at 0 and "
+                            "choose --method auto, knn, linear, nb or ensemble")
+    if args.method != "knn" and not has_valid and n_rows < MIN_CV_ROWS:
+        raise FewlabelError(f"--method {args.method} without --valid scores by cross-validation, which needs at "
+                            f"least {MIN_CV_ROWS} rows (there are {n_rows}): give --valid or --method knn")
+
+
+def _fit_method(args: argparse.Namespace, index, encoder, valid, cache, method: str) -> None:
+    """Choose (auto) or fit the index's method; kNN alone keeps the classic tuning (or none without --valid)."""
+    from fewlabel.retrieval.methods.index_method import fit_method
+    from fewlabel.retrieval.methods.store import method_record
+
+    if method == "knn":
+        if valid is not None:
+            _tune(args, index, encoder, valid, cache)
+        index.method = method_record("knn", chosen_by="user", settings={}, labels=index.label_names,
+                                     data_fingerprint=index.fingerprint)
+        index.method_files = {}
+        return
+    if valid is None:
+        say(args, f"no --valid: scoring by stratified {args.cv_folds}-fold cross-validation on the training rows")
+    record = fit_method(index, encoder, valid, method=method, metric=args.metric, folds=args.cv_folds,
+                        max_k=args.max_k, cache=cache, batch_size=args.batch_size, show_progress=not args.quiet,
+                        source=args.valid or "the training rows", label_field=args.label_col,
+                        log=lambda message: say(args, "  " + message))
+    best = record["leaderboard"][0] if record["leaderboard"] else None
+    say(args, f"method: {record['name']}" + (f" ({record['protocol']['metric']}-F1 {best['score']:.4f} ± "
+                                             f"{best['spread']:.4f}, chosen by auto)" if method == "auto" and best
+                                             else ""))
+
+
+def _check_valid_labels(args: argparse.Namespace, valid, known: set[str]) -> None:
+    """A validation label the index will never hold is a mistake found before any model loads."""
+    if valid is not None:
+        from fewlabel.indexing.readers import label_matrix
+
+        label_matrix(valid, sorted(known), args.valid, args.label_col)
 
 
 def _tune(args: argparse.Namespace, index, encoder, valid, cache) -> None:
@@ -93,13 +174,20 @@ def _tune(args: argparse.Namespace, index, encoder, valid, cache) -> None:
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
+    from fewlabel.indexing.encoders.encoder import Encoder
     from fewlabel.indexing.files import folder_lock
+    from fewlabel.indexing.store.faiss_index import check_factory
     from fewlabel.indexing.store.label_index import LabelIndex, claim_index_folder
 
     claim_index_folder(args.out)  # before anything is read or loaded: a user's folder is never replaced
+    Encoder.check_name(args.model)
     store_options = _store_options(args)
     rows = read_labelled(args, args.data)
     valid = read_labelled(args, args.valid) if args.valid else None
+    _check_valid_labels(args, valid, {label for row in rows for label in row.labels})
+    _check_method(args, len(rows), valid is not None)
+    if args.store == "faiss":  # a factory FAISS cannot parse, or cannot train on this many rows: before encoding
+        check_factory(args.factory, len(rows), args.search_params)
     augmenter = augmenter_from_args(args)
     labelled_rows = len(rows)
     if augmenter is not None:  # copies of the training rows only: --valid stays as it is
@@ -116,8 +204,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     if augmenter is not None:
         index.extra["augment"] = {**augmenter.describe(), "labelled_rows": labelled_rows, "rows": len(rows)}
     try:
-        if valid is not None:
-            _tune(args, index, encoder, valid, cache)
+        _fit_method(args, index, encoder, valid, cache, args.method)
         with folder_lock(args.out, waiting=lambda message: say(args, message)):
             claim_index_folder(args.out)  # again: something may have appeared there while encoding
             index.save(args.out)
@@ -126,7 +213,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         raise
     kind = "multi-label" if index.multi_label else "single-label"
     print(f"indexed {len(index)} rows, {len(index.label_names)} labels ({kind}) with {args.model} "
-          f"[{args.factory}] -> {args.out}")
+          f"[{args.factory}], method {index.method['name']} -> {args.out}")
     return 0
 
 
@@ -172,6 +259,7 @@ def cmd_index_info(args: argparse.Namespace) -> int:
         "tuning      " + (f"k={tuning['k']}, m={tuning['m']:g}, {tuning['metric']}-F1 {tuning['score']:.4f} "
                           f"on {tuning['n_valid']} rows" + (" (stale: rows added since)" if tuning.get("stale")
                                                             else "") if tuning else "not tuned (no --valid)"),
+        *_method_lines(meta.get("method")),
         f"fingerprint {meta['data_fingerprint']}   format {meta['format_version']}, "
         f"fewlabel {meta['fewlabel_version']}",
     ]
@@ -179,18 +267,57 @@ def cmd_index_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _method_lines(method: dict | None) -> list[str]:
+    """The method and, when auto chose it, the leaderboard, for `index info`."""
+    if not method:
+        return ["method      knn (index built before methods were chosen)"]
+    how = {"auto": "chosen by auto", "user": "named by --method"}.get(method.get("chosen_by"), "")
+    protocol = method.get("protocol") or {}
+    lines = [f"method      {method['name']}  ({how}" + (f", {protocol['note']}" if protocol.get("note") else "")
+             + ("; stale: rows changed since it was chosen, `index add --retune` chooses again"
+                if method.get("stale") else "") + ")"]
+    board = method.get("leaderboard") or []
+    if len(board) > 1 or method.get("chosen_by") == "auto":
+        lines.append(f"leaderboard {protocol.get('metric', 'micro')}-F1 (mean ± spread), seconds, tuned:")
+        for entry in board:
+            tuned = ", ".join(f"{k}={v}" for k, v in entry.get("tuned", {}).items() if k != "thresholds")
+            lines.append(f"  {'*' if entry.get('chosen') else ' '} {entry['method']:<9} {entry['score']:.4f} ± "
+                         f"{entry['spread']:.4f}  {entry['seconds']:>7.1f}s  {tuned}")
+    return lines
+
+
 def cmd_index_add(args: argparse.Namespace) -> int:
     from fewlabel.indexing.store.label_index import LabelIndex
+    from fewlabel.retrieval.methods.names import MIN_CV_ROWS
 
-    LabelIndex.load(args.index_dir)  # a missing or damaged index is reported before the data is read
     rows = read_labelled(args, args.data)
     valid = read_labelled(args, args.valid) if args.valid else None
+    known = LabelIndex.load(args.index_dir).label_names
+    _check_valid_labels(args, valid, {*known, *(label for row in rows for label in row.labels)})
     with LabelIndex.update(args.index_dir, waiting=lambda message: say(args, message)) as index:
+        index.check_new_rows(rows, source=args.data, renumber=args.id_col is None)  # before the model loads
+        index.check_weights()  # a model retrained in place: refused before it loads
         encoder = load_encoder(args, index.encoder["model"])
         cache = open_cache(args)
         added = index.add(rows, encoder, cache=cache, batch_size=args.batch_size, show_progress=not args.quiet,
                           source=args.data, renumber=args.id_col is None)
-        if valid is not None:
-            _tune(args, index, encoder, valid, cache)
+        method = "auto" if args.retune else (index.method or {}).get("name", "knn")
+        if method == "knn" and not args.retune:
+            if valid is not None:
+                _tune(args, index, encoder, valid, cache)
+            if index.method:
+                index.method = {**index.method, "stale": False}
+        else:
+            if valid is None and len(index) < MIN_CV_ROWS:
+                raise FewlabelError(f"refitting the method needs --valid or at least {MIN_CV_ROWS} rows")
+            old = dict(index.method or {})
+            if not args.retune:
+                say(args, f"refitting the index's method ({method}) on all {len(index)} rows; it was chosen for the "
+                          "old rows, so the choice may be stale: --retune chooses again")
+            _fit_method(args, index, encoder, valid, cache, method)
+            if not args.retune and old:  # the old choice stands, refitted: keep how it was chosen, flag it
+                index.method = {**index.method, "chosen_by": old.get("chosen_by", "user"),
+                                "leaderboard": old.get("leaderboard", []), "protocol": old.get("protocol"),
+                                "stale": True}
     print(f"added {added} rows -> {args.index_dir} now holds {len(index)} rows")
     return 0

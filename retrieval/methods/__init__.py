@@ -1,0 +1,25 @@
+"""The methods an index can label with, and `auto`, which chooses among them on validation data.
+
+Candidates (all on the index's own rows): ``knn`` (the vote, tuned k and m), ``linear`` (logistic regression
+on the frozen embeddings), ``nb`` (word or character n-gram Naive Bayes, by the script of the text) and
+``ensemble`` (both views blended). `fit_method` chooses and stores one in a `LabelIndex`; `load_method` reads it
+back for the router; `select_method` is the choice itself on arrays."""
+
+from fewlabel.indexing.lazy import lazy_exports
+
+_EXPORTS = {
+    "CANDIDATES": "fewlabel.retrieval.methods.names",
+    "select_method": "fewlabel.retrieval.methods.auto",
+    "cv_plan": "fewlabel.retrieval.methods.auto",
+    "Views": "fewlabel.retrieval.methods.common",
+    "LinearHead": "fewlabel.retrieval.methods.linear",
+    "NaiveBayesText": "fewlabel.retrieval.methods.nb",
+    "EnsembleHead": "fewlabel.retrieval.methods.ensemble",
+    "KNNCandidate": "fewlabel.retrieval.methods.knn",
+    "METHOD_CHOICES": "fewlabel.retrieval.methods.names",
+    "fit_method": "fewlabel.retrieval.methods.index_method",
+    "build_index": "fewlabel.retrieval.methods.index_method",
+    "load_method": "fewlabel.retrieval.methods.store",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,205 @@
+"""`auto`: score every candidate on data it was not fitted or tuned on, and keep the best.
+
+Two protocols, one rule (the rows a score is measured on never shaped the model or its settings):
+
+* **with validation rows** every candidate is fitted on the training rows once. Its settings (k and m, C,
+  thresholds, blend weight) are chosen on one half of the validation rows and scored on the other, then the
+  halves swap: the score is the mean of the two, the spread half their difference. Scoring on the same rows
+  the settings were chosen on would favour the candidates with more knobs (kNN tries 210 (k, m) pairs, Naive
+  Bayes none). The stored settings are then chosen on all validation rows.
+* **without validation rows** stratified k-fold cross-validation on the training rows: for fold f the
+  candidate is fitted on every fold but f and f+1, tuned on fold f+1 and scored on fold f; the score is the
+  mean over folds ± their standard deviation. The final model is fitted on all rows, with settings chosen on
+  the pooled out-of-fold predictions of the tuning folds.
+
+The best mean score (``metric``: micro or macro F1) wins; a tie goes to the candidate listed first in
+:data:`CANDIDATES` (the cheaper one)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fewlabel.indexing.errors import FewlabelError
+from fewlabel.retrieval.knn.labelling import DEFAULT_MAX_K
+from fewlabel.retrieval.methods.common import Views, score, subset
+from fewlabel.retrieval.methods.names import CANDIDATES, MIN_CV_ROWS
+
+__all__ = ["CANDIDATES", "Choice", "MIN_CV_ROWS", "cv_plan", "make_candidate", "select_method"]
+
+_TIE = 1e-9
+
+
+def make_candidate(name: str, *, max_k: int = DEFAULT_MAX_K, fitted: dict | None = None):
+    """A fresh candidate; ``fitted`` holds this round's fitted linear and nb, which the ensemble reuses."""
+    from fewlabel.retrieval.methods.ensemble import EnsembleHead
+    from fewlabel.retrieval.methods.knn import KNNCandidate
+    from fewlabel.retrieval.methods.linear import LinearHead
+    from fewlabel.retrieval.methods.nb import NaiveBayesText
+
+    fitted = fitted or {}
+    if name == "knn":
+        return KNNCandidate(max_k)
+    if name == "linear":
+        return LinearHead()
+    if name == "nb":
+        return NaiveBayesText()
+    if name == "ensemble":
+        return EnsembleHead(linear=fitted.get("linear"), nb=fitted.get("nb"))
+    raise FewlabelError(f"unknown method '{name}'; choose from {', '.join(CANDIDATES)}")
+
+
+@dataclass
+class Choice:
+    """What :func:`select_method` found: the winner fitted on all training rows, its settings, the
+    leaderboard (one entry per candidate, best first) and how the scores were measured."""
+
+    method: str
+    candidate: object
+    settings: dict
+    leaderboard: list[dict]
+    protocol: dict
+    candidates: dict = field(default_factory=dict)  # every candidate fitted on all rows, with its settings
+
+
+def _stratified_folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """A fold number per row, stratified on every label at once (iterative stratification; single-label rows
+    are one-hot, which makes it plain stratification)."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    fold = np.zeros(len(y), dtype=np.int64)
+    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for f, (_, rows) in enumerate(splitter.split(np.zeros((len(y), 1)), y.astype(int))):
+        fold[rows] = f
+    return fold
+
+
+def cv_plan(y: np.ndarray, n_folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(fit rows, tune rows, score rows) per fold: score = fold f, tune = fold f+1, fit = the rest. The three
+    are disjoint, so nothing a score is measured on reached the model or its settings."""
+    fold = _stratified_folds(np.asarray(y, dtype=bool), n_folds, seed)
+    plan = []
+    for f in range(n_folds):
+        g = (f + 1) % n_folds
+        plan.append((np.flatnonzero((fold != f) & (fold != g)), np.flatnonzero(fold == g), np.flatnonzero(fold == f)))
+    return plan
+
+
+def _summary(settings: dict) -> dict:
+    """What a candidate tuned, for the leaderboard (thresholds rounded)."""
+    return {key: ([round(float(t), 2) for t in value] if key == "thresholds" else
+                  round(value, 4) if isinstance(value, float) else value) for key, value in settings.items()}
+
+
+def select_method(train: Views, y: np.ndarray, *, multi_label: bool, valid: Views | None = None,
+                  y_valid: np.ndarray | None = None, methods: Sequence[str] = CANDIDATES, metric: str = "micro",
+                  folds: int = 5, seed: int = 0, max_k: int = DEFAULT_MAX_K,
+                  log: Callable[[str], None] | None = None) -> Choice:
+    """Fit, tune and score each of ``methods`` (see the module docstring) and return the best."""
+    if metric not in ("micro", "macro"):
+        raise FewlabelError(f"metric must be 'micro' or 'macro', got {metric!r}")
+    methods = list(dict.fromkeys(methods))
+    for name in methods:
+        if name not in CANDIDATES:
+            raise FewlabelError(f"unknown method '{name}'; choose from {', '.join(CANDIDATES)}")
+    y = np.asarray(y, dtype=bool)
+    say = log or (lambda message: None)
+    if valid is not None:
+        results = _on_validation(train, y, valid, np.asarray(y_valid, dtype=bool), methods, multi_label, metric,
+                                 seed, max_k, say)
+        protocol = {"kind": "validation", "n_valid": len(valid),
+                    "note": "settings chosen on one half of the validation rows, scored on the other, and swapped"}
+    else:
+        n_folds = min(int(folds), len(train) // 2)
+        if n_folds < 3:
+            raise FewlabelError(f"choosing a method without validation rows needs at least {MIN_CV_ROWS} training "
+                                f"rows for cross-validation, there are {len(train)}: give --valid, or a --method")
+        results = _cross_validated(train, y, methods, multi_label, metric, n_folds, seed, max_k, say)
+        protocol = {"kind": "cross-validation", "folds": n_folds, "seed": seed,
+                    "note": f"stratified {n_folds}-fold cross-validation on the training rows (no validation file): "
+                            "fitted on k-2 folds, tuned on one, scored on the other"}
+    order = sorted(results, key=lambda name: (-results[name]["entry"]["score"], methods.index(name)))
+    best = order[0]
+    for name in order[1:]:  # a tie (to float noise) goes to the cheaper candidate listed first
+        if results[name]["entry"]["score"] >= results[best]["entry"]["score"] - _TIE and \
+                CANDIDATES.index(name) < CANDIDATES.index(best):
+            best = name
+    leaderboard = [{**results[name]["entry"], "chosen": name == best} for name in order]
+    return Choice(method=best, candidate=results[best]["candidate"], settings=results[best]["settings"],
+                  leaderboard=leaderboard, protocol={**protocol, "metric": metric},
+                  candidates={name: (r["candidate"], r["settings"]) for name, r in results.items()})
+
+
+def _on_validation(train: Views, y: np.ndarray, valid: Views, y_valid: np.ndarray, methods: list[str],
+                   multi_label: bool, metric: str, seed: int, max_k: int, say) -> dict:
+    halves = None
+    if len(valid) >= 4:
+        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+        splitter = MultilabelStratifiedKFold(n_splits=2, shuffle=True, random_state=seed)
+        a, b = next(iter(splitter.split(np.zeros((len(valid), 1)), y_valid.astype(int))))
+        halves = [(a, b), (b, a)]
+    fitted: dict = {}
+    results = {}
+    for name in methods:
+        started = time.perf_counter()
+        candidate = make_candidate(name, max_k=max_k, fitted=fitted).fit_views(train, y, multi_label)
+        fitted[name] = candidate
+        state = candidate.state(valid)
+        scores = []
+        for tune_rows, score_rows in halves or []:
+            settings = candidate.select(subset(state, tune_rows), y_valid[tune_rows], metric)
+            scores.append(score(candidate.decide(subset(state, score_rows), settings), y_valid[score_rows], metric))
+        settings = candidate.select(state, y_valid, metric)
+        if not scores:  # too few validation rows to split: scored where tuned (optimistic, and said so)
+            scores = [score(candidate.decide(state, settings), y_valid, metric)]
+        seconds = time.perf_counter() - started
+        entry = {"method": name, "score": float(np.mean(scores)), "spread": float(np.std(scores)),
+                 "scores": [round(float(s), 4) for s in scores], "seconds": round(seconds, 2),
+                 "tuned": _summary(settings)}
+        if halves is None:
+            entry["note"] = "fewer than 4 validation rows: scored on the rows it was tuned on"
+        say(f"{name:<9} {metric}-F1 {entry['score']:.4f} ± {entry['spread']:.4f}  ({seconds:.1f}s)")
+        results[name] = {"entry": entry, "candidate": candidate, "settings": settings}
+    return results
+
+
+def _cross_validated(train: Views, y: np.ndarray, methods: list[str], multi_label: bool, metric: str, n_folds: int,
+                     seed: int, max_k: int, say) -> dict:
+    plan = cv_plan(y, n_folds, seed)
+    max_k = max(1, min(max_k, min(len(fit) for fit, _, _ in plan)))  # every fold's states have the same shape
+    scores = {name: [] for name in methods}
+    seconds = dict.fromkeys(methods, 0.0)
+    pooled: dict[str, dict] = {name: {} for name in methods}
+    for fit_rows, tune_rows, score_rows in plan:
+        fitted: dict = {}
+        fit_views, both = train.take(fit_rows), np.concatenate([tune_rows, score_rows])
+        for name in methods:
+            started = time.perf_counter()
+            candidate = make_candidate(name, max_k=max_k, fitted=fitted).fit_views(fit_views, y[fit_rows], multi_label)
+            fitted[name] = candidate
+            state = candidate.state(train.take(both))
+            tune_part, score_part = np.arange(len(tune_rows)), np.arange(len(tune_rows), len(both))
+            settings = candidate.select(subset(state, tune_part), y[tune_rows], metric)
+            scores[name].append(score(candidate.decide(subset(state, score_part), settings), y[score_rows], metric))
+            for key, value in subset(state, tune_part).items():  # out-of-fold states of the tuning rows
+                store = pooled[name].setdefault(key, np.zeros((len(train), *value.shape[1:]), dtype=value.dtype))
+                store[tune_rows] = value
+            seconds[name] += time.perf_counter() - started
+    results = {}
+    fitted = {}
+    for name in methods:
+        started = time.perf_counter()
+        candidate = make_candidate(name, max_k=max_k, fitted=fitted).fit_views(train, y, multi_label)
+        fitted[name] = candidate
+        settings = candidate.select(pooled[name], y, metric)  # every row was a tuning row exactly once
+        seconds[name] += time.perf_counter() - started
+        entry = {"method": name, "score": float(np.mean(scores[name])), "spread": float(np.std(scores[name])),
+                 "scores": [round(float(s), 4) for s in scores[name]], "seconds": round(seconds[name], 2),
+                 "tuned": _summary(settings)}
+        say(f"{name:<9} {metric}-F1 {entry['score']:.4f} ± {entry['spread']:.4f}  ({seconds[name]:.1f}s)")
+        results[name] = {"entry": entry, "candidate": candidate, "settings": settings}
+    return results

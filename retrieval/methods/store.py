@@ -1,0 +1,117 @@
+"""The stored form of a method, inside the index folder: ``method/`` with plain files only.
+
+Layout (``METHOD_FORMAT`` 1), for every method but ``knn`` (whose k and m stay in ``meta.json["tuning"]``):
+
+* ``method/method.json``: the method's name, the format number, the label columns in order, and its
+  settings (C, thresholds, blend weight, the n-gram analyzer…);
+* ``method/arrays.npz``: numpy arrays only, read with ``np.load(…, allow_pickle=False)``: the linear head's
+  ``linear_coef`` (L, D) and ``linear_intercept`` (L,), Naive Bayes' ``nb_coef`` (L, V) and ``nb_intercept``;
+* ``method/vocabulary.json`` (nb, ensemble): the n-gram vocabulary in column order.
+
+Why not pickle (or joblib): an index folder is something people copy and send each other, and loading a
+pickle runs whatever code its author put in it. These files hold numbers and strings, so loading one can only
+give wrong labels, never run code; and ``meta.json["method"]["files"]`` records the sha256 of each, which
+`LabelIndex.load` checks, so a changed file is refused instead of silently giving other labels.
+
+:func:`method_record` and :func:`method_files` make what `LabelIndex` stores (it stores them generically,
+knowing nothing of methods); :func:`load_method` turns them back into a :class:`StoredMethod` for the router."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from fewlabel.indexing.errors import IndexMismatchError
+from fewlabel.retrieval.methods.common import Views, arrays_from_bytes, arrays_to_bytes
+
+__all__ = ["METHOD_FORMAT", "StoredMethod", "load_method", "method_files", "method_record"]
+
+METHOD_FORMAT = 1
+SETTINGS_FILE, ARRAYS_FILE, VOCABULARY_FILE = "method.json", "arrays.npz", "vocabulary.json"
+STORED = ("linear", "nb", "ensemble")
+
+
+def method_files(name: str, candidate, settings: dict, labels: list[str]) -> dict[str, bytes]:
+    """The files of a fitted candidate (none for knn), ready for ``LabelIndex.method_files``."""
+    if name == "knn":
+        return {}
+    if name not in STORED:
+        raise IndexMismatchError(f"method '{name}' cannot be stored in an index folder")
+    if hasattr(candidate, "keep"):
+        candidate.keep(settings)
+    parts = candidate.to_files()
+    model_settings, arrays = parts[0], parts[1]
+    files = {SETTINGS_FILE: json.dumps({"method": name, "format": METHOD_FORMAT, "labels": list(labels),
+                                        "model": model_settings, "settings": settings},
+                                       ensure_ascii=False, indent=1).encode(),
+             ARRAYS_FILE: arrays_to_bytes(arrays)}
+    if len(parts) > 2:
+        files[VOCABULARY_FILE] = json.dumps(parts[2], ensure_ascii=False).encode()
+    return files
+
+
+def method_record(name: str, *, chosen_by: str, settings: dict, labels: list[str], data_fingerprint: str,
+                  leaderboard: list[dict] | None = None, protocol: dict | None = None, seconds: float | None = None,
+                  budget_minutes: float = 0.0) -> dict:
+    """``meta.json["method"]`` (LabelIndex adds ``files`` with their sha256 when it saves)."""
+    return {"name": name, "format": METHOD_FORMAT, "chosen_by": chosen_by, "settings": settings,
+            "labels": list(labels), "data_fingerprint": data_fingerprint, "leaderboard": leaderboard or [],
+            "protocol": protocol, "seconds": seconds, "budget_minutes": budget_minutes}
+
+
+@dataclass
+class StoredMethod:
+    """A method read back from an index folder: labels in its own column order."""
+
+    name: str
+    labels: list[str]
+    multi_label: bool
+    candidate: object
+    settings: dict
+
+    def predict(self, vectors: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (n, L), chosen (n, L) bool) for queries given as vectors and texts."""
+        state = self.candidate.state(Views(np.asarray(vectors), list(texts)))
+        return self.candidate.proba(state, self.settings), self.candidate.decide(state, self.settings)
+
+
+def load_method(index) -> StoredMethod | None:
+    """The method an index stores (files already checked against their sha256 by `LabelIndex.load`), or None
+    when it votes by kNN (no method recorded, or ``knn``)."""
+    from fewlabel.retrieval.methods.ensemble import EnsembleHead
+    from fewlabel.retrieval.methods.linear import LinearHead
+    from fewlabel.retrieval.methods.nb import NaiveBayesText
+
+    record = index.method or {}
+    name = record.get("name", "knn")
+    if name == "knn":
+        return None
+    where = "the index's method/ folder"
+    if name not in STORED:
+        raise IndexMismatchError(f"{where}: method '{name}' is not one this fewlabel can use (it knows knn, "
+                                 f"{', '.join(STORED)}); rebuild the index with `fewlabel index build`")
+    files = index.method_files
+    try:
+        spec = json.loads(files[SETTINGS_FILE])
+        if spec.get("format") != METHOD_FORMAT:
+            raise IndexMismatchError(f"{where}: method format {spec.get('format')!r}; this fewlabel reads format "
+                                     f"{METHOD_FORMAT} (rebuild the index)")
+        arrays = arrays_from_bytes(files[ARRAYS_FILE], f"{where}/{ARRAYS_FILE}")
+        vocabulary = json.loads(files[VOCABULARY_FILE]) if VOCABULARY_FILE in files else None
+        model = spec["model"]
+        if name == "linear":
+            candidate = LinearHead.from_files(model, arrays)
+        elif name == "nb":
+            candidate = NaiveBayesText.from_files(model, arrays, vocabulary)
+        else:
+            candidate = EnsembleHead.from_files(model, arrays, vocabulary)
+        labels = list(spec["labels"])
+    except IndexMismatchError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IndexMismatchError(f"{where}: incomplete or malformed method files ({type(exc).__name__}: {exc})") \
+            from exc
+    return StoredMethod(name=name, labels=labels, multi_label=bool(model.get("multi_label")), candidate=candidate,
+                        settings=spec["settings"])
