@@ -154,6 +154,12 @@ def test_bad_requests_get_the_right_code_and_name_the_field(served):
                        headers={**AUTH, "content-type": "application/json"})
     assert huge.status_code == 413
     assert client.post("/similarity", json={"pairs": [["only one"]]}, headers=AUTH).status_code == 422
+    blank = client.post("/similarity", json={"pairs": [["a", "b"], ["c", " "]]}, headers=AUTH)
+    assert blank.status_code == 422 and blank.json()["detail"][0]["loc"] == ["body", "pairs", 1, 1]
+    assert client.post("/similarity", json={"pairs": [["a", "b"]] * 8}, headers=AUTH).status_code == 200  # 16 texts
+    assert client.post("/similarity", json={"pairs": [["a", "b"]] * 9}, headers=AUTH).status_code == 413
+    row = client.post("/examples", json={"rows": [{"text": " ", "labels": ["joy"]}]}, headers=AUTH)
+    assert row.status_code == 422 and row.json()["detail"][0]["loc"] == ["body", "rows", 0, "text"]
     assert client.get("/health").status_code == 200  # bad input never killed the server
     assert served["server"].poll() is None
 

@@ -121,7 +121,7 @@ class Service:
     """The loaded models and the index, and one method per route."""
 
     def __init__(self, settings: ServeSettings) -> None:
-        from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
+        from fewlabel.indexing.encoders.cache import default_cache_path
         from fewlabel.indexing.store.label_index import LabelIndex
         from fewlabel.retrieval.sts.scorer import STSScorer
         from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot, NLIZeroShot
@@ -141,7 +141,6 @@ class Service:
         self._embed_zero_shot = {flag: EmbeddingZeroShot(self.encoder, multi_label=flag, batch_size=settings.batch_size)
                                  for flag in (False, True)}
         self._predictors: dict[tuple[int | None, str], object] = {}
-        self._cache_type = EmbeddingCache
 
     # ---- shared state ---------------------------------------------------------------------------------------
     @property
@@ -151,7 +150,9 @@ class Service:
             return None
         cache = getattr(self._local, "cache", None)
         if cache is None:
-            cache = self._local.cache = self._cache_type(self._cache_path)
+            from fewlabel.indexing.encoders.cache import EmbeddingCache
+
+            cache = self._local.cache = EmbeddingCache(self._cache_path)
         return cache
 
     def _refresh(self) -> None:
@@ -198,18 +199,25 @@ class Service:
         self._predictors[key] = predictor
         return predictor
 
-    def check_texts(self, texts: Sequence[str], field: str) -> None:
-        """The server's limits: 413 for too many items, 422 naming the item for an empty or too long text."""
-        limit = self.settings.max_batch
-        if len(texts) > limit:
-            raise RequestError(413, f"{len(texts)} {field} in one request; this server takes at most {limit} "
-                                    "(--max-batch)", ["body", field])
+    def check_count(self, n: int, field: str) -> None:
+        if n > self.settings.max_batch:
+            raise RequestError(413, f"{n} {field} in one request; this server takes at most "
+                                    f"{self.settings.max_batch} (--max-batch)", ["body", field])
+
+    def check_texts(self, texts: Sequence[str], field: str, where: Sequence[Sequence[str | int]] | None = None, *,
+                    counted: bool = False) -> None:
+        """The server's limits: 413 for too many items, 422 naming the item for an empty or too long text.
+        ``where``: the location of each text inside its item (``[i, "text"]`` in rows, ``[i, 1]`` in pairs);
+        ``counted``: the items were counted already (a pair holds two texts)."""
+        if not counted:
+            self.check_count(len(texts), field)
         for i, text in enumerate(texts):
+            loc = ["body", field, *(where[i] if where is not None else [i])]
             if not text.strip():
-                raise RequestError(422, "empty text", ["body", field, i])
+                raise RequestError(422, "empty text", loc)
             if len(text) > self.settings.max_text_chars:
                 raise RequestError(422, f"text of {len(text):,} characters; this server takes at most "
-                                        f"{self.settings.max_text_chars:,} (--max-text-length)", ["body", field, i])
+                                        f"{self.settings.max_text_chars:,} (--max-text-length)", loc)
 
     # ---- routes ---------------------------------------------------------------------------------------------
     def info(self) -> dict:
@@ -251,10 +259,9 @@ class Service:
         return out
 
     def similarity(self, pairs: list[tuple[str, str]]) -> list[float]:
-        self.check_texts([text for pair in pairs for text in pair][: 2 * len(pairs)], "pairs")
-        if len(pairs) > self.settings.max_batch:
-            raise RequestError(413, f"{len(pairs)} pairs in one request; this server takes at most "
-                                    f"{self.settings.max_batch} (--max-batch)", ["body", "pairs"])
+        self.check_count(len(pairs), "pairs")
+        texts = [text for pair in pairs for text in pair]
+        self.check_texts(texts, "pairs", [[i // 2, i % 2] for i in range(len(texts))], counted=True)
         scorer = copy.copy(self.sts)
         scorer.cache = self.cache
         return [float(s) for s in scorer.predict(pairs)]
@@ -293,7 +300,7 @@ class Service:
         not given get the next free numbers."""
         from fewlabel.indexing.store.label_index import LabelIndex
 
-        self.check_texts([r["text"] for r in rows], "rows")
+        self.check_texts([r["text"] for r in rows], "rows", [[i, "text"] for i in range(len(rows))])
         seen: dict[str, int] = {}
         for i, row in enumerate(rows):
             if row.get("id") is not None:
