@@ -126,7 +126,7 @@ def _check_method(args: argparse.Namespace, n_rows: int, has_valid: bool) -> Non
         raise FewlabelError("SetFit and fine-tuned candidates are not available for an index yet (use `fewlabel "
                             "bench slices --methods setfit,finetune` to measure them): leave --budget at 0 and "
                             "choose --method auto, knn, linear, nb or ensemble")
-    if args.method != "knn" and not has_valid and n_rows < MIN_CV_ROWS:
+    if args.method not in ("knn", "auto") and not has_valid and n_rows < MIN_CV_ROWS:
         raise FewlabelError(f"--method {args.method} without --valid scores by cross-validation, which needs at "
                             f"least {MIN_CV_ROWS} rows (there are {n_rows}): give --valid or --method knn")
 
@@ -134,8 +134,12 @@ def _check_method(args: argparse.Namespace, n_rows: int, has_valid: bool) -> Non
 def _fit_method(args: argparse.Namespace, index, encoder, valid, cache, method: str) -> None:
     """Choose (auto) or fit the index's method; kNN alone keeps the classic tuning (or none without --valid)."""
     from fewlabel.retrieval.methods.index_method import fit_method
+    from fewlabel.retrieval.methods.names import MIN_CV_ROWS
     from fewlabel.retrieval.methods.store import method_record
 
+    if method == "auto" and valid is None and len(index) < MIN_CV_ROWS:
+        say(args, f"only {len(index)} rows and no --valid: too few to choose by cross-validation, so the kNN vote")
+        method = "knn"
     if method == "knn":
         if valid is not None:
             _tune(args, index, encoder, valid, cache)
@@ -308,7 +312,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
             if index.method:
                 index.method = {**index.method, "stale": False}
         else:
-            if valid is None and len(index) < MIN_CV_ROWS:
+            if method != "auto" and valid is None and len(index) < MIN_CV_ROWS:
                 raise FewlabelError(f"refitting the method needs --valid or at least {MIN_CV_ROWS} rows")
             old = dict(index.method or {})
             if not args.retune:
