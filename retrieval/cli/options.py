@@ -228,9 +228,12 @@ def read_unlabelled(args: argparse.Namespace, path: str):
 
 def load_encoder(args: argparse.Namespace, model: str):
     from fewlabel.indexing.encoders.encoder import Encoder
+    from fewlabel.indexing.hf import pick_device
 
+    device = pick_device(args.device)  # a device or a model that is not there is refused before anything loads
+    Encoder.check_name(model)
     say(args, f"loading encoder {model} …")
-    return Encoder(model, device=args.device)
+    return Encoder(model, device=device)
 
 
 def fmt_metric(value: float | None) -> str:

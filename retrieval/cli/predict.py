@@ -127,13 +127,14 @@ def _check_fallback_options(args: argparse.Namespace) -> None:
 
 def _zero_shot(args: argparse.Namespace, index, encoder):
     """The fallback scorer of ``--fallback``; None for plain kNN."""
-    from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot, NLIZeroShot
+    from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot, NLIZeroShot, resolve_nli_model
 
     if args.fallback == "none":
         return None
     common = dict(template=args.template, multi_label=index.multi_label, threshold=args.fallback_threshold,
                   batch_size=args.batch_size, show_progress=not args.quiet)
     if args.fallback == "nli":
+        resolve_nli_model(args.nli_model)  # refused before anything loads
         say(args, f"loading NLI model {args.nli_model} …")
         return NLIZeroShot(args.nli_model, device=args.device, **common)
     return EmbeddingZeroShot(encoder, cache=open_cache(args), **common)
@@ -195,6 +196,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     valid = None
     if args.tune_fallback:
         valid = read_labelled(args, args.tune_fallback)
+    index.check_weights()  # a model retrained in place: refused before it loads
     encoder = load_encoder(args, index.encoder["model"])
     zero_shot = _zero_shot(args, index, encoder)
     kwargs = _router_settings(args, index, zero_shot, labels, tuning=valid is not None)

@@ -137,6 +137,7 @@ def cmd_re_predict(args: argparse.Namespace) -> int:
     from fewlabel.retrieval.relation.classifier import RelationClassifier
 
     out = claim_submission(args.out)
+    RelationClassifier.read_info(args.model_dir)  # not a finished classifier: refused before anything loads
     say(args, f"loading relation classifier {args.model_dir} …")
     classifier = RelationClassifier(args.model_dir, device=args.device, batch_size=args.batch_size)
     rows = read_relations(args.input, labels=classifier.labels, keep_labels=not args.ignore_labels)
