@@ -189,7 +189,10 @@ def dataset_section(result: dict) -> str:
     s = adapted["settings"]
     lines = [f"## {spec['title']}", "",
              f"Train `{spec['train']}`, test `{spec['test']}`; pool / dev / test rows: {result['sizes']['train']:,} / "
-             f"{result['sizes']['dev']:,} / {result['sizes']['test']:,}. " + " ".join(n + "." for n in result["notes"]),
+             f"{result['sizes']['dev']:,} / {result['sizes']['test']:,}. " + " ".join(n + "." for n in result["notes"])
+             + (f" Floor: the best constant answer on dev, '{state['majority']['label']}' for every text, scores "
+                f"micro-F1 {state['majority']['micro_f1']:.3f} / macro-F1 {state['majority']['macro_f1']:.3f}."
+                if state.get("majority") else ""),
              "", "**Adaptation.** " + (
                  f"`{adapted['base']}` adapted with {adapted['objective']}: {adapted['steps']} steps of "
                  f"{s['batch_size']} texts (max {s['max_length']} tokens, lr {s['lr']:g}"
@@ -202,11 +205,11 @@ def dataset_section(result: dict) -> str:
         table, deltas = comparison(summary, state, f"knn:{enc}", knn_adapted, metric)
         lines += [f"**kNN, base against adapted encoder ({label}, mean ± std over seeds; CPU s = mean CPU time of "
                   "one unit: index, tuning and test).**", "", table, "",
-                  _finding(deltas, "the adapted encoder", label, _slices(summary[f'knn:{enc}'])), ""]
+                  _finding(deltas, "the adapted encoder", label, _slices({enc: summary[f"knn:{enc}"]})), ""]
     for plain in ("nb", f"knn:{enc}"):
         table, deltas = comparison(summary, state, plain, f"{plain}+{augmented}", "micro")
         lines += [f"**`{plain}` with and without {augmented} augmentation (micro-F1).**", "", table, "",
-                  _finding(deltas, f"{augmented} augmentation", "micro-F1", _slices(summary[plain])), ""]
+                  _finding(deltas, f"{augmented} augmentation", "micro-F1", _slices({plain: summary[plain]})), ""]
     lines += [f"Full tables (macro-F1 too, wall times, plots): `adapt-{result['key']}/report.md`.", ""]
     return "\n".join(lines)
 
@@ -230,8 +233,10 @@ def write_adapt_report(results: list[dict], args: argparse.Namespace) -> Path:
             f"'all' capped at {args.max_train:,} rows; dev sampled to {args.dev_sample:,} rows (tuning only); test "
             f"sampled to {args.test_sample:,} rows; {args.seeds} seed(s) (slice draws). Augmentation: {args.augment}, "
             f"up to {args.augment_copies} copies per row, p={args.augment_p}, words (eojeol for Korean), seed "
-            f"{args.seed}. The `linear` method of the method-choice issue does not exist in fewlabel yet, so only "
-            "kNN is compared base against adapted.")
+            f"{args.seed}. The `linear` method of the method-choice issue was not in fewlabel when this ran, so only "
+            "kNN is compared base against adapted. CPU s is the process's CPU time (both cores) per unit; the first "
+            "unit of each kNN method also loads its encoder and encodes the dev and test texts, later units find "
+            "them in the embedding cache.")
     body = "\n\n".join([caps] + ([args.note] if args.note else []) + [dataset_section(r) for r in results])
     payload = {"datasets": [{k: v for k, v in r.items() if k != "state"} | {"summary": _jsonable(summarise(r["state"]))}
                             for r in results]}
