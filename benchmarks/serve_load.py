@@ -87,7 +87,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=2000, help="requests of 1 text")
+    parser.add_argument("--requests-16", type=int, default=2000, help="requests of 16 texts")
+    parser.add_argument("--note", default="", help="a sentence for the report (e.g. what else ran)")
     parser.add_argument("--limit-s", type=float, default=420.0, help="time limit of each phase")
     args = parser.parse_args()
     with open(DEMO / "goemotions_ekman_test.tsv", encoding="utf-8") as fh:
@@ -120,8 +122,8 @@ def main() -> None:
                 time.sleep(0.5)
             memory["after_start"] = memory_mib(server.pid)
             asyncio.run(phase(base, texts, 1, 50, args.clients, 60))  # warm-up, not reported
-            for per_request in (1, 16):
-                results.append(asyncio.run(phase(base, texts, per_request, args.requests, args.clients, args.limit_s)))
+            for per_request, count in ((1, args.requests), (16, args.requests_16)):
+                results.append(asyncio.run(phase(base, texts, per_request, count, args.clients, args.limit_s)))
                 memory[f"after_{per_request}"] = memory_mib(server.pid)
                 print(results[-1], memory, flush=True)
         finally:
@@ -140,7 +142,7 @@ def main() -> None:
               f"the 16-text phase {memory['after_16'].get('VmRSS')}; peak {memory['after_16'].get('VmHWM')}.\n\n"
               "The work is CPU-bound (encoding) on 2 cores: 8 clients queue behind it, so latency grows with "
               "concurrency while throughput is what the encoder gives. The fast (ONNX) backend does not exist in "
-              "fewlabel yet, so there is no second row for it.\n")
+              "fewlabel yet, so there is no second row for it.\n" + (f"\n{args.note}\n" if args.note else ""))
     write_report(args.out, "serve", "Load test of fewlabel serve", body,
                  {"results": results, "memory_mib": memory, "clients": args.clients, "model": args.model,
                   "index_rows": n_rows},

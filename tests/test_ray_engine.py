@@ -1,9 +1,11 @@
-"""`fewlabel predict --engine ray` on a real local Ray: the output is the local engine's, file for file, for a TSV
-with an id column and for JSON Lines without one (rows numbered as the local reader numbers them). Ray runs in a
-subprocess with a time limit (an actor pool that takes every CPU would hang rather than fail)."""
+"""`fewlabel predict --engine ray` on a real local Ray: the output is the local engine's (the same ids, labels and
+columns; numbers equal as written but for a last digit that may round the other way) for a TSV with an id column
+and for JSON Lines without one (rows numbered as the local reader numbers them). Ray runs in a subprocess with a
+time limit (an actor pool that takes every CPU would hang rather than fail)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -35,6 +37,16 @@ def slice_tsv(src: Path, dst: Path, start: int, n: int) -> Path:
     return dst
 
 
+def assert_same_predictions(ray: list[list[str]], local: list[list[str]]) -> None:
+    """The same header, ids and labels; the same numbers as written, but for the last written digit: the actors
+    encode other batches than the local engine, so a vector may differ in its last float bits and a similarity or a
+    probability may round the other way (kNN vote fractions are exact)."""
+    assert ray[0] == local[0] and len(ray) == len(local)
+    for a, b in zip(ray[1:], local[1:], strict=True):
+        assert a[:2] == b[:2]
+        assert [float(x) for x in a[2:]] == pytest.approx([float(x) for x in b[2:]], abs=1.01e-4)
+
+
 def _index_and_inputs(tmp_path: Path, n: int) -> tuple[Path, Path, Path]:
     train = slice_tsv(DEMO / "goemotions_ekman_train.tsv", tmp_path / "train.tsv", 0, 80)
     test = slice_tsv(DEMO / "goemotions_ekman_test.tsv", tmp_path / "test.tsv", 0, n)
@@ -61,13 +73,13 @@ def _local_and_ray(tmp_path: Path, index: Path, inputs: dict[str, tuple[Path, li
 
 
 def test_ray_output_is_identical_to_local(tmp_path):
-    """JSON Lines without an id column, two actors: the CSV is byte for byte the local engine's, rows numbered as
-    the local reader numbers them."""
+    """JSON Lines without an id column, two actors: the CSV is the local engine's, rows numbered as the local reader
+    numbers them."""
     index, _, jsonl = _index_and_inputs(tmp_path, 120)
     _local_and_ray(tmp_path, index, {"jsonl": (jsonl, [], ".csv", "2")})
-    ray = (tmp_path / "ray-jsonl.csv").read_text(encoding="utf-8")
-    assert ray == (tmp_path / "local-jsonl.csv").read_text(encoding="utf-8")
-    assert ray.splitlines()[-1].startswith("119,")
+    ray, local = (list(csv.reader(open(tmp_path / f"{kind}-jsonl.csv", encoding="utf-8"))) for kind in ("ray", "local"))
+    assert_same_predictions(ray, local)
+    assert ray[-1][0] == "119"
 
 
 @pytest.mark.slow  # a second Ray run: about a minute
@@ -75,8 +87,8 @@ def test_ray_reads_tsv_ids_and_explains_like_local(tmp_path):
     index, test, jsonl = _index_and_inputs(tmp_path, 150)
     _local_and_ray(tmp_path, index, {"tsv": (test, ["--id-col", "id"], ".csv", "2"),
                                      "explain": (jsonl, ["--explain"], ".jsonl", "1")})
-    assert (tmp_path / "ray-tsv.csv").read_text(encoding="utf-8") == (tmp_path / "local-tsv.csv").read_text(
-        encoding="utf-8")
+    assert_same_predictions(*(list(csv.reader(open(tmp_path / f"{kind}-tsv.csv", encoding="utf-8")))
+                              for kind in ("ray", "local")))
     local, ray = ([json.loads(line) for line in (tmp_path / f"{kind}-explain.jsonl").read_text().splitlines()]
                   for kind in ("local", "ray"))
     assert [r["id"] for r in ray] == [str(i) for i in range(150)]
