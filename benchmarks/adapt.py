@@ -27,7 +27,7 @@ import numpy as np
 
 from fewlabel.benchmarks.report import command_line, markdown_table, write_report
 from fewlabel.benchmarks.slices.data import load_splits
-from fewlabel.benchmarks.slices.methods import AugmentedMethod, KNNMethod, NaiveBayesMethod
+from fewlabel.benchmarks.slices.methods import AugmentedMethod, IndexMethod, KNNMethod, NaiveBayesMethod
 from fewlabel.benchmarks.slices.report import summarise, write_slice_report
 from fewlabel.benchmarks.slices.runner import run_benchmark
 from fewlabel.benchmarks.slices.sampling import parse_slices
@@ -100,8 +100,8 @@ def method_for(key: str, spec: str) -> str:
     return chosen[key]
 
 
-def adapted_name(encoder: str, method: str) -> str:
-    return f"knn:{encoder}-{method}"
+def adapted_name(encoder: str, method: str, labeller: str = "knn") -> str:
+    return f"{labeller}:{encoder}-{method}"
 
 
 def run_dataset(key: str, args: argparse.Namespace, data: Path, cache: EmbeddingCache) -> dict:
@@ -116,7 +116,10 @@ def run_dataset(key: str, args: argparse.Namespace, data: Path, cache: Embedding
     nb, base = NaiveBayesMethod(), KNNMethod(spec.encoder)
     adapted = KNNMethod(str(folder))
     adapted.name = adapted_name(spec.encoder, method_for(key, args.method))  # not the folder's long path
-    methods = [nb, AugmentedMethod(nb, augmenter), base, AugmentedMethod(base, augmenter), adapted]
+    linear_base, linear_adapted = IndexMethod("linear", spec.encoder), IndexMethod("linear", str(folder))
+    linear_adapted.name = adapted_name(spec.encoder, method_for(key, args.method), "linear")
+    methods = [nb, AugmentedMethod(nb, augmenter), base, AugmentedMethod(base, augmenter), adapted, linear_base,
+               linear_adapted]
     slices = parse_slices(args.slices)
     out = Path(args.out) / f"adapt-{key}"
     config = {"dataset": key, "encoder": spec.encoder, "adapted": {k: info.get(k) for k in (
@@ -206,6 +209,12 @@ def dataset_section(result: dict) -> str:
         lines += [f"**kNN, base against adapted encoder ({label}, mean ± std over seeds; CPU s = mean CPU time of "
                   "one unit: index, tuning and test).**", "", table, "",
                   _finding(deltas, "the adapted encoder", label, _slices({enc: summary[f"knn:{enc}"]})), ""]
+    linear_adapted = adapted_name(enc, adapted["method"], "linear")
+    if f"linear:{enc}" in summary and linear_adapted in summary:
+        table, deltas = comparison(summary, state, f"linear:{enc}", linear_adapted, "micro")
+        lines += ["**Linear (logistic regression on the embeddings, `fewlabel.retrieval.methods`), base against "
+                  "adapted encoder (micro-F1).**", "", table, "",
+                  _finding(deltas, "the adapted encoder", "micro-F1", _slices({enc: summary[f"linear:{enc}"]})), ""]
     for plain in ("nb", f"knn:{enc}"):
         table, deltas = comparison(summary, state, plain, f"{plain}+{augmented}", "micro")
         lines += [f"**`{plain}` with and without {augmented} augmentation (micro-F1).**", "", table, "",
@@ -233,8 +242,7 @@ def write_adapt_report(results: list[dict], args: argparse.Namespace) -> Path:
             f"'all' capped at {args.max_train:,} rows; dev sampled to {args.dev_sample:,} rows (tuning only); test "
             f"sampled to {args.test_sample:,} rows; {args.seeds} seed(s) (slice draws). Augmentation: {args.augment}, "
             f"up to {args.augment_copies} copies per row, p={args.augment_p}, words (eojeol for Korean), seed "
-            f"{args.seed}. The `linear` method of the method-choice issue was not in fewlabel when this ran, so only "
-            "kNN is compared base against adapted. CPU s is the process's CPU time (both cores) per unit; the first "
+            f"{args.seed}. CPU s is the process's CPU time (both cores) per unit; the first "
             "unit of each kNN method also loads its encoder and encodes the dev and test texts, later units find "
             "them in the embedding cache.")
     body = "\n\n".join([caps] + ([args.note] if args.note else []) + [dataset_section(r) for r in results])
