@@ -25,26 +25,24 @@ QUIET_HELP = "no progress bars or chatter (results and errors only); before or a
 
 
 # ---- option types: a bad value is refused while parsing, before anything loads ---------------------------------
-def positive_int(text: str) -> int:
-    """An integer >= 1 (batch sizes, k, steps, seeds): 0 or -3 is a mistake, never silently 1."""
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (batch sizes, k, steps, seeds): 0 or -3 is a mistake, never silently 1."""
+    return _whole_number(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (counts where 0 means none or all, as the option's help says)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
+    return _whole_number(text, 0)
 
 
 def positive_float(text: str) -> float:
