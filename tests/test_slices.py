@@ -167,6 +167,30 @@ def test_resume_after_interruption_runs_only_what_is_missing(tmp_path):
         run_benchmark(data, [second], [3], [0], tmp_path, {"c": 2}, show_progress=False, log=lambda m: None)
 
 
+class Renamed(Interrupting):
+    """Naive Bayes under another method name: a method added to a finished run."""
+
+    def __init__(self) -> None:
+        super().__init__(stop_at=None)
+        self.name = "nb-again"
+
+
+def test_a_finished_run_grows_by_new_methods_only(tmp_path):
+    data = toy_data()
+    first = Interrupting(stop_at=None)
+    run_benchmark(data, [first], [3, ALL], [0], tmp_path, {"c": 1, "methods": "nb"}, show_progress=False,
+                  log=lambda m: None)
+    again, added = Interrupting(stop_at=None), Renamed()
+    state = run_benchmark(data, [again, added], [3, ALL], [0], tmp_path, {"c": 1, "methods": "nb,nb-again"},
+                          show_progress=False, log=lambda m: None)
+    assert again.calls == 0 and added.calls == 2  # only the new method's units ran
+    assert sorted(r["method"] for r in state["results"]) == ["nb", "nb", "nb-again", "nb-again"]
+    assert json.loads((tmp_path / RESULTS_FILE).read_text())["config"]["methods"] == "nb,nb-again"
+    with pytest.raises(FewlabelError, match="other settings"):  # anything else that changes numbers: refused
+        run_benchmark(data, [again], [3], [0], tmp_path, {"c": 2, "methods": "nb"}, show_progress=False,
+                      log=lambda m: None)
+
+
 def test_constant_floor_is_one_label_for_single_label_data_and_greedy_for_multi_label():
     # Two frequent labels: adding the second raises micro-F1 when rows may carry both.
     y = np.array([[1, 1, 0], [1, 1, 0], [1, 0, 0], [1, 0, 0], [1, 1, 1]], dtype=bool)

@@ -2,7 +2,8 @@
 
 ``results.json`` in the output folder holds the run's configuration and one record per finished unit; it is
 rewritten atomically after every unit, so an interrupted run keeps all it finished and a second call with the
-same configuration skips those. A different configuration in the same folder is refused rather than mixed.
+same configuration skips those. A different configuration in the same folder is refused rather than mixed;
+more methods, encoders or bodies only add units, so asking a finished run for one more method runs just that.
 Test labels stay here: methods get test texts only, and are scored by :func:`score`."""
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from fewlabel.indexing.readers import label_matrix
 __all__ = ["RESULTS_FILE", "load_results", "majority_reference", "run_benchmark", "score", "unit_key"]
 
 RESULTS_FILE = "results.json"
+# settings that only add or drop units (each unit's key names its method, encoder or body): a finished run
+# asked again with one more method computes that method's units and reuses the rest
+GROWABLE = frozenset({"methods", "encoders", "bodies"})
 
 
 def unit_key(method: str, slice_name: int | str, seed: int | None) -> str:
@@ -45,11 +49,13 @@ def load_results(out: Path, config: dict, restart: bool = False) -> dict:
         except json.JSONDecodeError as exc:
             raise FewlabelError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); move it away or "
                                 "pass --restart") from exc
-        if saved.get("config") != config:
-            changed = sorted(k for k in set(config) | set(saved.get("config") or {})
-                             if (saved.get("config") or {}).get(k) != config.get(k))
+        previous = saved.get("config") or {}
+        changed = sorted(k for k in set(config) | set(previous)
+                         if k not in GROWABLE and previous.get(k) != config.get(k))
+        if changed:
             raise FewlabelError(f"{path} holds a run with other settings ({', '.join(changed)}); choose another "
                                 "--out or pass --restart to start over")
+        saved["config"] = config  # methods, encoders or bodies added: only their units are new
         return saved
     return {"config": config, "slices": {}, "results": []}
 
