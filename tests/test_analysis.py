@@ -95,15 +95,19 @@ def test_files_are_written_atomically_and_never_over_a_users_file(tmp_path):
         claim_analysis_files(files)
 
 
-def test_sts_score_writes_the_plot_for_labelled_pairs(tmp_path, capsys):
-    pairs = tmp_path / "pairs.csv"
-    pairs.write_text("sentence1,sentence2,label\n" + "\n".join([
+def labelled_pairs(path: Path) -> Path:
+    path.write_text("sentence1,sentence2,label\n" + "\n".join([
         "A man is playing a guitar.,A man plays the guitar.,4.8",
         "A woman is slicing an onion.,A woman cuts an onion.,4.2",
         "A dog runs in the park.,A cat sleeps on the sofa.,0.6",
         "The stock market fell today.,Kids are playing football.,0.0",
         "A plane is taking off.,An airplane departs.,4.5",
         "Two men are talking.,A man is reading.,1.4"]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_sts_score_writes_the_plot_for_labelled_pairs(tmp_path, capsys):
+    pairs = labelled_pairs(tmp_path / "pairs.csv")
     out = tmp_path / "scores.csv"
     assert main(["-q", "sts", "score", str(pairs), "--model", "minilm", "--no-cache", "--out", str(out)]) == 0
     assert f"error analysis -> {tmp_path / 'scores.png'}" in capsys.readouterr().out
@@ -113,6 +117,28 @@ def test_sts_score_writes_the_plot_for_labelled_pairs(tmp_path, capsys):
     assert main(["-q", "sts", "score", str(unlabelled), "--model", "minilm", "--no-cache", "--out",
                  str(tmp_path / "u.csv")]) == 0
     assert not (tmp_path / "u.png").exists()
+
+
+def test_sts_score_plot_shows_the_scores_it_wrote_and_names_the_calibration(tmp_path, monkeypatch):
+    """The figure the command saves, caught before it is written: its points are the written scores against
+    gold, its title carries the printed Pearson and says which map made the scores."""
+    import fewlabel.retrieval.analysis as analysis
+
+    saved = []
+    write = analysis.save_figure
+    monkeypatch.setattr(analysis, "save_figure", lambda fig, path, **kw: (saved.append(fig), write(fig, path, **kw))[1])
+    pairs, out = labelled_pairs(tmp_path / "pairs.csv"), tmp_path / "scores.csv"
+    assert main(["-q", "sts", "score", str(pairs), "--model", "minilm", "--no-cache", "--calibrate-on", str(pairs),
+                 "--calibration", "isotonic", "--out", str(out)]) == 0
+    (figure,) = saved
+    scatter = figure.axes[0]
+    written = [float(r["target"]) for r in csv.DictReader(out.open(encoding="utf-8"))]
+    assert scatter.collections[0].get_offsets()[:, 1].tolist() == pytest.approx(written)
+    assert scatter.collections[0].get_offsets()[:, 0].tolist() == [4.8, 4.2, 0.6, 0.0, 4.5, 1.4]
+    pearson = json.loads(Path(str(out) + ".meta.json").read_text(encoding="utf-8"))["metrics"]["pearson"]
+    assert f"Pearson {pearson:.3f}" in scatter.get_title()
+    assert "isotonic map fitted on pairs.csv" in figure._suptitle.get_text()
+    assert (tmp_path / "scores.png").is_file()
 
 
 def test_re_evaluate_writes_confusion_matrix_and_per_class_tables(tmp_path, capsys):

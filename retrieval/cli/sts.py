@@ -96,7 +96,9 @@ def cmd_sts_score(args: argparse.Namespace) -> int:
     if plot is not None and metrics and metrics["n"] >= 2:
         from fewlabel.retrieval.analysis import save_figure, sts_figure
 
+        how = scorer.kind + (f", {scorer.calibration_.method} map fitted on {Path(args.calibrate_on).name}"
+                             if calib_rows is not None else "")  # a calibrated plot says so: its scores differ
         figure = sts_figure([r.score for r in rows], scores,
-                            title=f"{Path(args.pairs).name}: {Path(str(args.model)).name} ({scorer.kind})")
+                            title=f"{Path(args.pairs).name}: {Path(str(args.model)).name} ({how})")
         print(f"error analysis -> {save_figure(figure, plot['png'])}")
     return 0
