@@ -86,7 +86,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"fewlabel demo: encoder {args.model}; indexes and predictions go to {out}/")
-    encoder = Encoder(args.model, device=args.device)
+    encoder = Encoder(args.model, device=args.device, backend=getattr(args, "backend", None))
     cache = None if args.no_cache else EmbeddingCache(default_cache_path())
     names = list(DEMO_SETS) if args.dataset == "all" else [args.dataset]
     results = [run_one(DEMO_SETS[name], encoder, out, args, cache) for name in names]

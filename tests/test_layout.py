@@ -164,7 +164,7 @@ def options(parser: argparse.ArgumentParser) -> set[str]:
 
 def test_every_command_takes_the_options_the_readme_promises():
     """README: every command takes --help and -q/--quiet (before or after its name); every command that encodes
-    takes --batch-size, --device and --no-cache; every command that reads text columns takes --no-header."""
+    takes --batch-size, --device, --no-cache and --backend; every command that reads text columns takes --no-header."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "Every command takes `--help` and `-q/--quiet`" in readme
     found = commands()
@@ -173,7 +173,7 @@ def test_every_command_takes_the_options_the_readme_promises():
         flags = options(parser)
         assert {"-h", "--help", "-q", "--quiet"} <= flags, name
         if "--no-cache" in flags:  # it encodes
-            assert {"--batch-size", "--device"} <= flags, name
+            assert {"--batch-size", "--device", "--backend"} <= flags, name
         if "--text-col" in flags:  # it reads text columns
             assert "--no-header" in flags, name
     encoding = {"index build", "index add", "predict", "demo", "sts score", "zeroshot", "re predict", "re knn",

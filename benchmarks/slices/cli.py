@@ -159,7 +159,8 @@ def run_slices(args: argparse.Namespace) -> int:
                          f"from them by `{report_command or '--report-only'}`, and '-' marks what did not run")
     else:
         state = run_benchmark(data, methods, slices, list(range(args.seeds)), out, config_of(args, data),
-                              task_settings={"batch_size": args.batch_size, "cache": cache, "device": args.device},
+                              task_settings={"batch_size": args.batch_size, "cache": cache, "device": args.device,
+                                             "backend": args.backend},
                               restart=args.restart, show_progress=not args.quiet, log=log)
     budget = (f"setfit / finetune: at most {args.max_steps} steps of batch 16 per run"
               + (f", on at most {args.fit_max_rows:,} rows of a slice (stratified)" if args.fit_max_rows else ""))

@@ -31,6 +31,7 @@ class Task:
     batch_size: int = 64
     cache: EmbeddingCache | None = None
     device: str | None = None
+    backend: str | None = None  # the encoder's (--backend)
     settings: dict = field(default_factory=dict)
 
 
@@ -81,7 +82,7 @@ class IndexMethod:
         from fewlabel.retrieval.methods.auto import CANDIDATES, select_method
 
         if self._encoder is None:
-            self._encoder = Encoder(self.encoder_name, device=task.device)
+            self._encoder = Encoder(self.encoder_name, device=task.device, backend=task.backend)
         self.task_ = task
         names = list(CANDIDATES) if self.method == "auto" else [self.method]
         choice = select_method(self._views([r.text for r in train]), label_matrix(train, task.labels, "train slice"),
@@ -115,7 +116,7 @@ class KNNMethod:
         from fewlabel.retrieval.knn.labelling import tune_index
 
         if self._encoder is None:
-            self._encoder = Encoder(self.encoder_name, device=task.device)
+            self._encoder = Encoder(self.encoder_name, device=task.device, backend=task.backend)
         self.task_ = task
         self.index_ = LabelIndex.build(train, self._encoder, multi_label=task.multi_label, cache=task.cache,
                                        batch_size=task.batch_size)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fewlabel.indexing.encoders.registry import DEFAULT_MODEL, REGISTRY, registry_names
+from fewlabel.indexing.encoders.pooling import mean_pool
+from fewlabel.indexing.encoders.registry import DEFAULT_BACKEND, DEFAULT_MODEL, REGISTRY, registry_names
 from fewlabel.indexing.errors import FewlabelError, ModelError, first_line
 from fewlabel.indexing.hf import pick_device, quiet_hf
 
@@ -100,10 +101,19 @@ def model_weights(model: str) -> str:
     return location_weights(Encoder._local_or_hub(name))
 
 
-def mean_pool(hidden, mask):
-    """Average the token vectors where `mask` is 1: padding contributes nothing."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+def resolve_backend(backend: str | None, device: str | None) -> tuple[str, str]:
+    """(backend, device). None means :data:`DEFAULT_BACKEND` on the CPU and torch on a GPU (where torch is the
+    fast one); the ONNX backends run on the CPU, so asking for them with a GPU device is refused."""
+    from fewlabel.indexing.encoders.onnx_backend import check_backend
+
+    if backend is not None:
+        check_backend(backend)
+    if backend in (None, "torch"):
+        picked = pick_device(device)
+        return (backend or (DEFAULT_BACKEND if picked == "cpu" else "torch")), picked
+    if device and pick_device(device) != "cpu":
+        raise FewlabelError(f"backend {backend!r} runs on the CPU; use --backend torch for device {device!r}")
+    return backend, "cpu"
 
 
 class Encoder:
@@ -111,10 +121,14 @@ class Encoder:
 
     `model` is a registry name (`e5-small`, `minilm`), a local folder (a transformers or
     sentence-transformers folder) or a Hugging Face id (needs the hub). `prefix` and `max_length`
-    default to the registry's or the folder's settings."""
+    default to the registry's or the folder's settings.
+
+    `backend` runs the same weights with torch, with onnxruntime on an ONNX export (`onnx`: the same vectors,
+    faster on a CPU) or on its int8 quantisation (`onnx-int8`: fastest, vectors of a slightly different
+    encoder). None picks :data:`DEFAULT_BACKEND` on the CPU and torch on a GPU; the ONNX backends run on the CPU."""
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None,
-                 max_length: int | None = None, prefix: str | None = None) -> None:
+                 max_length: int | None = None, prefix: str | None = None, backend: str | None = None) -> None:
         self.model_name = str(model)
         settings: dict = {}
         if self.model_name in REGISTRY:
@@ -128,12 +142,12 @@ class Encoder:
                 self.model_name = location  # absolute, so an index built here loads from any folder
         self.location = location
         self.prefix = prefix if prefix is not None else settings.get("prefix", "")
-        self.device = pick_device(device)
-        self.tokenizer, self.model = self._load(location)
-        model_max = int(getattr(self.model.config, "max_position_embeddings", 512) or 512)
-        self.max_length = int(max_length or settings.get("max_length") or min(model_max, 512))
-        self.dim = int(self.model.config.hidden_size)
+        self.backend, self.device = resolve_backend(backend, device)
         self._weights: str | None = None
+        self.tokenizer, self.model, config = self._load(location)
+        model_max = int(getattr(config, "max_position_embeddings", 512) or 512)
+        self.max_length = int(max_length or settings.get("max_length") or min(model_max, 512))
+        self.dim = int(config.hidden_size)
 
     @staticmethod
     def check_name(model: str) -> None:
@@ -160,28 +174,43 @@ class Encoder:
         return model
 
     def _load(self, location: str):
-        from transformers import AutoModel, AutoTokenizer
+        """Tokenizer, model and config. The ONNX backends load no torch model: an onnxruntime session over the
+        export (made on first use, see onnx_backend) stands in its place."""
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         folder = transformer_folder(Path(location)) if Path(location).is_dir() else None
         source = str(folder) if folder else location
         with quiet_hf():  # an encoder never uses BERT's pooler: don't warn it is missing; no sub-second load bar
             try:
                 tokenizer = AutoTokenizer.from_pretrained(source)
-                model = AutoModel.from_pretrained(source)
+                if self.backend == "torch":
+                    model = AutoModel.from_pretrained(source).to(self.device).eval()
+                    return tokenizer, model, model.config
+                config = AutoConfig.from_pretrained(source)
             except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors…
                 where = "local folder" if folder else "Hugging Face id (needs the hub or its local cache)"
                 raise ModelError(f"cannot load model '{self.model_name}' as a {where}: {first_line(exc)}") from exc
-        return tokenizer, model.to(self.device).eval()
+        from fewlabel.indexing.encoders.onnx_backend import OnnxRunner, ensure_export
+
+        return tokenizer, OnnxRunner(ensure_export(source, self.weights_fingerprint(), self.backend)), config
 
     def describe(self, normalize: bool = True) -> dict:
         """What an index must record to be searched with the same vectors later."""
+        from fewlabel.indexing.encoders.onnx_backend import recipe_id
+
         return {"model": self.model_name, "location": self.location, "prefix": self.prefix,
-                "pooling": POOLING, "normalize": normalize, "dim": self.dim, "max_length": self.max_length}
+                "pooling": POOLING, "normalize": normalize, "dim": self.dim, "max_length": self.max_length,
+                "backend": self.backend, **({"int8_recipe": recipe_id()} if self.backend == "onnx-int8" else {})}
 
     def fingerprint(self, normalize: bool = True) -> str:
         """Identity of the vectors this encoder makes: settings plus the weights' files, so an
-        embedding cache never mixes two models (or a model before and after fine-tuning)."""
-        parts = {k: v for k, v in self.describe(normalize).items() if k != "location"}
+        embedding cache never mixes two models (or a model before and after fine-tuning).
+
+        torch and onnx share one key (their vectors agree to cosine >= 0.9999, so either may reuse the other's);
+        onnx-int8 vectors are those of a different encoder and get their own key, recipe included."""
+        parts = {k: v for k, v in self.describe(normalize).items() if k not in ("location", "backend", "int8_recipe")}
+        if self.backend == "onnx-int8":
+            parts["backend"] = [self.backend, self.describe(normalize)["int8_recipe"]]
         folder = Path(self.location)
         if folder.is_dir():
             weights = transformer_folder(folder)
@@ -204,7 +233,6 @@ class Encoder:
 
         Texts are sorted by length so each batch pads little; the prefix is added here so callers
         never forget it."""
-        import torch
         from tqdm.auto import tqdm
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -217,14 +245,26 @@ class Encoder:
         order = np.argsort([-len(t) for t in items], kind="stable")
         starts = range(0, len(items), batch_size)
         bar = tqdm(starts, desc="encoding", unit="batch", disable=not show_progress_bar)
-        with torch.inference_mode():
-            for start in bar:
-                idx = order[start:start + batch_size]
-                batch = self.tokenizer([self.prefix + items[i] for i in idx], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt").to(self.device)
-                hidden = self.model(**batch).last_hidden_state
-                pooled = mean_pool(hidden, batch["attention_mask"])
-                if normalize:
-                    pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                out[idx] = pooled.float().cpu().numpy()
+        for start in bar:
+            idx = order[start:start + batch_size]
+            out[idx] = self._encode_batch([self.prefix + items[i] for i in idx], normalize)
         return out[0] if single else out
+
+    def _encode_batch(self, texts: list[str], normalize: bool) -> np.ndarray:
+        """Pooled (and normalised) vectors of one batch, by the torch model or the ONNX session."""
+        if self.backend != "torch":
+            batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                   return_tensors="np")
+            pooled = np.asarray(self.model(batch), dtype=np.float32)
+            if normalize:  # as torch.nn.functional.normalize: divide by max(norm, 1e-12)
+                pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            return pooled
+        import torch
+
+        with torch.inference_mode():
+            batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                   return_tensors="pt").to(self.device)
+            pooled = mean_pool(self.model(**batch).last_hidden_state, batch["attention_mask"])
+            if normalize:
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+            return pooled.float().cpu().numpy()

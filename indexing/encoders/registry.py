@@ -13,6 +13,8 @@ from pathlib import Path
 from fewlabel.indexing.errors import ModelError
 
 DEFAULT_MODEL = "e5-small"
+# The encoder backend on the CPU (a GPU runs torch): see onnx_backend and README "Fast inference" for why.
+DEFAULT_BACKEND = "torch"
 
 
 @dataclass(frozen=True)

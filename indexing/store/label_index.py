@@ -203,21 +203,27 @@ class LabelIndex:
                                      f"was built (fingerprint {current}, the index has {recorded}): its vectors "
                                      "would not match; rebuild the index with `fewlabel index build`")
 
-    def load_encoder(self, device: str | None = None):
+    def load_encoder(self, device: str | None = None, backend: str | None = None):
         """The encoder meta.json names, with the prefix and maximum length the index was built with, checked
-        against the index: the common path needs no encoder passed around."""
+        against the index: the common path needs no encoder passed around. ``backend`` None: see
+        :func:`~fewlabel.indexing.encoders.onnx_backend.backend_for_index`."""
         from fewlabel.indexing.encoders.encoder import Encoder
+        from fewlabel.indexing.encoders.onnx_backend import backend_for_index
 
         encoder = Encoder(self.encoder["model"], device=device, max_length=self.encoder.get("max_length"),
-                          prefix=self.encoder.get("prefix"))
+                          prefix=self.encoder.get("prefix"), backend=backend_for_index(self.encoder, backend))
         self.check_encoder(encoder)
         return encoder
 
     def check_encoder(self, encoder: SupportsEncode) -> None:
-        """Refuse an encoder whose vectors would not be comparable with the stored ones."""
+        """Refuse an encoder whose vectors would not be comparable with the stored ones (torch and onnx vectors
+        are; int8 vectors are only comparable with int8 ones)."""
+        from fewlabel.indexing.encoders.onnx_backend import backend_mismatch
+
         theirs = encoder.describe(normalize=True)
         diffs = [f"{key}: index has {self.encoder.get(key)!r}, encoder has {theirs.get(key)!r}"
                  for key in ENCODER_KEYS if self.encoder.get(key) != theirs.get(key)]
+        diffs += backend_mismatch(self.encoder, theirs)
         if diffs:
             raise IndexMismatchError("encoder does not match the index (" + "; ".join(diffs) + ")")
         recorded = self.encoder.get("weights")

@@ -301,7 +301,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     with LabelIndex.update(args.index_dir, waiting=lambda message: say(args, message)) as index:
         index.check_new_rows(rows, source=args.data, renumber=args.id_col is None)  # before the model loads
         index.check_weights()  # a model retrained in place: refused before it loads
-        encoder = load_encoder(args, index.encoder["model"])
+        encoder = load_encoder(args, index.encoder["model"], index.encoder)
         cache = open_cache(args)
         added = index.add(rows, encoder, cache=cache, batch_size=args.batch_size, show_progress=not args.quiet,
                           source=args.data, renumber=args.id_col is None)

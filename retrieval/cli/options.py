@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fewlabel.indexing.encoders.registry import DEFAULT_MODEL, REGISTRY
+from fewlabel.indexing.encoders.onnx_backend import BACKENDS
+from fewlabel.indexing.encoders.registry import DEFAULT_BACKEND, DEFAULT_MODEL, REGISTRY
 
 __all__ = ["ENCODE_BATCH_SIZE", "EPILOG", "PAIRS_HELP", "add_augment_options", "add_data_options", "add_global_options",
            "add_model_options", "add_training_options", "augmenter_from_args", "fmt_metric", "leaf_parsers",
@@ -124,13 +125,26 @@ def add_data_options(p: argparse.ArgumentParser, *, labels: bool, ids: bool = Tr
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    """What every command that encodes text takes: batch size, device and the embedding cache."""
+    """What every command that encodes text takes: batch size, device, the embedding cache and the backend."""
     p.add_argument("--batch-size", type=positive_int, default=ENCODE_BATCH_SIZE,
                    help=f"texts per encoder batch (default: {ENCODE_BATCH_SIZE})")
     p.add_argument("--device", type=device_name, default=None,
                    help="cpu, cuda, cuda:1 … (default: cuda when present)")
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the embedding cache ($FEWLABEL_HOME/cache)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="run the encoder with torch, onnxruntime on an ONNX export (onnx: the same vectors) or its "
+                        "int8 quantisation (onnx-int8: faster, slightly different vectors) "
+                        f"(default: {DEFAULT_BACKEND} on the CPU, torch on a GPU; for an existing index, a backend "
+                        "that makes its kind of vectors)")
+
+
+def add_faiss_device_option(p: argparse.ArgumentParser) -> None:
+    """``--faiss-device``: where the FAISS index is searched (read back with
+    :meth:`~fewlabel.indexing.store.label_index.LabelIndex.use_faiss_device`)."""
+    p.add_argument("--faiss-device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where FAISS searches: cuda copies the index to the GPU(s) for search (faiss-gpu, the gpu "
+                        "extra; the folder keeps a CPU index); auto (default) is cuda when FAISS sees a GPU")
 
 
 def add_training_options(p: argparse.ArgumentParser, *, epochs: float = 2, lr: float = 2e-5,
@@ -224,14 +238,30 @@ def read_unlabelled(args: argparse.Namespace, path: str):
     return read_texts(path, text_col=args.text_col, id_col=args.id_col, header=not args.no_header)
 
 
-def load_encoder(args: argparse.Namespace, model: str):
+def load_encoder(args: argparse.Namespace, model: str, recorded: dict | None = None):
+    """The encoder of ``model`` with ``--device`` and ``--backend``; ``recorded`` (an index's meta.json encoder)
+    picks a backend that makes that index's kind of vectors, and refuses one that does not."""
     from fewlabel.indexing.encoders.encoder import Encoder
+    from fewlabel.indexing.encoders.onnx_backend import backend_for_index
     from fewlabel.indexing.hf import pick_device
 
     device = pick_device(args.device)  # a device or a model that is not there is refused before anything loads
     Encoder.check_name(model)
+    backend = getattr(args, "backend", None)
+    if recorded is not None:
+        backend = backend_for_index(recorded, backend)
     say(args, f"loading encoder {model} …")
-    return Encoder(model, device=device)
+    return Encoder(model, device=device, backend=backend)
+
+
+def torch_only(args: argparse.Namespace, what: str) -> None:
+    """Refuse ``--backend onnx|onnx-int8`` where only torch runs (the cross-encoder heads: sentence-transformers'
+    ONNX backend needs optimum, which does not install beside transformers 5; see README "Fast inference")."""
+    from fewlabel.indexing.errors import FewlabelError
+
+    if getattr(args, "backend", None) not in (None, "torch"):
+        raise FewlabelError(f"--backend {args.backend}: {what} runs on torch only (the ONNX backends are for "
+                            "bi-encoders); leave --backend out or give --backend torch")
 
 
 def fmt_metric(value: float | None) -> str:

@@ -197,7 +197,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.tune_fallback:
         valid = read_labelled(args, args.tune_fallback)
     index.check_weights()  # a model retrained in place: refused before it loads
-    encoder = load_encoder(args, index.encoder["model"])
+    encoder = load_encoder(args, index.encoder["model"], index.encoder)
     zero_shot = _zero_shot(args, index, encoder)
     kwargs = _router_settings(args, index, zero_shot, labels, tuning=valid is not None)
     predictor = Predictor(index, encoder, zero_shot, k=args.k, m=args.m, cache=open_cache(args),

@@ -16,6 +16,7 @@ from fewlabel.retrieval.cli.options import (
     positive_float,
     positive_int,
     say,
+    torch_only,
 )
 
 RE_FILES = ("Relation files: KLUE-RE JSON (a list of objects with sentence, subject_entity/object_entity "
@@ -138,6 +139,7 @@ def cmd_re_predict(args: argparse.Namespace) -> int:
 
     out = claim_submission(args.out)
     RelationClassifier.read_info(args.model_dir)  # not a finished classifier: refused before anything loads
+    torch_only(args, "re predict's relation cross-encoder")
     say(args, f"loading relation classifier {args.model_dir} …")
     classifier = RelationClassifier(args.model_dir, device=args.device, batch_size=args.batch_size)
     rows = read_relations(args.input, labels=classifier.labels, keep_labels=not args.ignore_labels)

@@ -78,7 +78,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         say(args, f"warning: serving on {args.host} without a token: anyone who can reach it can add and delete "
                   f"examples (give --token or set ${TOKEN_ENV})")
     settings = ServeSettings(index_dir=os.path.abspath(args.index_dir), token=token, sts_model=args.sts_model,
-                             nli_model=args.nli_model, device=args.device, batch_size=args.batch_size,
+                             nli_model=args.nli_model, device=args.device, backend=args.backend,
+                             batch_size=args.batch_size,
                              cache=not args.no_cache, max_batch=args.max_batch, max_text_chars=args.max_text_length,
                              timeout_s=args.timeout)
     say(args, f"serving {args.index_dir} ({len(index)} rows, {store['kind']} store) on http://{args.host}:{port} "

@@ -8,7 +8,15 @@ from pathlib import Path
 
 from fewlabel.indexing.encoders.registry import DEFAULT_MODEL
 from fewlabel.indexing.errors import DataError, FewlabelError
-from fewlabel.retrieval.cli.options import PAIRS_HELP, add_model_options, fmt_metric, open_cache, say
+from fewlabel.retrieval.cli.options import (
+    PAIRS_HELP,
+    add_model_options,
+    fmt_metric,
+    load_encoder,
+    open_cache,
+    say,
+    torch_only,
+)
 
 STS_EPILOG = ("Scores are 0-5. A bi-encoder's cosine is mapped by 5*clip(cos,0,1), or by a linear/isotonic fit "
               "on --calibrate-on pairs; a cross-encoder folder (from `fewlabel finetune sts`) scores pairs "
@@ -51,7 +59,6 @@ def read_scored_pairs(path: str, role: str):
 def cmd_sts_score(args: argparse.Namespace) -> int:
     from importlib.metadata import version
 
-    from fewlabel.indexing.encoders.encoder import Encoder
     from fewlabel.indexing.sts.metrics import pair_metrics
     from fewlabel.indexing.sts.pairs import read_pairs
     from fewlabel.retrieval.outputs import claim_output
@@ -71,10 +78,13 @@ def cmd_sts_score(args: argparse.Namespace) -> int:
         plot = analysis_files(out, plot="")
         claim_analysis_files(plot)
     calib_rows = read_scored_pairs(args.calibrate_on, "--calibrate-on") if args.calibrate_on else None
+    model = args.model
     if model_kind(args.model) == BI_ENCODER:
-        Encoder.check_name(args.model)  # a model that can never load is refused before anything loads
-    say(args, f"loading {args.model} …")
-    scorer = STSScorer(args.model, calibration=(args.calibration or "linear") if calib_rows else "default",
+        model = load_encoder(args, args.model)  # a model that can never load is refused before anything loads
+    else:
+        torch_only(args, "an STS cross-encoder")
+        say(args, f"loading {args.model} …")
+    scorer = STSScorer(model, calibration=(args.calibration or "linear") if calib_rows else "default",
                        device=args.device, batch_size=args.batch_size, cache=open_cache(args),
                        show_progress=not args.quiet)
     if calib_rows is not None:

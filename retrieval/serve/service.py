@@ -46,6 +46,7 @@ class ServeSettings:
     sts_model: str | None = None
     nli_model: str | None = None
     device: str | None = None
+    backend: str | None = None  # the encoder's (None: one that makes the index's kind of vectors)
     batch_size: int = 32
     cache: bool = True
     max_batch: int = 64
@@ -133,7 +134,7 @@ class Service:
         self._local = threading.local()  # SQLite connections are per thread
         self._stamp_seen = _stamp(self.folder)
         self.index = LabelIndex.load(self.folder)
-        self.encoder = self.index.load_encoder(settings.device)
+        self.encoder = self.index.load_encoder(settings.device, settings.backend)
         self.sts = STSScorer(settings.sts_model, device=settings.device, batch_size=settings.batch_size) \
             if settings.sts_model else STSScorer(self.encoder, batch_size=settings.batch_size)
         self.nli = NLIZeroShot(settings.nli_model, device=settings.device, batch_size=settings.batch_size) \
