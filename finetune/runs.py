@@ -145,3 +145,26 @@ def run_outcome(trainer, dev_scores: dict | None, test_scores: dict | None, per_
             "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "versions": {"sentence_transformers": sentence_transformers.__version__,
                          "transformers": transformers.__version__}}
+
+
+def deadline_callback(seconds: float):
+    """A transformers ``TrainerCallback`` that ends training once ``seconds`` have passed since it began: how
+    a time budget (``index build --budget``) is kept whatever the speed of the machine, instead of guessing a
+    step count. The step under way finishes; what was trained so far is kept. setfit's Trainer takes the same
+    callbacks."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class Deadline(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.ends = time.monotonic() + float(seconds)
+            self.stopped_at = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.monotonic() >= self.ends:
+                control.should_training_stop = True
+                self.stopped_at = state.global_step
+            return control
+
+    return Deadline()

@@ -177,5 +177,54 @@ def test_trained_candidates_and_bad_budgets_are_refused_before_loading(tmp_path,
     with pytest.raises(SystemExit) as exit_:
         main([*base, "--budget", "-1"])
     assert exit_.value.code == 2 and "minutes >= 0" in capsys.readouterr().err
-    assert main([*base, "--method", "setfit"]) == 2
-    assert "not available for an index yet" in capsys.readouterr().err
+    assert main([*base, "--method", "setfit"]) == 2  # a trained head without time: refused before it loads
+    assert "--budget MINUTES" in capsys.readouterr().err and not (tmp_path / "ix").exists()
+
+
+@pytest.mark.parametrize("method", ["finetune", "setfit"])
+def test_trained_heads_stop_on_time_round_trip_and_refuse_a_tampered_weight(method, minilm, tmp_path):
+    """A trained head is fitted within its seconds (the deadline callback, not a step count, ends training),
+    predicts the same after save and load as before, and a changed weight file is refused."""
+    from fewlabel.finetune.classify.index_heads import index_trainers
+    from fewlabel.indexing.store.label_index import LabelIndex
+    from fewlabel.retrieval.methods.index_method import build_index
+    from fewlabel.retrieval.router import Predictor
+
+    train = _rows("nsmc_train.tsv", 48, label_col="label", sep=None)
+    valid = _rows("nsmc_valid.tsv", 24, label_col="label", sep=None)
+    test = [r.text for r in _rows("nsmc_test.tsv", 12, label_col="label", sep=None)]
+    index = build_index(train, minilm, valid, method=method, max_k=5, budget_minutes=0.2,  # 9 s of training
+                        trainers=index_trainers("minilm", max_epochs=200))
+    trained = index.method["settings"] == {} and index.method["name"] == method
+    assert trained and index.method["leaderboard"][0]["method"] == method
+    before = Predictor(index, minilm).predict(test)
+    index.save(tmp_path / "ix")
+    meta = json.loads((tmp_path / "ix" / "meta.json").read_text())
+    spec = json.loads((tmp_path / "ix" / "method" / "method.json").read_text())
+    steps = spec["model"]["trained"]["trained_steps"]
+    assert 0 < steps < spec["model"]["trained"]["steps"]  # stopped by the clock long before its planned steps
+    weights = [name for name in meta["method"]["files"] if name.startswith("model/") and
+               name.endswith(".safetensors")]
+    assert weights and not any(name.endswith((".pkl", ".joblib", ".bin")) for name in meta["method"]["files"])
+    after = Predictor.load(tmp_path / "ix", minilm).predict(test)
+    assert [p.labels for p in after] == [p.labels for p in before]
+    for b, a in zip(before, after, strict=True):
+        assert a.route == method and a.scores == pytest.approx(b.scores, abs=1e-5)
+    weight = tmp_path / "ix" / "method" / weights[0]
+    data = bytearray(weight.read_bytes())
+    data[-10] ^= 1
+    weight.write_bytes(bytes(data))
+    with pytest.raises(IndexMismatchError, match="changed after the index was written"):
+        LabelIndex.load(tmp_path / "ix")
+
+
+def test_auto_with_a_budget_scores_trained_heads_on_valid_only(minilm):
+    from fewlabel.retrieval.methods.index_method import _trained_plan
+
+    said: list[str] = []
+    calls = {"setfit": lambda *a, **k: None, "finetune": lambda *a, **k: None}
+    assert _trained_plan("auto", calls, 10, False, ["0", "1"], said.append) == {}
+    assert "scored on --valid only" in said[0]
+    plan = _trained_plan("auto", calls, 10, True, ["0", "1"], said.append)
+    assert set(plan) == {"setfit", "finetune"} and plan["setfit"][1] == pytest.approx(10 * 60 * 0.75 / 2)
+    assert _trained_plan("auto", calls, 0, True, ["0", "1"], said.append) == {}

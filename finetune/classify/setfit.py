@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fewlabel.finetune.classify.transformer import decide
 from fewlabel.finetune.settings import resolve_base
 from fewlabel.indexing.errors import FewlabelError
 from fewlabel.indexing.hf import pick_device, quiet_hf
 from fewlabel.indexing.readers import label_matrix
+from fewlabel.indexing.text_classifier import decide
 
 __all__ = ["SetFitClassifier", "train_setfit"]
 
@@ -59,13 +59,16 @@ def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str
                  base: str, *, multi_label: bool, dev_texts: Sequence[str] | None = None,
                  dev_labels: Sequence[Sequence[str]] | None = None, num_iterations: int = 20, epochs: float = 1,
                  max_steps: int | None = None, batch_size: int = 16, evals: int = 4, eval_pairs: int = 256,
-                 seed: int = 42, device: str | None = None, show_progress: bool = False) -> SetFitClassifier:
+                 seed: int = 42, device: str | None = None, show_progress: bool = False,
+                 time_limit_s: float | None = None) -> SetFitClassifier:
     """Train SetFit on ``base`` and return it. ``num_iterations`` pairs per text and epoch (the SetFit
     paper's 20); ``eval_pairs`` bounds the dev pairs scored at each evaluation (setfit draws ``2 *
     num_iterations`` pairs per dev text, so only the first ``eval_pairs / (2 * num_iterations)`` dev texts
-    are used)."""
+    are used). ``time_limit_s`` ends the body's training after that many seconds (then the head is fit)."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
+
+    from fewlabel.finetune.runs import deadline_callback
 
     labels = list(labels)
     if not train_texts:
@@ -100,10 +103,13 @@ def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str
         args = TrainingArguments(output_dir=tmp, batch_size=batch_size, num_epochs=epochs, max_steps=total,
                                  num_iterations=num_iterations, seed=seed, report_to="none",
                                  show_progress_bar=show_progress, logging_steps=every, **on_dev)
-        trainer = Trainer(model=model, args=args, train_dataset=dataset(train_texts, y_train), eval_dataset=dev_set)
+        trainer = Trainer(model=model, args=args, train_dataset=dataset(train_texts, y_train), eval_dataset=dev_set,
+                          callbacks=[deadline_callback(time_limit_s)] if time_limit_s else None)
         trainer.train()
-        history = trainer.st_trainer.state.log_history if getattr(trainer, "st_trainer", None) else []
+        st_state = trainer.st_trainer.state if getattr(trainer, "st_trainer", None) else None
+        history = st_state.log_history if st_state is not None else []
     dev_loss = [e["eval_embedding_loss"] for e in history if "eval_embedding_loss" in e]
     info = {"base": base, "steps": total, "eval_every": every, "dev_embedding_loss": dev_loss,
-            "num_iterations": num_iterations, "batch_size": batch_size, "seed": seed}
+            "num_iterations": num_iterations, "batch_size": batch_size, "seed": seed,
+            "trained_steps": st_state.global_step if st_state is not None else None}
     return SetFitClassifier(model=model, labels=labels, multi_label=multi_label, prefix=prefix, info=info)

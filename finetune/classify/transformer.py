@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,59 +27,9 @@ from fewlabel.indexing.encoders.encoder import transformer_folder
 from fewlabel.indexing.errors import FewlabelError
 from fewlabel.indexing.hf import pick_device, quiet_hf
 from fewlabel.indexing.readers import label_matrix
+from fewlabel.indexing.text_classifier import TextClassifier, decide
 
-__all__ = ["TextClassifier", "decide", "fine_tune_classifier"]
-
-
-def decide(probs: np.ndarray, multi_label: bool, threshold: float = 0.5) -> np.ndarray:
-    """(n, L) booleans from probabilities: every label at or over ``threshold`` (multi-label), else the top one."""
-    if multi_label:
-        return probs >= threshold
-    return np.eye(probs.shape[1], dtype=bool)[probs.argmax(1)] if len(probs) else probs.astype(bool)
-
-
-@dataclass
-class TextClassifier:
-    """A fine-tuned body + head: ``predict_proba`` gives (n, L) probabilities in ``labels`` order
-    (independent sigmoids for multi-label, a softmax otherwise)."""
-
-    model: object
-    tokenizer: object
-    labels: list[str]
-    multi_label: bool
-    prefix: str = ""
-    max_length: int = 128
-    info: dict | None = None
-
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        import torch
-
-        self.model.eval()
-        out = []
-        order = np.argsort([len(t) for t in texts])  # similar lengths together: less padding
-        with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                idx = order[start:start + batch_size]
-                batch = self.tokenizer([self.prefix + texts[i] for i in idx], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt").to(self.model.device)
-                logits = self.model(**batch).logits.float()
-                probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
-                out.append(probs.cpu().numpy())
-        probs = np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
-        result = np.empty_like(probs)
-        result[order] = probs
-        return result
-
-    def predict(self, texts: Sequence[str], threshold: float = 0.5, batch_size: int = 64) -> np.ndarray:
-        """(n, L) booleans: labels at or over ``threshold`` (multi-label) or the top label (single-label)."""
-        return decide(self.predict_proba(texts, batch_size=batch_size), self.multi_label, threshold)
-
-    def save(self, folder: str | Path) -> Path:
-        """A folder transformers loads (``id2label`` in ``config.json`` is the label order)."""
-        folder = Path(folder)
-        self.model.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
-        return folder
+__all__ = ["TextClassifier", "decide", "fine_tune_classifier"]  # TextClassifier and decide: from indexing
 
 
 def fine_tune_classifier(train_texts: Sequence[str], train_labels: Sequence[Sequence[str]], labels: Sequence[str],
@@ -88,10 +37,12 @@ def fine_tune_classifier(train_texts: Sequence[str], train_labels: Sequence[Sequ
                          dev_labels: Sequence[Sequence[str]] | None = None, epochs: float = 10,
                          max_steps: int | None = None, lr: float = 5e-5, batch_size: int = 16, max_length: int = 128,
                          warmup_ratio: float = 0.1, seed: int = 42, evals: int = 5, device: str | None = None,
-                         show_progress: bool = False, work_dir: str | Path | None = None) -> TextClassifier:
+                         show_progress: bool = False, work_dir: str | Path | None = None,
+                         time_limit_s: float | None = None) -> TextClassifier:
     """Fine-tune ``base`` with a classification head on the rows and return the model that scored best
     on dev (micro-F1; the last one without dev rows). Checkpoints go to ``work_dir`` (a temporary folder
-    by default, removed afterwards)."""
+    by default, removed afterwards). ``time_limit_s`` ends training after that many seconds (the steps so far
+    are kept), whatever ``max_steps`` says."""
     labels = list(labels)
     if not train_texts:
         raise FewlabelError("no training rows")
@@ -108,13 +59,13 @@ def fine_tune_classifier(train_texts: Sequence[str], train_labels: Sequence[Sequ
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="fewlabel-classifier-") as tmp:
             return _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location, prefix, settings,
-                          evals, device, show_progress, Path(tmp), base)
+                          evals, device, show_progress, Path(tmp), base, time_limit_s)
     return _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location, prefix, settings, evals,
-                  device, show_progress, Path(work_dir), base)
+                  device, show_progress, Path(work_dir), base, time_limit_s)
 
 
 def _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location, prefix, settings, evals, device,
-           show_progress, work_dir: Path, base: str) -> TextClassifier:
+           show_progress, work_dir: Path, base: str, time_limit_s: float | None = None) -> TextClassifier:
     from datasets import Dataset
     from transformers import (
         AutoModelForSequenceClassification,
@@ -124,7 +75,7 @@ def _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location
         TrainingArguments,
     )
 
-    from fewlabel.finetune.runs import schedule_kwargs
+    from fewlabel.finetune.runs import deadline_callback, schedule_kwargs
 
     folder = str(transformer_folder(Path(location)))
     with quiet_hf():
@@ -166,12 +117,14 @@ def _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location
         logging_steps=every, disable_tqdm=not show_progress, dataloader_num_workers=0,
         use_cpu=pick_device(device) == "cpu", save_only_model=True)
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
+                      callbacks=[deadline_callback(time_limit_s)] if time_limit_s else None)
     quiet_trainer(trainer, show_progress)
     trainer.train()
     dev_scores = [e["eval_micro_f1"] for e in trainer.state.log_history if "eval_micro_f1" in e]
     info = {"base": base, "steps": total, "eval_every": every, "dev_micro_f1": dev_scores,
-            "best_step": _best_step(trainer.state.best_model_checkpoint), "settings": settings.to_dict()}
+            "best_step": _best_step(trainer.state.best_model_checkpoint), "settings": settings.to_dict(),
+            "trained_steps": trainer.state.global_step}
     return TextClassifier(model=trainer.model, tokenizer=tokenizer, labels=labels, multi_label=multi_label,
                           prefix=prefix, max_length=settings.max_length, info=info)
 

@@ -34,7 +34,9 @@ from fewlabel.indexing.store.vector_store import VectorStore, create_store, open
 FORMAT_VERSION = 1
 INDEX_FILE, ROWS_FILE, META_FILE = "index.faiss", "rows.jsonl", "meta.json"
 METHOD_DIR = "method"
-_METHOD_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+# a method file: a plain name, or a path of up to four plain names (a trained head's model folder); no part
+# starts with a dot, so nothing can climb out of method/
+_METHOD_FILE_NAME = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}/){0,3}[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 ENCODER_KEYS = ("model", "prefix", "pooling", "normalize", "dim", "max_length")
 
 
@@ -276,7 +278,8 @@ class LabelIndex:
                 (tmp / METHOD_DIR).mkdir()
                 for name, data in self.method_files.items():
                     if not _METHOD_FILE_NAME.match(name):
-                        raise IndexMismatchError(f"method file name {name!r} is not a plain file name")
+                        raise IndexMismatchError(f"method file name {name!r} is not a plain relative file path")
+                    (tmp / METHOD_DIR / name).parent.mkdir(parents=True, exist_ok=True)
                     (tmp / METHOD_DIR / name).write_bytes(data)
             (tmp / META_FILE).write_text(json.dumps(self.meta(), ensure_ascii=False, indent=2), encoding="utf-8")
         self.store.commit()
@@ -384,7 +387,7 @@ def _read_method(folder: Path, record) -> tuple[dict | None, dict[str, bytes]]:
     for name, digest in recorded.items():
         path = folder / METHOD_DIR / str(name)
         if not _METHOD_FILE_NAME.match(str(name)) or not isinstance(digest, str):
-            raise IndexMismatchError(f"{where}: method file {name!r} is not a plain file name with a sha256")
+            raise IndexMismatchError(f"{where}: method file {name!r} is not a plain relative file path with a sha256")
         try:
             data = path.read_bytes()
         except OSError as exc:

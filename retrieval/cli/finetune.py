@@ -241,3 +241,11 @@ def cmd_adapt(args: argparse.Namespace) -> int:
           f"{resumed}; loss {fmt_metric(summary['first_loss'])} -> {fmt_metric(summary['last_loss'])} "
           f"-> {summary['out_dir']}")
     return 0
+
+
+def index_trainers_for(model: str, device: str | None, quiet: bool) -> dict:
+    """The setfit / finetune trainers that `index build --budget` (and `index add` refitting a trained method)
+    hands to the index's method choice, on the index's own encoder ``model``."""
+    from fewlabel.finetune.classify.index_heads import index_trainers
+
+    return index_trainers(model, device=device, show_progress=not quiet)

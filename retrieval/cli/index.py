@@ -97,12 +97,13 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
                    help="how the index labels. auto (default) scores knn, linear, nb and ensemble on --valid (or "
                         "by stratified cross-validation on the training rows when there is no --valid) and keeps "
                         "the best by --metric; knn: the neighbour vote, k and m tuned; linear: logistic regression "
-                        "on the embeddings; nb: word or character n-gram Naive Bayes; ensemble: both views. "
-                        "setfit and finetune are not available for an index yet")
+                        "on the embeddings; nb: word or character n-gram Naive Bayes; ensemble: both views; "
+                        "setfit, finetune: train the encoder itself (need --budget)")
     p.add_argument("--budget", type=_minutes, default=0.0,
-                   help="minutes auto may spend on trained candidates (SetFit, fine-tuning). Default 0: only the "
-                        "fast candidates, which take seconds to a few minutes on a CPU; trained candidates are not "
-                        "available for an index yet, so a budget above 0 is refused")
+                   help="minutes for trained candidates (SetFit, fine-tuning), split between them: with --valid, "
+                        "auto scores them beside the fast ones; --method setfit|finetune trains that one. Default "
+                        "0: only the fast candidates, which take seconds to a few minutes on a CPU, where a "
+                        "trained head needs many minutes to beat them (benchmarks/results/methods.md)")
     p.add_argument("--cv-folds", type=positive_int, default=5,
                    help="folds of the cross-validation that scores the candidates when there is no --valid "
                         "(default: 5)")
@@ -122,10 +123,8 @@ def _check_method(args: argparse.Namespace, n_rows: int, has_valid: bool) -> Non
     """Method choices that cannot work, refused before any model loads."""
     from fewlabel.retrieval.methods.names import MIN_CV_ROWS, TRAINED
 
-    if args.method in TRAINED or args.budget > 0:
-        raise FewlabelError("SetFit and fine-tuned candidates are not available for an index yet (use `fewlabel "
-                            "bench slices --methods setfit,finetune` to measure them): leave --budget at 0 and "
-                            "choose --method auto, knn, linear, nb or ensemble")
+    if args.method in TRAINED and args.budget <= 0:
+        raise FewlabelError(f"--method {args.method} trains a model: give it time with --budget MINUTES")
     if args.method not in ("knn", "auto") and not has_valid and n_rows < MIN_CV_ROWS:
         raise FewlabelError(f"--method {args.method} without --valid scores by cross-validation, which needs at "
                             f"least {MIN_CV_ROWS} rows (there are {n_rows}): give --valid or --method knn")
@@ -149,8 +148,16 @@ def _fit_method(args: argparse.Namespace, index, encoder, valid, cache, method: 
         return
     if valid is None:
         say(args, f"no --valid: scoring by stratified {args.cv_folds}-fold cross-validation on the training rows")
+    budget = getattr(args, "budget", None)  # index add refits with the budget the index was built with
+    budget = float((index.method or {}).get("budget_minutes") or 0.0) if budget is None else budget
+    trainers = None
+    if budget > 0:
+        from fewlabel.retrieval.cli.finetune import index_trainers_for
+
+        trainers = index_trainers_for(index.encoder["model"], args.device, args.quiet)
     record = fit_method(index, encoder, valid, method=method, metric=args.metric, folds=args.cv_folds,
-                        max_k=args.max_k, cache=cache, batch_size=args.batch_size, show_progress=not args.quiet,
+                        max_k=args.max_k, budget_minutes=budget, trainers=trainers, cache=cache,
+                        batch_size=args.batch_size, show_progress=not args.quiet,
                         source=args.valid or "the training rows", label_field=args.label_col,
                         log=lambda message: say(args, "  " + message))
     best = record["leaderboard"][0] if record["leaderboard"] else None

@@ -26,21 +26,32 @@ import numpy as np
 from fewlabel.indexing.errors import FewlabelError
 from fewlabel.retrieval.knn.labelling import DEFAULT_MAX_K
 from fewlabel.retrieval.methods.common import Views, score, subset
-from fewlabel.retrieval.methods.names import CANDIDATES, MIN_CV_ROWS
+from fewlabel.retrieval.methods.names import CANDIDATES, MIN_CV_ROWS, TRAINED
 
 __all__ = ["CANDIDATES", "Choice", "MIN_CV_ROWS", "cv_plan", "make_candidate", "select_method"]
 
 _TIE = 1e-9
+ORDER = (*CANDIDATES, *TRAINED)  # ties go to the candidate listed first: the cheaper one
 
 
-def make_candidate(name: str, *, max_k: int = DEFAULT_MAX_K, fitted: dict | None = None):
-    """A fresh candidate; ``fitted`` holds this round's fitted linear and nb, which the ensemble reuses."""
+def make_candidate(name: str, *, max_k: int = DEFAULT_MAX_K, fitted: dict | None = None,
+                   trained: dict | None = None):
+    """A fresh candidate; ``fitted`` holds this round's fitted linear and nb, which the ensemble reuses;
+    ``trained`` maps setfit / finetune to (trainer, seconds, labels) (see
+    :mod:`fewlabel.retrieval.methods.trained`)."""
     from fewlabel.retrieval.methods.ensemble import EnsembleHead
     from fewlabel.retrieval.methods.knn import KNNCandidate
     from fewlabel.retrieval.methods.linear import LinearHead
     from fewlabel.retrieval.methods.nb import NaiveBayesText
+    from fewlabel.retrieval.methods.trained import TrainedHead
 
     fitted = fitted or {}
+    if name in TRAINED:
+        if not trained or name not in trained:
+            raise FewlabelError(f"method '{name}' trains a model: it needs a trainer and a time budget "
+                                "(`--budget MINUTES`)")
+        trainer, seconds, labels = trained[name]
+        return TrainedHead(name, trainer, seconds, labels)
     if name == "knn":
         return KNNCandidate(max_k)
     if name == "linear":
@@ -97,19 +108,24 @@ def _summary(settings: dict) -> dict:
 def select_method(train: Views, y: np.ndarray, *, multi_label: bool, valid: Views | None = None,
                   y_valid: np.ndarray | None = None, methods: Sequence[str] = CANDIDATES, metric: str = "micro",
                   folds: int = 5, seed: int = 0, max_k: int = DEFAULT_MAX_K,
-                  log: Callable[[str], None] | None = None) -> Choice:
-    """Fit, tune and score each of ``methods`` (see the module docstring) and return the best."""
+                  log: Callable[[str], None] | None = None, trained: dict | None = None) -> Choice:
+    """Fit, tune and score each of ``methods`` (see the module docstring) and return the best. ``trained``
+    maps setfit / finetune to (trainer, seconds, labels); they are scored on validation rows only (k-fold
+    cross-validation would train them k + 1 times)."""
     if metric not in ("micro", "macro"):
         raise FewlabelError(f"metric must be 'micro' or 'macro', got {metric!r}")
     methods = list(dict.fromkeys(methods))
     for name in methods:
-        if name not in CANDIDATES:
-            raise FewlabelError(f"unknown method '{name}'; choose from {', '.join(CANDIDATES)}")
+        if name not in ORDER:
+            raise FewlabelError(f"unknown method '{name}'; choose from {', '.join(ORDER)}")
+        if name in TRAINED and valid is None:
+            raise FewlabelError(f"scoring '{name}' needs validation rows (--valid): cross-validation would train "
+                                "it once per fold")
     y = np.asarray(y, dtype=bool)
     say = log or (lambda message: None)
     if valid is not None:
         results = _on_validation(train, y, valid, np.asarray(y_valid, dtype=bool), methods, multi_label, metric,
-                                 seed, max_k, say)
+                                 seed, max_k, say, trained)
         protocol = {"kind": "validation", "n_valid": len(valid),
                     "note": "settings chosen on one half of the validation rows, scored on the other, and swapped"}
     else:
@@ -125,7 +141,7 @@ def select_method(train: Views, y: np.ndarray, *, multi_label: bool, valid: View
     best = order[0]
     for name in order[1:]:  # a tie (to float noise) goes to the cheaper candidate listed first
         if results[name]["entry"]["score"] >= results[best]["entry"]["score"] - _TIE and \
-                CANDIDATES.index(name) < CANDIDATES.index(best):
+                ORDER.index(name) < ORDER.index(best):
             best = name
     leaderboard = [{**results[name]["entry"], "chosen": name == best} for name in order]
     return Choice(method=best, candidate=results[best]["candidate"], settings=results[best]["settings"],
@@ -134,7 +150,7 @@ def select_method(train: Views, y: np.ndarray, *, multi_label: bool, valid: View
 
 
 def _on_validation(train: Views, y: np.ndarray, valid: Views, y_valid: np.ndarray, methods: list[str],
-                   multi_label: bool, metric: str, seed: int, max_k: int, say) -> dict:
+                   multi_label: bool, metric: str, seed: int, max_k: int, say, trained: dict | None = None) -> dict:
     halves = None
     if len(valid) >= 4:
         from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
@@ -146,7 +162,7 @@ def _on_validation(train: Views, y: np.ndarray, valid: Views, y_valid: np.ndarra
     results = {}
     for name in methods:
         started = time.perf_counter()
-        candidate = make_candidate(name, max_k=max_k, fitted=fitted).fit_views(train, y, multi_label)
+        candidate = make_candidate(name, max_k=max_k, fitted=fitted, trained=trained).fit_views(train, y, multi_label)
         fitted[name] = candidate
         state = candidate.state(valid)
         scores = []

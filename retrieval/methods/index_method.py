@@ -39,25 +39,53 @@ def index_vectors(index, encoder: SupportsEncode, cache: EmbeddingCache | None =
                              show_progress_bar=show_progress)
 
 
+TRAINING_SHARE = 0.75  # of a trained candidate's share of the budget: the rest scores validation rows, saves
+
+
+def _trained_plan(method: str, trainers: dict | None, budget_minutes: float, has_valid: bool, labels: list[str],
+                  say: Callable[[str], None]) -> dict:
+    """setfit / finetune -> (trainer, seconds of training, labels) for what this call may train."""
+    if method in TRAINED:
+        if not trainers or method not in trainers:
+            raise FewlabelError(f"--method {method} trains a model: pass its trainer (the CLI does; library: "
+                                "fewlabel.finetune.classify.index_heads.index_trainers)")
+        if budget_minutes <= 0:
+            raise FewlabelError(f"--method {method} trains a model: give it time with --budget MINUTES")
+        names = [method]
+    elif method == "auto" and budget_minutes > 0 and trainers:
+        if not has_valid:
+            say("trained candidates (setfit, finetune) are scored on --valid only: without it auto chooses among "
+                "the fast candidates")
+            return {}
+        names = [name for name in TRAINED if name in trainers]
+    else:
+        return {}
+    seconds = budget_minutes * 60.0 * TRAINING_SHARE / max(1, len(names))
+    return {name: (trainers[name], seconds, list(labels)) for name in names}
+
+
 def fit_method(index, encoder: SupportsEncode, valid_rows: Sequence[Row] | None = None, *, method: str = "auto",
                metric: str = "micro", folds: int = 5, seed: int = 0, max_k: int = DEFAULT_MAX_K,
-               budget_minutes: float = 0.0, cache: EmbeddingCache | None = None, batch_size: int = 32,
-               show_progress: bool = False, source: str = "validation data", label_field: str = "label",
-               log: Callable[[str], None] | None = None) -> dict:
+               budget_minutes: float = 0.0, trainers: dict | None = None, cache: EmbeddingCache | None = None,
+               batch_size: int = 32, show_progress: bool = False, source: str = "validation data",
+               label_field: str = "label", log: Callable[[str], None] | None = None) -> dict:
     """Choose (``method="auto"``) or fit the named method on the index's rows, tuned on ``valid_rows`` (or by
     cross-validation on the index's rows when there are none), and store it in the index: the method's files
     and ``index.method`` (leaderboard included), and kNN's tuned k and m in ``index.tuning``. Returns the
-    method record."""
+    method record.
+
+    ``trainers`` (setfit / finetune, from :func:`fewlabel.finetune.classify.index_heads.index_trainers`) with
+    ``budget_minutes`` > 0 add the trained candidates: auto scores them on ``valid_rows`` beside the fast ones,
+    each trained for at most its share of the budget (:data:`TRAINING_SHARE` of budget / candidates)."""
     if method not in METHOD_CHOICES:
         raise FewlabelError(f"unknown method '{method}'; choose from {', '.join(METHOD_CHOICES)}")
-    if method in TRAINED:
-        raise FewlabelError(f"--method {method} is not available for an index yet (SetFit and fine-tuning are "
-                            "benchmarked by `fewlabel bench slices`); choose auto, " + ", ".join(CANDIDATES))
+    say = log or (lambda message: None)
     started = time.perf_counter()
-    names = list(CANDIDATES) if method == "auto" else [method]
     valid_rows = list(valid_rows) if valid_rows is not None else None
     if valid_rows is not None and not valid_rows:
         raise DataError("no validation rows", path=source)
+    trained = _trained_plan(method, trainers, budget_minutes, valid_rows is not None, index.label_names, say)
+    names = list(CANDIDATES) + [n for n in TRAINED if n in trained] if method == "auto" else [method]
     vectors = index_vectors(index, encoder, cache, batch_size, show_progress)
     train = Views(vectors, [r.text for r in index.rows])
     y = index.label_matrix()
@@ -66,12 +94,19 @@ def fit_method(index, encoder: SupportsEncode, valid_rows: Sequence[Row] | None 
         y_valid = label_matrix(valid_rows, index.label_names, source, label_field)
         valid = Views(index.encode_queries(encoder, [r.text for r in valid_rows], cache=cache, batch_size=batch_size,
                                            show_progress=show_progress), [r.text for r in valid_rows])
-    if "knn" not in names:
-        names.append("knn")  # scored too: its k and m serve --k/--m-free evidence and the fallback's threshold
-    choice = select_method(train, y, multi_label=index.multi_label, valid=valid, y_valid=y_valid, methods=names,
-                           metric=metric, folds=folds, seed=seed, max_k=max_k, log=log)
+    unscored = method in TRAINED and valid is None  # a named trained head without --valid: trained, not scored
+    scored = ["knn"] if unscored else names + (["knn"] if "knn" not in names else [])
+    # knn is scored whatever the method: its k and m serve `--k/--m`-free evidence and the fallback's threshold
+    choice = select_method(train, y, multi_label=index.multi_label, valid=valid, y_valid=y_valid, methods=scored,
+                           metric=metric, folds=folds, seed=seed, max_k=max_k, log=log, trained=trained)
     chosen = choice.method if method == "auto" else method
-    candidate, settings = choice.candidates[chosen]
+    if unscored:
+        from fewlabel.retrieval.methods.trained import TrainedHead
+
+        say(f"no --valid: {method} is trained on every row and not scored (its decision threshold stays 0.5)")
+        candidate, settings = TrainedHead(method, *trained[method]).fit_views(train, y, index.multi_label), {}
+    else:
+        candidate, settings = choice.candidates[chosen]
     knn, _ = choice.candidates["knn"]
     result = getattr(knn, "last_result_", None)  # its last select ran on all tuning rows
     if result is not None:
@@ -90,11 +125,12 @@ def fit_method(index, encoder: SupportsEncode, valid_rows: Sequence[Row] | None 
 
 def build_index(rows: Sequence[Row], encoder: SupportsEncode, valid_rows: Sequence[Row] | None = None, *,
                 method: str = "auto", metric: str = "micro", folds: int = 5, max_k: int = DEFAULT_MAX_K,
-                cache: EmbeddingCache | None = None, batch_size: int = 32, show_progress: bool = False, **build):
+                budget_minutes: float = 0.0, trainers: dict | None = None, cache: EmbeddingCache | None = None,
+                batch_size: int = 32, show_progress: bool = False, **build):
     """`LabelIndex.build` plus :func:`fit_method`: the library's ``index build --method``."""
     from fewlabel.indexing.store.label_index import LabelIndex
 
     index = LabelIndex.build(rows, encoder, cache=cache, batch_size=batch_size, show_progress=show_progress, **build)
     fit_method(index, encoder, valid_rows, method=method, metric=metric, folds=folds, max_k=max_k, cache=cache,
-               batch_size=batch_size, show_progress=show_progress)
+               budget_minutes=budget_minutes, trainers=trainers, batch_size=batch_size, show_progress=show_progress)
     return index

@@ -13,7 +13,7 @@ import numpy as np
 
 from fewlabel.retrieval.methods.common import Views, decide, score, sigmoid, softmax, tune_thresholds
 
-__all__ = ["C_GRID", "LinearHead", "fit_logistic"]
+__all__ = ["C_GRID", "LinearHead", "fit_logistic", "linear_proba", "one_vs_rest_arrays", "single_label_arrays"]
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 
@@ -25,28 +25,45 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, multi_label: bool, c: float) -> t
     from sklearn.linear_model import LogisticRegression
 
     n_labels, dim = y.shape[1], x.shape[1]
-    coef, intercept = np.zeros((n_labels, dim)), np.zeros(n_labels)
     if multi_label:
-        for j in range(n_labels):
-            column = y[:, j]
-            if column.all() or not column.any():
-                intercept[j] = 50.0 if column.all() else -50.0
-                continue
-            model = LogisticRegression(C=c, max_iter=1000).fit(x, column.astype(int))
-            coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
-        return coef, intercept
+        constant = [bool(y[:, j].all()) if y[:, j].all() or not y[:, j].any() else None for j in range(n_labels)]
+        models = [None if constant[j] is not None else
+                  LogisticRegression(C=c, max_iter=1000).fit(x, y[:, j].astype(int)) for j in range(n_labels)]
+        return one_vs_rest_arrays(models, constant, dim)
     target = y.argmax(1)
     present = np.unique(target)
-    intercept[:] = -np.inf
-    if len(present) == 1:
+    model = LogisticRegression(C=c, max_iter=1000).fit(x, target) if len(present) > 1 else None
+    return single_label_arrays(model, present, n_labels, dim)
+
+
+def single_label_arrays(model, present: np.ndarray, n_labels: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(coef (L, D), intercept (L,)) of a fitted single-label sklearn ``LogisticRegression`` over the classes
+    ``present`` (integer label columns; ``model`` is None when only one class was present), such that
+    :func:`linear_proba` gives its ``predict_proba`` in all L columns: a label the rows lacked gets -inf and
+    is never chosen; two classes are written as two rows so that softmax equals sklearn's sigmoid."""
+    coef, intercept = np.zeros((n_labels, dim)), np.full(n_labels, -np.inf)
+    present = np.asarray(present, dtype=np.int64)
+    if model is None or len(present) == 1:
         intercept[present[0]] = 0.0
         return coef, intercept
-    model = LogisticRegression(C=c, max_iter=1000).fit(x, target)
     if len(present) == 2:  # sklearn keeps one row for two classes: P(second) = sigmoid(w.x + b)
         coef[present[1]], intercept[present[1]] = model.coef_[0], model.intercept_[0]
         intercept[present[0]] = 0.0
     else:
-        coef[model.classes_], intercept[model.classes_] = model.coef_, model.intercept_
+        coef[present], intercept[present] = model.coef_, model.intercept_
+    return coef, intercept
+
+
+def one_vs_rest_arrays(estimators: list, constants: list[bool | None], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(coef, intercept) of one binary ``LogisticRegression`` per label (multi-label); a label whose rows were
+    all one value has no model (``constants[j]`` True: always; False: never) and gets a constant."""
+    n_labels = len(estimators)
+    coef, intercept = np.zeros((n_labels, dim)), np.zeros(n_labels)
+    for j, (model, constant) in enumerate(zip(estimators, constants, strict=True)):
+        if constant is not None:
+            intercept[j] = 50.0 if constant else -50.0
+        else:
+            coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
     return coef, intercept
 
 

@@ -6,7 +6,10 @@ Layout (``METHOD_FORMAT`` 1), for every method but ``knn`` (whose k and m stay i
   settings (C, thresholds, blend weight, the n-gram analyzer…);
 * ``method/arrays.npz``: numpy arrays only, read with ``np.load(…, allow_pickle=False)``: the linear head's
   ``linear_coef`` (L, D) and ``linear_intercept`` (L,), Naive Bayes' ``nb_coef`` (L, V) and ``nb_intercept``;
-* ``method/vocabulary.json`` (nb, ensemble): the n-gram vocabulary in column order.
+* ``method/vocabulary.json`` (nb, ensemble): the n-gram vocabulary in column order;
+* ``method/model/…`` (setfit, finetune): the trained model's folder, safetensors and JSON (see
+  :mod:`fewlabel.retrieval.methods.trained`); SetFit's head is in ``arrays.npz`` as ``head_coef`` and
+  ``head_intercept``.
 
 Why not pickle (or joblib): an index folder is something people copy and send each other, and loading a
 pickle runs whatever code its author put in it. These files hold numbers and strings, so loading one can only
@@ -25,12 +28,13 @@ import numpy as np
 
 from fewlabel.indexing.errors import IndexMismatchError
 from fewlabel.retrieval.methods.common import Views, arrays_from_bytes, arrays_to_bytes
+from fewlabel.retrieval.methods.trained import MODEL_DIR
 
 __all__ = ["METHOD_FORMAT", "StoredMethod", "load_method", "method_files", "method_record"]
 
 METHOD_FORMAT = 1
 SETTINGS_FILE, ARRAYS_FILE, VOCABULARY_FILE = "method.json", "arrays.npz", "vocabulary.json"
-STORED = ("linear", "nb", "ensemble")
+STORED = ("linear", "nb", "ensemble", "setfit", "finetune")
 
 
 def method_files(name: str, candidate, settings: dict, labels: list[str]) -> dict[str, bytes]:
@@ -49,6 +53,8 @@ def method_files(name: str, candidate, settings: dict, labels: list[str]) -> dic
              ARRAYS_FILE: arrays_to_bytes(arrays)}
     if len(parts) > 2:
         files[VOCABULARY_FILE] = json.dumps(parts[2], ensure_ascii=False).encode()
+    if hasattr(candidate, "folder_files"):  # a trained head: its model folder
+        files.update({f"{MODEL_DIR}/{path}": data for path, data in candidate.folder_files().items()})
     return files
 
 
@@ -83,6 +89,7 @@ def load_method(index) -> StoredMethod | None:
     from fewlabel.retrieval.methods.ensemble import EnsembleHead
     from fewlabel.retrieval.methods.linear import LinearHead
     from fewlabel.retrieval.methods.nb import NaiveBayesText
+    from fewlabel.retrieval.methods.trained import TrainedHead
 
     record = index.method or {}
     name = record.get("name", "knn")
@@ -105,6 +112,12 @@ def load_method(index) -> StoredMethod | None:
             candidate = LinearHead.from_files(model, arrays)
         elif name == "nb":
             candidate = NaiveBayesText.from_files(model, arrays, vocabulary)
+        elif name in ("setfit", "finetune"):
+            folder = {path[len(MODEL_DIR) + 1:]: data for path, data in files.items()
+                      if path.startswith(MODEL_DIR + "/")}
+            if not folder:
+                raise IndexMismatchError(f"{where}: the {name} model's files ({MODEL_DIR}/) are missing")
+            candidate = TrainedHead.from_files(name, model, arrays, folder, list(spec["labels"]))
         else:
             candidate = EnsembleHead.from_files(model, arrays, vocabulary)
         labels = list(spec["labels"])
