@@ -14,7 +14,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,8 @@ import numpy as np
 
 from fewlabel.indexing.errors import DataError
 
-__all__ = ["FORMATS", "Row", "detect_format", "label_matrix", "parse_labels", "read_rows", "read_texts"]
+__all__ = ["FORMATS", "Row", "count_lines", "detect_format", "iter_rows", "label_matrix", "parse_labels", "read_rows",
+           "read_texts"]
 
 PathLike = str | os.PathLike
 
@@ -208,6 +209,61 @@ def read_texts(path: PathLike, *, text_col: str, id_col: str | None = None, fmt:
     return read_rows(path, text_col=text_col, id_col=id_col, fmt=fmt, header=header)
 
 
+def iter_rows(path: PathLike, *, text_col: str, label_col: str | None = None, id_col: str | None = None,
+              label_sep: str | None = None, fmt: str | None = None, header: bool = True,
+              allow_empty_labels: bool = False) -> Iterator[Row]:
+    """The rows of :func:`read_rows`, one at a time from the open file, with the same checks and messages: memory
+    stays bounded by one record, however long the file (``fewlabel predict`` on millions of rows). The only
+    state kept is the set of ids already seen when ``id_col`` is given (a repeated id is still an error).
+    A byte that is not UTF-8 is reported with its line, as :func:`read_rows` does."""
+    _check_file(path)
+    fmt = _resolve_format(path, fmt)
+    wanted = [c for c in (text_col, label_col, id_col) if c is not None]
+    first_line_of_id: dict[str, int] = {}
+    count = 0
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        lines = _checked_lines(fh, path)
+        if fmt == "jsonl":
+            records = _jsonl_records(lines, path=path, wanted=wanted, optional={label_col})
+        else:
+            records = _delimited_records(lines, path=path, fmt=fmt, wanted=wanted, header=header)
+        for index, (line, values) in enumerate(records):
+            row = _make_row(values, index=index, line=line, path=path, text_col=text_col,
+                            label_col=label_col, id_col=id_col, label_sep=label_sep,
+                            allow_empty_labels=allow_empty_labels)
+            if id_col is not None:
+                _check_unique_id(row, first_line_of_id, path=path, id_col=id_col)
+            count += 1
+            yield row
+    if not count:
+        raise DataError("no rows: the file has no data rows", path=str(path))
+
+
+def _checked_lines(fh: io.TextIOBase, path: PathLike) -> Iterator[str]:
+    """The file's lines, line endings kept (what `csv` needs for quoted fields that span lines). A NUL byte is
+    refused on its line; bytes that are not UTF-8 are handed to :func:`read_text_file`, which names their line
+    exactly (the decoder only knows the position inside its read-ahead buffer)."""
+    try:
+        for number, line in enumerate(fh, start=1):
+            if "\0" in line:
+                raise DataError("holds a NUL byte (\\0): not a text file, or damaged", path=str(path), line=number)
+            yield line
+    except UnicodeDecodeError:
+        read_text_file(path)  # raises the DataError naming the line
+        raise
+
+
+def count_lines(path: PathLike) -> int:
+    """Physical lines of a file, counted in binary blocks (a second per gigabyte or so): the total a progress bar
+    shows before the rows are parsed. It overcounts records by the header and by quoted fields that span lines."""
+    total, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            total += block.count(b"\n")
+            last = block[-1:]
+    return total + (last != b"\n")
+
+
 # --------------------------------------------------------------------------------------------
 # File loading
 # --------------------------------------------------------------------------------------------
@@ -260,7 +316,7 @@ def _check_file(path: PathLike) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def _delimited_records(content: str, *, path: PathLike, fmt: str, wanted: list[str],
+def _delimited_records(content: str | Iterable[str], *, path: PathLike, fmt: str, wanted: list[str],
                        header: bool) -> Iterator[tuple[int, dict[str, object]]]:
     """Yield CSV/TSV records with the line each one *starts* on (quoted CSV fields may span
     several physical lines, so ``reader.line_num`` after a read is the record's last line)."""
@@ -303,10 +359,11 @@ def iter_records(reader: Iterator[list[str]], path: PathLike, *,
         yield line, fields
 
 
-def _make_reader(content: str, fmt: str) -> Iterator[list[str]]:
+def _make_reader(content: str | Iterable[str], fmt: str) -> Iterator[list[str]]:
     """CSV is read strictly so an unclosed quote is reported instead of swallowing the rest of
-    the file; TSV ignores quotes entirely because real TSV corpora (STS-B) contain stray ones."""
-    stream = io.StringIO(content, newline="")
+    the file; TSV ignores quotes entirely because real TSV corpora (STS-B) contain stray ones. ``content`` is the
+    whole text, or its lines with their endings (:func:`iter_rows`)."""
+    stream = io.StringIO(content, newline="") if isinstance(content, str) else content
     csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))  # long texts are valid; an unclosed quote
     if fmt == "tsv":                                                   # is caught as "never closed" at the end
         return csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -364,11 +421,13 @@ def _pick_fields(fields: list[str], positions: dict[str, int], *, path: PathLike
     return {col: fields[pos] for col, pos in positions.items()}
 
 
-def _jsonl_records(content: str, *, path: PathLike, wanted: list[str],
+def _jsonl_records(content: str | Iterable[str], *, path: PathLike, wanted: list[str],
                    optional: set[str | None]) -> Iterator[tuple[int, dict[str, object]]]:
     """Yield one record per non-blank JSON Lines line. ``optional`` keys (the label column)
-    may be missing; they come back as None so the label rules decide what that means."""
-    for number, text in enumerate(_LINE_BREAK.split(content), start=1):
+    may be missing; they come back as None so the label rules decide what that means. ``content`` is the whole
+    text, or its lines with their endings (:func:`iter_rows`)."""
+    lines = _LINE_BREAK.split(content) if isinstance(content, str) else (line.rstrip("\r\n") for line in content)
+    for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
         obj = _parse_json_line(text, path=path, line=number)

@@ -8,6 +8,7 @@ the new one is complete."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
@@ -17,7 +18,8 @@ from pathlib import Path
 from fewlabel.indexing.errors import FewlabelError
 from fewlabel.indexing.files import atomic_file, first_line_of, refuse_foreign
 
-__all__ = ["Prediction", "claim_output", "output_format", "write_meta", "write_predictions"]
+__all__ = ["Prediction", "claim_output", "csv_header_line", "format_predictions", "output_format", "prediction_header",
+           "write_meta", "write_predictions"]
 
 ROUTE_KNN = "knn"
 
@@ -94,6 +96,50 @@ def _similarity(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 6)
 
 
+def prediction_header(label_names: Sequence[str], *, routes: bool = False, similarity: bool = True,
+                      explain: bool = False) -> list[str]:
+    """The CSV columns of :func:`write_predictions` (JSONL writes the same keys, without a header line)."""
+    header = ["id", "labels", *(["route", "reason"] if routes else []), *[f"score:{n}" for n in label_names]]
+    header += ["top_similarity"] if similarity else []
+    return [*header, "neighbours"] if explain else header
+
+
+def format_predictions(predictions: Sequence[Prediction], fmt: str, label_names: Sequence[str], *,
+                       routes: bool = False, similarity: bool = True, explain: bool = False) -> str:
+    """The lines of ``predictions`` in ``fmt`` (csv or jsonl), without the CSV header: what
+    :func:`write_predictions` writes, and what ``fewlabel predict`` appends chunk by chunk."""
+    buffer = io.StringIO(newline="")
+    if fmt == "jsonl":
+        for p in predictions:
+            item: dict = {"id": p.id, "labels": list(p.labels)}
+            if routes:
+                item.update(route=p.route, reason=p.reason)
+            item["scores"] = {name: round(p.scores[name], 6) for name in label_names}
+            if similarity:
+                item["top_similarity"] = _similarity(p.top_similarity)
+            if explain:
+                item["neighbours"] = p.neighbours
+            buffer.write(json.dumps(item, ensure_ascii=False) + "\n")
+        return buffer.getvalue()
+    writer = csv.writer(buffer)
+    for p in predictions:
+        line = [p.id, json.dumps(list(p.labels), ensure_ascii=False), *([p.route, p.reason] if routes else []),
+                *[f"{p.scores[name]:.4f}" for name in label_names]]
+        if similarity:
+            line.append("" if math.isnan(p.top_similarity) else f"{p.top_similarity:.4f}")
+        if explain:
+            line.append(json.dumps(p.neighbours, ensure_ascii=False))
+        writer.writerow(line)
+    return buffer.getvalue()
+
+
+def csv_header_line(columns: Sequence[str]) -> str:
+    """One CSV line (the header), quoted as the rows are."""
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer).writerow(columns)
+    return buffer.getvalue()
+
+
 def write_predictions(predictions: Sequence[Prediction], path: str | Path, label_names: Sequence[str], *,
                       routes: bool = False, similarity: bool = True) -> Path:
     """CSV ``id, labels (JSON list) [, route, reason], score:<label>…, top_similarity [, neighbours]`` or the
@@ -104,31 +150,11 @@ def write_predictions(predictions: Sequence[Prediction], path: str | Path, label
     fmt = output_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     explain = any(p.neighbours for p in predictions)
+    options = dict(routes=routes, similarity=similarity, explain=explain)
     with atomic_file(path) as fh:
-        if fmt == "jsonl":
-            for p in predictions:
-                item: dict = {"id": p.id, "labels": list(p.labels)}
-                if routes:
-                    item.update(route=p.route, reason=p.reason)
-                item["scores"] = {name: round(p.scores[name], 6) for name in label_names}
-                if similarity:
-                    item["top_similarity"] = _similarity(p.top_similarity)
-                if explain:
-                    item["neighbours"] = p.neighbours
-                fh.write(json.dumps(item, ensure_ascii=False) + "\n")
-            return path
-        writer = csv.writer(fh)
-        header = ["id", "labels", *(["route", "reason"] if routes else []), *[f"score:{n}" for n in label_names]]
-        header += ["top_similarity"] if similarity else []
-        writer.writerow([*header, "neighbours"] if explain else header)
-        for p in predictions:
-            line = [p.id, json.dumps(list(p.labels), ensure_ascii=False), *([p.route, p.reason] if routes else []),
-                    *[f"{p.scores[name]:.4f}" for name in label_names]]
-            if similarity:
-                line.append("" if math.isnan(p.top_similarity) else f"{p.top_similarity:.4f}")
-            if explain:
-                line.append(json.dumps(p.neighbours, ensure_ascii=False))
-            writer.writerow(line)
+        if fmt == "csv":
+            fh.write(csv_header_line(prediction_header(label_names, **options)))
+        fh.write(format_predictions(predictions, fmt, label_names, **options))
     return path
 
 

@@ -14,7 +14,10 @@ import numpy as np
 
 from fewlabel.indexing.errors import FewlabelError
 
-__all__ = ["apply_search_params", "build_faiss_index", "check_factory", "make_faiss_index", "train_if_needed"]
+__all__ = ["FAISS_DEVICES", "apply_search_params", "build_faiss_index", "check_factory", "faiss_gpus", "gpu_copy",
+           "make_faiss_index", "read_faiss_index", "resolve_faiss_device", "train_if_needed"]
+
+FAISS_DEVICES = ("auto", "cpu", "cuda")
 
 
 def _last_line(exc: BaseException) -> str:
@@ -121,3 +124,57 @@ def build_faiss_index(vectors: np.ndarray, factory: str = "Flat", search_params:
     train_if_needed(index, vectors, factory, quiet=quiet)
     index.add(vectors)
     return index
+
+
+# ---- reading, and searching on a GPU ----------------------------------------------------------------------------
+def read_faiss_index(path, *, mmap: bool = False):
+    """Read ``index.faiss``. ``mmap``: map the file instead of reading it, so the vectors stay on disk until
+    something touches them (`index info` never does: opening a million-vector index costs next to nothing)."""
+    import faiss
+
+    # IO_FLAG_MMAP_IFC maps the codes of flat, HNSW and IVF indexes alike (IO_FLAG_MMAP maps only IVF lists)
+    return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
+
+
+def faiss_gpus() -> int:
+    """CUDA devices this FAISS can use: 0 with faiss-cpu, or with faiss-gpu on a machine without a GPU."""
+    import faiss
+
+    try:
+        return int(faiss.get_num_gpus())
+    except (AttributeError, RuntimeError):
+        return 0
+
+
+def resolve_faiss_device(device: str | None) -> str:
+    """``cpu`` or ``cuda`` for ``--faiss-device auto|cpu|cuda``: auto is cuda when FAISS sees a GPU. Asking for
+    cuda where FAISS has none is refused (one line, before any model loads), never quietly run on the CPU."""
+    device = (device or "auto").lower()
+    if device not in FAISS_DEVICES:
+        raise FewlabelError(f"--faiss-device must be one of {', '.join(FAISS_DEVICES)}, got {device!r}")
+    if device == "cpu":
+        return "cpu"
+    gpus = faiss_gpus()
+    if device == "cuda" and not gpus:
+        raise FewlabelError("--faiss-device cuda: this FAISS sees no GPU (faiss-cpu is installed, or no CUDA device "
+                            "is visible); install the gpu extra on a CUDA machine, or use --faiss-device cpu")
+    return "cuda" if gpus else "cpu"
+
+
+def gpu_copy(index, factory: str, *, strict: bool):
+    """A copy of the CPU ``index`` on every visible GPU (sharded when there are several), for search only: the
+    index on disk stays a CPU index, and adding or removing rows happens on the CPU copy. FAISS has GPU
+    versions of Flat, IVF-Flat, IVF-PQ and IVF-SQ but not of HNSW; for such a type ``strict`` (cuda asked for by
+    name) refuses, otherwise (auto) None is returned and search stays on the CPU. IVF's nprobe travels with
+    the copy."""
+    import faiss
+
+    try:
+        options = faiss.GpuMultipleClonerOptions()
+        options.shard = True  # several GPUs each hold a part (one GPU: a plain GPU index)
+        return faiss.index_cpu_to_all_gpus(index, co=options)
+    except (RuntimeError, AttributeError) as exc:
+        if strict:
+            raise FewlabelError(f"a FAISS '{factory}' index cannot be searched on the GPU ({_last_line(exc)}); use "
+                                "--faiss-device cpu, or a type FAISS has on GPUs (Flat, IVF…,Flat, IVF…,PQ…)") from exc
+        return None

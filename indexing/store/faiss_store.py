@@ -13,7 +13,13 @@ import numpy as np
 
 from fewlabel.indexing.errors import FewlabelError, IndexMismatchError
 from fewlabel.indexing.readers import Row
-from fewlabel.indexing.store.faiss_index import apply_search_params, build_faiss_index
+from fewlabel.indexing.store.faiss_index import (
+    apply_search_params,
+    build_faiss_index,
+    gpu_copy,
+    read_faiss_index,
+    resolve_faiss_device,
+)
 
 __all__ = ["INDEX_FILE", "FaissStore"]
 
@@ -31,6 +37,9 @@ class FaissStore:
         self.search_params = search_params or None
         self.d = int(index.d)
         self.metric_type = index.metric_type  # KNNLabeler.from_index checks inner product
+        self.device = "cpu"  # where search runs: use_device("cuda") searches a GPU copy
+        self._strict_device = False
+        self._gpu_index = None  # the GPU copy, made at the first search and dropped when the rows change
 
     @classmethod
     def build(cls, vectors: np.ndarray, factory: str = "Flat", search_params: str | None = None, *,
@@ -38,14 +47,14 @@ class FaissStore:
         return cls(build_faiss_index(vectors, factory, search_params, quiet=quiet), factory, search_params)
 
     @classmethod
-    def open(cls, folder: Path, meta: dict) -> FaissStore:
-        import faiss
-
+    def open(cls, folder: Path, meta: dict, *, mmap: bool = False) -> FaissStore:
+        """``mmap``: map ``index.faiss`` rather than read it (see
+        :func:`~fewlabel.indexing.store.faiss_index.read_faiss_index`): for readers that never search."""
         path = Path(folder) / INDEX_FILE
         if not path.is_file():
             raise IndexMismatchError(f"{folder}: not a fewlabel index ({INDEX_FILE} is missing)")
         try:
-            index = faiss.read_index(str(path))
+            index = read_faiss_index(path, mmap=mmap)
         except RuntimeError as exc:
             raise IndexMismatchError(f"{path}: corrupt FAISS index") from exc
         settings = meta.get("faiss") or {}
@@ -57,12 +66,32 @@ class FaissStore:
     def ntotal(self) -> int:
         return int(self.index.ntotal)
 
+    def use_device(self, device: str | None) -> str:
+        """Search on ``auto``, ``cpu`` or ``cuda`` (see
+        :func:`~fewlabel.indexing.store.faiss_index.resolve_faiss_device`); returns where search will run. cuda by
+        name refuses an index type FAISS cannot put on a GPU (HNSW) here, before any model loads; auto keeps such
+        a type on the CPU."""
+        self.device = resolve_faiss_device(device)
+        self._strict_device = (device or "auto").lower() == "cuda"
+        self._gpu_index = None
+        if self.device == "cuda":
+            self._gpu_index = gpu_copy(self.index, self.factory, strict=self._strict_device)
+            if self._gpu_index is None:
+                self.device = "cpu"
+        return self.device
+
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        sims, ids = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), int(k))
+        index = self.index
+        if self.device == "cuda":
+            if self._gpu_index is None:  # the rows changed since the last copy
+                self._gpu_index = gpu_copy(self.index, self.factory, strict=self._strict_device)
+            index = self._gpu_index if self._gpu_index is not None else self.index
+        sims, ids = index.search(np.ascontiguousarray(vectors, dtype=np.float32), int(k))
         return sims, ids.astype(np.int64, copy=False)
 
     def add(self, vectors: np.ndarray, rows: Sequence[Row]) -> None:
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        self._gpu_index = None
 
     def remove(self, positions: Sequence[int]) -> None:
         import faiss
@@ -70,6 +99,7 @@ class FaissStore:
         drop = sorted({int(p) for p in positions})
         if not drop:
             return
+        self._gpu_index = None
         if isinstance(self.index, faiss.IndexFlat):
             self.index.remove_ids(np.asarray(drop, dtype=np.int64))  # compacts: later ids shift down
             return
@@ -106,4 +136,4 @@ class FaissStore:
 
     def describe(self) -> dict:
         return {"kind": self.kind, "factory": self.factory, "metric": "inner_product", "ntotal": self.ntotal,
-                "search_params": self.search_params}
+                "search_params": self.search_params, "device": self.device}

@@ -191,6 +191,17 @@ class LabelIndex:
             raise IndexMismatchError(f"this index keeps its vectors in {self.store.kind}, not FAISS")
         return self.store.index
 
+    def use_faiss_device(self, device: str | None) -> str:
+        """Search on ``auto``, ``cpu`` or ``cuda`` (a GPU copy of the FAISS index, for search only; the folder
+        keeps the CPU index). Returns where search runs. A Milvus store searches where its server does, so only
+        auto and cpu are accepted for it."""
+        if self.store.kind != "faiss":
+            if (device or "auto").lower() == "cuda":
+                raise IndexMismatchError(f"--faiss-device cuda applies to a FAISS index; this one keeps its vectors "
+                                         f"in {self.store.kind}")
+            return "cpu"
+        return self.store.use_device(device)
+
     def check_weights(self) -> None:
         """Refuse, before loading it, a model whose weight files changed since this index was built."""
         from fewlabel.indexing.encoders.encoder import model_weights
@@ -292,9 +303,11 @@ class LabelIndex:
         self.store.discard()
 
     @classmethod
-    def load(cls, folder: str | Path, encoder: SupportsEncode | None = None) -> LabelIndex:
+    def load(cls, folder: str | Path, encoder: SupportsEncode | None = None, *, mmap: bool = False) -> LabelIndex:
         """Read an index folder, checking format, counts, dimension and fingerprint agree, and, when
-        `encoder` is given, that it makes the same kind of vectors as the ones stored."""
+        `encoder` is given, that it makes the same kind of vectors as the ones stored. ``mmap``: memory-map
+        ``index.faiss`` instead of reading it (`index info`: its vectors are never needed, so a million-vector
+        index opens in the time its rows take)."""
         folder = Path(folder)
         recover_directory(folder)  # a writer killed mid-replacement left the old index aside: put it back
         if not folder.is_dir():
@@ -327,7 +340,7 @@ class LabelIndex:
         dim = meta["encoder"]["dim"]
         problems = []
         sound = meta.get("data_fingerprint") == data_fingerprint(rows)
-        store = open_store(meta, folder, rows, tidy=sound)  # Milvus tidies its collection only for sound rows
+        store = open_store(meta, folder, rows, tidy=sound, mmap=mmap)  # Milvus tidies only for sound rows
         where = INDEX_FILE if store.kind == "faiss" else f"the {store.kind} store"
         if store.d != dim:
             problems.append(f"{where} has dimension {store.d}, meta.json says {dim}")

@@ -84,16 +84,17 @@ def create_store(kind: str, vectors: np.ndarray, rows: Sequence[Row], *, factory
     raise FewlabelError(f"unknown vector store '{kind}' (known: {', '.join(STORES)})")
 
 
-def open_store(meta: dict, folder: Path, rows: Sequence[Row], *, tidy: bool = True) -> VectorStore:
+def open_store(meta: dict, folder: Path, rows: Sequence[Row], *, tidy: bool = True, mmap: bool = False) -> VectorStore:
     """The store a saved index folder names, opened and checked against the folder's rows. ``tidy``: the rows
-    passed their own checks, so a Milvus collection may drop the rows a killed writer left in it."""
+    passed their own checks, so a Milvus collection may drop the rows a killed writer left in it. ``mmap``: a
+    FAISS file is memory-mapped, not read (for readers that never search)."""
     if store_kind(meta) == "milvus":
         from fewlabel.indexing.store.milvus_store import MilvusStore
 
         return MilvusStore.open(meta["store"], rows, folder=folder, tidy=tidy)
     from fewlabel.indexing.store.faiss_store import FaissStore
 
-    return FaissStore.open(folder, meta)
+    return FaissStore.open(folder, meta, mmap=mmap)
 
 
 def release_replaced(replaced: dict | None, current: dict) -> None:

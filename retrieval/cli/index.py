@@ -12,6 +12,7 @@ from fewlabel.retrieval.cli.options import (
     EPILOG,
     add_augment_options,
     add_data_options,
+    add_faiss_device_option,
     add_model_options,
     augmenter_from_args,
     load_encoder,
@@ -58,6 +59,7 @@ def add_index_commands(commands: argparse._SubParsersAction) -> None:
                       help="each text carries exactly one label")
     build.add_argument("--out", required=True, help="index folder to write (replaced atomically)")
     add_model_options(build)
+    add_faiss_device_option(build)
     add_augment_options(build)
     build.set_defaults(handler=cmd_index_build)
 
@@ -81,6 +83,7 @@ def add_index_commands(commands: argparse._SubParsersAction) -> None:
     add.add_argument("--cv-folds", type=positive_int, default=5,
                      help="folds of the cross-validation when there is no --valid (default: 5)")
     add_model_options(add)
+    add_faiss_device_option(add)
     add.set_defaults(handler=cmd_index_add)
 
 
@@ -199,6 +202,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     _check_method(args, len(rows), valid is not None)
     if args.store == "faiss":  # a factory FAISS cannot parse, or cannot train on this many rows: before encoding
         check_factory(args.factory, len(rows), args.search_params)
+    faiss_device(args)
     augmenter = augmenter_from_args(args)
     labelled_rows = len(rows)
     if augmenter is not None:  # copies of the training rows only: --valid stays as it is
@@ -211,6 +215,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size, show_progress=not args.quiet,
                              search_params=args.search_params, store=args.store, store_options=store_options)
     index.extra["build_seconds"] = round(time.perf_counter() - started, 2)
+    index.use_faiss_device(args.faiss_device)  # tuning and auto search on the GPU when there is one
     index.extra["source"] = str(args.data)
     if augmenter is not None:
         index.extra["augment"] = {**augmenter.describe(), "labelled_rows": labelled_rows, "rows": len(rows)}
@@ -226,6 +231,16 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     print(f"indexed {len(index)} rows, {len(index.label_names)} labels ({kind}) with {args.model} "
           f"[{args.factory}], method {index.method['name']} -> {args.out}")
     return 0
+
+
+def faiss_device(args: argparse.Namespace) -> str:
+    """``--faiss-device`` checked before anything loads: cuda where FAISS sees no GPU is one line, exit 2; with
+    --store milvus only auto and cpu mean anything."""
+    from fewlabel.indexing.store.faiss_index import resolve_faiss_device
+
+    if getattr(args, "store", "faiss") != "faiss" and args.faiss_device == "cuda":
+        raise FewlabelError("--faiss-device cuda applies to --store faiss")
+    return resolve_faiss_device(args.faiss_device)
 
 
 def _store_options(args: argparse.Namespace) -> dict | None:
@@ -249,7 +264,7 @@ def _store_options(args: argparse.Namespace) -> dict | None:
 def cmd_index_info(args: argparse.Namespace) -> int:
     from fewlabel.indexing.store.label_index import LabelIndex
 
-    index = LabelIndex.load(args.index_dir)
+    index = LabelIndex.load(args.index_dir, mmap=True)  # the vectors stay on disk: info never reads them
     meta = index.meta()
     if args.json:
         print(json.dumps(meta, ensure_ascii=False, indent=2))
@@ -301,15 +316,17 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     from fewlabel.indexing.store.label_index import LabelIndex
     from fewlabel.retrieval.methods.names import MIN_CV_ROWS
 
+    faiss_device(args)
     rows = read_labelled(args, args.data)
     valid = read_labelled(args, args.valid) if args.valid else None
-    known = LabelIndex.load(args.index_dir).label_names
+    known = LabelIndex.load(args.index_dir, mmap=True).label_names
     _check_valid_labels(args, valid, {*known, *(label for row in rows for label in row.labels)})
     with LabelIndex.update(args.index_dir, waiting=lambda message: say(args, message)) as index:
         index.check_new_rows(rows, source=args.data, renumber=args.id_col is None)  # before the model loads
         index.check_weights()  # a model retrained in place: refused before it loads
         encoder = load_encoder(args, index.encoder["model"], index.encoder)
         cache = open_cache(args)
+        index.use_faiss_device(args.faiss_device)
         added = index.add(rows, encoder, cache=cache, batch_size=args.batch_size, show_progress=not args.quiet,
                           source=args.data, renumber=args.id_col is None)
         method = "auto" if args.retune else (index.method or {}).get("name", "knn")

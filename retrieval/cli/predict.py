@@ -10,13 +10,13 @@ from fewlabel.indexing.errors import FewlabelError
 from fewlabel.retrieval.cli.options import (
     EPILOG,
     add_data_options,
+    add_faiss_device_option,
     add_model_options,
     load_encoder,
     open_cache,
     positive_float,
     positive_int,
     read_labelled,
-    read_unlabelled,
     say,
 )
 from fewlabel.retrieval.cli.zeroshot import labels_from_args, routes_line
@@ -33,10 +33,25 @@ def add_predict_command(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--k", type=positive_int, default=None, help="neighbours to vote (default: tuned k)")
     predict.add_argument("--m", type=positive_float, default=None, help="votes a label needs (default: tuned m)")
     predict.add_argument("--explain", action="store_true", help="also write each text's neighbours")
+    add_stream_options(predict)
     add_model_options(predict)
+    add_faiss_device_option(predict)
     add_fallback_options(predict)
     add_engine_options(predict)
     predict.set_defaults(handler=cmd_predict)
+
+
+def add_stream_options(predict: argparse.ArgumentParser) -> None:
+    """Chunked reading and writing (`fewlabel.retrieval.streaming`): bounded memory, and a resumable run."""
+    group = predict.add_argument_group("large inputs", "INPUT is read, labelled and written one chunk of rows at a "
+                                       "time, so memory stays flat however long it is; an interrupted run resumes "
+                                       "where it stopped when the same command is run again (OUT appears only "
+                                       "when every row is written). A labelled INPUT scored with --label-col is "
+                                       "read whole.")
+    group.add_argument("--chunk-size", type=positive_int, default=None,
+                       help="rows per chunk (default: 10000)")
+    group.add_argument("--no-resume", action="store_true",
+                       help="start afresh even if an unfinished run on the same OUT can be resumed")
 
 
 def add_engine_options(predict: argparse.ArgumentParser) -> None:
@@ -62,6 +77,10 @@ def _predict_on_ray(args: argparse.Namespace, out: Path) -> int:
 
     if args.fallback != "none":
         raise FewlabelError("--fallback runs with --engine local only")
+    given = "--chunk-size" if args.chunk_size else "--no-resume" if args.no_resume else \
+        "--faiss-device cuda" if args.faiss_device == "cuda" else None
+    if given:
+        raise FewlabelError(f"{given} applies to --engine local")
     check_index_for_ray(args.index_dir)  # before this process opens a Milvus Lite file
     index = LabelIndex.load(args.index_dir)
     resolve_k_m(index, args.k, args.m)
@@ -169,10 +188,11 @@ def _router_settings(args: argparse.Namespace, index, zero_shot, labels, tuning:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from fewlabel.indexing.store.faiss_index import resolve_faiss_device
     from fewlabel.indexing.store.label_index import LabelIndex
     from fewlabel.retrieval.knn.labelling import resolve_k_m
-    from fewlabel.retrieval.outputs import claim_output, output_format, write_predictions
-    from fewlabel.retrieval.router import Predictor, summarise_routes
+    from fewlabel.retrieval.outputs import claim_output, output_format
+    from fewlabel.retrieval.router import Predictor
     from fewlabel.retrieval.zeroshot.labels import check_template
 
     out = Path(args.out)
@@ -183,14 +203,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return _predict_on_ray(args, out)
     if args.ray_address or args.num_workers:
         raise FewlabelError(f"{'--ray-address' if args.ray_address else '--num-workers'} applies to --engine ray")
+    resolve_faiss_device(args.faiss_device)  # cuda without a GPU: refused before anything is read
     labels = labels_from_args(args)
     check_template(args.template)
     index = LabelIndex.load(args.index_dir)
+    index.use_faiss_device(args.faiss_device)
     resolve_k_m(index, args.k, args.m)  # and on a bad --k/--m
     if args.k is not None and args.k > len(index):
         say(args, f"note: --k {args.k} is more than the {len(index)} rows in the index; every row votes "
                   f"(k={len(index)})")
-    rows, gold = _read_input(args)
+    rows, gold, total = _read_input(args)  # rows None: INPUT was checked in one pass and is streamed
     analysis = _claim_analysis(out, index.multi_label) if gold else None
     args.label_col = args.label_col or "label"  # the --tune-fallback file's default
     valid = None
@@ -213,15 +235,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
                   f"{'none' if threshold is None else f'{threshold:.4f}'}, {tuning['zero_shot_share']:.0%} of them "
                   f"routed to zero-shot (in full or for weak labels), macro-F1 {tuning['score']:.4f} "
                   f"(kNN alone {tuning['knn_alone']['macro_f1']:.4f})")
-    predictions = predictor.predict(rows, explain=args.explain)
-    write_predictions(predictions, out, predictor.label_names_, routes=zero_shot is not None)
+    predictions, counted = _label(args, out, predictor, zero_shot, rows, total)
     if args.save_fallback:  # on a fresh read under the write lock, so rows added meanwhile are kept
         with LabelIndex.update(args.index_dir, waiting=lambda message: say(args, message)) as fresh:
             fresh.extra["fallback"] = predictor.settings()
         say(args, f"fallback settings saved in {Path(args.index_dir) / 'meta.json'}")
-    labelled = sum(1 for p in predictions if p.labels)
-    routes = f" (routes: {routes_line(summarise_routes(predictions))})" if zero_shot is not None else ""
-    print(f"labelled {labelled} of {len(predictions)} texts -> {out}{routes}")
+    n_rows, labelled, route_counts = counted
+    routes = f" (routes: {routes_line(route_counts)})" if zero_shot is not None else ""
+    print(f"labelled {labelled} of {n_rows} texts -> {out}{routes}")
     if gold:
         _score_input(gold, predictions, predictor.label_names_, index.multi_label, analysis,
                      title=f"{Path(args.input).name}: {Path(args.index_dir).name}")
@@ -233,20 +254,55 @@ NO_LABEL = "(none)"  # the predicted "label" of a text no label reached m votes 
 
 
 def _read_input(args: argparse.Namespace):
-    """INPUT's rows, and the same rows as gold when ``--label-col`` is given and INPUT has that column (else None).
-    With ``--tune-fallback`` the option may name that file's column only, so an INPUT without it is not scored."""
+    """(rows, gold, count). When ``--label-col`` is given and INPUT has that column, INPUT is read whole (its
+    rows are the gold too). Otherwise it is streamed: read here once to check every row (bounded memory, before
+    any model loads) and to count them for the progress bar, then again chunk by chunk (rows None). With
+    ``--tune-fallback`` the option may name that file's column only, so an INPUT without it is not scored."""
     from fewlabel.indexing.errors import DataError
 
-    if args.label_col is None:
-        return read_unlabelled(args, args.input), None
-    try:
-        rows = read_labelled(args, args.input)
-    except DataError as exc:
-        if not args.tune_fallback:
-            raise
-        say(args, f"note: INPUT is not scored ({exc})")
-        return read_unlabelled(args, args.input), None
-    return rows, rows
+    if args.label_col is not None:
+        try:
+            rows = read_labelled(args, args.input)
+            return rows, rows, len(rows)
+        except DataError as exc:
+            if not args.tune_fallback:
+                raise
+            say(args, f"note: INPUT is not scored ({exc})")
+    return None, None, sum(1 for _ in _stream_input(args))
+
+
+def _stream_input(args: argparse.Namespace):
+    from fewlabel.indexing.readers import iter_rows
+
+    return iter_rows(args.input, text_col=args.text_col, id_col=args.id_col, header=not args.no_header)
+
+
+#: predict's options that do not change what is written (the rest key an unfinished run's resumption)
+_NOT_IN_OUTPUT = {"handler", "quiet", "chunk_size", "no_resume", "batch_size", "no_cache", "device", "faiss_device",
+                  "engine", "ray_address", "num_workers", "out", "input", "index_dir", "save_fallback"}
+
+
+def _label(args: argparse.Namespace, out: Path, predictor, zero_shot, rows, total: int):
+    """Label INPUT into OUT: the rows held in memory (a scored INPUT) in one go, else streamed in chunks with a
+    progress bar, resuming an unfinished run. Returns the predictions (when held) and (rows, labelled, routes)."""
+    from fewlabel.retrieval.outputs import write_predictions
+    from fewlabel.retrieval.router import summarise_routes
+    from fewlabel.retrieval.streaming import DEFAULT_CHUNK_ROWS, predict_to_file, resume_key
+
+    if rows is not None:
+        predictions = predictor.predict(rows, explain=args.explain)
+        write_predictions(predictions, out, predictor.label_names_, routes=zero_shot is not None)
+        return predictions, (len(predictions), sum(1 for p in predictions if p.labels), summarise_routes(predictions))
+    predictor.show_progress = False  # one bar for the whole file, not one per chunk
+    if zero_shot is not None and hasattr(zero_shot, "show_progress"):
+        zero_shot.show_progress = False
+    settings = {name: value for name, value in vars(args).items() if name not in _NOT_IN_OUTPUT}
+    settings["fallback_settings"] = predictor.settings() if zero_shot is not None else None
+    result = predict_to_file(predictor, _stream_input(args), out, key=resume_key(args.input, args.index_dir, settings),
+                             chunk_size=args.chunk_size or DEFAULT_CHUNK_ROWS, explain=args.explain,
+                             routes=zero_shot is not None, resume=not args.no_resume, total=total,
+                             show_progress=not args.quiet, log=lambda message: say(args, message))
+    return None, (result.rows, result.labelled, result.routes)
 
 
 def _claim_analysis(out: Path, multi_label: bool) -> dict:
