@@ -28,17 +28,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 BOUND = 0.005
 # Every int8 recipe tried, in order; the one the backend ships (INT8_RECIPE) is marked in the report.
 VARIANTS: dict[str, dict] = {
-    "dynamic, defaults (all op types, per-tensor)": {"op_types": None, "per_channel": False, "reduce_range": False,
-                                                     "exclude": []},
-    "MatMul only, per-tensor": {"op_types": ["MatMul"], "per_channel": False, "reduce_range": False, "exclude": []},
-    "MatMul only, per-channel": {"op_types": ["MatMul"], "per_channel": True, "reduce_range": False, "exclude": []},
-    "MatMul only, per-channel, FFN output kept fp32": {
-        "op_types": ["MatMul"], "per_channel": True, "reduce_range": False,
+    "dynamic, defaults (all op types, per-tensor)": {"op_types": None, "per_channel": False},
+    "MatMul only, per-tensor": {"op_types": ["MatMul"], "per_channel": False},
+    "MatMul only, per-channel": {"op_types": ["MatMul"], "per_channel": True},
+    "MatMul only, per-channel, FFN output kept fp32": {"op_types": ["MatMul"], "per_channel": True,
+                                                       "exclude": [r"layer\.\d+/output/dense/MatMul$"]},
+    "fused attention, MatMul + Attention, per-channel": {"op_types": ["MatMul", "Attention"], "per_channel": True,
+                                                         "fuse": True},
+    "fused attention, MatMul + Attention, per-channel, FFN output kept fp32": {
+        "op_types": ["MatMul", "Attention"], "per_channel": True, "fuse": True,
         "exclude": [r"layer\.\d+/output/dense/MatMul$"]},
-    "MatMul only, per-channel, FFN kept fp32": {
-        "op_types": ["MatMul"], "per_channel": True, "reduce_range": False,
-        "exclude": [r"layer\.\d+/output/dense/MatMul$", r"layer\.\d+/intermediate/dense/MatMul$"]},
 }
+VARIANTS = {name: {"reduce_range": False, "exclude": [], "fuse": False, **recipe} for name, recipe in VARIANTS.items()}
 STS_SETS = {"KorSTS test": "korsts/sts-test.tsv", "STS-B test": "stsb_en/sts-test.csv"}
 STS_RUNS = [("e5-small", "KorSTS test"), ("e5-small", "STS-B test"), ("minilm", "STS-B test")]
 

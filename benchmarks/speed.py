@@ -1,319 +1,206 @@
-"""Speed on CPU: encoder throughput against sentence-transformers, FAISS build and search time at
-100,000 vectors, and peak memory. Writes `speed.md` and `speed.json`.
+"""Encoder speed on the CPU: plain sentence-transformers against fewlabel's torch, onnx and onnx-int8 backends, for
+minilm and e5-small, in one run on the same texts; the quality of each backend (from onnx_quality.json); and
+cross-encoder pairs per second. Writes `speed.md` and `speed.json`.
 
+    python -m fewlabel.benchmarks.onnx_quality --data ../shared/data --out benchmarks/results   # quality first
     python -m fewlabel.benchmarks.speed --data ../shared/data --out benchmarks/results
 
-Why: fewlabel encodes with its own `Encoder` (plain transformers + mean pooling) rather than
-sentence-transformers, and offers Flat and HNSW indexes; this shows what those choices cost or save
-on an ordinary CPU, with the same inputs on both sides so the numbers are comparable.
+Why: encoding is most of the time of every command (index build, predict, zero-shot, the slices benchmark), and
+issue 15 asks for the ONNX backends to reach 1.8x (onnx, exact vectors) and 3x (onnx-int8, e5-small) of plain
+sentence-transformers on the same machine in the same run.
 
-1. Encoders: `Encoder.encode` vs `SentenceTransformer.encode` on the same model folder, the same
-   GoEmotions train texts (the e5 prefix prepended for sentence-transformers, which `Encoder` adds
-   itself), the same batch size, both normalising; one warm-up batch each, then one timed run each.
-2. Indexes: real e5-small vectors of GoEmotions-ekman and NSMC texts (from the embedding cache, encoded
-   on a miss; encoding time is not part of the measurement), the first `--n-vectors` distinct ones as
-   the database and the next `--n-queries` as queries; build time, search time at k=10 (median of 3),
-   serialised size, and HNSW recall@10 against Flat's exact neighbours.
-3. Memory: RSS after loading each encoder and the process's peak RSS at the end."""
+Method: three text sets (short Korean: NSMC reviews; short English: GoEmotions comments; long English: eight
+consecutive GoEmotions comments joined into one text, truncated at the model's maximum length). Every runner gets
+the same texts, batch size 32, normalised output; sentence-transformers is given the e5 `query: ` prefix that
+fewlabel adds itself. One warm-up batch per runner, then `--repeats` rounds in which every runner encodes the set
+once, in turn (so a load change on the shared machine hits all runners alike); the median round is reported. The
+ratio is each runner's speed over plain sentence-transformers' in the same run."""
 
 from __future__ import annotations
 
 import argparse
-import gc
+import json
 import os
-import resource
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from fewlabel.benchmarks.knn_quality import goemotions_splits, nsmc_splits
+from fewlabel.benchmarks.knn_quality import goemotions_splits
 from fewlabel.benchmarks.report import markdown_table, write_report
-from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path, encode_with_cache
 from fewlabel.indexing.encoders.encoder import Encoder
 from fewlabel.indexing.hf import quiet_hf
-from fewlabel.indexing.store.faiss_index import make_faiss_index, train_if_needed
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model here is local: never wait on the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-FACTORIES = ("Flat", "HNSW32")
-K = 10
-SEARCH_REPEATS = 3
-INDEX_MODEL = "e5-small"  # part 2 always uses e5-small: it is the default and the multilingual model
+BATCH = 32
+RUNNERS = ("sentence-transformers", "fewlabel torch", "fewlabel onnx", "fewlabel onnx-int8")
+TARGETS = {"fewlabel onnx": 1.8, "fewlabel onnx-int8": 3.0}  # e5-small, over plain sentence-transformers
 
 
 def log(message: str) -> None:
-    """Progress goes to stdout at once, so a long run shows where it is."""
     print(message, flush=True)
 
 
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def text_sets(data: Path, n_short: int, n_long: int) -> dict[str, list[str]]:
+    """The three sets, read from the shared data in file order (no sampling: the same texts every run)."""
+    import pandas as pd
+
+    nsmc = pd.read_csv(data / "nsmc" / "rebuilt_ratings_test.txt", sep="\t", quoting=3, dtype=str)
+    korean = [t for t in nsmc.document if isinstance(t, str) and t.strip()][:n_short]
+    english = [r.text for r in goemotions_splits(data)["train"]]
+    long = [" ".join(english[i:i + 8]) for i in range(n_short, n_short + 8 * n_long, 8)]
+    return {"short Korean (NSMC)": korean, "short English (GoEmotions)": english[:n_short],
+            "long English (8 GoEmotions comments joined)": long}
 
 
-def current_rss_mib() -> float:
-    """Resident memory now, from /proc; the peak where /proc is missing (not Linux)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return peak_rss_mib()
-
-
-# ---- 1. encoder throughput ----------------------------------------------------------------------
-def time_encoder(model: str, texts: list[str], batch_size: int) -> tuple[dict, Encoder]:
-    """Sentences per second of ours and of sentence-transformers on identical input, and how far
-    their vectors differ (they should agree to ~1e-5: same weights, same pooling)."""
+def runners(model: str) -> dict[str, Callable[[list[str]], np.ndarray]]:
+    """Each runner as texts -> normalised vectors."""
     from sentence_transformers import SentenceTransformer
 
-    rss_before = current_rss_mib()
-    encoder = Encoder(model, device="cpu")
-    rss_ours = current_rss_mib()
-    log(f"[{model}] loaded ours from {encoder.location}; RSS {rss_ours:.0f} MiB")
-    with quiet_hf():  # BERT's unused pooler is "missing" for ST too: don't print a report
-        st_model = SentenceTransformer(encoder.location, device="cpu")
-    rss_both = current_rss_mib()
-    log(f"[{model}] loaded SentenceTransformer; RSS {rss_both:.0f} MiB")
-    st_texts = [encoder.prefix + t for t in texts]  # Encoder adds the prefix itself; ST must be given it
+    encoders = {backend: Encoder(model, device="cpu", backend=backend) for backend in ("torch", "onnx", "onnx-int8")}
+    torch_encoder = encoders["torch"]
+    with quiet_hf():
+        st = SentenceTransformer(torch_encoder.location, device="cpu")
+    st.max_seq_length = torch_encoder.max_length  # the same truncation on both sides
+    prefix = torch_encoder.prefix
 
-    encoder.encode(texts[:batch_size], batch_size=batch_size, normalize=True)  # warm-up batch
-    st_model.encode(st_texts[:batch_size], batch_size=batch_size, normalize_embeddings=True,
-                    show_progress_bar=False)
-    started = time.perf_counter()
-    ours_vectors = encoder.encode(texts, batch_size=batch_size, normalize=True, show_progress_bar=False)
-    ours_seconds = time.perf_counter() - started
-    log(f"[{model}] ours: {len(texts)} texts in {ours_seconds:.1f} s ({len(texts) / ours_seconds:.1f} s/s)")
-    started = time.perf_counter()
-    theirs_vectors = st_model.encode(st_texts, batch_size=batch_size, normalize_embeddings=True,
-                                     convert_to_numpy=True, show_progress_bar=False)
-    theirs_seconds = time.perf_counter() - started
-    log(f"[{model}] SentenceTransformer: {len(texts)} texts in {theirs_seconds:.1f} s "
-        f"({len(texts) / theirs_seconds:.1f} s/s)")
-    max_diff = float(np.abs(ours_vectors - np.asarray(theirs_vectors, dtype=np.float32)).max())
-    log(f"[{model}] max abs difference {max_diff:.2e}")
-    del st_model
-    gc.collect()
-    result = {"model": model, "location": encoder.location, "prefix": encoder.prefix,
-              "max_length": encoder.max_length, "n_texts": len(texts), "batch_size": batch_size,
-              "ours_seconds": round(ours_seconds, 3), "theirs_seconds": round(theirs_seconds, 3),
-              "ours_per_second": round(len(texts) / ours_seconds, 2),
-              "theirs_per_second": round(len(texts) / theirs_seconds, 2),
-              "ratio_ours_over_theirs": round(theirs_seconds / ours_seconds, 3),
-              "max_abs_diff": max_diff,
-              "rss_before_load_mib": round(rss_before, 1), "rss_after_loading_ours_mib": round(rss_ours, 1),
-              "rss_after_loading_sentence_transformer_mib": round(rss_both, 1)}
-    return result, encoder
+    def plain(texts: list[str]) -> np.ndarray:
+        return st.encode([prefix + t for t in texts], batch_size=BATCH, normalize_embeddings=True,
+                         convert_to_numpy=True, show_progress_bar=False)
+
+    out: dict[str, Callable[[list[str]], np.ndarray]] = {"sentence-transformers": plain}
+    for backend, encoder in encoders.items():
+        out[f"fewlabel {backend}"] = (lambda e: lambda texts: e.encode(texts, batch_size=BATCH))(encoder)
+    return out
 
 
-# ---- 2. index build and search ------------------------------------------------------------------
-def corpus_texts(data: Path) -> Iterator[str]:
-    """GoEmotions-ekman train, dev, test then NSMC train, dev, test, each distinct non-empty text
-    once, in that order (NSMC is read only if GoEmotions runs out)."""
-    seen: set[str] = set()
-    for loader in (goemotions_splits, nsmc_splits):
-        for split in loader(data).values():
-            for row in split:
-                text = row.text
-                if isinstance(text, str) and text.strip() and text not in seen:  # NSMC has empty documents
-                    seen.add(text)
-                    yield text
+def time_model(model: str, sets: dict[str, list[str]], repeats: int) -> list[dict]:
+    run = runners(model)
+    results = []
+    for set_name, texts in sets.items():
+        vectors = {name: fn(texts[:BATCH]) for name, fn in run.items()}  # warm-up (and sessions' first run)
+        seconds: dict[str, list[float]] = {name: [] for name in run}
+        for _ in range(repeats):
+            for name, fn in run.items():
+                started = time.perf_counter()
+                vectors[name] = fn(texts)
+                seconds[name].append(time.perf_counter() - started)
+        base = statistics.median(seconds["sentence-transformers"])
+        reference = vectors["sentence-transformers"]
+        for name in run:
+            median = statistics.median(seconds[name])
+            cos = (vectors[name] * reference).sum(axis=1)
+            results.append({"model": model, "texts": set_name, "n": len(texts), "runner": name,
+                            "seconds": [round(s, 3) for s in seconds[name]], "median_seconds": round(median, 3),
+                            "per_second": round(len(texts) / median, 1), "ratio": round(base / median, 2),
+                            "min_cosine_to_st": round(float(cos.min()), 6)})
+            log(f"[{model}] {set_name}: {name} {results[-1]['per_second']} texts/s, x{results[-1]['ratio']}, "
+                f"min cosine {results[-1]['min_cosine_to_st']}")
+    return results
 
 
-def distinct_vectors(encoder: Encoder, data: Path, need: int, cache: EmbeddingCache,
-                     batch_size: int) -> np.ndarray:
-    """Up to `need` distinct e5 vectors, taking texts in corpus order and only as many as needed
-    (so a small run encodes a few thousand texts, not all of them)."""
-    texts = corpus_texts(data)
-    kept: list[np.ndarray] = []
-    seen: set[bytes] = set()
-    exhausted = False
-    while len(kept) < need and not exhausted:
-        chunk = []
-        for text in texts:
-            chunk.append(text)
-            if len(chunk) >= need - len(kept):
-                break
-        else:
-            exhausted = True
-        if not chunk:
-            break
-        vectors = encode_with_cache(encoder, chunk, cache, batch_size=batch_size, show_progress_bar=True)
-        for vector in vectors:
-            key = vector.tobytes()
-            if key not in seen:  # two texts can truncate to the same tokens, hence the same vector
-                seen.add(key)
-                kept.append(vector)
-        log(f"vectors: {len(kept):,} distinct of {need:,} wanted (cache hits {cache.hits:,}, "
-            f"misses {cache.misses:,})")
-    return np.stack(kept).astype(np.float32) if kept else np.zeros((0, encoder.dim), dtype=np.float32)
+def cross_encoder_speed(sets: dict[str, list[str]], repeats: int) -> list[dict]:
+    """Pairs per second of a sentence-transformers CrossEncoder on minilm's body (a fresh one-output head: the
+    same work as a trained STS head of that size), torch only (see README "Fast inference")."""
+    from sentence_transformers import CrossEncoder
 
+    from fewlabel.indexing.encoders.registry import REGISTRY
 
-def bench_index(factory: str, database: np.ndarray, queries: np.ndarray) -> tuple[dict, np.ndarray]:
-    """Build time, median search time for all queries in one call, and serialised size."""
-    import faiss
-
-    started = time.perf_counter()
-    index = make_faiss_index(database.shape[1], factory)
-    train_if_needed(index, database, factory)
-    index.add(database)
-    build_seconds = time.perf_counter() - started
-    log(f"[{factory}] built on {index.ntotal:,} vectors in {build_seconds:.2f} s")
-    timings, ids = [], None
-    for _ in range(SEARCH_REPEATS):
+    english = sets["short English (GoEmotions)"]
+    pairs = list(zip(english[0::2], english[1::2], strict=False))
+    with quiet_hf():
+        head = CrossEncoder(str(REGISTRY["minilm"].locate()), num_labels=1, device="cpu", max_length=256)
+    head.predict(pairs[:BATCH], batch_size=BATCH, show_progress_bar=False)
+    seconds = []
+    for _ in range(repeats):
         started = time.perf_counter()
-        _, ids = index.search(queries, K)
-        timings.append(time.perf_counter() - started)
-    median = statistics.median(timings)
-    size_mb = len(faiss.serialize_index(index)) / 1e6
-    log(f"[{factory}] search {len(queries):,} queries at k={K}: median {median * 1000:.1f} ms "
-        f"(runs {', '.join(f'{t * 1000:.1f}' for t in timings)} ms); size {size_mb:.1f} MB")
-    result = {"factory": factory, "vectors": int(index.ntotal), "dim": int(index.d), "queries": len(queries),
-              "k": K, "build_seconds": round(build_seconds, 3),
-              "search_seconds_runs": [round(t, 5) for t in timings], "search_seconds_median": round(median, 5),
-              "ms_per_1000_queries": round(median * 1000 * 1000 / len(queries), 3), "size_mb": round(size_mb, 2)}
-    hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
-    if hnsw is not None:
-        result.update(ef_search=int(hnsw.efSearch), ef_construction=int(hnsw.efConstruction))
-    return result, ids
+        head.predict(pairs, batch_size=BATCH, show_progress_bar=False)
+        seconds.append(time.perf_counter() - started)
+    median = statistics.median(seconds)
+    log(f"cross-encoder torch: {len(pairs) / median:.1f} pairs/s")
+    return [{"model": "minilm body, 1-output head", "backend": "torch", "pairs": len(pairs),
+             "seconds": [round(s, 3) for s in seconds], "pairs_per_second": round(len(pairs) / median, 1)}]
 
 
-def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
-    """Mean over queries of |found top-k ∩ exact top-k| / k (-1 padding never counts)."""
-    k = exact.shape[1]
-    return float(np.mean([len(set(f[f >= 0]) & set(e[e >= 0])) / k for f, e in zip(found, exact, strict=True)]))
+def speed_table(results: list[dict]) -> str:
+    rows = [[r["model"], r["texts"], f"{r['n']:,}", r["runner"], f"{r['per_second']:.1f}", f"{r['ratio']:.2f}x",
+             f"{r['min_cosine_to_st']:.4f}"] for r in results]
+    return markdown_table(["model", "texts", "n", "runner", "texts/s (median)", "vs sentence-transformers",
+                           "min cosine to sentence-transformers"], rows)
 
 
-def bench_indexes(encoder: Encoder, data: Path, n_vectors: int, n_queries: int, cache: EmbeddingCache,
-                  batch_size: int) -> dict:
-    """Part 2: database and queries from real text vectors, then each factory in turn."""
-    import faiss
-
-    vectors = distinct_vectors(encoder, data, n_vectors + n_queries, cache, batch_size)
-    note = None
-    if len(vectors) < n_vectors + n_queries:
-        n_queries_used = min(n_queries, len(vectors) // 2)
-        n_vectors_used = len(vectors) - n_queries_used
-        note = (f"only {len(vectors):,} distinct texts/vectors exist (wanted {n_vectors + n_queries:,}): "
-                f"{n_vectors_used:,} database vectors and {n_queries_used:,} queries used")
-        log(note)
-    else:
-        n_vectors_used, n_queries_used = n_vectors, n_queries
-    database = np.ascontiguousarray(vectors[:n_vectors_used])
-    queries = np.ascontiguousarray(vectors[n_vectors_used:n_vectors_used + n_queries_used])
-    results, exact = [], None
-    for factory in FACTORIES:
-        result, ids = bench_index(factory, database, queries)
-        if factory == "Flat":
-            exact = ids
-        elif exact is not None:
-            result["recall_at_10"] = round(recall_at_k(ids, exact), 4)
-            log(f"[{factory}] recall@{K} vs Flat {result['recall_at_10']:.4f}")
-        results.append(result)
-    return {"indexes": results, "n_vectors_requested": n_vectors, "n_queries_requested": n_queries,
-            "n_vectors": n_vectors_used, "n_queries": n_queries_used, "shortfall": note,
-            "faiss_version": faiss.__version__, "faiss_omp_threads": int(faiss.omp_get_max_threads()),
-            "cache_hits": cache.hits, "cache_misses": cache.misses}
+def targets_section(results: list[dict]) -> str:
+    lines = []
+    for runner, target in TARGETS.items():
+        ratios = [r["ratio"] for r in results if r["model"] == "e5-small" and r["runner"] == runner]
+        if ratios:
+            low, high = min(ratios), max(ratios)
+            reached = "reached" if low >= target else ("reached on some sets" if high >= target else "not reached")
+            lines.append(f"- {runner} on e5-small: {low:.2f}x to {high:.2f}x over plain sentence-transformers "
+                         f"across the three sets; target {target}x: **{reached}**.")
+    return "\n".join(lines)
 
 
-# ---- report -------------------------------------------------------------------------------------
-def encoder_table(rows: list[dict]) -> str:
-    headers = ["model", "ours (sentences/s)", "SentenceTransformer (sentences/s)", "ratio ours/theirs", "max abs diff"]
-    return markdown_table(headers, [[r["model"], f"{r['ours_per_second']:.1f}", f"{r['theirs_per_second']:.1f}",
-                                     f"{r['ratio_ours_over_theirs']:.2f}", f"{r['max_abs_diff']:.1e}"] for r in rows])
+def quality_section(out: Path) -> str:
+    path = out / "onnx_quality.json"
+    if not path.is_file():
+        return "Not measured in this run: run `python -m fewlabel.benchmarks.onnx_quality` first."
+    from fewlabel.benchmarks.onnx_quality import quality_table
 
-
-def index_table(rows: list[dict]) -> str:
-    headers = ["factory", "vectors", "build (s)", "ms per 1,000 queries (k=10)", "recall@10 vs Flat", "size (MB)"]
-    return markdown_table(headers, [
-        [r["factory"], f"{r['vectors']:,}", f"{r['build_seconds']:.2f}", f"{r['ms_per_1000_queries']:.1f}",
-         f"{r['recall_at_10']:.4f}" if "recall_at_10" in r else "1 (exact)", f"{r['size_mb']:.1f}"] for r in rows])
-
-
-def memory_table(encoders: list[dict], peak: float) -> str:
-    rows: list[list[object]] = []
-    for r in encoders:
-        ours, theirs = r["rss_after_loading_ours_mib"], r["rss_after_loading_sentence_transformer_mib"]
-        rows.append([f"after loading {r['model']} (ours)", f"{ours:.0f}", f"+{ours - r['rss_before_load_mib']:.0f}"])
-        rows.append([f"after also loading {r['model']} (SentenceTransformer)", f"{theirs:.0f}",
-                     f"+{theirs - ours:.0f}"])
-    rows.append(["peak of the whole run (ru_maxrss)", f"{peak:.0f}", ""])
-    return markdown_table(["point", "RSS (MiB)", "increase (MiB)"], rows)
+    record = json.loads(path.read_text())
+    return (f"From `onnx_quality.md` ({record['date']}; command `{record['command']}`). Loss = torch's score minus "
+            f"the backend's; the bound is {record['bound']}.\n\n" + quality_table(record["results"]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
-    parser.add_argument("--n-texts", type=int, default=2000, help="GoEmotions train texts timed per encoder")
-    parser.add_argument("--n-vectors", type=int, default=100_000, help="database size for the FAISS indexes")
-    parser.add_argument("--n-queries", type=int, default=1000, help="query vectors searched against the database")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--n-short", type=int, default=512, help="texts in each short set")
+    parser.add_argument("--n-long", type=int, default=96, help="texts in the long set")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default="minilm,e5-small")
+    parser.add_argument("--load-note", default="", help="what else ran on the machine during timing")
     args = parser.parse_args()
-    import faiss
+    import onnxruntime
     import torch
 
-    data, models = Path(args.data), [m for m in args.models.split(",") if m]
-    log(f"torch threads {torch.get_num_threads()}, faiss OpenMP threads {faiss.omp_get_max_threads()}; "
-        f"start RSS {current_rss_mib():.0f} MiB")
-    texts = [r.text for r in goemotions_splits(data)["train"][:args.n_texts]]
-    encoders, loaded = [], {}
-    for model in models:
-        result, encoder = time_encoder(model, texts, args.batch_size)
-        encoders.append(result)
-        if model == INDEX_MODEL:
-            loaded[model] = encoder
-        del encoder
-        gc.collect()
-    index_encoder = loaded.get(INDEX_MODEL) or Encoder(INDEX_MODEL, device="cpu")
-    cache = EmbeddingCache(default_cache_path())
-    index_part = bench_indexes(index_encoder, data, args.n_vectors, args.n_queries, cache, args.batch_size)
-    cache.close()
-    peak = peak_rss_mib()
-    log(f"peak RSS {peak:.0f} MiB")
-
-    threads = (f"torch used {torch.get_num_threads()} threads; FAISS (OpenMP) "
-               f"{index_part['faiss_omp_threads']} threads (faiss {index_part['faiss_version']}).")
-    hnsw = next((r for r in index_part["indexes"] if "ef_search" in r), None)
-    hnsw_note = (f" HNSW32 uses FAISS defaults (efConstruction {hnsw['ef_construction']}, "
-                 f"efSearch {hnsw['ef_search']})." if hnsw else "")
+    data, out = Path(args.data), Path(args.out)
+    sets = text_sets(data, args.n_short, args.n_long)
+    load_before = os.getloadavg()
+    results = [r for model in args.models.split(",") for r in time_model(model, sets, args.repeats)]
+    cross = cross_encoder_speed(sets, args.repeats)
+    load_after = os.getloadavg()
     body = (
-        "All on CPU. " + threads + "\n\n"
-        "## Encoders\n\n"
-        f"fewlabel's `Encoder.encode` against `SentenceTransformer(...).encode` loaded from the same model folder, "
-        f"on the first {len(texts):,} GoEmotions-ekman train texts, batch size {args.batch_size}, both "
-        "L2-normalising (for e5-small the `query: ` prefix is prepended for sentence-transformers, which "
-        "`Encoder` adds itself, so both see identical input). One warm-up batch each, then one timed run "
-        "each. Ratio > 1 means ours is faster. The max abs difference compares the two outputs "
-        "element by element.\n\n" + encoder_table(encoders) + "\n\n"
-        "## FAISS indexes\n\n"
-        f"{index_part['n_vectors']:,} distinct e5-small vectors (GoEmotions-ekman train+dev+test, then NSMC "
-        "10,000 train + 2,000 dev + 50,000 test, in that order) as the database, the next "
-        f"{index_part['n_queries']:,} as queries; inner product on unit vectors (cosine). Build = "
-        "index_factory + train (if needed) + add. Search = all queries in one call at k=10, median of "
-        f"{SEARCH_REPEATS} runs, scaled to 1,000 queries. Recall@10 = mean share of Flat's exact top 10 "
-        "that the index also returns. Size = bytes of `faiss.serialize_index` / 10^6." + hnsw_note + "\n"
-        + (f"\n**Note:** {index_part['shortfall']}.\n" if index_part["shortfall"] else "")
-        + "\n" + index_table(index_part["indexes"]) + "\n\n"
-        "## Memory\n\n"
-        "Resident set size (VmRSS) of the process after each model load, in the order loaded; it is cumulative "
-        "(earlier models, freed memory the allocator keeps, libraries imported on first use), so the increase "
-        "column is the better guide to one model's cost. Peak = `resource.getrusage(...).ru_maxrss` at the end, "
-        "covering the models, the vectors and the indexes.\n\n"
-        + memory_table(encoders, peak))
-    payload = {"settings": {"n_texts": len(texts), "batch_size": args.batch_size, "models": models,
-                            "index_model": INDEX_MODEL, "k": K, "search_repeats": SEARCH_REPEATS,
-                            "torch_threads": torch.get_num_threads()},
-               "encoders": encoders, **index_part, "peak_rss_mib": round(peak, 1)}
-    path = write_report(Path(args.out), "speed", "Speed: encoders, FAISS indexes, memory (CPU)", body, payload,
-                        data_note=f"{data} (goemotions/ekman, nsmc)")
+        f"All on the CPU: torch {torch.__version__} with {torch.get_num_threads()} threads, onnxruntime "
+        f"{onnxruntime.__version__} with its default thread count (the physical cores). Load average (1, 5, 15 min) "
+        f"{', '.join(f'{x:.1f}' for x in load_before)} at the start and {', '.join(f'{x:.1f}' for x in load_after)} "
+        f"at the end{': ' + args.load_note if args.load_note else ''}. The ratios within this run are what count; "
+        "the absolute numbers move with the load.\n\n"
+        "## Encoders\n\n" + __doc__.split("Method: ", 1)[1].strip() + "\n\n" + speed_table(results) + "\n\n"
+        "Targets (issue 15):\n\n" + targets_section(results) + "\n\n"
+        "## Quality of the backends\n\n" + quality_section(out) + "\n\n"
+        "## Cross-encoder heads\n\n"
+        "The STS, NLI and relation heads are sentence-transformers `CrossEncoder`s. Their ONNX backend needs "
+        "optimum (`optimum-onnx` pins transformers < 4.58), which would downgrade transformers 5 and break "
+        "sentence-transformers 6 here, so the heads run on torch only; `--backend onnx` is refused for them.\n\n"
+        + markdown_table(["model", "backend", "pairs", "pairs/s (median)"],
+                         [[c["model"], c["backend"], f"{c['pairs']:,}", f"{c['pairs_per_second']:.1f}"]
+                          for c in cross]) + "\n\n"
+        "## predict end to end\n\n"
+        "`fewlabel predict` on 100,000 rows (rows/s and peak memory) is measured by the streaming-prediction "
+        "part of issue 15 and reported with it.\n")
+    payload = {"settings": {"batch_size": BATCH, "repeats": args.repeats, "n_short": args.n_short,
+                            "n_long": args.n_long, "torch_threads": torch.get_num_threads(),
+                            "onnxruntime": onnxruntime.__version__, "load_before": load_before,
+                            "load_after": load_after, "load_note": args.load_note},
+               "encoders": results, "cross_encoders": cross}
+    path = write_report(out, "speed", "Speed: encoder backends against sentence-transformers (CPU)", body, payload,
+                        data_note=f"{data} (nsmc test, goemotions/ekman train)")
     log(f"wrote {path} and {path.with_suffix('.json')}")
 
 

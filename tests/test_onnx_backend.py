@@ -141,3 +141,30 @@ def test_heads_refuse_an_onnx_backend():
         torch_only(Args(), "an STS cross-encoder")
     Args.backend = None
     torch_only(Args(), "an STS cross-encoder")
+
+
+def test_cli_int8_index_predicts_with_int8_and_refuses_exact(tmp_path, capsys):
+    """index build --backend onnx-int8 records it; predict picks int8 by itself and refuses --backend torch in one
+    line, before writing anything."""
+    import json
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
+    lines = (demo / "goemotions_ekman_train.tsv").read_text(encoding="utf-8").splitlines()
+    train = tmp_path / "train.tsv"
+    train.write_text("\n".join(lines[:61]) + "\n", encoding="utf-8")
+    test = tmp_path / "test.tsv"
+    test.write_text("\n".join([lines[0], *lines[61:71]]) + "\n", encoding="utf-8")
+    common = ["--text-col", "text", "--label-col", "labels", "--label-sep", ",", "--id-col", "id", "--no-cache"]
+    index = tmp_path / "index"
+    assert main(["-q", "index", "build", str(train), *common, "--model", "minilm", "--method", "knn",
+                 "--backend", "onnx-int8", "--out", str(index)]) == 0
+    assert json.loads((index / "meta.json").read_text())["encoder"]["backend"] == "onnx-int8"
+    capsys.readouterr()
+    assert main(["-q", "predict", str(index), str(test), "--text-col", "text", "--id-col", "id", "--no-cache",
+                 "--out", str(tmp_path / "p.csv")]) == 0
+    code = main(["-q", "predict", str(index), str(test), "--text-col", "text", "--id-col", "id", "--no-cache",
+                 "--backend", "torch", "--out", str(tmp_path / "q.csv")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "int8 vectors are only comparable with int8 ones" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "q.csv").exists()

@@ -31,7 +31,9 @@ MODEL_FILE = "model.onnx"
 # MatMul weights, per output channel, activations quantised per batch at run time; the embedding tables
 # (Gather) stay fp32, so no token's vector is rounded.
 # `exclude` holds regular expressions over the exported graph's node names.
-INT8_RECIPE = {"op_types": ["MatMul"], "per_channel": True, "reduce_range": False, "exclude": []}
+# `fuse`: first fuse attention, GELU and layer norms with onnxruntime's transformer optimizer, so the
+# quantizer can turn whole attention blocks into int8 ones.
+INT8_RECIPE = {"op_types": ["MatMul"], "per_channel": True, "reduce_range": False, "exclude": [], "fuse": False}
 
 
 def check_backend(backend: str) -> str:
@@ -152,7 +154,7 @@ def export_fp32(source: str, weights: str, *, show_progress: bool = True) -> Pat
 
 def quantize_int8(fp32: Path, weights: str, recipe: dict | None = None, *, show_progress: bool = True) -> Path:
     """The int8 model made from the fp32 export ``fp32`` by onnxruntime's dynamic quantizer (``recipe``:
-    which op types, per-channel or not, reduced range, node names kept in fp32)."""
+    which op types, per-channel or not, reduced range, node names kept in fp32, fused first or not)."""
     recipe = recipe or INT8_RECIPE
     target = export_folder(weights, "onnx-int8", recipe)
     if (target / MODEL_FILE).is_file():
@@ -169,15 +171,34 @@ def quantize_int8(fp32: Path, weights: str, recipe: dict | None = None, *, show_
         root.setLevel(logging.ERROR)
         try:
             with atomic_directory(target) as tmp:
-                quantize_dynamic(str(fp32 / MODEL_FILE), str(tmp / MODEL_FILE), weight_type=QuantType.QInt8,
+                info = json.loads((fp32 / "fewlabel_onnx.json").read_text())
+                source = fp32 / MODEL_FILE
+                if recipe.get("fuse"):
+                    source = fused(source, info["source"], tmp / "fused.onnx")
+                quantize_dynamic(str(source), str(tmp / MODEL_FILE), weight_type=QuantType.QInt8,
                                  op_types_to_quantize=recipe["op_types"], per_channel=bool(recipe["per_channel"]),
                                  reduce_range=bool(recipe["reduce_range"]),
-                                 nodes_to_exclude=excluded_nodes(fp32 / MODEL_FILE, recipe["exclude"]))
-                info = json.loads((fp32 / "fewlabel_onnx.json").read_text())
+                                 nodes_to_exclude=excluded_nodes(source, recipe["exclude"]),
+                                 extra_options={"DefaultTensorType": 1})  # FLOAT, for the fused ops' outputs
+                if source != fp32 / MODEL_FILE:
+                    source.unlink()  # the fused fp32 step is not kept
                 (tmp / "fewlabel_onnx.json").write_text(json.dumps({**info, "int8": recipe}, indent=2))
         finally:
             root.setLevel(level)
     return target
+
+
+def fused(path: Path, source: str, out: Path) -> Path:
+    """``path`` with BERT's attention, GELU and layer norms fused by onnxruntime's transformer optimizer (the
+    head count and width come from the model's config at ``source``)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source)
+    model = optimize_model(str(path), model_type="bert", num_heads=int(config.num_attention_heads),
+                           hidden_size=int(config.hidden_size))
+    model.save_model_to_file(str(out))
+    return out
 
 
 def excluded_nodes(path: Path, patterns: list[str]) -> list[str]:
