@@ -21,7 +21,7 @@ from fewlabel.benchmarks.slices.data import load_splits
 from fewlabel.benchmarks.slices.sampling import nested_slices, parse_slices
 from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path, encode_with_cache
 from fewlabel.indexing.readers import label_matrix
-from fewlabel.retrieval.methods.names import CANDIDATES
+from fewlabel.retrieval.methods.names import CANDIDATES, TRAINED
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SETS = {
@@ -29,6 +29,10 @@ SETS = {
                        train="goemotions/ekman/train.tsv", dev="goemotions/ekman/dev.tsv",
                        test="goemotions/ekman/test.tsv", text_col="0", label_col="1", label_sep=",", header=False,
                        label_names="goemotions/ekman/labels.txt"),
+    "goemotions-e5": dict(title="GoEmotions-ekman with e5-small (English, 7 labels, multi-label)", model="e5-small",
+                          multi_label=True, train="goemotions/ekman/train.tsv", dev="goemotions/ekman/dev.tsv",
+                          test="goemotions/ekman/test.tsv", text_col="0", label_col="1", label_sep=",",
+                          header=False, label_names="goemotions/ekman/labels.txt"),
     "nsmc": dict(title="NSMC (Korean, binary)", model="e5-small", multi_label=False,
                  train="nsmc/rebuilt_ratings_train.txt", dev=None, test="nsmc/rebuilt_ratings_test.txt",
                  text_col="document", label_col="label", max_train=10000, dev_sample=1000, test_sample=2000),
@@ -38,7 +42,8 @@ SETS = {
 }
 
 
-def run_set(name: str, spec: dict, slices: list, seed: int, data_dir: Path, cache: EmbeddingCache) -> dict:
+def run_set(name: str, spec: dict, slices: list, seed: int, data_dir: Path, cache: EmbeddingCache,
+            budget: float = 0.0) -> dict:
     from fewlabel.indexing.encoders.encoder import Encoder
     from fewlabel.retrieval.methods.auto import select_method
     from fewlabel.retrieval.methods.common import Views, f1_scores
@@ -59,10 +64,19 @@ def run_set(name: str, spec: dict, slices: list, seed: int, data_dir: Path, cach
     y, y_dev, y_test = (label_matrix(rows, data.labels, part) for rows, part in
                         ((data.train, "train"), (data.dev, "dev"), (data.test, "test")))
     results = []
+    trained = {}
+    if budget > 0:  # setfit and finetune at the full training set, each trained for its share of the budget
+        from fewlabel.finetune.classify.index_heads import index_trainers
+        from fewlabel.retrieval.methods.index_method import TRAINING_SHARE
+
+        trainers = index_trainers(spec["model"], device="cpu", seed=seed)
+        trained = {n: (trainers[n], budget * 60 * TRAINING_SHARE / len(TRAINED), list(data.labels)) for n in TRAINED}
     for rows in nested_slices(y, slices, seed):
         started = time.perf_counter()
+        with_trained = trained if len(rows) == len(y) else None
         choice = select_method(train.take(rows), y[rows], multi_label=data.multi_label, valid=dev, y_valid=y_dev,
-                               metric="micro", seed=seed)
+                               metric="micro", seed=seed, trained=with_trained,
+                               methods=[*CANDIDATES, *(with_trained or {})])
         seconds = time.perf_counter() - started
         test_scores = {}
         for method, (candidate, settings) in choice.candidates.items():
@@ -71,6 +85,7 @@ def run_set(name: str, spec: dict, slices: list, seed: int, data_dir: Path, cach
             test_scores[method] = {"micro_f1": micro, "macro_f1": macro}
         test_scores["auto"] = test_scores[choice.method]
         results.append({"size": len(rows), "chosen": choice.method, "auto_seconds": round(seconds, 2),
+                        "budget_minutes": budget if with_trained else 0.0,
                         "dev": {e["method"]: {"score": e["score"], "spread": e["spread"], "seconds": e["seconds"],
                                               "tuned": e["tuned"]} for e in choice.leaderboard},
                         "test": test_scores})
@@ -91,9 +106,12 @@ def render(sets: list[dict]) -> str:
     for s in sets:
         sizes = [str(r["size"]) for r in s["results"]]
         rows = []
-        for method in (*CANDIDATES, "auto"):
+        for method in (*CANDIDATES, *[m for m in TRAINED if any(m in r["test"] for r in s["results"])], "auto"):
             cells = []
             for r in s["results"]:
+                if method not in r["test"]:
+                    cells.append("-")
+                    continue
                 value = r["test"][method]["micro_f1"]
                 best = max(v["micro_f1"] for m, v in r["test"].items() if m != "auto")
                 cells.append(f"**{value:.3f}**" if value >= best - 1e-12 else f"{value:.3f}")
@@ -117,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--name", default="methods")
+    p.add_argument("--budget", type=float, default=0.0,
+                   help="minutes for setfit + finetune at the full training set (default 0: the fast candidates)")
+    p.add_argument("--budget-sets", default="nsmc", help="the sets --budget applies to (default: %(default)s)")
     args = p.parse_args(argv)
     cache = EmbeddingCache(default_cache_path())
     out = Path(args.out)
@@ -124,13 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     done = json.loads(partial.read_text()) if partial.exists() else {}
     for name in args.datasets.split(","):
         if name not in done:
-            done[name] = run_set(name, SETS[name], parse_slices(args.slices), args.seed, Path(args.data), cache)
+            budget = args.budget if name in args.budget_sets.split(",") else 0.0
+            done[name] = run_set(name, SETS[name], parse_slices(args.slices), args.seed, Path(args.data), cache,
+                                 budget)
             out.mkdir(parents=True, exist_ok=True)
             partial.write_text(json.dumps(done, indent=1))
     sets = [done[name] for name in args.datasets.split(",")]
     body = render(sets)
     write_report(out, args.name, "`--method auto` against its candidates, on nested training slices", body,
-                 {"sets": sets, "slices": args.slices, "seed": args.seed},
+                 {"sets": sets, "slices": args.slices, "seed": args.seed, "budget_minutes": args.budget,
+                  "budget_sets": args.budget_sets},
                  data_note="GoEmotions-ekman, NSMC (rebuilt), SemEval-2010 Task 8 from ../shared/data; one seed (0); "
                            "caps per set below")
     partial.unlink()
