@@ -9,7 +9,7 @@ import os
 import socket
 
 from fewlabel.indexing.errors import FewlabelError
-from fewlabel.retrieval.cli.options import add_model_options, positive_float, positive_int, say
+from fewlabel.retrieval.cli.options import add_faiss_device_option, add_model_options, positive_float, positive_int, say
 
 TOKEN_ENV = "FEWLABEL_TOKEN"
 
@@ -39,6 +39,7 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--timeout", type=positive_float, default=30.0,
                        help="seconds a request may take before a 504 (default: 30)")
     add_model_options(serve)
+    add_faiss_device_option(serve)
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -65,9 +66,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise FewlabelError(f"fewlabel serve needs the serve extra ({exc.name} is missing): "
                             "pip install 'fewlabel[serve]'") from exc
+    from fewlabel.indexing.store.faiss_index import resolve_faiss_device
     from fewlabel.indexing.store.label_index import LabelIndex
 
-    index = LabelIndex.load(args.index_dir)  # a bad folder is one line now, not a failed worker later
+    resolve_faiss_device(args.faiss_device)  # cuda without a GPU: one line now
+    index = LabelIndex.load(args.index_dir, mmap=True)  # a bad folder is one line now, not a failed worker later
+    index.use_faiss_device("cpu" if args.faiss_device == "auto" else args.faiss_device)  # cuda: HNSW refused now
     store = index.store.describe()
     if args.workers > 1 and store["kind"] == "milvus" and "://" not in store["uri"]:
         raise FewlabelError("--workers > 1 with a Milvus Lite index: Milvus Lite lets one process open its file; "
@@ -79,6 +83,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   f"examples (give --token or set ${TOKEN_ENV})")
     settings = ServeSettings(index_dir=os.path.abspath(args.index_dir), token=token, sts_model=args.sts_model,
                              nli_model=args.nli_model, device=args.device, backend=args.backend,
+                             faiss_device=args.faiss_device,
                              batch_size=args.batch_size,
                              cache=not args.no_cache, max_batch=args.max_batch, max_text_chars=args.max_text_length,
                              timeout_s=args.timeout)

@@ -47,6 +47,7 @@ class ServeSettings:
     nli_model: str | None = None
     device: str | None = None
     backend: str | None = None  # the encoder's (None: one that makes the index's kind of vectors)
+    faiss_device: str = "auto"  # where FAISS searches: auto, cpu or cuda (a GPU copy of the index)
     batch_size: int = 32
     cache: bool = True
     max_batch: int = 64
@@ -134,6 +135,7 @@ class Service:
         self._local = threading.local()  # SQLite connections are per thread
         self._stamp_seen = _stamp(self.folder)
         self.index = LabelIndex.load(self.folder)
+        self.index.use_faiss_device(settings.faiss_device)
         self.encoder = self.index.load_encoder(settings.device, settings.backend)
         self.sts = STSScorer(settings.sts_model, device=settings.device, batch_size=settings.batch_size) \
             if settings.sts_model else STSScorer(self.encoder, batch_size=settings.batch_size)
@@ -166,6 +168,7 @@ class Service:
             stamp = _stamp(self.folder)
             if stamp != self._stamp_seen:
                 self.index = LabelIndex.load(self.folder, self.encoder)
+                self.index.use_faiss_device(self.settings.faiss_device)
                 self._stamp_seen = stamp
                 self._predictors.clear()
 
