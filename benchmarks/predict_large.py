@@ -55,7 +55,7 @@ def run_child(args: list[str], env: dict) -> dict:
     # communicate() reaped the child; its rusage is in RUSAGE_CHILDREN, the maximum over all waited children.
     # Each measured command runs in its own helper process below so that maximum is this command's own.
     return {"seconds": time.perf_counter() - t0, "returncode": child.returncode, "stdout": out.strip(),
-            "stderr_tail": err.strip()[-400:]}
+            "stderr_tail": err.strip()[-400:], "load_average_1min_after": round(os.getloadavg()[0], 2)}
 
 
 def measured(args: list[str], env: dict) -> dict:
@@ -118,13 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         run["seconds"] = round(run["seconds"], 1)
         run["peak_rss_mib"] = round(run["peak_rss_mib"])
     table = markdown_table(["run", "rows", "embedding cache", "wall s (with model load)", "rows/s", "peak RSS MiB",
-                            "exit"], [[r["run"], f"{r['rows']:,}", r["cache"], f"{r['seconds']:,.1f}",
-                                       f"{r['rows_per_s']:,.1f}", f"{r['peak_rss_mib']:,}", r["returncode"]]
-                                      for r in runs])
+                            "exit", "load average at the end"],
+                           [[r["run"], f"{r['rows']:,}", r["cache"], f"{r['seconds']:,.1f}", f"{r['rows_per_s']:,.1f}",
+                             f"{r['peak_rss_mib']:,}", r["returncode"], r["load_average_1min_after"]] for r in runs])
     lines = [f"`fewlabel -q predict INDEX INPUT.tsv --backend {args.backend} --chunk-size {args.chunk_size}` as a "
              f"child process; the index holds the bundled GoEmotions sample (800 rows, {args.model}, kNN vote, "
              "Flat). Input: real texts of the shared data (NSMC, GoEmotions, KorSTS, STS-B, KorNLI, KLUE-NLI, "
-             "SemEval; shuffled). Peak RSS is the kernel's maximum resident set of the predict process.",
+             "SemEval; shuffled). Peak RSS is the kernel's maximum resident set of the predict process. The machine "
+             "has 2 cores and is shared: a 1-minute load average above 2 means other jobs ran beside this one.",
              "", table, ""]
     if len(runs) > 1:
         growth = runs[1]["peak_rss_mib"] - runs[0]["peak_rss_mib"]

@@ -245,7 +245,7 @@ def run(args: argparse.Namespace, texts: list[str], counts: dict) -> int:
     sweeps = QUICK if args.quick else SWEEPS
     if args.only:
         sweeps = {name: sweeps[name] for name in args.only.split(";")}
-    results, truth = [], None
+    results, truth, loads = [], None, [os.getloadavg()[0]]
     for factory, (param, values) in {"Flat": SWEEPS["Flat"], **sweeps}.items():
         if factory == "Flat" and truth is not None:
             continue
@@ -266,12 +266,14 @@ def run(args: argparse.Namespace, texts: list[str], counts: dict) -> int:
                             "bytes": size, "s_per_1000_queries": round(per_1000, 4), "recall_at_10": round(recall, 4),
                             "meets_target": bool(recall >= RECALL_TARGET and per_1000 < SECONDS_TARGET)})
             log(f"  {params or '-'}: {per_1000:.3f} s / 1,000 queries, recall@10 {recall:.4f}")
+            loads.append(os.getloadavg()[0])
         del index
         payload = {"n_base": args.n_base, "n_real_base": len(real), "n_synthetic": n_synthetic,
                    "n_queries": len(queries), "distinct_texts": len(texts), "sources": counts, "model": args.model,
                    "backend": backend, "threads": args.threads, "noise": args.noise, "k": K, "results": results,
                    "peak_rss_mib": round(peak_rss_mib()), "faiss": faiss.__version__,
-                   "finished": factory == list(sweeps)[-1]}
+                   "finished": factory == list(sweeps)[-1],
+                   "load_average_1min": {"min": round(min(loads), 2), "max": round(max(loads), 2)}}
         title = "One machine, one million vectors: FAISS index types on 2 CPU cores"
         write_report(args.out, args.name, title, body(payload), payload, data_note=data_note(payload))
         log(f"wrote {args.out / (args.name + '.md')} (after {factory})")
@@ -329,7 +331,10 @@ def body(p: dict) -> str:
     else:
         lines += [f"**Target (recall@10 >= {RECALL_TARGET} at under {SECONDS_TARGET:g} s per 1,000 queries): not "
                   "met** by any setting tried here."]
-    lines += ["", f"Peak resident memory of the benchmark process: {p['peak_rss_mib']:,} MiB."]
+    lines += ["", f"Peak resident memory of the benchmark process: {p['peak_rss_mib']:,} MiB.", "",
+              f"Shared machine: the 1-minute load average ranged from {p['load_average_1min']['min']} to "
+              f"{p['load_average_1min']['max']} on 2 cores while this ran (above 2 means other jobs ran too, so the "
+              "times are slower than on an idle machine)."]
     if not p["finished"]:
         lines += ["", "**Partial report**: the run stopped before every factory was measured."]
     return "\n".join(lines)
