@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="predict_100k")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    home = args.work / f"home-{os.getpid()}"  # an empty embedding cache (and a fresh ONNX export)
+    home = args.work / "home"  # an empty embedding cache (and a fresh ONNX export); search_1m may read it after
+    shutil.rmtree(home, ignore_errors=True)
     env = {**os.environ, "FEWLABEL_HOME": str(home), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     texts, _ = distinct_texts(args.data)
     texts = texts[:args.rows]

@@ -85,13 +85,14 @@ def text_sources(data: Path) -> dict[str, list[str]]:
 
 
 def distinct_texts(data: Path) -> tuple[list[str], dict]:
-    """Distinct non-blank texts (stripped), in a fixed shuffled order, and how many each set gave."""
+    """Distinct non-blank texts (whitespace runs made one space), in a fixed shuffled order, and how many each set
+    gave."""
     seen: dict[str, None] = {}
     counts = {}
     for name, texts in text_sources(data).items():
         before = len(seen)
         for text in texts:
-            text = text.strip()
+            text = " ".join(text.split())  # one space between words: a TSV line can hold every text as it is
             if text:
                 seen.setdefault(text, None)
         counts[name] = {"texts": len(texts), "new_distinct": len(seen) - before}
@@ -108,11 +109,15 @@ def cache_dir(model: str, texts: list[str]) -> Path:
     return fewlabel_home() / "search_1m" / f"{model}-{digest}"
 
 
-def encode_chunks(texts: list[str], model: str, budget_min: float, batch_size: int, backend: str = "onnx") -> dict:
+def encode_chunks(texts: list[str], model: str, budget_min: float, batch_size: int, backend: str = "onnx",
+                  cache_path: Path | None = None) -> dict:
     """Encode ``texts`` chunk by chunk into ``cache_dir``; stops after ``budget_min`` minutes. Each chunk is
-    written to a temporary name and renamed, so a killed run leaves only whole chunks."""
+    written to a temporary name and renamed, so a killed run leaves only whole chunks. ``cache_path``: an
+    embedding cache (``embeddings.sqlite``) to take vectors from, such as the one `predict_large` fills with
+    the same texts, so no text is encoded twice."""
     import torch
 
+    from fewlabel.indexing.encoders.cache import EmbeddingCache, encode_with_cache
     from fewlabel.indexing.encoders.encoder import Encoder
 
     torch.set_num_threads(2)
@@ -121,7 +126,7 @@ def encode_chunks(texts: list[str], model: str, budget_min: float, batch_size: i
     encoder = Encoder(model, device="cpu", backend=backend)
     (folder / "encoder.json").write_text(json.dumps({**encoder.describe(), "backend": backend}), encoding="utf-8")
     started = time.perf_counter()
-    encoded_now, seconds = 0, 0.0
+    encoded_now, from_cache, seconds = 0, 0, 0.0
     for number, start in enumerate(range(0, len(texts), CHUNK)):
         path = folder / f"chunk_{number:04d}.npy"
         if path.exists():
@@ -130,14 +135,18 @@ def encode_chunks(texts: list[str], model: str, budget_min: float, batch_size: i
             log(f"budget of {budget_min} min spent")
             break
         t0 = time.perf_counter()
-        vectors = encoder.encode(texts[start:start + CHUNK], batch_size=batch_size, normalize=True)
+        cache = EmbeddingCache(cache_path) if cache_path else None
+        vectors = encode_with_cache(encoder, texts[start:start + CHUNK], cache, batch_size=batch_size)
+        if cache is not None:
+            from_cache += cache.hits
+            cache.close()
         seconds += time.perf_counter() - t0
-        encoded_now += len(vectors)
+        encoded_now += len(vectors)  # counted with the cache hits: texts/s is of vectors made ready
         tmp = folder / f".chunk_{number:04d}.tmp.npy"
         np.save(tmp, vectors.astype(np.float32))
         os.replace(tmp, path)
         log(f"chunk {number} ({start + len(vectors):,}/{len(texts):,}): {encoded_now / seconds:.0f} texts/s")
-    stats = {"encoded_this_run": encoded_now, "seconds_this_run": round(seconds, 1),
+    stats = {"encoded_this_run": encoded_now, "from_cache": from_cache, "seconds_this_run": round(seconds, 1),
              "texts_per_s": round(encoded_now / seconds, 1) if seconds else None}
     runs_path = folder / "runs.json"
     runs = json.loads(runs_path.read_text()) if runs_path.exists() else []
@@ -350,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--backend", default="onnx", help="encoder backend (onnx: the same vectors as torch, faster)")
     parser.add_argument("--budget-min", type=float, default=35.0, help="minutes of encoding in this run")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="encode: an embeddings.sqlite to take vectors from (e.g. predict_large's)")
     parser.add_argument("--n-base", type=int, default=1_000_000)
     parser.add_argument("--n-queries", type=int, default=1_000)
     parser.add_argument("--noise", type=float, default=0.02)
@@ -361,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     texts, counts = distinct_texts(args.data)
     log(f"{len(texts):,} distinct texts: {counts}")
     if args.step == "encode":
-        log(json.dumps(encode_chunks(texts, args.model, args.budget_min, args.batch_size, args.backend)))
+        log(json.dumps(encode_chunks(texts, args.model, args.budget_min, args.batch_size, args.backend, args.cache)))
         return 0
     return run(args, texts, counts)
 
