@@ -168,14 +168,14 @@ def load_encoded(texts: list[str], model: str) -> np.ndarray:
 
 
 def synthetic(real: np.ndarray, n: int, noise: float, seed: int = SEED) -> np.ndarray:
-    """``n`` unit vectors made from the real ones: normalise(a·u + (1-a)·v + noise), u and v two random real
-    vectors and a ~ U(0.2, 0.8). Built in blocks to keep memory low."""
+    """``n`` unit vectors made from the real ones: normalise(a·u + (1-a)·v + noise), u and v two different random
+    real vectors and a ~ U(0.2, 0.8). Built in blocks to keep memory low."""
     rng = np.random.default_rng(seed)
     out = np.empty((n, real.shape[1]), dtype=np.float32)
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)
-        u = real[rng.integers(0, len(real), m)]
-        v = real[rng.integers(0, len(real), m)]
+        first = rng.integers(0, len(real), m)
+        u, v = real[first], real[(first + rng.integers(1, len(real), m)) % len(real)]  # two different vectors
         a = rng.uniform(0.2, 0.8, (m, 1)).astype(np.float32)
         mix = a * u + (1 - a) * v + rng.normal(0, noise, (m, real.shape[1])).astype(np.float32)
         out[start:start + m] = mix / np.linalg.norm(mix, axis=1, keepdims=True)
