@@ -11,7 +11,6 @@ from fewlabel.indexing.errors import FewlabelError, IndexMismatchError
 from fewlabel.indexing.readers import Row
 from fewlabel.retrieval.cli import main
 
-pytest.importorskip("onnxruntime")
 
 TEXTS = [
     "오늘 날씨가 정말 좋네요. 산책하러 나갈까요?",

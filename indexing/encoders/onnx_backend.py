@@ -229,7 +229,8 @@ class OnnxRunner:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise ModelError("the onnx backends need onnxruntime: pip install 'fewlabel[onnx]'") from exc
+            raise ModelError("the onnx backends need onnxruntime (a dependency of fewlabel): pip install onnxruntime "
+                             "onnx, or use --backend torch") from exc
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
