@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                   "grows with the input is the set of ids seen (a repeated id is refused), which the reader keeps "
                   "while it checks the file."]
     payload = {"model": args.model, "backend": args.backend, "chunk_size": args.chunk_size, "runs": runs}
-    write_report(args.out, args.name, f"fewlabel predict end to end on {n_a:,} rows: rows/s and peak memory",
+    sizes = " and ".join(f"{r['rows']:,} rows" for r in runs)
+    write_report(args.out, args.name, f"fewlabel predict end to end on {sizes}: rows/s and peak memory",
                  "\n".join(lines), payload, data_note=f"{n_a:,} distinct real texts of {args.data}")
     log(f"wrote {args.out / (args.name + '.md')}")
     return 0
