@@ -136,6 +136,9 @@ def encode_chunks(texts: list[str], model: str, budget_min: float, batch_size: i
             break
         t0 = time.perf_counter()
         cache = EmbeddingCache(cache_path) if cache_path else None
+        if budget_min <= 0 and not _all_cached(encoder, texts[start:start + CHUNK], cache):
+            log("budget 0: only chunks whose vectors are all in the cache")
+            break
         vectors = encode_with_cache(encoder, texts[start:start + CHUNK], cache, batch_size=batch_size)
         if cache is not None:
             from_cache += cache.hits
@@ -153,6 +156,16 @@ def encode_chunks(texts: list[str], model: str, budget_min: float, batch_size: i
     runs.append({**stats, "date": time.strftime("%Y-%m-%d %H:%M")})
     runs_path.write_text(json.dumps(runs, indent=1))
     return stats
+
+
+def _all_cached(encoder, texts: list[str], cache) -> bool:
+    from fewlabel.indexing.encoders.cache import EmbeddingCache
+
+    if cache is None:
+        return False
+    fingerprint = encoder.fingerprint(True)
+    keys = list(dict.fromkeys(EmbeddingCache.key(fingerprint, t) for t in texts))
+    return len(cache.get_many(keys)) == len(keys)
 
 
 def load_encoded(texts: list[str], model: str) -> np.ndarray:
