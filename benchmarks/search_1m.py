@@ -131,7 +131,7 @@ def encode_chunks(texts: list[str], model: str, budget_min: float, batch_size: i
         path = folder / f"chunk_{number:04d}.npy"
         if path.exists():
             continue
-        if time.perf_counter() - started > budget_min * 60:
+        if budget_min > 0 and time.perf_counter() - started > budget_min * 60:
             log(f"budget of {budget_min} min spent")
             break
         t0 = time.perf_counter()
