@@ -181,7 +181,7 @@ def test_trained_candidates_and_bad_budgets_are_refused_before_loading(tmp_path,
     assert "--budget MINUTES" in capsys.readouterr().err and not (tmp_path / "ix").exists()
 
 
-@pytest.mark.parametrize("method", ["finetune", "setfit"])
+@pytest.mark.parametrize("method", ["finetune", pytest.param("setfit", marks=pytest.mark.slow)])
 def test_trained_heads_stop_on_time_round_trip_and_refuse_a_tampered_weight(method, minilm, tmp_path):
     """A trained head is fitted within its seconds (the deadline callback, not a step count, ends training),
     predicts the same after save and load as before, and a changed weight file is refused."""
