@@ -41,6 +41,9 @@ RUNNERS = ("sentence-transformers", "fewlabel torch", "fewlabel onnx", "fewlabel
 TARGETS = {"fewlabel onnx": 1.8, "fewlabel onnx-int8": 3.0}  # e5-small, over plain sentence-transformers
 
 
+METHOD = __doc__.split("Method: ", 1)[1].strip()
+
+
 def log(message: str) -> None:
     print(message, flush=True)
 
@@ -181,7 +184,7 @@ def main() -> None:
         f"{', '.join(f'{x:.1f}' for x in load_before)} at the start and {', '.join(f'{x:.1f}' for x in load_after)} "
         f"at the end{': ' + args.load_note if args.load_note else ''}. The ratios within this run are what count; "
         "the absolute numbers move with the load.\n\n"
-        "## Encoders\n\n" + __doc__.split("Method: ", 1)[1].strip() + "\n\n" + speed_table(results) + "\n\n"
+        "## Encoders\n\n" + METHOD[0].upper() + METHOD[1:] + "\n\n" + speed_table(results) + "\n\n"
         "Targets (issue 15):\n\n" + targets_section(results) + "\n\n"
         "## Quality of the backends\n\n" + quality_section(out) + "\n\n"
         "## Cross-encoder heads\n\n"
