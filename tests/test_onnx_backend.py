@@ -11,7 +11,6 @@ from fewlabel.indexing.errors import FewlabelError, IndexMismatchError
 from fewlabel.indexing.readers import Row
 from fewlabel.retrieval.cli import main
 
-
 TEXTS = [
     "오늘 날씨가 정말 좋네요. 산책하러 나갈까요?",
     "이 영화는 배우들의 연기가 훌륭했지만 줄거리가 너무 길었다.",
