@@ -184,23 +184,29 @@ def read_rows(path: PathLike, *, text_col: str, label_col: str | None = None, id
     _check_file(path)
     fmt = _resolve_format(path, fmt)
     content = read_text_file(path)
-    wanted = [c for c in (text_col, label_col, id_col) if c is not None]
-    if fmt == "jsonl":
-        records = _jsonl_records(content, path=path, wanted=wanted, optional={label_col})
-    else:
-        records = _delimited_records(content, path=path, fmt=fmt, wanted=wanted, header=header)
-    rows: list[Row] = []
-    first_line_of_id: dict[str, int] = {}
-    for index, (line, values) in enumerate(records):
-        row = _make_row(values, index=index, line=line, path=path, text_col=text_col,
-                        label_col=label_col, id_col=id_col, label_sep=label_sep,
-                        allow_empty_labels=allow_empty_labels)
-        if id_col is not None:
-            _check_unique_id(row, first_line_of_id, path=path, id_col=id_col)
-        rows.append(row)
+    rows = list(_rows(content, path=path, fmt=fmt, header=header, text_col=text_col, label_col=label_col,
+                      id_col=id_col, label_sep=label_sep, allow_empty_labels=allow_empty_labels))
     if not rows:
         raise DataError("no rows: the file has no data rows", path=str(path))
     return rows
+
+
+def _rows(source, *, path: PathLike, fmt: str, header: bool, text_col: str, label_col: str | None,
+          id_col: str | None, label_sep: str | None, allow_empty_labels: bool) -> Iterator[Row]:
+    """Rows from ``source`` (the whole text, or its checked lines one at a time): the one record-to-row path that
+    :func:`read_rows` and :func:`iter_rows` share, so both give the same rows and the same errors."""
+    wanted = [c for c in (text_col, label_col, id_col) if c is not None]
+    if fmt == "jsonl":
+        records = _jsonl_records(source, path=path, wanted=wanted, optional={label_col})
+    else:
+        records = _delimited_records(source, path=path, fmt=fmt, wanted=wanted, header=header)
+    first_line_of_id: dict[str, int] = {}
+    for index, (line, values) in enumerate(records):
+        row = _make_row(values, index=index, line=line, path=path, text_col=text_col, label_col=label_col,
+                        id_col=id_col, label_sep=label_sep, allow_empty_labels=allow_empty_labels)
+        if id_col is not None:
+            _check_unique_id(row, first_line_of_id, path=path, id_col=id_col)
+        yield row
 
 
 def read_texts(path: PathLike, *, text_col: str, id_col: str | None = None, fmt: str | None = None,
@@ -218,21 +224,11 @@ def iter_rows(path: PathLike, *, text_col: str, label_col: str | None = None, id
     A byte that is not UTF-8 is reported with its line, as :func:`read_rows` does."""
     _check_file(path)
     fmt = _resolve_format(path, fmt)
-    wanted = [c for c in (text_col, label_col, id_col) if c is not None]
-    first_line_of_id: dict[str, int] = {}
     count = 0
     with open(path, encoding="utf-8-sig", newline="") as fh:
-        lines = _checked_lines(fh, path)
-        if fmt == "jsonl":
-            records = _jsonl_records(lines, path=path, wanted=wanted, optional={label_col})
-        else:
-            records = _delimited_records(lines, path=path, fmt=fmt, wanted=wanted, header=header)
-        for index, (line, values) in enumerate(records):
-            row = _make_row(values, index=index, line=line, path=path, text_col=text_col,
-                            label_col=label_col, id_col=id_col, label_sep=label_sep,
-                            allow_empty_labels=allow_empty_labels)
-            if id_col is not None:
-                _check_unique_id(row, first_line_of_id, path=path, id_col=id_col)
+        for row in _rows(_checked_lines(fh, path), path=path, fmt=fmt, header=header, text_col=text_col,
+                         label_col=label_col, id_col=id_col, label_sep=label_sep,
+                         allow_empty_labels=allow_empty_labels):
             count += 1
             yield row
     if not count:
