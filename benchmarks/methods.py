@@ -21,6 +21,7 @@ from fewlabel.benchmarks.slices.data import load_splits
 from fewlabel.benchmarks.slices.sampling import nested_slices, parse_slices
 from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path, encode_with_cache
 from fewlabel.indexing.readers import label_matrix
+from fewlabel.retrieval.methods.index_method import TRAINING_SHARE
 from fewlabel.retrieval.methods.names import CANDIDATES, TRAINED
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -67,10 +68,10 @@ def run_set(name: str, spec: dict, slices: list, seed: int, data_dir: Path, cach
     trained = {}
     if budget > 0:  # setfit and finetune at the full training set, each trained for its share of the budget
         from fewlabel.finetune.classify.index_heads import index_trainers
-        from fewlabel.retrieval.methods.index_method import TRAINING_SHARE
+        from fewlabel.retrieval.methods.index_method import trained_plan
 
-        trainers = index_trainers(spec["model"], device="cpu", seed=seed)
-        trained = {n: (trainers[n], budget * 60 * TRAINING_SHARE / len(TRAINED), list(data.labels)) for n in TRAINED}
+        trained = trained_plan("auto", index_trainers(spec["model"], device="cpu", seed=seed), budget, True,
+                               list(data.labels), print)
     for rows in nested_slices(y, slices, seed):
         started = time.perf_counter()
         with_trained = trained if len(rows) == len(y) else None
@@ -134,8 +135,9 @@ def targets(sets: list[dict]) -> str:
             best_fast = max(last["test"][m]["micro_f1"] for m in CANDIDATES)
             gaps = ", ".join(f"{m} {last['test'][m]['micro_f1']:.3f} ({last['test'][m]['micro_f1'] - best_fast:+.3f})"
                              for m in trained)
+            minutes = last["budget_minutes"] * TRAINING_SHARE / len(trained)
             lines.append(f"  - trained heads at all rows with `--budget {last['budget_minutes']:g}` (each trained "
-                         f"for {last['budget_minutes'] * 0.75 / len(trained):.1f} min on the shared CPU): {gaps} "
+                         f"for {minutes:.1f} min on the shared CPU): {gaps} "
                          f"against the best fast candidate ({best_fast:.3f}); auto chose {last['chosen']}.")
     return "\n".join(lines)
 

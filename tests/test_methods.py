@@ -219,12 +219,12 @@ def test_trained_heads_stop_on_time_round_trip_and_refuse_a_tampered_weight(meth
 
 
 def test_auto_with_a_budget_scores_trained_heads_on_valid_only(minilm):
-    from fewlabel.retrieval.methods.index_method import _trained_plan
+    from fewlabel.retrieval.methods.index_method import trained_plan
 
     said: list[str] = []
     calls = {"setfit": lambda *a, **k: None, "finetune": lambda *a, **k: None}
-    assert _trained_plan("auto", calls, 10, False, ["0", "1"], said.append) == {}
+    assert trained_plan("auto", calls, 10, False, ["0", "1"], said.append) == {}
     assert "scored on --valid only" in said[0]
-    plan = _trained_plan("auto", calls, 10, True, ["0", "1"], said.append)
+    plan = trained_plan("auto", calls, 10, True, ["0", "1"], said.append)
     assert set(plan) == {"setfit", "finetune"} and plan["setfit"][1] == pytest.approx(10 * 60 * 0.75 / 2)
-    assert _trained_plan("auto", calls, 0, True, ["0", "1"], said.append) == {}
+    assert trained_plan("auto", calls, 0, True, ["0", "1"], said.append) == {}

@@ -25,7 +25,7 @@ from fewlabel.retrieval.methods.common import Views
 from fewlabel.retrieval.methods.names import CANDIDATES, METHOD_CHOICES, TRAINED
 from fewlabel.retrieval.methods.store import method_files, method_record
 
-__all__ = ["METHOD_CHOICES", "build_index", "fit_method", "index_vectors"]
+__all__ = ["METHOD_CHOICES", "TRAINING_SHARE", "build_index", "fit_method", "index_vectors", "trained_plan"]
 
 
 
@@ -42,7 +42,7 @@ def index_vectors(index, encoder: SupportsEncode, cache: EmbeddingCache | None =
 TRAINING_SHARE = 0.75  # of a trained candidate's share of the budget: the rest scores validation rows, saves
 
 
-def _trained_plan(method: str, trainers: dict | None, budget_minutes: float, has_valid: bool, labels: list[str],
+def trained_plan(method: str, trainers: dict | None, budget_minutes: float, has_valid: bool, labels: list[str],
                   say: Callable[[str], None]) -> dict:
     """setfit / finetune -> (trainer, seconds of training, labels) for what this call may train."""
     if method in TRAINED:
@@ -84,7 +84,7 @@ def fit_method(index, encoder: SupportsEncode, valid_rows: Sequence[Row] | None 
     valid_rows = list(valid_rows) if valid_rows is not None else None
     if valid_rows is not None and not valid_rows:
         raise DataError("no validation rows", path=source)
-    trained = _trained_plan(method, trainers, budget_minutes, valid_rows is not None, index.label_names, say)
+    trained = trained_plan(method, trainers, budget_minutes, valid_rows is not None, index.label_names, say)
     names = list(CANDIDATES) + [n for n in TRAINED if n in trained] if method == "auto" else [method]
     vectors = index_vectors(index, encoder, cache, batch_size, show_progress)
     train = Views(vectors, [r.text for r in index.rows])
