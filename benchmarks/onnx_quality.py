@@ -38,10 +38,40 @@ VARIANTS: dict[str, dict] = {
     "fused attention, MatMul + Attention, per-channel, FFN output kept fp32": {
         "op_types": ["MatMul", "Attention"], "per_channel": True, "fuse": True,
         "exclude": [r"layer\.\d+/output/dense/MatMul$"]},
+    # added on 2026-11-30: weight-only int8 (activations stay fp32) and static calibration on the demo texts
+    "weight-only int8 MatMulNBits, blocks of 32, fp32 compute": {"kind": "weight-only", "block_size": 32},
+    "weight-only int8 MatMulNBits, blocks of 32, int8 compute (accuracy level 4)": {
+        "kind": "weight-only", "block_size": 32, "accuracy_level": 4},
+    "weight-only 4-bit MatMulNBits, blocks of 32, fp32 compute": {"kind": "weight-only", "block_size": 32,
+                                                                  "bits": 4},
+    "weight-only 4-bit MatMulNBits, blocks of 32, int8 compute (accuracy level 4)": {
+        "kind": "weight-only", "block_size": 32, "bits": 4, "accuracy_level": 4},
+    "static QDQ, MinMax calibration on 512 demo texts, per-channel, FFN output kept fp32": {
+        "kind": "static", "op_types": ["MatMul"], "per_channel": True, "calibration": "MinMax",
+        "exclude": [r"layer\.\d+/output/dense/MatMul$"]},
+    "static QDQ, Percentile calibration on 512 demo texts, per-channel, FFN output kept fp32": {
+        "kind": "static", "op_types": ["MatMul"], "per_channel": True, "calibration": "Percentile",
+        "exclude": [r"layer\.\d+/output/dense/MatMul$"]},
 }
 VARIANTS = {name: {"reduce_range": False, "exclude": [], "fuse": False, **recipe} for name, recipe in VARIANTS.items()}
 STS_SETS = {"KorSTS test": "korsts/sts-test.tsv", "STS-B test": "stsb_en/sts-test.csv"}
 STS_RUNS = [("e5-small", "KorSTS test"), ("e5-small", "STS-B test"), ("minilm", "STS-B test")]
+
+
+def calibration_texts(n: int = 512) -> list[str]:
+    """The first ``n`` demo training texts, Korean (NSMC) and English (GoEmotions) taken in turn: the bundled
+    text a static recipe calibrates on (never a test set scored here)."""
+    import csv
+
+    from fewlabel.retrieval.demo import DEMO_DATA
+
+    def texts(name: str) -> list[str]:
+        with open(DEMO_DATA / name, encoding="utf-8", newline="") as fh:
+            return [row["text"] for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)]
+
+    korean, english = texts("nsmc_train.tsv"), texts("goemotions_ekman_train.tsv")
+    mixed = [t for pair in zip(korean, english, strict=False) for t in pair]
+    return mixed[:n]
 
 
 def with_recipe(encoder: Encoder, recipe: dict) -> Encoder:
@@ -50,7 +80,8 @@ def with_recipe(encoder: Encoder, recipe: dict) -> Encoder:
     from fewlabel.indexing.encoders.onnx_backend import export_folder
 
     fp32 = export_folder(encoder.weights_fingerprint(), "onnx")
-    encoder.model = OnnxRunner(quantize_int8(fp32, encoder.weights_fingerprint(), recipe))
+    texts = calibration_texts() if recipe.get("kind") == "static" else None
+    encoder.model = OnnxRunner(quantize_int8(fp32, encoder.weights_fingerprint(), recipe, calibration_texts=texts))
     encoder.backend = "onnx-int8"
     return encoder
 
@@ -81,18 +112,19 @@ def encoders(model: str, variants: dict[str, dict]):
         yield f"onnx-int8: {name}", with_recipe(Encoder(model, backend="onnx"), recipe)
 
 
-def run(data: Path, variants: dict[str, dict], *, knn: bool, knn_variants: int = 2) -> list[dict]:
+def run(data: Path, variants: dict[str, dict], *, knn: bool, knn_variants: int = 2,
+        models: tuple[str, ...] = ("e5-small", "minilm"), sts_sets: tuple[str, ...] = tuple(STS_SETS)) -> list[dict]:
     """STS for every backend and recipe; GoEmotions kNN (minutes each) for torch, onnx and the ``knn_variants``
     int8 recipes with the smallest STS loss on minilm."""
     results: list[dict] = []
     sets = {name: read_pairs(data / path) for name, path in STS_SETS.items()}
     cache = EmbeddingCache(default_cache_path())
     splits = goemotions_splits(data) if knn else None
-    for model in ("e5-small", "minilm"):
+    for model in models:
         kept = {}
         for label, encoder in encoders(model, variants):
             for run_model, set_name in STS_RUNS:
-                if run_model != model:
+                if run_model != model or set_name not in sts_sets:
                     continue
                 started = time.perf_counter()
                 value = sts_pearson(encoder, sets[set_name])
@@ -135,8 +167,10 @@ def quality_table(results: list[dict]) -> str:
         label = r["backend"] + (" (shipped)" if shipped and r["backend"].endswith(shipped) else "")
         rows.append([r["model"], r["task"], label, f"{r['value']:.4f}",
                      "-" if r["backend"] == "torch" else f"{r['loss']:+.4f}",
-                     "-" if r["backend"] == "torch" else ("yes" if r["within_bound"] else "**no**")])
-    return markdown_table(["model", "task", "backend", "score", "loss vs torch", f"loss <= {BOUND}"], rows)
+                     "-" if r["backend"] == "torch" else ("yes" if r["within_bound"] else "**no**"),
+                     f"{r['seconds']:.1f}"])
+    return markdown_table(["model", "task", "backend", "score", "loss vs torch", f"loss <= {BOUND}",
+                           "seconds (whole set)"], rows)
 
 
 def main() -> None:
@@ -145,15 +179,21 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--variants", default="all", help="comma-separated variant numbers (1-based) or all")
     parser.add_argument("--no-knn", action="store_true", help="skip GoEmotions kNN (minutes)")
+    parser.add_argument("--models", default="e5-small,minilm", help="encoders, comma-separated")
+    parser.add_argument("--sts-sets", default=",".join(STS_SETS), help="STS sets, comma-separated")
+    parser.add_argument("--name", default="onnx_quality", help="report name (default: onnx_quality)")
     args = parser.parse_args()
     names = list(VARIANTS)
     chosen = names if args.variants == "all" else [names[int(i) - 1] for i in args.variants.split(",")]
-    results = with_losses(run(Path(args.data), {n: VARIANTS[n] for n in chosen}, knn=not args.no_knn))
+    results = with_losses(run(Path(args.data), {n: VARIANTS[n] for n in chosen}, knn=not args.no_knn,
+                              models=tuple(m for m in args.models.split(",") if m),
+                              sts_sets=tuple(n for n in args.sts_sets.split(",") if n)))
     body = ("Scores of torch, onnx (fp32 export) and each int8 recipe tried, same texts, same batches (32). "
             "STS: cosine of the two sentences' normalised vectors against the gold score, all test pairs. kNN: "
             "GoEmotions-ekman, index on train, k and m tuned on dev by micro-F1, test scored once "
-            "(knn_quality.py's method).\n\n" + quality_table(results))
-    write_report(Path(args.out), "onnx_quality", "ONNX and int8 encoders: quality against torch", body,
+            "(knn_quality.py's method). Seconds: the time to encode the whole set (both sides of every pair), all "
+            "runners in one process one after another, so they compare within a run.\n\n" + quality_table(results))
+    write_report(Path(args.out), args.name, "ONNX and int8 encoders: quality against torch", body,
                  {"results": results, "variants": {n: VARIANTS[n] for n in chosen}, "shipped": INT8_RECIPE,
                   "bound": BOUND}, data_note=f"{args.data} (korsts, stsb_en, goemotions/ekman)")
 

@@ -154,9 +154,11 @@ def export_fp32(source: str, weights: str, *, show_progress: bool = True) -> Pat
     return target
 
 
-def quantize_int8(fp32: Path, weights: str, recipe: dict | None = None, *, show_progress: bool = True) -> Path:
-    """The int8 model made from the fp32 export ``fp32`` by onnxruntime's dynamic quantizer (``recipe``:
-    which op types, per-channel or not, reduced range, node names kept in fp32, fused first or not)."""
+def quantize_int8(fp32: Path, weights: str, recipe: dict | None = None, *, show_progress: bool = True,
+                  calibration_texts: list[str] | None = None) -> Path:
+    """The int8 model made from the fp32 export ``fp32`` by onnxruntime's quantizer (``recipe``: which kind,
+    op types, per-channel or not, reduced range, node names kept in fp32, fused first or not; see
+    :func:`quantize_with_recipe`). ``calibration_texts``: the texts a static recipe calibrates on."""
     recipe = recipe or INT8_RECIPE
     target = export_folder(weights, "onnx-int8", recipe)
     if (target / MODEL_FILE).is_file():
@@ -164,8 +166,6 @@ def quantize_int8(fp32: Path, weights: str, recipe: dict | None = None, *, show_
     with folder_lock(target):
         if (target / MODEL_FILE).is_file():
             return target
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
         if show_progress:
             print(f"fewlabel: quantising the ONNX export to int8 in {target} (once)", file=sys.stderr)
         root = logging.getLogger()  # the quantizer logs a pre-processing hint on the root logger
@@ -177,17 +177,80 @@ def quantize_int8(fp32: Path, weights: str, recipe: dict | None = None, *, show_
                 source = fp32 / MODEL_FILE
                 if recipe.get("fuse"):
                     source = fused(source, info["source"], tmp / "fused.onnx")
-                quantize_dynamic(str(source), str(tmp / MODEL_FILE), weight_type=QuantType.QInt8,
-                                 op_types_to_quantize=recipe["op_types"], per_channel=bool(recipe["per_channel"]),
-                                 reduce_range=bool(recipe["reduce_range"]),
-                                 nodes_to_exclude=excluded_nodes(source, recipe["exclude"]),
-                                 extra_options={"DefaultTensorType": 1})  # FLOAT, for the fused ops' outputs
+                quantize_with_recipe(source, tmp / MODEL_FILE, recipe, info["source"], calibration_texts)
                 if source != fp32 / MODEL_FILE:
                     source.unlink()  # the fused fp32 step is not kept
                 (tmp / "fewlabel_onnx.json").write_text(json.dumps({**info, "int8": recipe}, indent=2))
         finally:
             root.setLevel(level)
     return target
+
+
+def quantize_with_recipe(source: Path, out: Path, recipe: dict, model_source: str,
+                         calibration_texts: list[str] | None = None) -> None:
+    """Write the int8 model of ``source`` to ``out`` by the recipe's kind, each onnxruntime's own quantizer:
+
+    - ``dynamic`` (the default and the shipped kind): int8 weights, activations quantised per batch at run time;
+    - ``weight-only``: ``MatMulNBits`` with 8-bit weights in blocks of ``block_size``, activations left in fp32
+      (``accuracy_level`` 4 lets the kernel quantise them to int8 per block instead);
+    - ``static``: QDQ int8 with activation ranges calibrated once on ``calibration_texts`` (``calibration``:
+      MinMax, Percentile or Entropy), so nothing is measured at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    kind = recipe.get("kind", "dynamic")
+    excluded = excluded_nodes(source, recipe["exclude"])
+    if kind == "dynamic":
+        quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=recipe["op_types"], per_channel=bool(recipe["per_channel"]),
+                         reduce_range=bool(recipe["reduce_range"]), nodes_to_exclude=excluded,
+                         extra_options={"DefaultTensorType": 1})  # FLOAT, for the fused ops' outputs
+    elif kind == "weight-only":
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        quantizer = MatMulNBitsQuantizer(str(source), bits=int(recipe.get("bits", 8)),
+                                         block_size=int(recipe.get("block_size", 32)), is_symmetric=True,
+                                         accuracy_level=recipe.get("accuracy_level"),
+                                         nodes_to_exclude=excluded, op_types_to_quantize=("MatMul",))
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(out), False)
+    elif kind == "static":
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+
+        if not calibration_texts:
+            raise FewlabelError("a static int8 recipe needs calibration texts")
+        quantize_static(str(source), str(out), calibration_reader(source, model_source, calibration_texts),
+                        quant_format=QuantFormat.QDQ, op_types_to_quantize=recipe["op_types"],
+                        per_channel=bool(recipe["per_channel"]), reduce_range=bool(recipe["reduce_range"]),
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+                        calibrate_method=getattr(CalibrationMethod, recipe.get("calibration", "MinMax")),
+                        extra_options={"DefaultTensorType": 1})
+    else:
+        raise FewlabelError(f"unknown int8 recipe kind {kind!r}: use dynamic, weight-only or static")
+
+
+def calibration_reader(source: Path, model_source: str, texts: list[str]):
+    """Tokenised batches of 32 of ``texts`` (the tokenizer of ``model_source``), as onnxruntime's static
+    quantizer reads them while it records each activation's range."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_source)
+    inputs = [i.name for i in ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).get_inputs()]
+    batches = []
+    for start in range(0, len(texts), 32):
+        batch = tokenizer(texts[start:start + 32], padding=True, truncation=True, max_length=128, return_tensors="np")
+        batches.append({name: np.asarray(batch[name], dtype=np.int64) for name in inputs})
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(batches)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    return Batches()
 
 
 def fused(path: Path, source: str, out: Path) -> Path:
