@@ -270,6 +270,7 @@ def main() -> None:
         "(train / dev / test).\n\n" + table(results)
         + curves_section(results, f"{args.name}_curves.png"))
     if trained_heads(results):
+        Path(args.out).mkdir(parents=True, exist_ok=True)  # the plot comes before the report makes the folder
         plot_curves(Path(args.out) / f"{args.name}_curves.png", results)
     write_report(Path(args.out), args.name, "STS: cosine and trained heads on KorSTS and STS-B", body,
                  {"results": results, "limit": args.limit, "sizes": sizes},
