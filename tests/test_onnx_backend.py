@@ -168,25 +168,15 @@ def test_cli_int8_index_predicts_with_int8_and_refuses_exact(tmp_path, capsys):
     assert not (tmp_path / "q.csv").exists()
 
 
-def _with_recipe(model: str, recipe: dict, texts: list[str] | None = None) -> Encoder:
-    """An onnx encoder of ``model`` switched to the int8 model ``recipe`` makes (each recipe its own folder)."""
-    from fewlabel.indexing.encoders.onnx_backend import OnnxRunner, export_folder, quantize_int8
-
-    encoder = Encoder(model, backend="onnx")
-    fp32 = export_folder(encoder.weights_fingerprint(), "onnx")
-    encoder.model = OnnxRunner(quantize_int8(fp32, encoder.weights_fingerprint(), recipe, show_progress=False,
-                                             calibration_texts=texts))
-    return encoder
-
-
 def test_weight_only_recipe_keeps_vectors_closer_than_dynamic(three):
     """8-bit weights in blocks with fp32 activations (onnxruntime's MatMulNBits) round only the weights: closer
     to torch than the shipped dynamic recipe, yet really quantised."""
+    from fewlabel.benchmarks.onnx_quality import with_recipe
     from fewlabel.indexing.encoders.onnx_backend import export_folder, recipe_id
 
     recipe = {"kind": "weight-only", "block_size": 32, "op_types": ["MatMul"], "per_channel": True,
               "reduce_range": False, "exclude": [], "fuse": False}
-    encoder = _with_recipe(three["onnx"].model_name, recipe)
+    encoder = with_recipe(Encoder(three["onnx"].model_name, backend="onnx"), recipe)
     folder = export_folder(encoder.weights_fingerprint(), "onnx-int8", recipe)
     assert folder.name.endswith(recipe_id(recipe)) and (folder / "model.onnx").is_file()
     import onnx

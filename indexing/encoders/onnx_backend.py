@@ -191,7 +191,8 @@ def quantize_with_recipe(source: Path, out: Path, recipe: dict, model_source: st
     """Write the int8 model of ``source`` to ``out`` by the recipe's kind, each onnxruntime's own quantizer:
 
     - ``dynamic`` (the default and the shipped kind): int8 weights, activations quantised per batch at run time;
-    - ``weight-only``: ``MatMulNBits`` with 8-bit weights in blocks of ``block_size``, activations left in fp32
+    - ``weight-only``: ``MatMulNBits`` with ``bits``-bit weights (8 unless set) in blocks of ``block_size``,
+      activations left in fp32
       (``accuracy_level`` 4 lets the kernel quantise them to int8 per block instead);
     - ``static``: QDQ int8 with activation ranges calibrated once on ``calibration_texts`` (``calibration``:
       MinMax, Percentile or Entropy), so nothing is measured at run time."""
