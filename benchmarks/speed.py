@@ -81,8 +81,12 @@ def runners(model: str) -> dict[str, Callable[[list[str]], np.ndarray]]:
     return out
 
 
-def time_model(model: str, sets: dict[str, list[str]], repeats: int) -> list[dict]:
-    run = runners(model)
+def time_model(model: str, sets: dict[str, list[str]], repeats: int,
+               run: dict[str, Callable[[list[str]], np.ndarray]] | None = None) -> list[dict]:
+    """Every runner of ``run`` (default: :func:`runners`; the first one is the base of the ratios) on every set,
+    in rounds, one after another (see Method)."""
+    run = run or runners(model)
+    base_name = next(iter(run))
     results = []
     for set_name, texts in sets.items():
         vectors = {name: fn(texts[:BATCH]) for name, fn in run.items()}  # warm-up (and sessions' first run)
@@ -92,8 +96,8 @@ def time_model(model: str, sets: dict[str, list[str]], repeats: int) -> list[dic
                 started = time.perf_counter()
                 vectors[name] = fn(texts)
                 seconds[name].append(time.perf_counter() - started)
-        base = statistics.median(seconds["sentence-transformers"])
-        reference = vectors["sentence-transformers"]
+        base = statistics.median(seconds[base_name])
+        reference = vectors[base_name]
         for name in run:
             median = statistics.median(seconds[name])
             cos = (vectors[name] * reference).sum(axis=1)
@@ -159,6 +163,21 @@ def quality_section(out: Path) -> str:
             f"the backend's; the bound is {record['bound']}.\n\n" + quality_table(record["results"]))
 
 
+def predict_section(out: Path) -> str:
+    """The rows/s and peak memory of `fewlabel predict` from predict_100k.json (its own benchmark: it runs the
+    command as a child process for half an hour)."""
+    path = out / "predict_100k.json"
+    if not path.is_file():
+        return "Not measured yet: run `python -m fewlabel.benchmarks.predict_large` first."
+    record = json.loads(path.read_text())
+    runs = record["runs"]
+    return (f"From `predict_100k.md` ({record['date']}; command `{record['command']}`): `fewlabel predict` with "
+            f"{record['model']} on the {record['backend']} backend, chunks of {record['chunk_size']:,} rows.\n\n"
+            + markdown_table(["rows", "embedding cache", "rows/s", "peak RSS MiB"],
+                             [[f"{r['rows']:,}", r["cache"], f"{r['rows_per_s']:,.1f}", f"{r['peak_rss_mib']:,}"]
+                              for r in runs]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -194,9 +213,7 @@ def main() -> None:
         + markdown_table(["model", "backend", "pairs", "pairs/s (median)"],
                          [[c["model"], c["backend"], f"{c['pairs']:,}", f"{c['pairs_per_second']:.1f}"]
                           for c in cross]) + "\n\n"
-        "## predict end to end\n\n"
-        "`fewlabel predict` on 100,000 rows (rows/s and peak memory) is measured by the streaming-prediction "
-        "part of issue 15 and reported with it.\n")
+        "## predict end to end\n\n" + predict_section(out) + "\n")
     payload = {"settings": {"batch_size": BATCH, "repeats": args.repeats, "n_short": args.n_short,
                             "n_long": args.n_long, "torch_threads": torch.get_num_threads(),
                             "onnxruntime": onnxruntime.__version__, "load_before": load_before,
