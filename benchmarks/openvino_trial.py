@@ -6,9 +6,10 @@ Writes `openvino_trial.md` and `openvino_trial.json`.
 
 Why: issue 15 asks for an int8 encoder at 3x plain sentence-transformers within 0.005 Pearson, and lets OpenVINO
 in "if it measures better here". sentence-transformers' own CPU benchmark puts OpenVINO int8 at 4.8x; the
-shipped onnxruntime int8 recipe reaches 2.76x at best (`speed.md`) and loses 0.0078 on KorSTS
-(`onnx_quality.md`). Only maintained tools are used: OpenVINO converts fewlabel's own ONNX export (the same graph
-the `onnx` backend runs; optimum-intel is not an option, it pins transformers < 5.6) and NNCF quantises it.
+shipped onnxruntime int8 recipe reaches 1.40x to 1.66x on e5-small here (`speed.md`, a quiet machine) and loses
+0.0078 on KorSTS (`onnx_quality.md`). Only maintained tools are used: OpenVINO converts fewlabel's own ONNX
+export (the same graph the `onnx` backend runs; optimum-intel is not an option, it pins transformers < 5.6) and
+NNCF quantises it.
 
 Variants, all from the `onnx` backend's export of the model (so only the runtime and the quantisation differ):
 
