@@ -36,11 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fewlabel.benchmarks.onnx_quality import BOUND, STS_SETS, calibration_texts, sts_pearson
+from fewlabel.benchmarks.onnx_quality import BOUND, STS_RUNS, STS_SETS, calibration_texts, sts_pearson
 from fewlabel.benchmarks.report import markdown_table, write_report
 from fewlabel.benchmarks.speed import BATCH, runners, text_sets, time_model
 from fewlabel.indexing.encoders.encoder import Encoder
-from fewlabel.indexing.encoders.onnx_backend import MODEL_FILE, OnnxRunner, export_folder
+from fewlabel.indexing.encoders.onnx_backend import MODEL_FILE, OnnxRunner, export_folder, tokenised_batches
 from fewlabel.indexing.files import atomic_directory, fewlabel_home
 from fewlabel.indexing.sts.pairs import read_pairs
 
@@ -58,13 +58,8 @@ def log(message: str) -> None:
 def calibration_batches(encoder: Encoder, n: int) -> list[dict]:
     """The demo calibration texts, tokenised as the encoder does (prefix, truncation), in batches of 8."""
     texts = [encoder.prefix + t for t in calibration_texts(n)]
-    names = encoder.model.inputs
-    batches = []
-    for start in range(0, len(texts), 8):
-        batch = encoder.tokenizer(texts[start:start + 8], padding=True, truncation=True,
-                                  max_length=encoder.max_length, return_tensors="np")
-        batches.append({name: np.asarray(batch[name], dtype=np.int64) for name in names})
-    return batches
+    return tokenised_batches(encoder.tokenizer, texts, encoder.model.inputs, batch_size=8,
+                             max_length=encoder.max_length)
 
 
 def quantised(encoder: Encoder, variant: str, n_calibration: int) -> Path:
@@ -76,22 +71,21 @@ def quantised(encoder: Encoder, variant: str, n_calibration: int) -> Path:
     fp32 = export_folder(encoder.weights_fingerprint(), "onnx") / MODEL_FILE
     slug = re.sub(r"[^a-z0-9]+", "-", variant.lower()).strip("-")
     target = fewlabel_home() / "openvino" / f"{encoder.weights_fingerprint()[:20]}-{slug}-{n_calibration}"
-    name = MODEL_FILE if variant.startswith("onnxruntime") else "model.xml"
+    on_onnxruntime = variant.startswith("onnxruntime")  # a QDQ ONNX graph; the others are OpenVINO IR
+    name = MODEL_FILE if on_onnxruntime else "model.xml"
     if (target / name).is_file():
         return target / name
     log(f"  making {variant} in {target} …")
     with atomic_directory(target) as tmp:
-        if variant == "onnxruntime on NNCF's QDQ ONNX":
-            model = nncf.quantize(onnx.load(str(fp32)), nncf.Dataset(calibration_batches(encoder, n_calibration)),
+        model = onnx.load(str(fp32)) if on_onnxruntime else ov.convert_model(str(fp32))
+        if variant in ("openvino int8 (NNCF PTQ)", "onnxruntime on NNCF's QDQ ONNX"):  # the same PTQ, two graphs
+            model = nncf.quantize(model, nncf.Dataset(calibration_batches(encoder, n_calibration)),
                                   model_type=nncf.ModelType.TRANSFORMER, subset_size=10**6)
+        elif variant == "openvino int8 weights (NNCF)":
+            model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        if on_onnxruntime:
             onnx.save(model, str(tmp / name))
         else:
-            model = ov.convert_model(str(fp32))
-            if variant == "openvino int8 (NNCF PTQ)":
-                model = nncf.quantize(model, nncf.Dataset(calibration_batches(encoder, n_calibration)),
-                                      model_type=nncf.ModelType.TRANSFORMER, subset_size=10**6)
-            elif variant == "openvino int8 weights (NNCF)":
-                model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
             ov.save_model(model, str(tmp / name), compress_to_fp16=False)
     return target / name
 
@@ -124,9 +118,7 @@ def variant_encoder(model: str, variant: str, n_calibration: int) -> Encoder:
 
 
 def quality(data: Path, model: str, variants: list[str], n_calibration: int) -> list[dict]:
-    sets = {name: read_pairs(data / path) for name, path in STS_SETS.items()}
-    if model == "minilm":
-        sets.pop("KorSTS test")  # minilm is English-only: onnx_quality scores it on STS-B alone
+    sets = {name: read_pairs(data / STS_SETS[name]) for run_model, name in STS_RUNS if run_model == model}
     results = []
     for label in ["onnx", *variants]:
         encoder = Encoder(model, backend="onnx") if label == "onnx" else variant_encoder(model, label, n_calibration)

@@ -232,17 +232,13 @@ def quantize_with_recipe(source: Path, out: Path, recipe: dict, model_source: st
 def calibration_reader(source: Path, model_source: str, texts: list[str]):
     """Tokenised batches of 32 of ``texts`` (the tokenizer of ``model_source``), as onnxruntime's static
     quantizer reads them while it records each activation's range."""
-    import numpy as np
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_source)
     inputs = [i.name for i in ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).get_inputs()]
-    batches = []
-    for start in range(0, len(texts), 32):
-        batch = tokenizer(texts[start:start + 32], padding=True, truncation=True, max_length=128, return_tensors="np")
-        batches.append({name: np.asarray(batch[name], dtype=np.int64) for name in inputs})
+    batches = tokenised_batches(tokenizer, texts, inputs, batch_size=32, max_length=128)
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
@@ -252,6 +248,20 @@ def calibration_reader(source: Path, model_source: str, texts: list[str]):
             return next(self.items, None)
 
     return Batches()
+
+
+def tokenised_batches(tokenizer, texts: list[str], inputs: list[str], *, batch_size: int,
+                      max_length: int) -> list[dict]:
+    """``texts`` tokenised in batches of ``batch_size``, each a feed of the graph's ``inputs`` (int64), as a
+    quantizer's calibration pass runs them through the exported model."""
+    import numpy as np
+
+    batches = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_length,
+                          return_tensors="np")
+        batches.append({name: np.asarray(batch[name], dtype=np.int64) for name in inputs})
+    return batches
 
 
 def fused(path: Path, source: str, out: Path) -> Path:
