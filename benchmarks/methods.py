@@ -22,7 +22,7 @@ from fewlabel.benchmarks.slices.sampling import nested_slices, parse_slices
 from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path, encode_with_cache
 from fewlabel.indexing.readers import label_matrix
 from fewlabel.retrieval.methods.index_method import TRAINING_SHARE
-from fewlabel.retrieval.methods.names import CANDIDATES, TRAINED
+from fewlabel.retrieval.methods.registry import candidate_names, trained_names
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SETS = {
@@ -77,7 +77,7 @@ def run_set(name: str, spec: dict, slices: list, seed: int, data_dir: Path, cach
         with_trained = trained if len(rows) == len(y) else None
         choice = select_method(train.take(rows), y[rows], multi_label=data.multi_label, valid=dev, y_valid=y_dev,
                                metric="micro", seed=seed, trained=with_trained,
-                               methods=[*CANDIDATES, *(with_trained or {})])
+                               methods=[*candidate_names(), *(with_trained or {})])
         seconds = time.perf_counter() - started
         test_scores = {}
         for method, (candidate, settings) in choice.candidates.items():
@@ -125,14 +125,14 @@ def targets(sets: list[dict]) -> str:
         big = [r for r in s["results"] if r["size"] >= 10000]
         if big:
             r = big[-1]
-            fast = (sum(r["dev"][m]["seconds"] for m in CANDIDATES) if r.get("budget_minutes")
+            fast = (sum(r["dev"][m]["seconds"] for m in candidate_names()) if r.get("budget_minutes")
                     else r["auto_seconds"])  # with trained candidates: the fast candidates' own seconds
             lines.append(f"  - auto's build at {r['size']:,} rows (every fast candidate fitted, tuned and scored; "
                          f"encoding cached): {fast:.0f} s against {BUILD_TARGET_S} s: "
                          + ("reached" if fast < BUILD_TARGET_S else "**not reached**") + ".")
-        trained = [m for m in TRAINED if m in last["test"]]
+        trained = [m for m in trained_names() if m in last["test"]]
         if trained:
-            best_fast = max(last["test"][m]["micro_f1"] for m in CANDIDATES)
+            best_fast = max(last["test"][m]["micro_f1"] for m in candidate_names())
             gaps = ", ".join(f"{m} {last['test'][m]['micro_f1']:.3f} ({last['test'][m]['micro_f1'] - best_fast:+.3f})"
                              for m in trained)
             minutes = last["budget_minutes"] * TRAINING_SHARE / len(trained)
@@ -147,7 +147,8 @@ def render(sets: list[dict]) -> str:
     for s in sets:
         sizes = [str(r["size"]) for r in s["results"]]
         rows = []
-        for method in (*CANDIDATES, *[m for m in TRAINED if any(m in r["test"] for r in s["results"])], "auto"):
+        trained_here = [m for m in trained_names() if any(m in r["test"] for r in s["results"])]
+        for method in (*candidate_names(), *trained_here, "auto"):
             cells = []
             for r in s["results"]:
                 if method not in r["test"]:

@@ -30,10 +30,17 @@ method, slice and seed, and writes DIR/report.md (mean ± std over seeds), micro
 results.json (raw, per seed) and command.txt. An interrupted run resumes from results.json."""
 
 EPILOG = """methods: nb (Naive Bayes: words, or character 1-3-grams for Korean), zeroshot (NLI or embedding
-zero-shot, constant across slices), knn, linear, ensemble and auto (one per --encoders; auto chooses among
-knn, linear, nb and ensemble on dev, as `index build --method auto` does), setfit and finetune (one per --bodies).
+zero-shot, constant across slices), knn, linear, ensemble, any other method of the index's registry, and auto
+(one per --encoders; auto chooses among the registry's fast candidates on dev, as `index build --method auto`
+does), setfit and finetune (one per --bodies).
 example: fewlabel bench slices train.tsv --dev dev.tsv --test test.tsv --no-header --text-col 0 --label-col 1
 --label-sep , --label-names labels.txt --multi-label --out slices-goemotions"""
+
+
+def _method_names() -> tuple[str, ...]:
+    from fewlabel.benchmarks.slices.methods import method_names
+
+    return method_names()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="file with one label name a line; integer labels in the data index it (GoEmotions)")
     p.add_argument("--multi-label", action="store_true", help="rows may carry several labels")
     p.add_argument("--slices", default="8,16,32,64,128,256,all", help="slice sizes (default: %(default)s)")
-    p.add_argument("--methods", default="nb,zeroshot,knn,setfit,finetune", help="default: %(default)s")
+    p.add_argument("--methods", default="nb,zeroshot,knn,setfit,finetune",
+                   help=f"comma-separated, from: {', '.join(_method_names())} (default: %(default)s)")
     p.add_argument("--seeds", type=positive_int, default=3,
                    help="slice draws (and training seeds) per method (default: 3)")
     p.add_argument("--encoders", default="e5-small,minilm", help="kNN encoders (default: %(default)s)")

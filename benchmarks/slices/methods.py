@@ -15,10 +15,19 @@ from fewlabel.indexing.augment import Augmenter
 from fewlabel.indexing.encoders.cache import EmbeddingCache
 from fewlabel.indexing.readers import Row, label_matrix
 
-__all__ = ["METHOD_NAMES", "AugmentedMethod", "FineTuneMethod", "IndexMethod", "KNNMethod", "NaiveBayesMethod",
-           "SetFitMethod", "Task", "ZeroShotMethod", "make_methods"]
+__all__ = ["AugmentedMethod", "FineTuneMethod", "IndexMethod", "KNNMethod", "NaiveBayesMethod",
+           "SetFitMethod", "Task", "ZeroShotMethod", "make_methods", "method_names"]
 
-METHOD_NAMES = ("nb", "zeroshot", "knn", "linear", "ensemble", "auto", "setfit", "finetune")
+
+def method_names() -> tuple[str, ...]:
+    """What ``--methods`` accepts: the benchmark's own zero-shot baseline, every method of the index's registry
+    (:mod:`fewlabel.retrieval.methods.registry`, so a newly registered method is benchmarked with no edit here)
+    and auto."""
+    from fewlabel.retrieval.methods.registry import registered
+
+    fast = [s.name for s in registered() if s.kind == "fast"]
+    trained = [s.name for s in registered() if s.kind == "trained"]
+    return ("zeroshot", *fast, "auto", *trained)
 
 
 @dataclass
@@ -79,12 +88,13 @@ class IndexMethod:
 
     def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
         from fewlabel.indexing.encoders.encoder import Encoder
-        from fewlabel.retrieval.methods.auto import CANDIDATES, select_method
+        from fewlabel.retrieval.methods.auto import select_method
+        from fewlabel.retrieval.methods.registry import candidate_names
 
         if self._encoder is None:
             self._encoder = Encoder(self.encoder_name, device=task.device, backend=task.backend)
         self.task_ = task
-        names = list(CANDIDATES) if self.method == "auto" else [self.method]
+        names = list(candidate_names()) if self.method == "auto" else [self.method]
         choice = select_method(self._views([r.text for r in train]), label_matrix(train, task.labels, "train slice"),
                                multi_label=task.multi_label, valid=self._views([r.text for r in dev]),
                                y_valid=label_matrix(dev, task.labels, "dev"), methods=names, metric="micro",
@@ -293,7 +303,7 @@ def make_methods(names: list[str], *, encoders: list[str], bodies: list[str], nb
                  zeroshot_template: str | None = None, max_steps: int = 200, setfit_iterations: int = 20,
                  finetune_epochs: float = 20, fit_max_rows: int | None = None,
                  augmenter: Augmenter | None = None) -> list:
-    """Method objects for ``names`` (a subset of :data:`METHOD_NAMES`): ``knn`` once per encoder, ``setfit``
+    """Method objects for ``names`` (a subset of :func:`method_names`): ``knn`` once per encoder, ``setfit``
     and ``finetune`` once per body. With an ``augmenter`` each trainable method also runs on the augmented slice
     (:class:`AugmentedMethod`), so the report shows it with and without augmentation."""
     out = _plain_methods(names, encoders=encoders, bodies=bodies, nb_analyzer=nb_analyzer,
@@ -310,9 +320,10 @@ def _plain_methods(names: list[str], *, encoders: list[str], bodies: list[str], 
                    zeroshot_model: str, zeroshot_encoder: str, zeroshot_labels: str | None,
                    zeroshot_template: str | None, max_steps: int, setfit_iterations: int, finetune_epochs: float,
                    fit_max_rows: int | None) -> list:
-    unknown = [n for n in names if n not in METHOD_NAMES]
+    known = method_names()
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_NAMES)}")
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     out: list = []
     for name in names:
         if name == "nb":
@@ -322,12 +333,12 @@ def _plain_methods(names: list[str], *, encoders: list[str], bodies: list[str], 
                                       template=zeroshot_template))
         elif name == "knn":
             out += [KNNMethod(e) for e in encoders]
-        elif name in ("linear", "ensemble", "auto"):
-            out += [IndexMethod(name, e) for e in encoders]
         elif name == "setfit":
             out += [SetFitMethod(b, max_steps=max_steps, num_iterations=setfit_iterations, max_rows=fit_max_rows)
                     for b in bodies]
-        else:
+        elif name == "finetune":
             out += [FineTuneMethod(b, max_steps=max_steps, epochs=finetune_epochs, max_rows=fit_max_rows)
                     for b in bodies]
+        else:  # auto, or any registered method on the embeddings (linear, ensemble, a new one)
+            out += [IndexMethod(name, e) for e in encoders]
     return out

@@ -94,14 +94,9 @@ def add_tuning_options(p: argparse.ArgumentParser, when: str) -> None:
 
 
 def add_method_options(p: argparse.ArgumentParser) -> None:
-    from fewlabel.retrieval.methods.names import METHOD_CHOICES
+    from fewlabel.retrieval.methods.registry import method_choices, method_help
 
-    p.add_argument("--method", choices=METHOD_CHOICES, default="auto",
-                   help="how the index labels. auto (default) scores knn, linear, nb and ensemble on --valid (or "
-                        "by stratified cross-validation on the training rows when there is no --valid) and keeps "
-                        "the best by --metric; knn: the neighbour vote, k and m tuned; linear: logistic regression "
-                        "on the embeddings; nb: word or character n-gram Naive Bayes; ensemble: both views; "
-                        "setfit, finetune: train the encoder itself (need --budget)")
+    p.add_argument("--method", choices=method_choices(), default="auto", help=method_help())
     p.add_argument("--budget", type=_minutes, default=0.0,
                    help="minutes for trained candidates (SetFit, fine-tuning), split between them: with --valid, "
                         "auto scores them beside the fast ones; --method setfit|finetune trains that one. Default "
@@ -124,9 +119,9 @@ def _minutes(text: str) -> float:
 
 def _check_method(args: argparse.Namespace, n_rows: int, has_valid: bool) -> None:
     """Method choices that cannot work, refused before any model loads."""
-    from fewlabel.retrieval.methods.names import MIN_CV_ROWS, TRAINED
+    from fewlabel.retrieval.methods.registry import MIN_CV_ROWS, trained_names
 
-    if args.method in TRAINED and args.budget <= 0:
+    if args.method in trained_names() and args.budget <= 0:
         raise FewlabelError(f"--method {args.method} trains a model: give it time with --budget MINUTES")
     if args.method not in ("knn", "auto") and not has_valid and n_rows < MIN_CV_ROWS:
         raise FewlabelError(f"--method {args.method} without --valid scores by cross-validation, which needs at "
@@ -136,7 +131,7 @@ def _check_method(args: argparse.Namespace, n_rows: int, has_valid: bool) -> Non
 def _fit_method(args: argparse.Namespace, index, encoder, valid, cache, method: str) -> None:
     """Choose (auto) or fit the index's method; kNN alone keeps the classic tuning (or none without --valid)."""
     from fewlabel.retrieval.methods.index_method import fit_method
-    from fewlabel.retrieval.methods.names import MIN_CV_ROWS
+    from fewlabel.retrieval.methods.registry import MIN_CV_ROWS
     from fewlabel.retrieval.methods.store import method_record
 
     if method == "auto" and valid is None and len(index) < MIN_CV_ROWS:
@@ -314,7 +309,7 @@ def _method_lines(method: dict | None) -> list[str]:
 
 def cmd_index_add(args: argparse.Namespace) -> int:
     from fewlabel.indexing.store.label_index import LabelIndex
-    from fewlabel.retrieval.methods.names import MIN_CV_ROWS
+    from fewlabel.retrieval.methods.registry import MIN_CV_ROWS
 
     faiss_device(args)
     rows = read_labelled(args, args.data)

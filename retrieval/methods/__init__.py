@@ -3,12 +3,23 @@
 Candidates (all on the index's own rows): ``knn`` (the vote, tuned k and m), ``linear`` (logistic regression
 on the frozen embeddings), ``nb`` (word or character n-gram Naive Bayes, by the script of the text) and
 ``ensemble`` (both views blended). `fit_method` chooses and stores one in a `LabelIndex`; `load_method` reads it
-back for the router; `select_method` is the choice itself on arrays."""
+back for the router; `select_method` is the choice itself on arrays.
+
+Every method is registered in :mod:`fewlabel.retrieval.methods.registry` (one Protocol, one list): adding one
+is a file plus its registration, and auto, the store, the CLI's help and the benchmarks all see it."""
 
 from fewlabel.indexing.lazy import lazy_exports
 
 _EXPORTS = {
-    "CANDIDATES": "fewlabel.retrieval.methods.names",
+    "LabellingMethod": "fewlabel.retrieval.methods.registry",
+    "MethodSpec": "fewlabel.retrieval.methods.registry",
+    "MethodParts": "fewlabel.retrieval.methods.registry",
+    "MethodContext": "fewlabel.retrieval.methods.registry",
+    "register": "fewlabel.retrieval.methods.registry",
+    "registered": "fewlabel.retrieval.methods.registry",
+    "candidate_names": "fewlabel.retrieval.methods.registry",
+    "method_choices": "fewlabel.retrieval.methods.registry",
+    "make_candidate": "fewlabel.retrieval.methods.registry",
     "select_method": "fewlabel.retrieval.methods.auto",
     "cv_plan": "fewlabel.retrieval.methods.auto",
     "Views": "fewlabel.retrieval.methods.common",
@@ -16,7 +27,6 @@ _EXPORTS = {
     "NaiveBayesText": "fewlabel.retrieval.methods.nb",
     "EnsembleHead": "fewlabel.retrieval.methods.ensemble",
     "KNNCandidate": "fewlabel.retrieval.methods.knn",
-    "METHOD_CHOICES": "fewlabel.retrieval.methods.names",
     "fit_method": "fewlabel.retrieval.methods.index_method",
     "build_index": "fewlabel.retrieval.methods.index_method",
     "load_method": "fewlabel.retrieval.methods.store",

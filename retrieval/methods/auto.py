@@ -12,8 +12,8 @@ Two protocols, one rule (the rows a score is measured on never shaped the model 
   mean over folds ± their standard deviation. The final model is fitted on all rows, with settings chosen on
   the pooled out-of-fold predictions of the tuning folds.
 
-The best mean score (``metric``: micro or macro F1) wins; a tie goes to the candidate listed first in
-:data:`CANDIDATES` (the cheaper one)."""
+The best mean score (``metric``: micro or macro F1) wins; a tie goes to the cheaper candidate (the lower
+``rank`` in :mod:`fewlabel.retrieval.methods.registry`, which also lists the candidates)."""
 
 from __future__ import annotations
 
@@ -26,41 +26,18 @@ import numpy as np
 from fewlabel.indexing.errors import FewlabelError
 from fewlabel.retrieval.knn.labelling import DEFAULT_MAX_K
 from fewlabel.retrieval.methods.common import Views, score, subset
-from fewlabel.retrieval.methods.names import CANDIDATES, MIN_CV_ROWS, TRAINED
+from fewlabel.retrieval.methods.registry import (
+    MIN_CV_ROWS,
+    LabellingMethod,
+    MethodContext,
+    candidate_names,
+    get_spec,
+    make_candidate,
+)
 
-__all__ = ["CANDIDATES", "Choice", "MIN_CV_ROWS", "cv_plan", "make_candidate", "select_method"]
+__all__ = ["Choice", "MIN_CV_ROWS", "cv_plan", "select_method"]
 
 _TIE = 1e-9
-ORDER = (*CANDIDATES, *TRAINED)  # ties go to the candidate listed first: the cheaper one
-
-
-def make_candidate(name: str, *, max_k: int = DEFAULT_MAX_K, fitted: dict | None = None,
-                   trained: dict | None = None):
-    """A fresh candidate; ``fitted`` holds this round's fitted linear and nb, which the ensemble reuses;
-    ``trained`` maps setfit / finetune to (trainer, seconds, labels) (see
-    :mod:`fewlabel.retrieval.methods.trained`)."""
-    from fewlabel.retrieval.methods.ensemble import EnsembleHead
-    from fewlabel.retrieval.methods.knn import KNNCandidate
-    from fewlabel.retrieval.methods.linear import LinearHead
-    from fewlabel.retrieval.methods.nb import NaiveBayesText
-    from fewlabel.retrieval.methods.trained import TrainedHead
-
-    fitted = fitted or {}
-    if name in TRAINED:
-        if not trained or name not in trained:
-            raise FewlabelError(f"method '{name}' trains a model: it needs a trainer and a time budget "
-                                "(`--budget MINUTES`)")
-        trainer, seconds, labels = trained[name]
-        return TrainedHead(name, trainer, seconds, labels)
-    if name == "knn":
-        return KNNCandidate(max_k)
-    if name == "linear":
-        return LinearHead()
-    if name == "nb":
-        return NaiveBayesText()
-    if name == "ensemble":
-        return EnsembleHead(linear=fitted.get("linear"), nb=fitted.get("nb"))
-    raise FewlabelError(f"unknown method '{name}'; choose from {', '.join(CANDIDATES)}")
 
 
 @dataclass
@@ -69,7 +46,7 @@ class Choice:
     leaderboard (one entry per candidate, best first) and how the scores were measured."""
 
     method: str
-    candidate: object
+    candidate: LabellingMethod
     settings: dict
     leaderboard: list[dict]
     protocol: dict
@@ -106,7 +83,7 @@ def _summary(settings: dict) -> dict:
 
 
 def select_method(train: Views, y: np.ndarray, *, multi_label: bool, valid: Views | None = None,
-                  y_valid: np.ndarray | None = None, methods: Sequence[str] = CANDIDATES, metric: str = "micro",
+                  y_valid: np.ndarray | None = None, methods: Sequence[str] | None = None, metric: str = "micro",
                   folds: int = 5, seed: int = 0, max_k: int = DEFAULT_MAX_K,
                   log: Callable[[str], None] | None = None, trained: dict | None = None) -> Choice:
     """Fit, tune and score each of ``methods`` (see the module docstring) and return the best. ``trained``
@@ -114,11 +91,9 @@ def select_method(train: Views, y: np.ndarray, *, multi_label: bool, valid: View
     cross-validation would train them k + 1 times)."""
     if metric not in ("micro", "macro"):
         raise FewlabelError(f"metric must be 'micro' or 'macro', got {metric!r}")
-    methods = list(dict.fromkeys(methods))
+    methods = list(dict.fromkeys(candidate_names() if methods is None else methods))
     for name in methods:
-        if name not in ORDER:
-            raise FewlabelError(f"unknown method '{name}'; choose from {', '.join(ORDER)}")
-        if name in TRAINED and valid is None:
+        if get_spec(name).kind == "trained" and valid is None:
             raise FewlabelError(f"scoring '{name}' needs validation rows (--valid): cross-validation would train "
                                 "it once per fold")
     y = np.asarray(y, dtype=bool)
@@ -139,9 +114,9 @@ def select_method(train: Views, y: np.ndarray, *, multi_label: bool, valid: View
                             "fitted on k-2 folds, tuned on one, scored on the other"}
     order = sorted(results, key=lambda name: (-results[name]["entry"]["score"], methods.index(name)))
     best = order[0]
-    for name in order[1:]:  # a tie (to float noise) goes to the cheaper candidate listed first
+    for name in order[1:]:  # a tie (to float noise) goes to the cheaper candidate (the lower registered rank)
         if results[name]["entry"]["score"] >= results[best]["entry"]["score"] - _TIE and \
-                ORDER.index(name) < ORDER.index(best):
+                get_spec(name).rank < get_spec(best).rank:
             best = name
     leaderboard = [{**results[name]["entry"], "chosen": name == best} for name in order]
     return Choice(method=best, candidate=results[best]["candidate"], settings=results[best]["settings"],
@@ -162,7 +137,8 @@ def _on_validation(train: Views, y: np.ndarray, valid: Views, y_valid: np.ndarra
     results = {}
     for name in methods:
         started = time.perf_counter()
-        candidate = make_candidate(name, max_k=max_k, fitted=fitted, trained=trained).fit_views(train, y, multi_label)
+        context = MethodContext(max_k=max_k, fitted=fitted, trained=trained or {})
+        candidate = make_candidate(name, context).fit_views(train, y, multi_label)
         fitted[name] = candidate
         state = candidate.state(valid)
         scores = []
@@ -195,7 +171,8 @@ def _cross_validated(train: Views, y: np.ndarray, methods: list[str], multi_labe
         fit_views, both = train.take(fit_rows), np.concatenate([tune_rows, score_rows])
         for name in methods:
             started = time.perf_counter()
-            candidate = make_candidate(name, max_k=max_k, fitted=fitted).fit_views(fit_views, y[fit_rows], multi_label)
+            candidate = make_candidate(name, MethodContext(max_k=max_k, fitted=fitted)).fit_views(
+                fit_views, y[fit_rows], multi_label)
             fitted[name] = candidate
             state = candidate.state(train.take(both))
             tune_part, score_part = np.arange(len(tune_rows)), np.arange(len(tune_rows), len(both))
@@ -209,7 +186,7 @@ def _cross_validated(train: Views, y: np.ndarray, methods: list[str], multi_labe
     fitted = {}
     for name in methods:
         started = time.perf_counter()
-        candidate = make_candidate(name, max_k=max_k, fitted=fitted).fit_views(train, y, multi_label)
+        candidate = make_candidate(name, MethodContext(max_k=max_k, fitted=fitted)).fit_views(train, y, multi_label)
         fitted[name] = candidate
         settings = candidate.select(pooled[name], y, metric)  # every row was a tuning row exactly once
         seconds[name] += time.perf_counter() - started

@@ -14,6 +14,7 @@ import numpy as np
 from fewlabel.retrieval.methods.common import Views, decide, score, sigmoid, softmax, tune_thresholds
 from fewlabel.retrieval.methods.linear import C_GRID, LinearHead
 from fewlabel.retrieval.methods.nb import NaiveBayesText
+from fewlabel.retrieval.methods.registry import LabellingMethod, MethodParts, MethodSpec, register
 
 __all__ = ["EnsembleHead", "WEIGHTS"]
 
@@ -33,7 +34,7 @@ def _centred(z: np.ndarray, multi_label: bool) -> np.ndarray:
     return z
 
 
-class EnsembleHead:
+class EnsembleHead(LabellingMethod):
     """A weighted blend of :class:`LinearHead` and :class:`NaiveBayesText` log-odds (see the module)."""
 
     name = "ensemble"
@@ -92,17 +93,24 @@ class EnsembleHead:
         self.linear_ = copy.copy(self.linear_)  # the shared linear candidate keeps all its models
         self.linear_.keep(settings)
 
-    def to_files(self) -> tuple[dict, dict[str, np.ndarray], list[str]]:
-        lin_settings, lin_arrays = self.linear_.to_files()
-        nb_settings, nb_arrays, vocabulary = self.nb_.to_files()
-        return ({"multi_label": self.multi_label_, "linear": lin_settings, "nb": nb_settings},
-                {**lin_arrays, **nb_arrays}, vocabulary)
+    def to_files(self) -> MethodParts:
+        linear, nb = self.linear_.to_files(), self.nb_.to_files()
+        return MethodParts({"multi_label": self.multi_label_, "linear": linear.settings, "nb": nb.settings},
+                           {**linear.arrays, **nb.arrays}, nb.vocabulary)
 
     @classmethod
-    def from_files(cls, settings: dict, arrays: dict[str, np.ndarray], vocabulary: list[str]) -> EnsembleHead:
+    def from_files(cls, parts: MethodParts, labels: list[str] | None = None) -> EnsembleHead:
+        settings = parts.settings
         head = cls()
         head.multi_label_ = bool(settings["multi_label"])
-        head.linear_ = LinearHead.from_files(settings["linear"], arrays)
-        head.nb_ = NaiveBayesText.from_files(settings["nb"], arrays, vocabulary)
+        head.linear_ = LinearHead.from_files(MethodParts(settings["linear"], parts.arrays))
+        head.nb_ = NaiveBayesText.from_files(MethodParts(settings["nb"], parts.arrays, parts.vocabulary))
         head.c_grid = head.linear_.c_grid
         return head
+
+
+register(MethodSpec(
+    name="ensemble", summary="the linear head and Naive Bayes blended (both views)", rank=30,
+    factory=lambda context: EnsembleHead(linear=context.fitted.get("linear"), nb=context.fitted.get("nb")),
+    load=EnsembleHead.from_files,
+))

@@ -22,10 +22,10 @@ from fewlabel.indexing.readers import Row, label_matrix
 from fewlabel.retrieval.knn.labelling import DEFAULT_MAX_K
 from fewlabel.retrieval.methods.auto import select_method
 from fewlabel.retrieval.methods.common import Views
-from fewlabel.retrieval.methods.names import CANDIDATES, METHOD_CHOICES, TRAINED
+from fewlabel.retrieval.methods.registry import candidate_names, method_choices, trained_names
 from fewlabel.retrieval.methods.store import method_files, method_record
 
-__all__ = ["METHOD_CHOICES", "TRAINING_SHARE", "build_index", "fit_method", "index_vectors", "trained_plan"]
+__all__ = ["TRAINING_SHARE", "build_index", "fit_method", "index_vectors", "trained_plan"]
 
 
 
@@ -45,7 +45,7 @@ TRAINING_SHARE = 0.75  # of a trained candidate's share of the budget: the rest 
 def trained_plan(method: str, trainers: dict | None, budget_minutes: float, has_valid: bool, labels: list[str],
                   say: Callable[[str], None]) -> dict:
     """setfit / finetune -> (trainer, seconds of training, labels) for what this call may train."""
-    if method in TRAINED:
+    if method in trained_names():
         if not trainers or method not in trainers:
             raise FewlabelError(f"--method {method} trains a model: pass its trainer (the CLI does; library: "
                                 "fewlabel.finetune.classify.index_heads.index_trainers)")
@@ -57,7 +57,7 @@ def trained_plan(method: str, trainers: dict | None, budget_minutes: float, has_
             say("trained candidates (setfit, finetune) are scored on --valid only: without it auto chooses among "
                 "the fast candidates")
             return {}
-        names = [name for name in TRAINED if name in trainers]
+        names = [name for name in trained_names() if name in trainers]
     else:
         return {}
     seconds = budget_minutes * 60.0 * TRAINING_SHARE / max(1, len(names))
@@ -77,15 +77,15 @@ def fit_method(index, encoder: SupportsEncode, valid_rows: Sequence[Row] | None 
     ``trainers`` (setfit / finetune, from :func:`fewlabel.finetune.classify.index_heads.index_trainers`) with
     ``budget_minutes`` > 0 add the trained candidates: auto scores them on ``valid_rows`` beside the fast ones,
     each trained for at most its share of the budget (:data:`TRAINING_SHARE` of budget / candidates)."""
-    if method not in METHOD_CHOICES:
-        raise FewlabelError(f"unknown method '{method}'; choose from {', '.join(METHOD_CHOICES)}")
+    if method not in method_choices():
+        raise FewlabelError(f"unknown method '{method}'; choose from {', '.join(method_choices())}")
     say = log or (lambda message: None)
     started = time.perf_counter()
     valid_rows = list(valid_rows) if valid_rows is not None else None
     if valid_rows is not None and not valid_rows:
         raise DataError("no validation rows", path=source)
     trained = trained_plan(method, trainers, budget_minutes, valid_rows is not None, index.label_names, say)
-    names = list(CANDIDATES) + [n for n in TRAINED if n in trained] if method == "auto" else [method]
+    names = [*candidate_names(), *(n for n in trained_names() if n in trained)] if method == "auto" else [method]
     vectors = index_vectors(index, encoder, cache, batch_size, show_progress)
     train = Views(vectors, [r.text for r in index.rows])
     y = index.label_matrix()
@@ -94,7 +94,7 @@ def fit_method(index, encoder: SupportsEncode, valid_rows: Sequence[Row] | None 
         y_valid = label_matrix(valid_rows, index.label_names, source, label_field)
         valid = Views(index.encode_queries(encoder, [r.text for r in valid_rows], cache=cache, batch_size=batch_size,
                                            show_progress=show_progress), [r.text for r in valid_rows])
-    unscored = method in TRAINED and valid is None  # a named trained head without --valid: trained, not scored
+    unscored = method in trained_names() and valid is None  # a named trained head without --valid: trained, not scored
     scored = ["knn"] if unscored else names + (["knn"] if "knn" not in names else [])
     # knn is scored whatever the method: its k and m serve `--k/--m`-free evidence and the fallback's threshold
     choice = select_method(train, y, multi_label=index.multi_label, valid=valid, y_valid=y_valid, methods=scored,

@@ -16,11 +16,12 @@ from fewlabel.retrieval.knn.voting import (
     vote_fractions,
 )
 from fewlabel.retrieval.methods.common import Views
+from fewlabel.retrieval.methods.registry import LabellingMethod, MethodParts, MethodSpec, register
 
 __all__ = ["KNNCandidate"]
 
 
-class KNNCandidate:
+class KNNCandidate(LabellingMethod):
     """Neighbours searched once at ``max_k``; k in 1..max_k and m in 1..k chosen on tuning rows."""
 
     name = "knn"
@@ -60,3 +61,13 @@ class KNNCandidate:
 
     def proba(self, state: dict, settings: dict) -> np.ndarray:
         return vote_fractions(vote_counts(state["neigh"], state["sims"], settings["k"], False), settings["k"])
+
+    def to_files(self) -> MethodParts:
+        """Nothing: the index's own vectors and ``meta.json["tuning"]`` (k, m) are kNN's whole state."""
+        return MethodParts(settings={})
+
+
+register(MethodSpec(
+    name="knn", summary="the neighbour vote, k and m tuned", rank=0, bench="own",
+    factory=lambda context: KNNCandidate(context.max_k),
+))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from fewlabel.retrieval.methods.common import Views, decide, score, sigmoid, softmax, tune_thresholds
+from fewlabel.retrieval.methods.registry import LabellingMethod, MethodParts, MethodSpec, register
 
 __all__ = ["C_GRID", "LinearHead", "fit_logistic", "linear_proba", "one_vs_rest_arrays", "single_label_arrays"]
 
@@ -72,7 +73,7 @@ def linear_proba(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray, multi_l
     return sigmoid(z) if multi_label else softmax(z)
 
 
-class LinearHead:
+class LinearHead(LabellingMethod):
     """Logistic regression on the embeddings; C (and, multi-label, per-label thresholds) tuned on
     validation rows."""
 
@@ -120,13 +121,21 @@ class LinearHead:
         self.models_ = {settings["C"]: self.models_[settings["C"]]}
         self.c_grid = (settings["C"],)
 
-    def to_files(self) -> tuple[dict, dict[str, np.ndarray]]:
+    def to_files(self) -> MethodParts:
         (c, (coef, intercept)), = self.models_.items()
-        return {"C": c, "multi_label": self.multi_label_}, {"linear_coef": coef, "linear_intercept": intercept}
+        return MethodParts({"C": c, "multi_label": self.multi_label_},
+                           {"linear_coef": coef, "linear_intercept": intercept})
 
     @classmethod
-    def from_files(cls, settings: dict, arrays: dict[str, np.ndarray]) -> LinearHead:
+    def from_files(cls, parts: MethodParts, labels: list[str] | None = None) -> LinearHead:
+        settings, arrays = parts.settings, parts.arrays
         head = cls((float(settings["C"]),))
         head.multi_label_ = bool(settings["multi_label"])
         head.models_ = {float(settings["C"]): (arrays["linear_coef"], arrays["linear_intercept"])}
         return head
+
+
+register(MethodSpec(
+    name="linear", summary="logistic regression on the embeddings", rank=10,
+    factory=lambda context: LinearHead(), load=LinearHead.from_files,
+))

@@ -18,6 +18,7 @@ import numpy as np
 
 from fewlabel.indexing.text import hangul_share
 from fewlabel.retrieval.methods.common import Views, decide, sigmoid, softmax
+from fewlabel.retrieval.methods.registry import LabellingMethod, MethodParts, MethodSpec, register
 
 __all__ = ["NaiveBayesText", "choose_analyzer"]
 
@@ -36,7 +37,7 @@ def _vectorizer(analyzer: str, vocabulary: Sequence[str] | None = None):
                            vocabulary=list(vocabulary) if vocabulary is not None else None)
 
 
-class NaiveBayesText:
+class NaiveBayesText(LabellingMethod):
     """CountVectorizer + MultinomialNB over ``n_labels`` label columns. Nothing is tuned."""
 
     name = "nb"
@@ -113,13 +114,16 @@ class NaiveBayesText:
         return state["proba"]
 
     # ---- plain-array state ----------------------------------------------------------------------------------
-    def to_files(self) -> tuple[dict, dict[str, np.ndarray], list[str]]:
-        """(JSON settings, arrays, vocabulary in column order)."""
-        return ({"analyzer": self.analyzer_, "multi_label": self.multi_label_, "n_labels": self.n_labels_},
-                {"nb_coef": self.coef_, "nb_intercept": self.intercept_}, list(self.vocabulary_))
+    def to_files(self) -> MethodParts:
+        """JSON settings, arrays, and the vocabulary in column order."""
+        return MethodParts({"analyzer": self.analyzer_, "multi_label": self.multi_label_, "n_labels": self.n_labels_},
+                           {"nb_coef": self.coef_, "nb_intercept": self.intercept_}, list(self.vocabulary_))
 
     @classmethod
-    def from_files(cls, settings: dict, arrays: dict[str, np.ndarray], vocabulary: list[str]) -> NaiveBayesText:
+    def from_files(cls, parts: MethodParts, labels: list[str] | None = None) -> NaiveBayesText:
+        settings, arrays, vocabulary = parts.settings, parts.arrays, parts.vocabulary
+        if vocabulary is None:
+            raise KeyError("vocabulary.json")
         model = cls(settings["analyzer"])
         model.analyzer_, model.multi_label_ = settings["analyzer"], bool(settings["multi_label"])
         model.n_labels_ = int(settings["n_labels"])
@@ -127,3 +131,9 @@ class NaiveBayesText:
         model.vocabulary_ = list(vocabulary)
         model._vectorizer = _vectorizer(model.analyzer_, model.vocabulary_)
         return model
+
+
+register(MethodSpec(
+    name="nb", summary="word or character n-gram Naive Bayes (the book's baseline)", rank=20, bench="own",
+    factory=lambda context: NaiveBayesText(), load=NaiveBayesText.from_files,
+))

@@ -11,6 +11,9 @@ Layout (``METHOD_FORMAT`` 1), for every method but ``knn`` (whose k and m stay i
   :mod:`fewlabel.retrieval.methods.trained`); SetFit's head is in ``arrays.npz`` as ``head_coef`` and
   ``head_intercept``.
 
+Every method gives these parts as one :class:`~fewlabel.retrieval.methods.registry.MethodParts` and is rebuilt
+by its registered ``load``, so this module knows no method by name.
+
 Why not pickle (or joblib): an index folder is something people copy and send each other, and loading a
 pickle runs whatever code its author put in it. These files hold numbers and strings, so loading one can only
 give wrong labels, never run code; and ``meta.json["method"]["files"]`` records the sha256 of each, which
@@ -23,38 +26,36 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from fewlabel.indexing.errors import IndexMismatchError
 from fewlabel.retrieval.methods.common import Views, arrays_from_bytes, arrays_to_bytes
-from fewlabel.retrieval.methods.trained import MODEL_DIR
+from fewlabel.retrieval.methods.registry import LabellingMethod, MethodParts, get_spec, stored_names
 
-__all__ = ["METHOD_FORMAT", "StoredMethod", "load_method", "method_files", "method_record"]
+__all__ = ["METHOD_FORMAT", "MODEL_DIR", "StoredMethod", "load_method", "method_files", "method_record"]
 
 METHOD_FORMAT = 1
 SETTINGS_FILE, ARRAYS_FILE, VOCABULARY_FILE = "method.json", "arrays.npz", "vocabulary.json"
-STORED = ("linear", "nb", "ensemble", "setfit", "finetune")
+MODEL_DIR = "model"
 
 
-def method_files(name: str, candidate, settings: dict, labels: list[str]) -> dict[str, bytes]:
-    """The files of a fitted candidate (none for knn), ready for ``LabelIndex.method_files``."""
-    if name == "knn":
+def method_files(name: str, candidate: LabellingMethod, settings: dict, labels: list[str]) -> dict[str, bytes]:
+    """The files of a fitted candidate (none for a method whose state is the index itself, as knn's), ready
+    for ``LabelIndex.method_files``."""
+    spec = get_spec(name)
+    if spec.load is None:
         return {}
-    if name not in STORED:
-        raise IndexMismatchError(f"method '{name}' cannot be stored in an index folder")
-    if hasattr(candidate, "keep"):
-        candidate.keep(settings)
+    candidate.keep(settings)
     parts = candidate.to_files()
-    model_settings, arrays = parts[0], parts[1]
     files = {SETTINGS_FILE: json.dumps({"method": name, "format": METHOD_FORMAT, "labels": list(labels),
-                                        "model": model_settings, "settings": settings},
+                                        "model": parts.settings, "settings": settings},
                                        ensure_ascii=False, indent=1).encode(),
-             ARRAYS_FILE: arrays_to_bytes(arrays)}
-    if len(parts) > 2:
-        files[VOCABULARY_FILE] = json.dumps(parts[2], ensure_ascii=False).encode()
-    if hasattr(candidate, "folder_files"):  # a trained head: its model folder
-        files.update({f"{MODEL_DIR}/{path}": data for path, data in candidate.folder_files().items()})
+             ARRAYS_FILE: arrays_to_bytes(parts.arrays)}
+    if parts.vocabulary is not None:
+        files[VOCABULARY_FILE] = json.dumps(parts.vocabulary, ensure_ascii=False).encode()
+    files.update({f"{MODEL_DIR}/{path}": data for path, data in parts.folder.items()})
     return files
 
 
@@ -74,8 +75,8 @@ class StoredMethod:
     name: str
     labels: list[str]
     multi_label: bool
-    candidate: object
-    settings: dict
+    candidate: LabellingMethod
+    settings: dict[str, Any]
 
     def predict(self, vectors: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (n, L), chosen (n, L) bool) for queries given as vectors and texts."""
@@ -85,46 +86,35 @@ class StoredMethod:
 
 def load_method(index) -> StoredMethod | None:
     """The method an index stores (files already checked against their sha256 by `LabelIndex.load`), or None
-    when it votes by kNN (no method recorded, or ``knn``)."""
-    from fewlabel.retrieval.methods.ensemble import EnsembleHead
-    from fewlabel.retrieval.methods.linear import LinearHead
-    from fewlabel.retrieval.methods.nb import NaiveBayesText
-    from fewlabel.retrieval.methods.trained import TrainedHead
-
+    when it votes by kNN (no method recorded, or a method with no files of its own)."""
     record = index.method or {}
     name = record.get("name", "knn")
+    where = "the index's method/ folder"
     if name == "knn":
         return None
-    where = "the index's method/ folder"
-    if name not in STORED:
+    if name not in stored_names():
         raise IndexMismatchError(f"{where}: method '{name}' is not one this fewlabel can use (it knows knn, "
-                                 f"{', '.join(STORED)}); rebuild the index with `fewlabel index build`")
+                                 f"{', '.join(stored_names())}); rebuild the index with `fewlabel index build`")
+    load = get_spec(name).load
+    assert load is not None
     files = index.method_files
     try:
         spec = json.loads(files[SETTINGS_FILE])
         if spec.get("format") != METHOD_FORMAT:
             raise IndexMismatchError(f"{where}: method format {spec.get('format')!r}; this fewlabel reads format "
                                      f"{METHOD_FORMAT} (rebuild the index)")
-        arrays = arrays_from_bytes(files[ARRAYS_FILE], f"{where}/{ARRAYS_FILE}")
-        vocabulary = json.loads(files[VOCABULARY_FILE]) if VOCABULARY_FILE in files else None
-        model = spec["model"]
-        if name == "linear":
-            candidate = LinearHead.from_files(model, arrays)
-        elif name == "nb":
-            candidate = NaiveBayesText.from_files(model, arrays, vocabulary)
-        elif name in ("setfit", "finetune"):
-            folder = {path[len(MODEL_DIR) + 1:]: data for path, data in files.items()
-                      if path.startswith(MODEL_DIR + "/")}
-            if not folder:
-                raise IndexMismatchError(f"{where}: the {name} model's files ({MODEL_DIR}/) are missing")
-            candidate = TrainedHead.from_files(name, model, arrays, folder, list(spec["labels"]))
-        else:
-            candidate = EnsembleHead.from_files(model, arrays, vocabulary)
+        parts = MethodParts(
+            settings=spec["model"],
+            arrays=arrays_from_bytes(files[ARRAYS_FILE], f"{where}/{ARRAYS_FILE}"),
+            vocabulary=json.loads(files[VOCABULARY_FILE]) if VOCABULARY_FILE in files else None,
+            folder={path[len(MODEL_DIR) + 1:]: data for path, data in files.items()
+                    if path.startswith(MODEL_DIR + "/")})
         labels = list(spec["labels"])
+        candidate = load(parts, labels)
     except IndexMismatchError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise IndexMismatchError(f"{where}: incomplete or malformed method files ({type(exc).__name__}: {exc})") \
             from exc
-    return StoredMethod(name=name, labels=labels, multi_label=bool(model.get("multi_label")), candidate=candidate,
-                        settings=spec["settings"])
+    return StoredMethod(name=name, labels=labels, multi_label=bool(parts.settings.get("multi_label")),
+                        candidate=candidate, settings=spec["settings"])

@@ -25,10 +25,10 @@ import numpy as np
 from fewlabel.indexing.errors import IndexMismatchError
 from fewlabel.retrieval.methods.common import Views, decide, tune_thresholds
 from fewlabel.retrieval.methods.linear import linear_proba, one_vs_rest_arrays, single_label_arrays
+from fewlabel.retrieval.methods.registry import LabellingMethod, MethodParts, MethodSpec, register
 
-__all__ = ["MODEL_DIR", "TrainedHead", "Trainer"]
+__all__ = ["TrainedHead", "Trainer"]
 
-MODEL_DIR = "model"
 Trainer = Callable[..., object]
 
 
@@ -80,7 +80,7 @@ def _setfit_head_arrays(model, n_labels: int, multi_label: bool) -> tuple[np.nda
     return single_label_arrays(head, present, n_labels, dim)
 
 
-class TrainedHead:
+class TrainedHead(LabellingMethod):
     """``setfit`` or ``finetune`` as a candidate: fit = train within ``seconds``; state = its probabilities;
     multi-label thresholds per label tuned on validation rows (single-label: the top label)."""
 
@@ -111,19 +111,19 @@ class TrainedHead:
         return decide(state["proba"], self.multi_label_, settings.get("thresholds"))
 
     # ---- stored form -----------------------------------------------------------------------------
-    def to_files(self) -> tuple[dict, dict[str, np.ndarray]]:
-        """(model settings, arrays); the model folder comes from :meth:`folder_files`."""
+    def to_files(self) -> MethodParts:
+        """Model settings, the SetFit head's arrays, and the model folder's files."""
         info = {k: v for k, v in (getattr(self.model_, "info", None) or {}).items()
                 if isinstance(v, (str, int, float, bool)) or v is None}
         settings = {"multi_label": self.multi_label_, "prefix": getattr(self.model_, "prefix", ""), "trained": info}
         if self.name == "finetune":
-            return {**settings, "max_length": int(self.model_.max_length)}, {}
+            return MethodParts({**settings, "max_length": int(self.model_.max_length)}, {}, None, self._folder_files())
         model = self.model_.model
         coef, intercept = _setfit_head_arrays(model, len(self.model_.labels), self.multi_label_)
-        return {**settings, "normalize": bool(getattr(model, "normalize_embeddings", False))}, \
-            {"head_coef": coef, "head_intercept": intercept}
+        return MethodParts({**settings, "normalize": bool(getattr(model, "normalize_embeddings", False))},
+                           {"head_coef": coef, "head_intercept": intercept}, None, self._folder_files())
 
-    def folder_files(self) -> dict[str, bytes]:
+    def _folder_files(self) -> dict[str, bytes]:
         with tempfile.TemporaryDirectory(prefix="fewlabel-trained-") as tmp:
             if self.name == "finetune":
                 self.model_.save(tmp)
@@ -132,13 +132,16 @@ class TrainedHead:
             return _folder_files(Path(tmp))
 
     @classmethod
-    def from_files(cls, name: str, settings: dict, arrays: dict[str, np.ndarray], files: dict[str, bytes],
-                   labels: list[str]) -> TrainedHead:
-        """Load a stored head; ``files`` are the model folder's files (already checked against their sha256)."""
+    def from_files(cls, name: str, parts: MethodParts, labels: list[str]) -> TrainedHead:
+        """Load a stored head; ``parts.folder`` holds the model folder's files (already checked against their
+        sha256)."""
+        settings, arrays = parts.settings, parts.arrays
+        if not parts.folder:
+            raise IndexMismatchError(f"the {name} model's files are missing from the index's method/model/ folder")
         head = cls(name, labels=labels)
         head.multi_label_ = bool(settings["multi_label"])
         with tempfile.TemporaryDirectory(prefix="fewlabel-trained-") as tmp:
-            _write_files(files, Path(tmp))
+            _write_files(parts.folder, Path(tmp))
             if name == "finetune":
                 from fewlabel.indexing.text_classifier import TextClassifier
 
@@ -157,3 +160,14 @@ class TrainedHead:
                 head.model_ = _StoredSetFit(body, arrays["head_coef"], arrays["head_intercept"], head.multi_label_,
                                             settings.get("prefix", ""), bool(settings.get("normalize")))
         return head
+
+
+def _trained_spec(name: str, summary: str, rank: int) -> MethodSpec:
+    return MethodSpec(name=name, summary=summary, kind="trained", rank=rank, bench="own",
+                      factory=lambda context: TrainedHead(name, *context.trained[name]),
+                      load=lambda parts, labels: TrainedHead.from_files(name, parts, labels))
+
+
+register(_trained_spec("setfit", "SetFit: contrastive fine-tuning of the encoder, then a logistic head (needs "
+                                 "--budget)", 100))
+register(_trained_spec("finetune", "a classification head fine-tuned with the encoder (needs --budget)", 110))
