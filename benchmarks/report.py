@@ -11,6 +11,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from fewlabel.retrieval.analysis import markdown_table
+
+__all__ = ["command_line", "machine_info", "markdown_table", "write_report"]  # markdown_table: analysis's, re-exported
+
 
 def machine_info() -> dict:
     import torch
@@ -33,13 +37,6 @@ def command_line() -> str:
     if module is not None and module.name:
         argv = ["python", "-m", module.name, *sys.argv[1:]]
     return " ".join(shlex.quote(a) for a in argv)
-
-
-def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
-    """A Markdown table; cells are formatted by the caller so each report keeps its own precision."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def write_report(out: Path, name: str, title: str, body: str, payload: dict, *, data_note: str,

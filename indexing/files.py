@@ -45,7 +45,7 @@ def fewlabel_home() -> Path:
 
 
 # ---- faults (for the tests that kill a writer at each step) ---------------------------------------------------
-def _fault(step: str) -> None:
+def fault_point(step: str) -> None:
     """Die at once (SIGKILL, no cleanup) when the environment names this step: how the tests prove that a
     kill at any instant leaves a complete target."""
     if os.environ.get(FAULT_ENV) == step:
@@ -146,18 +146,18 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, _mode_for(target, directory=True))
-        _fault("directory:before-replace")
+        fault_point("directory:before-replace")
         if not target.exists():
             os.rename(tmp, target)
             return
         fallback = os.environ.get(FAULT_ENV) == "directory:between-renames"  # the tests' way to reach it
         if not fallback and _exchange(tmp, target):  # target is new, tmp holds the old folder
-            _fault("directory:after-exchange")
+            fault_point("directory:after-exchange")
             shutil.rmtree(tmp, ignore_errors=True)
             return
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.rename(target, old)
-        _fault("directory:between-renames")
+        fault_point("directory:between-renames")
         try:
             os.rename(tmp, target)
         except BaseException:

@@ -21,23 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from fewlabel.indexing.errors import DataError
+from fewlabel.indexing.sniff import FORMATS, detect_format, type_name
 
-__all__ = ["FORMATS", "Row", "count_lines", "detect_format", "iter_rows", "label_matrix", "parse_labels", "read_rows",
-           "read_texts"]
+__all__ = ["FORMATS", "Row", "count_lines", "detect_format", "iter_rows", "label_matrix", "read_rows", "read_texts",
+           "split_label_cell"]
 
 PathLike = str | os.PathLike
 
-#: File extension -> format. ``.txt`` is TSV because corpora such as NSMC ship TSV as .txt;
-#: ``.json`` is read as JSON Lines because that is what labelled-data tools export.
-FORMATS: dict[str, str] = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".txt": "tsv",
-    ".tab": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-}
 _FORMAT_NAMES = ("csv", "tsv", "jsonl")
 _FIELD_LIMIT = 1 << 30  # characters in one CSV field (the csv module's default, 131,072, refuses real long texts)
 
@@ -81,21 +71,7 @@ def label_matrix(items: Sequence[Row] | Sequence[Sequence[str]], names: Sequence
 # --------------------------------------------------------------------------------------------
 
 
-def detect_format(path: PathLike) -> str:
-    """Pick ``"csv"``, ``"tsv"`` or ``"jsonl"`` from the file extension.
-
-    Guessing from content is unreliable (a one-column CSV looks like a TSV), so an unknown
-    extension is an error that tells the user which extensions work or to pass a format.
-    """
-    suffix = Path(path).suffix.lower()
-    if suffix in FORMATS:
-        return FORMATS[suffix]
-    accepted = ", ".join(FORMATS)
-    raise DataError(f"cannot tell the format from the extension '{suffix or '(none)'}': name the file with one of "
-                    f"{accepted}", path=str(path))
-
-
-def parse_labels(raw: object, *, label_sep: str | None, path: PathLike | None, line: int | None,
+def split_label_cell(raw: object, *, label_sep: str | None, path: PathLike | None, line: int | None,
                  field: str | None) -> tuple[str, ...]:
     """Turn one raw label cell into a tuple of clean, unique labels.
 
@@ -112,7 +88,7 @@ def parse_labels(raw: object, *, label_sep: str | None, path: PathLike | None, l
 
 def _split_labels(raw: object, *, label_sep: str | None, path: PathLike | None, line: int | None,
                   field: str | None) -> tuple[str, ...]:
-    """Like :func:`parse_labels` but returns ``()`` for an empty cell instead of raising.
+    """Like :func:`split_label_cell` but returns ``()`` for an empty cell instead of raising.
 
     Kept separate so :func:`read_rows` can honour ``allow_empty_labels`` while malformed
     labels (bad JSON, an empty item between separators) still raise.
@@ -446,7 +422,7 @@ def _parse_json_line(text: str, *, path: PathLike, line: int) -> Mapping[str, ob
         raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno}){array_hint}", path=str(path),
                         line=line) from exc
     if not isinstance(obj, dict):
-        raise DataError(f"expected a JSON object, found {_type_name(obj)}{array_hint}", path=str(path),
+        raise DataError(f"expected a JSON object, found {type_name(obj)}{array_hint}", path=str(path),
                         line=line)
     return obj
 
@@ -474,7 +450,7 @@ def _check_text(raw: object, *, path: PathLike, line: int, field: str) -> str:
     """Text must be a non-blank string; it is returned unchanged (no stripping) so what the
     encoder sees is exactly what the user wrote."""
     if not isinstance(raw, str):
-        raise DataError(f"text must be a string, found {_type_name(raw)}", path=str(path), line=line,
+        raise DataError(f"text must be a string, found {type_name(raw)}", path=str(path), line=line,
                         field=field)
     if not raw.strip():
         raise DataError("empty text", path=str(path), line=line, field=field)
@@ -484,7 +460,7 @@ def _check_text(raw: object, *, path: PathLike, line: int, field: str) -> str:
 def _check_id(raw: object, *, path: PathLike, line: int, field: str) -> str:
     """Ids may be strings or integers (JSONL); they are stripped and must not be empty."""
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        raise DataError(f"id must be a string or an integer, found {_type_name(raw)}", path=str(path),
+        raise DataError(f"id must be a string or an integer, found {type_name(raw)}", path=str(path),
                         line=line, field=field)
     row_id = str(raw).strip()
     if not row_id:
@@ -500,8 +476,6 @@ def _check_unique_id(row: Row, first_line_of_id: dict[str, int], *, path: PathLi
                         line=row.line, field=id_col)
 
 
-def _type_name(value: object) -> str:
-    return "null" if value is None else type(value).__name__
 
 
 def _str_or_none(path: PathLike | None) -> str | None:

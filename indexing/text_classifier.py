@@ -18,11 +18,18 @@ from fewlabel.indexing.hf import quiet_hf
 __all__ = ["TextClassifier", "decide"]
 
 
-def decide(probs: np.ndarray, multi_label: bool, threshold: float = 0.5) -> np.ndarray:
-    """(n, L) booleans from probabilities: every label at or over ``threshold`` (multi-label), else the top one."""
+def decide(probs: np.ndarray, multi_label: bool, threshold: float | np.ndarray | None = None) -> np.ndarray:
+    """(n, L) booleans from probabilities. Multi-label: every label at or over its threshold (``threshold`` is
+    one number for all labels or one per label; 0.5 when None). Single-label: the most probable label, so
+    every text gets one, as the kNN majority does. The one decision rule of every method and trained head."""
+    probs = np.asarray(probs, dtype=np.float64)
     if multi_label:
-        return probs >= threshold
-    return np.eye(probs.shape[1], dtype=bool)[probs.argmax(1)] if len(probs) else probs.astype(bool)
+        cut = np.broadcast_to(np.asarray(0.5 if threshold is None else threshold, dtype=np.float64), probs.shape[1:])
+        return probs >= cut[None, :]
+    out = np.zeros(probs.shape, dtype=bool)
+    if probs.size:
+        out[np.arange(len(probs)), probs.argmax(axis=1)] = True
+    return out
 
 
 @dataclass

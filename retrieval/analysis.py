@@ -27,7 +27,7 @@ import numpy as np
 from fewlabel.indexing.files import atomic_file, refuse_foreign
 
 __all__ = ["PNG_MARK", "TABLE_COLUMNS", "analysis_files", "claim_analysis_files", "confusion_figure",
-           "markdown_table", "per_label_scores", "save_figure", "sts_figure", "write_tables"]
+           "markdown_table", "per_label_markdown", "per_label_scores", "save_figure", "sts_figure", "write_tables"]
 
 PNG_MARK = "fewlabel error analysis"  # written into each PNG's metadata: how a plot of ours is recognised
 TABLE_COLUMNS = ("label", "precision", "recall", "f1", "support", "predicted")
@@ -127,12 +127,20 @@ def per_label_scores(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[st
     return rows
 
 
-def markdown_table(rows: Sequence[dict]) -> str:
-    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|---|" + "---:|" * (len(TABLE_COLUMNS) - 1)]
-    for row in rows:
-        lines.append(f"| {row['label']} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | "
-                     f"{row['support']} | {row['predicted']} |")
-    return "\n".join(lines) + "\n"
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: Sequence[str] | None = None) -> str:
+    """A Markdown table; cells are formatted by the caller so each table keeps its own precision. ``align``
+    gives "l" or "r" per column (default: all left); every report and the per-label tables use this one."""
+    marks = ["---:" if a == "r" else "---" for a in (align or ["l"] * len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(marks) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def per_label_markdown(rows: Sequence[dict]) -> str:
+    """The per-label table of :func:`per_label_scores` in Markdown, scores to 4 decimals."""
+    cells = [[row["label"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", row["support"],
+              row["predicted"]] for row in rows]
+    return markdown_table(TABLE_COLUMNS, cells, align=["l"] + ["r"] * (len(TABLE_COLUMNS) - 1)) + "\n"
 
 
 def write_tables(rows: Sequence[dict], csv_path: Path, md_path: Path) -> None:
@@ -144,7 +152,7 @@ def write_tables(rows: Sequence[dict], csv_path: Path, md_path: Path) -> None:
             writer.writerow([row["label"], *(f"{row[k]:.4f}" for k in ("precision", "recall", "f1")),
                              row["support"], row["predicted"]])
     with atomic_file(Path(md_path)) as fh:
-        fh.write(markdown_table(rows))
+        fh.write(per_label_markdown(rows))
 
 
 # ---- files -------------------------------------------------------------------------------------------------------

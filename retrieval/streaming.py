@@ -22,13 +22,12 @@ import hashlib
 import itertools
 import json
 import os
-import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fewlabel.indexing.files import FAULT_ENV, atomic_file, folder_lock
+from fewlabel.indexing.files import FAULT_ENV, atomic_file, fault_point, folder_lock
 from fewlabel.indexing.readers import Row
 from fewlabel.retrieval.outputs import csv_header_line, format_predictions, output_format, prediction_header
 
@@ -73,12 +72,6 @@ def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
     iterator = iter(rows)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
-
-
-def _fault(step: str) -> None:
-    """Tests: die at once (SIGKILL, no cleanup) at a named step, like `fewlabel.indexing.files`' writers."""
-    if os.environ.get(FAULT_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _read_progress(path: Path) -> dict | None:
@@ -146,7 +139,7 @@ def predict_to_file(predictor, rows: Iterable[Row], out: str | Path, *, key: dic
                     if os.environ.get(FAULT_ENV) == "predict:mid-chunk" and result.rows > result.resumed_from:
                         fh.write(data[:len(data) // 2])  # the tests' half-written chunk, then death
                         fh.flush()
-                        _fault("predict:mid-chunk")
+                        fault_point("predict:mid-chunk")
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())  # the rows are on disk before the record says so
@@ -155,7 +148,7 @@ def predict_to_file(predictor, rows: Iterable[Row], out: str | Path, *, key: dic
                     for p in predictions:
                         result.routes[p.route] = result.routes.get(p.route, 0) + 1
                     _write_progress(progress, key, fh.tell(), result)
-                    _fault("predict:after-chunk")
+                    fault_point("predict:after-chunk")
                     bar.update(len(chunk))
             except KeyboardInterrupt:
                 bar.close()

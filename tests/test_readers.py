@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fewlabel.indexing.errors import DataError
-from fewlabel.indexing.readers import Row, detect_format, parse_labels, read_rows, read_texts
+from fewlabel.indexing.readers import Row, detect_format, read_rows, read_texts, split_label_cell
 
 NSMC_TEST = Path("/work/shared/data/nsmc/rebuilt_ratings_test.txt")
 
@@ -69,7 +69,7 @@ def test_unknown_fmt_argument(tmp_path: Path) -> None:
         read_rows(path, text_col="text", fmt="xml")
 
 
-# --- parse_labels -----------------------------------------------------------------------------
+# --- split_label_cell -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("raw", "sep", "expected"), [
@@ -84,32 +84,32 @@ def test_unknown_fmt_argument(tmp_path: Path) -> None:
     (3, None, ("3",)),
     ("스포츠|정치", "|", ("스포츠", "정치")),
 ])
-def test_parse_labels_good(raw: object, sep: str | None, expected: tuple[str, ...]) -> None:
-    assert parse_labels(raw, label_sep=sep, path="f.csv", line=2, field="label") == expected
+def test_split_label_cell_good(raw: object, sep: str | None, expected: tuple[str, ...]) -> None:
+    assert split_label_cell(raw, label_sep=sep, path="f.csv", line=2, field="label") == expected
 
 
 @pytest.mark.parametrize("raw", ["", "   ", [], "[]", None])
-def test_parse_labels_empty_is_no_label(raw: object) -> None:
+def test_split_label_cell_empty_is_no_label(raw: object) -> None:
     with raises_data_error("f.csv", "line 7", "'label'", "no label"):
-        parse_labels(raw, label_sep=";", path="f.csv", line=7, field="label")
+        split_label_cell(raw, label_sep=";", path="f.csv", line=7, field="label")
 
 
 @pytest.mark.parametrize("raw", ['["a", "b"', "[not json]", "[draft"])
-def test_parse_labels_bad_json_list(raw: str) -> None:
+def test_split_label_cell_bad_json_list(raw: str) -> None:
     with raises_data_error("f.csv", "line 4", "'tags'", "JSON"):
-        parse_labels(raw, label_sep=None, path="f.csv", line=4, field="tags")
+        split_label_cell(raw, label_sep=None, path="f.csv", line=4, field="tags")
 
 
 @pytest.mark.parametrize("raw", ["a;;b", '["a", ""]', ["a", " "]])
-def test_parse_labels_empty_item(raw: object) -> None:
+def test_split_label_cell_empty_item(raw: object) -> None:
     with raises_data_error("f.csv", "line 4", "'tags'", "empty label"):
-        parse_labels(raw, label_sep=";", path="f.csv", line=4, field="tags")
+        split_label_cell(raw, label_sep=";", path="f.csv", line=4, field="tags")
 
 
 @pytest.mark.parametrize("raw", [1.5, {"a": 1}, True, [None], [["a"]]])
-def test_parse_labels_wrong_types(raw: object) -> None:
+def test_split_label_cell_wrong_types(raw: object) -> None:
     with raises_data_error("f.jsonl", "line 2", "'label'"):
-        parse_labels(raw, label_sep=None, path="f.jsonl", line=2, field="label")
+        split_label_cell(raw, label_sep=None, path="f.jsonl", line=2, field="label")
 
 
 # --- good files -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from fewlabel.indexing.errors import DataError
 from fewlabel.indexing.readers import iter_records, read_text_file
+from fewlabel.indexing.sniff import delimiter_of, first_line, header_fields
 from fewlabel.indexing.sts.pairs import _json_lines, _json_list
 
 __all__ = ["NLI_LABELS", "NLI_FORMATS", "NLIPair", "detect_nli_format", "read_nli", "read_nli_files"]
@@ -94,7 +95,7 @@ def detect_nli_format(content: str, path: PathLike | None = None) -> str:
         return "klue"
     if start.startswith("{"):
         return "jsonl"
-    header = _header(_first_line(content))
+    header = [h.strip().lower() for h in header_fields(first_line(content))]
     if any(h in header for h in _PREMISE_KEYS) and any(h in header for h in _HYPOTHESIS_KEYS):
         return "table"
     raise DataError("not an NLI file: expected a KLUE-NLI JSON list, JSON Lines objects with premise/hypothesis/"
@@ -147,18 +148,8 @@ def _json_row(obj: object, index: int, line: int, path: PathLike) -> NLIPair:
 
 
 # ---- TSV / CSV with a header ----------------------------------------------------------------------------
-def _first_line(content: str) -> str:
-    return next((line.rstrip("\r\n") for line in io.StringIO(content, newline="") if line.strip()), "")
-
-
-def _header(first_line: str) -> list[str]:
-    delimiter = "\t" if "\t" in first_line else ","
-    return [h.strip().lower() for h in first_line.split(delimiter)]
-
-
 def _table_rows(content: str, path: PathLike) -> list[NLIPair]:
-    first = _first_line(content)
-    tsv = "\t" in first
+    tsv = delimiter_of(first_line(content)) == "\t"
     stream = io.StringIO(content, newline="")
     reader = (csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv
               else csv.reader(stream, strict=True))

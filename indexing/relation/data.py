@@ -37,6 +37,7 @@ from pathlib import Path
 
 from fewlabel.indexing.errors import DataError
 from fewlabel.indexing.readers import iter_records, read_text_file
+from fewlabel.indexing.sniff import delimiter_of, first_line, header_fields, type_name
 from fewlabel.indexing.sts.pairs import _json_lines, _json_list
 
 __all__ = ["Entity", "KLUE_NO_RELATION", "RELATION_FORMATS", "RelationRow", "SEMEVAL_LABELS", "SEMEVAL_OTHER",
@@ -140,7 +141,7 @@ def detect_relation_format(content: str, path: PathLike | None = None) -> str:
     start = content.lstrip()
     if start.startswith("["):
         return "klue"
-    first = _first_line(content)
+    first = first_line(content)
     if start.startswith("{"):
         try:
             obj = json.loads(first)
@@ -154,7 +155,7 @@ def detect_relation_format(content: str, path: PathLike | None = None) -> str:
                         "(a sentence with <e1>…</e1> <e2>…</e2> tags)", path=where, line=1)
     if _SEMEVAL_TXT_FIRST.match(first):
         return "semeval-txt"
-    names = {h.strip().lower() for h in _header(first)}
+    names = {h.strip().lower() for h in header_fields(first)}
     if {"subject_entity", "object_entity", "sentence"} <= names:
         return "klue-csv"
     raise DataError("not a relation file: expected a KLUE-RE JSON list, JSON Lines, a CSV with sentence, "
@@ -250,7 +251,7 @@ def _klue_row(obj: object, index: int, line: int, path: PathLike, labels: list[s
               keep_labels: bool) -> RelationRow:
     where = {"path": str(path), "line": line}
     if not isinstance(obj, dict):
-        raise DataError(f"expected a JSON object, found {_type_name(obj)}", **where)
+        raise DataError(f"expected a JSON object, found {type_name(obj)}", **where)
     for key in ("sentence", "subject_entity", "object_entity"):
         if key not in obj:
             raise DataError("missing key", field=key, **where)
@@ -264,8 +265,7 @@ def _klue_row(obj: object, index: int, line: int, path: PathLike, labels: list[s
 
 
 def _csv_rows(content: str, path: PathLike, labels: list[str] | None, keep_labels: bool) -> list[RelationRow]:
-    first = _first_line(content)
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter=_delimiter(first), strict=True)
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter_of(first_line(content)), strict=True)
     columns: dict[str, int] | None = None
     rows: list[RelationRow] = []
     for line, fields in iter_records(reader, path):
@@ -311,7 +311,7 @@ def _entity(raw: object, sentence: str, *, field: str, path: str, line: int) -> 
             raise DataError(f"not a dict literal such as {{'word': ..., 'start_idx': ..., 'end_idx': ..., "
                             f"'type': ...}} ({type(exc).__name__})", **where) from None
     if not isinstance(raw, dict):
-        raise DataError(f"an entity must be an object with word, start_idx, end_idx, type; found {_type_name(raw)}",
+        raise DataError(f"an entity must be an object with word, start_idx, end_idx, type; found {type_name(raw)}",
                         **where)
     for key in ("word", "start_idx", "end_idx"):
         if key not in raw:
@@ -342,7 +342,7 @@ def _semeval_json_row(obj: object, index: int, line: int, path: PathLike, labels
                       keep_labels: bool) -> RelationRow:
     where = {"path": str(path), "line": line}
     if not isinstance(obj, dict):
-        raise DataError(f"expected a JSON object, found {_type_name(obj)}", **where)
+        raise DataError(f"expected a JSON object, found {type_name(obj)}", **where)
     if "sentence" not in obj:
         raise DataError("missing key", field="sentence", **where)
     row_id = _check_id(obj.get("id", index), field="id", **where)
@@ -377,7 +377,7 @@ def _semeval_row(row_id: str, tagged: object, raw_label: object, line: int, path
                  labels: list[str] | None, keep_labels: bool) -> RelationRow:
     where = {"path": str(path), "line": line}
     if not isinstance(tagged, str):
-        raise DataError(f"sentence must be a string, found {_type_name(tagged)}", field="sentence", **where)
+        raise DataError(f"sentence must be a string, found {type_name(tagged)}", field="sentence", **where)
     try:
         sentence, e1, e2 = parse_tagged_sentence(tagged)
     except ValueError as exc:
@@ -425,7 +425,7 @@ def _check_id(raw: object, *, field: str, path: str, line: int) -> str:
 def _check_sentence(raw: object, *, path: str, line: int) -> str:
     """The sentence is kept exactly as written: offsets count from its first character."""
     if not isinstance(raw, str):
-        raise DataError(f"sentence must be a string, found {_type_name(raw)}", path=path, line=line, field="sentence")
+        raise DataError(f"sentence must be a string, found {type_name(raw)}", path=path, line=line, field="sentence")
     if not raw.strip():
         raise DataError("empty sentence", path=path, line=line, field="sentence")
     return raw
@@ -443,22 +443,6 @@ def _check_consistent(rows: list[RelationRow], path: PathLike) -> None:
         if first is not row:
             raise DataError(f"duplicate id '{row.id}' (first seen on line {first.line})", path=str(path),
                             line=row.line, field="id")
-
-
-def _first_line(content: str) -> str:
-    return next((line.rstrip("\r\n") for line in io.StringIO(content, newline="") if line.strip()), "")
-
-
-def _delimiter(first_line: str) -> str:
-    return "\t" if "\t" in first_line and "," not in first_line else ","
-
-
-def _header(first_line: str) -> list[str]:
-    return next(csv.reader([first_line], delimiter=_delimiter(first_line)), [])
-
-
-def _type_name(value: object) -> str:
-    return "null" if value is None else type(value).__name__
 
 
 def label_counts(rows: Sequence[RelationRow]) -> dict[str, int]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from fewlabel.indexing.errors import DataError
 from fewlabel.indexing.readers import iter_records, read_text_file
+from fewlabel.indexing.sniff import delimiter_of, first_line, header_fields, type_name
 
 __all__ = ["BINARY_THRESHOLD", "MAX_SCORE", "PAIR_FORMATS", "PairRow", "detect_pair_format", "read_pairs"]
 
@@ -78,7 +79,7 @@ def read_pairs(path: PathLike, *, fmt: str | None = None) -> list[PairRow]:
 
 def detect_pair_format(content: str, path: PathLike | None = None) -> str:
     """Tell the layout from the first non-blank line (see the module docstring)."""
-    first = _first_line(content)
+    first = first_line(content)
     stripped = first.lstrip()
     if stripped.startswith("["):
         return "klue"
@@ -89,7 +90,7 @@ def detect_pair_format(content: str, path: PathLike | None = None) -> str:
         return "korsts"
     if len(fields) >= 7 and _is_number(fields[4]):
         return "stsb"
-    names = {name.strip().lower() for name in _header_fields(first)}
+    names = {name.strip().lower() for name in header_fields(first)}
     if {"sentence1", "sentence2"} <= names:
         return "table"
     raise DataError("cannot tell the pair format: expected a KorSTS header (genre filename year id score "
@@ -206,15 +207,8 @@ def _json_row(obj: object, index: int, line: int, path: PathLike) -> PairRow:
 # --------------------------------------------------------------------------------------------
 
 
-def _header_fields(first_line: str) -> list[str]:
-    delimiter = "\t" if "\t" in first_line else ","
-    return next(csv.reader([first_line], delimiter=delimiter), [])
-
-
 def _table_rows(content: str, path: PathLike) -> list[PairRow]:
-    first = _first_line(content)
-    delimiter = "\t" if "\t" in first else ","
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter_of(first_line(content)), strict=True)
     columns: dict[str, int] | None = None
     rows: list[PairRow] = []
     for line, fields in iter_records(reader, path):
@@ -277,7 +271,7 @@ def _make(row_id: str, s1: object, s2: object, score: float | None, binary: int 
     sentences = []
     for field, value in (("sentence1", s1), ("sentence2", s2)):
         if not isinstance(value, str):
-            raise DataError(f"a sentence must be a string, found {_type_name(value)}", path=str(path),
+            raise DataError(f"a sentence must be a string, found {type_name(value)}", path=str(path),
                             line=line, field=field)
         if not value.strip():
             raise DataError("empty sentence", path=str(path), line=line, field=field)
@@ -330,10 +324,6 @@ def _check_unique_ids(rows: list[PairRow], path: PathLike) -> None:
                             line=row.line, field="id")
 
 
-def _first_line(content: str) -> str:
-    return next((line.rstrip("\r\n") for line in io.StringIO(content, newline="") if line.strip()), "")
-
-
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -362,5 +352,3 @@ class _LineCounter:
         return self.line
 
 
-def _type_name(value: object) -> str:
-    return "null" if value is None else type(value).__name__

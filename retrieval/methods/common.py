@@ -12,8 +12,11 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
+from scipy.special import softmax as scipy_softmax
 
 from fewlabel.indexing.errors import IndexMismatchError
+from fewlabel.indexing.text_classifier import decide
 from fewlabel.retrieval.knn.tuning import f1_from_counts
 
 __all__ = ["THRESHOLDS", "Views", "arrays_from_bytes", "arrays_to_bytes", "decide", "f1_scores", "score",
@@ -42,14 +45,12 @@ class Views:
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
+    return expit(np.asarray(z, dtype=np.float64))
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise softmax; a column of -inf (a label the training rows lacked) gets probability 0."""
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    """Row-wise softmax (scipy's); a column of -inf (a label the training rows lacked) gets probability 0."""
+    return scipy_softmax(np.asarray(z, dtype=np.float64), axis=1)
 
 
 def subset(state: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -67,19 +68,6 @@ def f1_scores(pred: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 def score(pred: np.ndarray, y: np.ndarray, metric: str) -> float:
     micro, macro = f1_scores(pred, y)
     return micro if metric == "micro" else macro
-
-
-def decide(proba: np.ndarray, multi_label: bool, thresholds: np.ndarray | None = None) -> np.ndarray:
-    """Labels from per-label probabilities: multi-label, every label at or over its threshold (0.5 when none
-    was tuned); single-label, the most probable label (every text gets one, as the router's kNN majority)."""
-    proba = np.asarray(proba, dtype=np.float64)
-    if multi_label:
-        cut = np.full(proba.shape[1], 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
-        return proba >= cut[None, :]
-    out = np.zeros(proba.shape, dtype=bool)
-    if proba.size:
-        out[np.arange(len(proba)), proba.argmax(axis=1)] = True
-    return out
 
 
 def tune_thresholds(proba: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy.special import softmax as scipy_softmax
 
 from fewlabel.indexing.encoders.cache import EmbeddingCache, encode_with_cache
 from fewlabel.indexing.encoders.encoder import Encoder, transformer_folder
@@ -50,7 +51,6 @@ from fewlabel.retrieval.zeroshot.scoring import (
     nli_label_indices,
     select_labels,
     single_label_nli_scores,
-    softmax,
 )
 
 __all__ = ["EMBED", "ROUTE_EMBED", "ROUTE_NLI", "EmbeddingZeroShot", "NLIZeroShot", "load_zero_shot",
@@ -305,7 +305,7 @@ class EmbeddingZeroShot(_ZeroShotBase):
         sim = self.similarity(texts, labels, vectors)
         if self.multi_label:
             return sim
-        return softmax(sim / self.temperature, axis=-1) if len(sim) else sim
+        return scipy_softmax(np.asarray(sim, dtype=np.float64) / self.temperature, axis=-1) if len(sim) else sim
 
     def describe(self) -> dict:
         return {**self._describe_common(), "model": EMBED, "encoder": self.encoder.describe(normalize=True),

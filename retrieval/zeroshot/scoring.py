@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import softmax
 
 from fewlabel.indexing.errors import FewlabelError, ModelError
 
 __all__ = ["AGGREGATES", "NLILabelMap", "aggregate_by_label", "multi_label_nli_scores", "nli_label_indices",
-           "select_labels", "single_label_nli_scores", "softmax"]
+           "select_labels", "single_label_nli_scores"]
 
 AGGREGATES = ("max", "mean")
 
@@ -58,13 +59,6 @@ def nli_label_indices(id2label: Mapping[int | str, str], *, source: str = "the c
                        neutral=neutral[0] if neutral else None, id2label=table)
 
 
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    z = x - np.max(x, axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
 def aggregate_by_label(values: np.ndarray, groups: np.ndarray, n_labels: int, how: str = "max") -> np.ndarray:
     """(n, H) values of H hypotheses -> (n, L): the max or mean over each label's aliases."""
     if how not in AGGREGATES:
@@ -89,9 +83,9 @@ def multi_label_nli_scores(logits: np.ndarray, groups: np.ndarray, n_labels: int
     contradiction class, P(entailment) from the softmax over all classes."""
     logits = np.asarray(logits, dtype=np.float64)
     if contradiction is None:
-        per_hyp = softmax(logits, axis=-1)[..., entailment]
+        per_hyp = softmax(np.asarray(logits, dtype=np.float64), axis=-1)[..., entailment]
     else:
-        per_hyp = softmax(logits[..., [contradiction, entailment]], axis=-1)[..., 1]
+        per_hyp = softmax(np.asarray(logits, dtype=np.float64)[..., [contradiction, entailment]], axis=-1)[..., 1]
     return aggregate_by_label(per_hyp, groups, n_labels, how)
 
 
