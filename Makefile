@@ -4,8 +4,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
-# the test install takes the serve, Ray and Milvus extras, so their tests run in CI too
-EXTRAS ?= dev,serve,ray,milvus
+# the test install takes the serve, Ray, Milvus and bench extras, so their tests run in CI too
+EXTRAS ?= dev,serve,ray,milvus,bench
 BIN    := $(VENV)/bin
 
 .PHONY: install demo test test-slow lint clean

@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+from fewlabel.benchmarks.int8_recipes import recipe_quantizer
 from fewlabel.benchmarks.knn_quality import goemotions_splits
 from fewlabel.benchmarks.report import markdown_table, write_report
 from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
@@ -81,7 +82,8 @@ def with_recipe(encoder: Encoder, recipe: dict) -> Encoder:
 
     fp32 = export_folder(encoder.weights_fingerprint(), "onnx")
     texts = calibration_texts() if recipe.get("kind") == "static" else None
-    encoder.model = OnnxRunner(quantize_int8(fp32, encoder.weights_fingerprint(), recipe, calibration_texts=texts))
+    encoder.model = OnnxRunner(quantize_int8(fp32, encoder.weights_fingerprint(), recipe,
+                                             quantizer=recipe_quantizer(texts)))
     encoder.backend = "onnx-int8"
     return encoder
 

@@ -36,11 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fewlabel.benchmarks.int8_recipes import tokenised_batches
 from fewlabel.benchmarks.onnx_quality import BOUND, STS_RUNS, STS_SETS, calibration_texts, sts_pearson
 from fewlabel.benchmarks.report import markdown_table, write_report
 from fewlabel.benchmarks.speed import BATCH, runners, text_sets, time_model
 from fewlabel.indexing.encoders.encoder import Encoder
-from fewlabel.indexing.encoders.onnx_backend import MODEL_FILE, OnnxRunner, export_folder, tokenised_batches
+from fewlabel.indexing.encoders.onnx_backend import MODEL_FILE, OnnxRunner, export_folder
 from fewlabel.indexing.files import atomic_directory, fewlabel_home
 from fewlabel.indexing.sts.pairs import read_pairs
 

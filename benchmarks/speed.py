@@ -37,7 +37,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model here is local: never
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 BATCH = 32
-RUNNERS = ("sentence-transformers", "fewlabel torch", "fewlabel onnx", "fewlabel onnx-int8")
 TARGETS = {"fewlabel onnx": 1.8, "fewlabel onnx-int8": 3.0}  # e5-small, over plain sentence-transformers
 
 

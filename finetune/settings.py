@@ -1,4 +1,4 @@
-"""Training settings shared by fewlabel's heads (STS now; relation and NLI heads later): one small
+"""Training settings shared by fewlabel's heads (STS, NLI and relation extraction): one small
 dataclass, checked once, recorded verbatim in each model's card and marker file, and turned into the
 sentence-transformers trainer's arguments in one place."""
 

@@ -192,7 +192,7 @@ def test_weight_only_recipe_keeps_vectors_closer_than_dynamic(three):
 
 def test_static_recipe_needs_calibration_texts(tmp_path, monkeypatch):
     monkeypatch.setenv("FEWLABEL_HOME", str(tmp_path))
-    from fewlabel.indexing.encoders.onnx_backend import quantize_with_recipe
+    from fewlabel.benchmarks.int8_recipes import quantize_with_recipe
 
     with pytest.raises(FewlabelError, match="calibration texts"):
         quantize_with_recipe(tmp_path / "none.onnx", tmp_path / "out.onnx",

@@ -18,6 +18,7 @@ import json
 import logging
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from fewlabel.indexing.errors import FewlabelError, IndexMismatchError, ModelError, first_line
@@ -31,9 +32,8 @@ MODEL_FILE = "model.onnx"
 # quantisation of the MatMul weights, per output channel, activations quantised per batch at run time; each
 # layer's FFN output projection stays fp32 (its input, after GELU, has the widest range: int8 hurt most there),
 # and so do the embedding tables (Gather), so no token's vector is rounded.
-# `exclude` holds regular expressions over the exported graph's node names.
-# `fuse`: first fuse attention, GELU and layer norms with onnxruntime's transformer optimizer, so the
-# quantizer can turn whole attention blocks into int8 ones.
+# `exclude` holds regular expressions over the exported graph's node names. `fuse` False: the benchmarks' fused
+# variants (fewlabel.benchmarks.int8_recipes) did not pay.
 INT8_RECIPE = {"op_types": ["MatMul"], "per_channel": True, "reduce_range": False,
                "exclude": [r"layer\.\d+/output/dense/MatMul$"], "fuse": False}
 
@@ -155,11 +155,13 @@ def export_fp32(source: str, weights: str, *, show_progress: bool = True) -> Pat
 
 
 def quantize_int8(fp32: Path, weights: str, recipe: dict | None = None, *, show_progress: bool = True,
-                  calibration_texts: list[str] | None = None) -> Path:
-    """The int8 model made from the fp32 export ``fp32`` by onnxruntime's quantizer (``recipe``: which kind,
-    op types, per-channel or not, reduced range, node names kept in fp32, fused first or not; see
-    :func:`quantize_with_recipe`). ``calibration_texts``: the texts a static recipe calibrates on."""
+                  quantizer: Callable[[Path, Path, dict, str], None] | None = None) -> Path:
+    """The int8 model made from the fp32 export ``fp32`` by onnxruntime's dynamic quantizer with ``recipe``
+    (op types, per-channel or not, reduced range, node names kept in fp32), made once and kept like the export.
+    ``quantizer(source, out, recipe, model_source)`` replaces the dynamic quantizer: the benchmarks try other
+    kinds of recipe this way (`fewlabel.benchmarks.int8_recipes`), and the product ships only the dynamic one."""
     recipe = recipe or INT8_RECIPE
+    quantize = quantizer or quantize_dynamic_recipe
     target = export_folder(weights, "onnx-int8", recipe)
     if (target / MODEL_FILE).is_file():
         return target
@@ -174,107 +176,23 @@ def quantize_int8(fp32: Path, weights: str, recipe: dict | None = None, *, show_
         try:
             with atomic_directory(target) as tmp:
                 info = json.loads((fp32 / "fewlabel_onnx.json").read_text())
-                source = fp32 / MODEL_FILE
-                if recipe.get("fuse"):
-                    source = fused(source, info["source"], tmp / "fused.onnx")
-                quantize_with_recipe(source, tmp / MODEL_FILE, recipe, info["source"], calibration_texts)
-                if source != fp32 / MODEL_FILE:
-                    source.unlink()  # the fused fp32 step is not kept
+                quantize(fp32 / MODEL_FILE, tmp / MODEL_FILE, recipe, info["source"])
                 (tmp / "fewlabel_onnx.json").write_text(json.dumps({**info, "int8": recipe}, indent=2))
         finally:
             root.setLevel(level)
     return target
 
 
-def quantize_with_recipe(source: Path, out: Path, recipe: dict, model_source: str,
-                         calibration_texts: list[str] | None = None) -> None:
-    """Write the int8 model of ``source`` to ``out`` by the recipe's kind, each onnxruntime's own quantizer:
-
-    - ``dynamic`` (the default and the shipped kind): int8 weights, activations quantised per batch at run time;
-    - ``weight-only``: ``MatMulNBits`` with ``bits``-bit weights (8 unless set) in blocks of ``block_size``,
-      activations left in fp32
-      (``accuracy_level`` 4 lets the kernel quantise them to int8 per block instead);
-    - ``static``: QDQ int8 with activation ranges calibrated once on ``calibration_texts`` (``calibration``:
-      MinMax, Percentile or Entropy), so nothing is measured at run time."""
+def quantize_dynamic_recipe(source: Path, out: Path, recipe: dict, model_source: str = "") -> None:
+    """onnxruntime's dynamic quantisation of ``source`` into ``out``: int8 weights, activations quantised per
+    batch at run time (the shipped kind; see :data:`INT8_RECIPE`)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    kind = recipe.get("kind", "dynamic")
-    excluded = excluded_nodes(source, recipe["exclude"])
-    if kind == "dynamic":
-        quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=recipe["op_types"], per_channel=bool(recipe["per_channel"]),
-                         reduce_range=bool(recipe["reduce_range"]), nodes_to_exclude=excluded,
-                         extra_options={"DefaultTensorType": 1})  # FLOAT, for the fused ops' outputs
-    elif kind == "weight-only":
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-        quantizer = MatMulNBitsQuantizer(str(source), bits=int(recipe.get("bits", 8)),
-                                         block_size=int(recipe.get("block_size", 32)), is_symmetric=True,
-                                         accuracy_level=recipe.get("accuracy_level"),
-                                         nodes_to_exclude=excluded, op_types_to_quantize=("MatMul",))
-        quantizer.process()
-        quantizer.model.save_model_to_file(str(out), False)
-    elif kind == "static":
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
-
-        if not calibration_texts:
-            raise FewlabelError("a static int8 recipe needs calibration texts")
-        quantize_static(str(source), str(out), calibration_reader(source, model_source, calibration_texts),
-                        quant_format=QuantFormat.QDQ, op_types_to_quantize=recipe["op_types"],
-                        per_channel=bool(recipe["per_channel"]), reduce_range=bool(recipe["reduce_range"]),
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
-                        calibrate_method=getattr(CalibrationMethod, recipe.get("calibration", "MinMax")),
-                        extra_options={"DefaultTensorType": 1})
-    else:
-        raise FewlabelError(f"unknown int8 recipe kind {kind!r}: use dynamic, weight-only or static")
-
-
-def calibration_reader(source: Path, model_source: str, texts: list[str]):
-    """Tokenised batches of 32 of ``texts`` (the tokenizer of ``model_source``), as onnxruntime's static
-    quantizer reads them while it records each activation's range."""
-    import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_source)
-    inputs = [i.name for i in ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).get_inputs()]
-    batches = tokenised_batches(tokenizer, texts, inputs, batch_size=32, max_length=128)
-
-    class Batches(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter(batches)
-
-        def get_next(self):
-            return next(self.items, None)
-
-    return Batches()
-
-
-def tokenised_batches(tokenizer, texts: list[str], inputs: list[str], *, batch_size: int,
-                      max_length: int) -> list[dict]:
-    """``texts`` tokenised in batches of ``batch_size``, each a feed of the graph's ``inputs`` (int64), as a
-    quantizer's calibration pass runs them through the exported model."""
-    import numpy as np
-
-    batches = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_length,
-                          return_tensors="np")
-        batches.append({name: np.asarray(batch[name], dtype=np.int64) for name in inputs})
-    return batches
-
-
-def fused(path: Path, source: str, out: Path) -> Path:
-    """``path`` with BERT's attention, GELU and layer norms fused by onnxruntime's transformer optimizer (the
-    head count and width come from the model's config at ``source``)."""
-    from onnxruntime.transformers.optimizer import optimize_model
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(source)
-    model = optimize_model(str(path), model_type="bert", num_heads=int(config.num_attention_heads),
-                           hidden_size=int(config.hidden_size))
-    model.save_model_to_file(str(out))
-    return out
+    quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=recipe["op_types"], per_channel=bool(recipe["per_channel"]),
+                     reduce_range=bool(recipe["reduce_range"]),
+                     nodes_to_exclude=excluded_nodes(source, recipe["exclude"]),
+                     extra_options={"DefaultTensorType": 1})  # FLOAT, for fused ops' outputs
 
 
 def excluded_nodes(path: Path, patterns: list[str]) -> list[str]:

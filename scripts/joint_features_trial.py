@@ -3,7 +3,7 @@ embedding] instead of the ensemble's blend of two models, swept over n-gram rang
 training rows, the methods benchmark's caps) and scored on its dev sample and test sample. Kept to show what
 was tried; the result is in methods.md ("Tried for NSMC").
 
-    python -m fewlabel.benchmarks.joint_features_trial"""
+    python scripts/joint_features_trial.py"""
 
 from __future__ import annotations
 

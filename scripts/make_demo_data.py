@@ -1,7 +1,7 @@
 """Cut the small samples that `fewlabel demo` ships with, from ../shared/data (run once; the output is
 committed under retrieval/demo_data/ with its licences).
 
-    python benchmarks/make_demo_data.py --data ../shared/data
+    python scripts/make_demo_data.py --data ../shared/data
 """
 
 from __future__ import annotations
