@@ -25,7 +25,7 @@ from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
 from fewlabel.indexing.encoders.encoder import Encoder
 from fewlabel.indexing.readers import Row
 from fewlabel.indexing.store.label_index import LabelIndex
-from fewlabel.retrieval.knn.labelling import evaluate, tune_index
+from fewlabel.retrieval.knn.saved_index import evaluate, tune_index
 from fewlabel.retrieval.router import predict_rows
 
 NSMC_TRAIN_ROWS, NSMC_DEV_ROWS = 10_000, 2_000

@@ -22,7 +22,7 @@ from fewlabel.benchmarks.report import markdown_table, write_report
 from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
 from fewlabel.indexing.encoders.encoder import Encoder
 from fewlabel.indexing.store.label_index import LabelIndex
-from fewlabel.retrieval.knn.labelling import evaluate, tune_index
+from fewlabel.retrieval.knn.saved_index import evaluate, tune_index
 from fewlabel.retrieval.router import predict_rows
 
 STORES = [("faiss", "Flat", None), ("milvus", "FLAT", None), ("faiss", "HNSW32", "efSearch=64"),

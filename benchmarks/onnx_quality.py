@@ -96,7 +96,7 @@ def sts_pearson(encoder: Encoder, rows) -> float:
 
 def knn_micro_f1(encoder: Encoder, splits: dict, cache: EmbeddingCache | None) -> dict:
     from fewlabel.indexing.store.label_index import LabelIndex
-    from fewlabel.retrieval.knn.labelling import evaluate, tune_index
+    from fewlabel.retrieval.knn.saved_index import evaluate, tune_index
     from fewlabel.retrieval.router import predict_rows
 
     index = LabelIndex.build(splits["train"], encoder, cache=cache, batch_size=32)

@@ -257,7 +257,7 @@ def peak_rss_mib() -> float:
 def run(args: argparse.Namespace, texts: list[str], counts: dict) -> int:
     import faiss
 
-    from fewlabel.indexing.store.faiss_index import apply_search_params, build_faiss_index
+    from fewlabel.indexing.store.faiss_factory import apply_search_params, build_faiss_index
 
     faiss.omp_set_num_threads(args.threads)
     encoded = load_encoded(texts, args.model)

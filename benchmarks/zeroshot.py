@@ -42,11 +42,11 @@ from fewlabel.indexing.files import fewlabel_home
 from fewlabel.indexing.nli.data import NLIPair, read_nli
 from fewlabel.indexing.readers import Row, label_matrix
 from fewlabel.indexing.store.label_index import LabelIndex
-from fewlabel.retrieval.knn.labelling import evaluate, tune_index
+from fewlabel.retrieval.knn.saved_index import evaluate, tune_index
 from fewlabel.retrieval.router import Predictor, predict_rows, summarise_routes
 from fewlabel.retrieval.zeroshot.labels import LabelSet, parse_labels
+from fewlabel.retrieval.zeroshot.probabilities import select_labels
 from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot, NLIZeroShot
-from fewlabel.retrieval.zeroshot.scoring import select_labels
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model here is local: never wait on the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

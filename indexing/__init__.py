@@ -1,4 +1,4 @@
-"""fewlabel.indexing: data in, vectors, storage, and the contracts every room shares.
+"""fewlabel.indexing: data in, vectors, storage, and the contracts every package shares.
 
 Read labelled data (CSV/TSV/JSONL rows, sentence pairs, NLI pairs, relations), encode it with mean-pooled
 transformer encoders, and keep it in a self-describing FAISS label index. Knows nothing of `retrieval`,

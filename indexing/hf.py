@@ -1,4 +1,4 @@
-"""Hugging Face plumbing every room shares: which device to run on, and loading models quietly.
+"""Hugging Face plumbing every package shares: which device to run on, and loading models quietly.
 
 Written once here because five loaders each silenced transformers their own way; a user who asked for `-q`
 must see no load report, no "Loading weights" bar and no hub warnings, whoever loads the model."""

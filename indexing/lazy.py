@@ -1,6 +1,6 @@
 """Lazy public names for a package's ``__init__`` (PEP 562): ``from fewlabel.indexing import Encoder`` works,
 yet importing the package loads nothing heavy until a name is used, so `fewlabel --help` never pays for torch
-or FAISS. Written once for the three rooms' public APIs."""
+or FAISS. Written once for the three packages' public APIs."""
 
 from __future__ import annotations
 

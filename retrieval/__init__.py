@@ -12,11 +12,11 @@ from fewlabel.indexing.lazy import lazy_exports
 
 _EXPORTS = {
     # kNN
-    "KNNLabeler": "fewlabel.retrieval.knn.labeler",
+    "KNNLabeler": "fewlabel.retrieval.knn.estimator",
     "tune_k_m": "fewlabel.retrieval.knn.tuning",
-    "tune_index": "fewlabel.retrieval.knn.labelling",
-    "resolve_k_m": "fewlabel.retrieval.knn.labelling",
-    "evaluate": "fewlabel.retrieval.knn.labelling",
+    "tune_index": "fewlabel.retrieval.knn.saved_index",
+    "resolve_k_m": "fewlabel.retrieval.knn.saved_index",
+    "evaluate": "fewlabel.retrieval.knn.saved_index",
     # the index's method: auto chooses among knn, linear, nb and ensemble
     "build_index": "fewlabel.retrieval.methods.index_method",
     "fit_method": "fewlabel.retrieval.methods.index_method",

@@ -17,7 +17,7 @@ from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
 from fewlabel.indexing.encoders.encoder import Encoder
 from fewlabel.indexing.readers import read_rows
 from fewlabel.indexing.store.label_index import LabelIndex
-from fewlabel.retrieval.knn.labelling import evaluate
+from fewlabel.retrieval.knn.saved_index import evaluate
 from fewlabel.retrieval.methods.index_method import fit_method
 from fewlabel.retrieval.outputs import write_predictions
 from fewlabel.retrieval.router import Predictor

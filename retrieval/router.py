@@ -46,8 +46,8 @@ from fewlabel.indexing.encoders.cache import EmbeddingCache, SupportsEncode
 from fewlabel.indexing.errors import FewlabelError
 from fewlabel.indexing.readers import Row, label_matrix
 from fewlabel.indexing.store.label_index import LabelIndex
-from fewlabel.retrieval.knn.labeler import KNNLabeler
-from fewlabel.retrieval.knn.labelling import resolve_k_m
+from fewlabel.retrieval.knn.estimator import KNNLabeler
+from fewlabel.retrieval.knn.saved_index import resolve_k_m
 from fewlabel.retrieval.knn.tuning import f1_from_counts
 from fewlabel.retrieval.methods.store import load_method
 from fewlabel.retrieval.outputs import ROUTE_KNN, Prediction

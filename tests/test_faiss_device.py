@@ -13,7 +13,7 @@ import pytest
 
 from fewlabel.indexing.errors import FewlabelError
 from fewlabel.indexing.readers import Row
-from fewlabel.indexing.store.faiss_index import faiss_gpus, read_faiss_index, resolve_faiss_device
+from fewlabel.indexing.store.faiss_factory import faiss_gpus, read_faiss_index, resolve_faiss_device
 from fewlabel.indexing.store.faiss_store import FaissStore
 from fewlabel.retrieval.cli import main
 

@@ -13,7 +13,7 @@ from sklearn.metrics import f1_score
 from sklearn.utils.estimator_checks import check_estimator
 
 from fewlabel.indexing.errors import DataError, FewlabelError, IndexMismatchError
-from fewlabel.retrieval.knn.labeler import KNNLabeler
+from fewlabel.retrieval.knn.estimator import KNNLabeler
 from fewlabel.retrieval.knn.tuning import KMResult, tune_k_m
 from fewlabel.retrieval.knn.voting import (
     multi_label_predict,

@@ -1,5 +1,5 @@
-"""The package layout: one `fewlabel` namespace in the wheel, no bare room imports, the arrow rule between
-rooms, no import cycles, lazy public APIs, and the options every command takes."""
+"""The package layout: one `fewlabel` namespace in the wheel, no bare package imports, the arrow rule between
+packages, no import cycles, lazy public APIs, and the options every command takes."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ from fewlabel.retrieval.cli import build_parser, main
 from fewlabel.retrieval.cli.options import leaf_parsers
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOMS = ("indexing", "retrieval", "finetune", "benchmarks")
+PACKAGES = ("indexing", "retrieval", "finetune", "benchmarks")
 
 
 def room_modules() -> dict[str, Path]:
-    """``fewlabel.<room>.<...>`` -> file, for every module of the four rooms."""
+    """``fewlabel.<package>.<...>`` -> file, for every module of the four packages."""
     out = {}
-    for room in ROOMS:
-        for path in (ROOT / room).rglob("*.py"):
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
             parts = list(path.relative_to(ROOT).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts = parts[:-1]
@@ -35,17 +35,17 @@ def room_modules() -> dict[str, Path]:
 
 def test_declared_packages_are_exactly_the_folders():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    folders = {"fewlabel." + ".".join(p.parent.relative_to(ROOT).parts) for room in ROOMS
-               for p in (ROOT / room).rglob("__init__.py")}
+    folders = {"fewlabel." + ".".join(p.parent.relative_to(ROOT).parts) for package in PACKAGES
+               for p in (ROOT / package).rglob("__init__.py")}
     assert set(config["packages"]) == folders
-    assert config["package-dir"] == {f"fewlabel.{room}": room for room in ROOMS}
+    assert config["package-dir"] == {f"fewlabel.{package}": package for package in PACKAGES}
 
 
 def test_wheel_holds_only_the_fewlabel_namespace(tmp_path):
     """Built from a clean copy of the sources (a build/ folder in the checkout could hold stale modules)."""
     source = tmp_path / "src"
-    for room in ROOMS:
-        shutil.copytree(ROOT / room, source / room, ignore=shutil.ignore_patterns("__pycache__", "results"))
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__", "results"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
@@ -82,7 +82,7 @@ def import_graph() -> dict[str, set[str]]:
     for module, path in modules.items():
         targets = set()
         for name in imports_of(path, module):
-            assert name.split(".")[0] not in ROOMS, f"{path}: bare import of {name}"
+            assert name.split(".")[0] not in PACKAGES, f"{path}: bare import of {name}"
             while name and name not in modules:
                 name = name.rpartition(".")[0]
             if name and name != module:
@@ -95,15 +95,15 @@ def test_arrows_between_rooms_and_no_cycles():
     """indexing imports none of the others; only retrieval's CLI imports finetune; nothing imports benchmarks;
     no cycle between files (imports inside functions included)."""
     graph = import_graph()
-    room = lambda m: m.split(".")[1]  # noqa: E731
+    top = lambda m: m.split(".")[1]  # noqa: E731
     bad = [f"{a} -> {b}" for a, targets in graph.items() for b in targets
-           if (room(a) == "indexing" and room(b) != "indexing")
-           or (room(b) == "benchmarks" and room(a) != "benchmarks")
-           or (room(a) == "retrieval" and room(b) == "finetune" and not a.startswith("fewlabel.retrieval.cli"))]
+           if (top(a) == "indexing" and top(b) != "indexing")
+           or (top(b) == "benchmarks" and top(a) != "benchmarks")
+           or (top(a) == "retrieval" and top(b) == "finetune" and not a.startswith("fewlabel.retrieval.cli"))]
     assert not bad
     cli = "fewlabel.retrieval.cli"
     importers = {a for a, targets in graph.items() for b in targets if b.startswith(cli) and not a.startswith(cli)}
-    assert {room(a) for a in importers} <= {"benchmarks"}, importers  # only `bench` (its shared options)
+    assert {top(a) for a in importers} <= {"benchmarks"}, importers  # only `bench` (its shared options)
     state: dict[str, int] = {}
 
     def visit(node: str, path: list[str]) -> None:
@@ -149,7 +149,7 @@ def test_no_bare_room_module_is_ever_loaded():
     code = ("import importlib, sys\n"
             f"for name in {sorted(room_modules())!r}:\n"
             "    if not name.endswith('__main__'): importlib.import_module(name)\n"
-            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {ROOMS!r}))")
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {PACKAGES!r}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert result.stdout.strip() == "[]"
 

@@ -106,7 +106,7 @@ def toy_data() -> SliceData:
 def test_tuners_never_see_test_labels(monkeypatch, tmp_path):
     """Every label matrix a method builds (k/m tuning, zero-shot threshold) must come from dev rows."""
     seen: list[str] = []
-    import fewlabel.retrieval.knn.labelling as labelling
+    import fewlabel.retrieval.knn.saved_index as labelling
 
     original_targets, original_matrix = labelling.label_matrix, methods_module.label_matrix
 

@@ -14,7 +14,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 from fewlabel.indexing.readers import read_rows
 from fewlabel.indexing.store.label_index import LabelIndex
-from fewlabel.retrieval.knn.labelling import evaluate, tune_index
+from fewlabel.retrieval.knn.saved_index import evaluate, tune_index
 from fewlabel.retrieval.router import predict_rows
 
 DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"

@@ -37,14 +37,14 @@ from fewlabel.retrieval.zeroshot.labels import (
     read_labels_file,
     render_template,
 )
-from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot, NLIZeroShot, load_zero_shot
-from fewlabel.retrieval.zeroshot.scoring import (
+from fewlabel.retrieval.zeroshot.probabilities import (
     aggregate_by_label,
     multi_label_nli_scores,
     nli_label_indices,
     select_labels,
     single_label_nli_scores,
 )
+from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot, NLIZeroShot, load_zero_shot
 
 NLI_TRAIN = [
     ("A man is playing a guitar on stage.", "A man is performing music.", "entailment"),

@@ -123,7 +123,7 @@ class KNNMethod:
     def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
         from fewlabel.indexing.encoders.encoder import Encoder
         from fewlabel.indexing.store.label_index import LabelIndex
-        from fewlabel.retrieval.knn.labelling import tune_index
+        from fewlabel.retrieval.knn.saved_index import tune_index
 
         if self._encoder is None:
             self._encoder = Encoder(self.encoder_name, device=task.device, backend=task.backend)
@@ -175,7 +175,7 @@ class ZeroShotMethod:
     def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
         from sklearn.metrics import f1_score
 
-        from fewlabel.retrieval.zeroshot.scoring import select_labels
+        from fewlabel.retrieval.zeroshot.probabilities import select_labels
 
         self.task_ = task
         self.scorer_ = self._scorer(task)
@@ -193,7 +193,7 @@ class ZeroShotMethod:
         return info
 
     def predict(self, texts: list[str]) -> np.ndarray:
-        from fewlabel.retrieval.zeroshot.scoring import select_labels
+        from fewlabel.retrieval.zeroshot.probabilities import select_labels
 
         scores = self.scorer_.scores(list(texts))
         if self.task_.multi_label:

@@ -2,7 +2,7 @@
 SetFit and a fine-tuned classification head on the index's own encoder, each stopping when its time is up.
 
 `fewlabel.retrieval.methods` scores and stores them but may not import `finetune` (the arrow rule between
-rooms), so these are handed to it:
+packages), so these are handed to it:
 
     from fewlabel.finetune.classify.index_heads import index_trainers
     from fewlabel.retrieval import build_index

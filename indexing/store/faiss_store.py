@@ -13,7 +13,7 @@ import numpy as np
 
 from fewlabel.indexing.errors import FewlabelError, IndexMismatchError
 from fewlabel.indexing.readers import Row
-from fewlabel.indexing.store.faiss_index import (
+from fewlabel.indexing.store.faiss_factory import (
     apply_search_params,
     build_faiss_index,
     gpu_copy,
@@ -49,7 +49,7 @@ class FaissStore:
     @classmethod
     def open(cls, folder: Path, meta: dict, *, mmap: bool = False) -> FaissStore:
         """``mmap``: map ``index.faiss`` rather than read it (see
-        :func:`~fewlabel.indexing.store.faiss_index.read_faiss_index`): for readers that never search."""
+        :func:`~fewlabel.indexing.store.faiss_factory.read_faiss_index`): for readers that never search."""
         path = Path(folder) / INDEX_FILE
         if not path.is_file():
             raise IndexMismatchError(f"{folder}: not a fewlabel index ({INDEX_FILE} is missing)")
@@ -68,7 +68,7 @@ class FaissStore:
 
     def use_device(self, device: str | None) -> str:
         """Search on ``auto``, ``cpu`` or ``cuda`` (see
-        :func:`~fewlabel.indexing.store.faiss_index.resolve_faiss_device`); returns where search will run. cuda by
+        :func:`~fewlabel.indexing.store.faiss_factory.resolve_faiss_device`); returns where search will run. cuda by
         name refuses an index type FAISS cannot put on a GPU (HNSW) here, before any model loads; auto keeps such
         a type on the CPU."""
         self.device = resolve_faiss_device(device)

@@ -82,7 +82,7 @@ class LabelIndex:
               store: str = "faiss", store_options: dict | None = None) -> LabelIndex:
         """Encode `rows` and index them. `multi_label=None` decides from the data: multi-label
         when any row carries two or more labels. `search_params` (e.g. ``efSearch=128``): see
-        :func:`~fewlabel.indexing.store.faiss_index.apply_search_params`. ``store="milvus"`` keeps the vectors in
+        :func:`~fewlabel.indexing.store.faiss_factory.apply_search_params`. ``store="milvus"`` keeps the vectors in
         a Milvus collection (``store_options``: ``uri``, optional ``collection``; `factory` is then a Milvus index
         type such as FLAT or HNSW)."""
         rows = list(rows)

@@ -173,7 +173,7 @@ def _check_valid_labels(args: argparse.Namespace, valid, known: set[str]) -> Non
 
 
 def _tune(args: argparse.Namespace, index, encoder, valid, cache) -> None:
-    from fewlabel.retrieval.knn.labelling import tune_index
+    from fewlabel.retrieval.knn.saved_index import tune_index
 
     tune_index(index, encoder, valid, max_k=args.max_k, metric=args.metric, source=args.valid, cache=cache,
                batch_size=args.batch_size, show_progress=not args.quiet, label_field=args.label_col)
@@ -185,7 +185,7 @@ def _tune(args: argparse.Namespace, index, encoder, valid, cache) -> None:
 def cmd_index_build(args: argparse.Namespace) -> int:
     from fewlabel.indexing.encoders.encoder import Encoder
     from fewlabel.indexing.files import folder_lock
-    from fewlabel.indexing.store.faiss_index import check_factory
+    from fewlabel.indexing.store.faiss_factory import check_factory
     from fewlabel.indexing.store.label_index import LabelIndex, claim_index_folder
 
     claim_index_folder(args.out)  # before anything is read or loaded: a user's folder is never replaced
@@ -231,7 +231,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 def faiss_device(args: argparse.Namespace) -> str:
     """``--faiss-device`` checked before anything loads: cuda where FAISS sees no GPU is one line, exit 2; with
     --store milvus only auto and cpu mean anything."""
-    from fewlabel.indexing.store.faiss_index import resolve_faiss_device
+    from fewlabel.indexing.store.faiss_factory import resolve_faiss_device
 
     if getattr(args, "store", "faiss") != "faiss" and args.faiss_device == "cuda":
         raise FewlabelError("--faiss-device cuda applies to --store faiss")

@@ -72,7 +72,7 @@ def _predict_on_ray(args: argparse.Namespace, out: Path) -> int:
     """--engine ray: plain kNN (the zero-shot fallback runs with --engine local) on Ray, written as locally."""
     from fewlabel.indexing.store.label_index import LabelIndex
     from fewlabel.retrieval.engines.ray_batch import check_index_for_ray, predict_on_ray
-    from fewlabel.retrieval.knn.labelling import resolve_k_m
+    from fewlabel.retrieval.knn.saved_index import resolve_k_m
     from fewlabel.retrieval.outputs import write_predictions
 
     if args.fallback != "none":
@@ -188,9 +188,9 @@ def _router_settings(args: argparse.Namespace, index, zero_shot, labels, tuning:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from fewlabel.indexing.store.faiss_index import resolve_faiss_device
+    from fewlabel.indexing.store.faiss_factory import resolve_faiss_device
     from fewlabel.indexing.store.label_index import LabelIndex
-    from fewlabel.retrieval.knn.labelling import resolve_k_m
+    from fewlabel.retrieval.knn.saved_index import resolve_k_m
     from fewlabel.retrieval.outputs import claim_output, output_format
     from fewlabel.retrieval.router import Predictor
     from fewlabel.retrieval.zeroshot.labels import check_template

@@ -66,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise FewlabelError(f"fewlabel serve needs the serve extra ({exc.name} is missing): "
                             "pip install 'fewlabel[serve]'") from exc
-    from fewlabel.indexing.store.faiss_index import resolve_faiss_device
+    from fewlabel.indexing.store.faiss_factory import resolve_faiss_device
     from fewlabel.indexing.store.label_index import LabelIndex
 
     resolve_faiss_device(args.faiss_device)  # cuda without a GPU: one line now

@@ -92,7 +92,7 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
     from importlib.metadata import version
 
     from fewlabel.indexing.readers import read_rows
-    from fewlabel.retrieval.knn.labelling import evaluate
+    from fewlabel.retrieval.knn.saved_index import evaluate
     from fewlabel.retrieval.outputs import claim_output, output_format, write_meta, write_predictions
     from fewlabel.retrieval.router import Predictor, summarise_routes
     from fewlabel.retrieval.zeroshot.labels import check_template

@@ -1,5 +1,5 @@
 """kNN label voting rules, in pure numpy (no faiss), so they can be unit-tested on hand-made
-neighbour sets and shared, bit for bit, by prediction (`fewlabel.retrieval.knn.labeler`) and by (k, m) tuning
+neighbour sets and shared, bit for bit, by prediction (`fewlabel.retrieval.knn.estimator`) and by (k, m) tuning
 (`fewlabel.retrieval.knn.tuning`).
 
 The rule follows chapter 9 of "Natural Language Processing with Transformers" (`find_best_k`):

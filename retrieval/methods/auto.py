@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fewlabel.indexing.errors import FewlabelError
-from fewlabel.retrieval.knn.labelling import DEFAULT_MAX_K
+from fewlabel.retrieval.knn.saved_index import DEFAULT_MAX_K
 from fewlabel.retrieval.methods.common import Views, score, subset
 from fewlabel.retrieval.methods.registry import (
     MIN_CV_ROWS,

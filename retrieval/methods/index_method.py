@@ -19,7 +19,7 @@ import numpy as np
 from fewlabel.indexing.encoders.cache import EmbeddingCache, SupportsEncode, encode_with_cache
 from fewlabel.indexing.errors import DataError, FewlabelError
 from fewlabel.indexing.readers import Row, label_matrix
-from fewlabel.retrieval.knn.labelling import DEFAULT_MAX_K
+from fewlabel.retrieval.knn.saved_index import DEFAULT_MAX_K
 from fewlabel.retrieval.methods.auto import select_method
 from fewlabel.retrieval.methods.common import Views
 from fewlabel.retrieval.methods.registry import candidate_names, method_choices, trained_names

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fewlabel.retrieval.knn.labelling import DEFAULT_MAX_K
+from fewlabel.retrieval.knn.saved_index import DEFAULT_MAX_K
 from fewlabel.retrieval.knn.tuning import tune_k_m
 from fewlabel.retrieval.knn.voting import (
     multi_label_predict,
@@ -30,7 +30,7 @@ class KNNCandidate(LabellingMethod):
         self.max_k = max_k
 
     def fit_views(self, views: Views, y: np.ndarray, multi_label: bool) -> KNNCandidate:
-        from fewlabel.indexing.store.faiss_index import build_faiss_index
+        from fewlabel.indexing.store.faiss_factory import build_faiss_index
 
         self.multi_label_ = bool(multi_label)
         self.y_ = np.asarray(y, dtype=bool)

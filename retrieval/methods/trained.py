@@ -1,7 +1,7 @@
 """The trained candidates, ``setfit`` and ``finetune``: heads that move the encoder itself, scored and stored
 like the fast candidates but trained within a time budget (``index build --budget MINUTES``).
 
-Training is passed in, not imported: `retrieval` may not import `finetune` (the arrow rule between rooms), so
+Training is passed in, not imported: `retrieval` may not import `finetune` (the arrow rule between packages), so
 the CLI, or a library user, hands over the trainers of :func:`fewlabel.finetune.classify.index_heads.index_trainers`.
 A trainer is ``trainer(texts, label_rows, labels, multi_label=…, seconds=…)`` and returns a model with
 ``predict_proba(texts) -> (n, L)``; it stops training when ``seconds`` have passed (a transformers callback),

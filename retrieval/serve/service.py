@@ -226,7 +226,7 @@ class Service:
     # ---- routes ---------------------------------------------------------------------------------------------
     def info(self) -> dict:
         from fewlabel.indexing.store.label_index import fewlabel_version
-        from fewlabel.retrieval.knn.labelling import resolve_k_m
+        from fewlabel.retrieval.knn.saved_index import resolve_k_m
 
         self._refresh()
         with self.lock.read():

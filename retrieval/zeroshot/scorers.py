@@ -44,7 +44,7 @@ from fewlabel.indexing.errors import FewlabelError, ModelError
 from fewlabel.indexing.hf import load_cross_encoder
 from fewlabel.indexing.model_folder import read_marker
 from fewlabel.retrieval.zeroshot.labels import TEMPLATES, LabelSet, check_template, hypotheses, parse_labels
-from fewlabel.retrieval.zeroshot.scoring import (
+from fewlabel.retrieval.zeroshot.probabilities import (
     AGGREGATES,
     aggregate_by_label,
     multi_label_nli_scores,

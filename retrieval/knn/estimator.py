@@ -22,7 +22,7 @@ from sklearn.preprocessing import MultiLabelBinarizer, normalize
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fewlabel.indexing.errors import DataError, FewlabelError, IndexMismatchError
-from fewlabel.indexing.store.faiss_index import build_faiss_index
+from fewlabel.indexing.store.faiss_factory import build_faiss_index
 from fewlabel.retrieval.knn.voting import (
     multi_label_predict,
     neighbour_label_tensor,

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
 
 from fewlabel.indexing.encoders.cache import EmbeddingCache, SupportsEncode
 from fewlabel.indexing.errors import DataError, FewlabelError
@@ -63,6 +62,8 @@ def resolve_k_m(index: LabelIndex, k: int | None = None, m: float | None = None)
 
 def evaluate(predictions: Sequence, gold: Sequence[Row], label_names: Sequence[str]) -> dict:
     """Micro/macro F1 (and accuracy: exact match for multi-label) of predictions against gold rows."""
+    from sklearn.metrics import accuracy_score, f1_score  # here, not at import: `--help` lists the methods
+
     y_true = label_matrix(gold, label_names, "gold data")
     column = {name: j for j, name in enumerate(label_names)}
     y_pred = np.zeros_like(y_true)
