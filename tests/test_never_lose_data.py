@@ -118,7 +118,7 @@ def test_an_interrupted_adapt_leaves_the_finished_folder_whole(tmp_path):
     time.sleep(3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode in (130, -signal.SIGINT), err
     after = {k: v for k, v in snapshot(out).items() if not k.startswith("checkpoints/")}
     assert after == before  # marker, weights, card: the finished model, untouched
     assert json.loads((out / "fewlabel_model.json").read_text())["steps"] == 2
