@@ -6,24 +6,42 @@ Kept apart from any one head so a new head imports these instead of copying them
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
 from fewlabel.finetune.settings import TrainSettings
 from fewlabel.indexing.errors import FewlabelError, ModelError
+from fewlabel.indexing.files import replace_directory, resolve_target, staging_directory
 from fewlabel.indexing.hf import pick_device
-from fewlabel.indexing.model_folder import RUN_FILE, claim_model_folder, clear_marker, read_marker, write_marker
+from fewlabel.indexing.model_folder import RUN_FILE, claim_model_folder, read_marker, write_marker
+
+_TARGETS: dict[Path, Path] = {}  # staging folder -> the --out it will replace (see prepare_out)
 
 
 def prepare_out(out_dir: str | Path) -> tuple[Path, Path]:
-    out = Path(out_dir).expanduser().resolve()
+    """(staging folder, checkpoint folder) for a run into ``out_dir``. The model is trained and saved into a new
+    staging folder beside ``out_dir`` and swapped in whole by :func:`finish_run`, as an index is: an interrupted
+    run leaves a finished ``out_dir`` as it was (marker, weights and card), never half-trained weights. Only the
+    checkpoints, which a re-run resumes from, live in ``OUT/checkpoints`` meanwhile. A link at ``out_dir`` is
+    followed (its real folder is replaced)."""
+    out = resolve_target(out_dir)
     claim_model_folder(out)  # a user's own folder is never written into
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    clear_marker(out)  # the folder is unfinished until the new marker is written
-    return out, out / "checkpoints"
+    stage = staging_directory(out)
+    _TARGETS[stage] = out
+    atexit.register(shutil.rmtree, stage, ignore_errors=True)  # an error before finish_run: no stray stage
+    return stage, out / "checkpoints"
+
+
+def final_folder(stage: Path) -> Path:
+    """The ``--out`` a staging folder from :func:`prepare_out` replaces (the folder itself for any other)."""
+    return _TARGETS.get(Path(stage), Path(stage))
 
 
 def trainer_args(ckpt_dir: Path, settings: TrainSettings, n_rows: int, has_dev: bool, device: str | None,
@@ -101,17 +119,38 @@ def resumable_settings(settings: TrainSettings) -> dict:
 
 
 def finish_run(out: Path, ckpt_dir: Path, trainer, info: dict, *, model_card: str, keep_checkpoints: bool,
-               scores: dict | None = None) -> None:
-    """Log, scores, card, then the marker file (last: its presence means the folder is complete)."""
+               scores: dict | None = None) -> Path:
+    """Log, scores, card, then the marker file (last: its presence means the folder is complete); then the
+    staging folder ``out`` replaces the run's ``--out`` in one step. Returns the finished folder."""
     with open(out / "training_log.jsonl", "w", encoding="utf-8") as fh:
         for entry in trainer.state.log_history:
             fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
     if scores is not None:
         (out / "scores.json").write_text(json.dumps(scores, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     (out / "README.md").write_text(model_card, encoding="utf-8")
-    if not keep_checkpoints:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    if keep_checkpoints and ckpt_dir.is_dir():
+        shutil.move(str(ckpt_dir), str(out / "checkpoints"))
+    follow_umask(out)
     write_marker(out, info)
+    target = _TARGETS.pop(Path(out), None)
+    if target is None:
+        if not keep_checkpoints:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        return out
+    replace_directory(out, target)  # the old folder, and with it the run's checkpoints, goes
+    return target
+
+
+def follow_umask(folder: Path) -> None:
+    """Give the files a trainer saved the modes of any file the user makes (safetensors writes model.safetensors
+    0600 through mkstemp; every other output follows the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o666 & ~mask)
+        elif path.is_dir() and not path.is_symlink():
+            os.chmod(path, 0o777 & ~mask)
 
 
 def finished_run(out: Path, wanted: dict) -> dict | None:

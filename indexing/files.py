@@ -27,7 +27,8 @@ from typing import TextIO
 
 from fewlabel.indexing.errors import FewlabelError
 
-__all__ = ["atomic_directory", "atomic_file", "fewlabel_home", "folder_lock", "recover_directory"]
+__all__ = ["atomic_directory", "atomic_file", "fewlabel_home", "folder_lock", "recover_directory", "replace_directory",
+           "resolve_target", "staging_directory"]
 
 LOCK_TIMEOUT_S = 600.0  # a second writer waits this long for the first, then gives up with a clear message
 FAULT_ENV = "FEWLABEL_FAULT"  # tests: kill this process at a named step of a replacement
@@ -98,7 +99,7 @@ def recover_directory(target: str | os.PathLike) -> None:
     """Repair what a killed writer left at ``target``: put a set-aside old folder back when the target is
     missing, and remove the temporary and old copies whose process is dead. Cheap; every reader and writer of
     an index calls it first."""
-    target = Path(target)
+    target = resolve_target(target)
     dead = [(path, kind) for path, kind, pid in _leftovers(target) if not _alive(pid)]
     if not target.exists():
         olds = sorted((p for p, kind in dead if kind == "old"), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -132,19 +133,47 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 # ---- atomic writers -------------------------------------------------------------------------------------------
+def resolve_target(target: str | os.PathLike) -> Path:
+    """The real path a write to ``target`` lands on. A symlink to a folder or file (``current -> real_v1``, the
+    usual "current version" pattern) is followed, so the real folder is replaced and the link stays a link;
+    every writer (index, outputs, model folders) applies this one rule. A broken link is refused by
+    :func:`refuse_foreign` before anything is written."""
+    target = Path(target).expanduser()
+    return Path(os.path.realpath(target)) if target.is_symlink() else target
+
+
 @contextmanager
 def atomic_directory(target: Path) -> Iterator[Path]:
     """Yield a temporary folder beside `target`; on success replace `target` with it so that a complete folder,
-    old or new, stands at `target` at every instant (see the module docstring).
+    old or new, stands at `target` at every instant (see the module docstring). A symlink at `target` is
+    followed (:func:`resolve_target`).
 
     An exception inside the block leaves `target` exactly as it was and removes the temporary folder. The
     caller makes sure `target` is ours to replace (and holds :func:`folder_lock` when others may write)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    recover_directory(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    target = resolve_target(target)
+    tmp = staging_directory(target)
     try:
         yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_directory(tmp, target)
+
+
+def staging_directory(target: str | os.PathLike) -> Path:
+    """A new empty folder beside ``target`` (``.NAME.tmp-PID-…``) to build its replacement in; a dead process's
+    leftover is removed by the next :func:`recover_directory`."""
+    target = resolve_target(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    recover_directory(target)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+
+
+def replace_directory(tmp: Path, target: str | os.PathLike) -> None:
+    """Put the complete folder ``tmp`` (made by :func:`staging_directory`) at ``target`` in one atomic step,
+    removing the folder it replaces; on failure ``target`` is as it was and ``tmp`` is removed."""
+    target = resolve_target(target)
+    try:
         os.chmod(tmp, _mode_for(target, directory=True))
         fault_point("directory:before-replace")
         if not target.exists():
@@ -176,7 +205,7 @@ def atomic_file(path: Path) -> Iterator[TextIO]:
 
     An error inside the block removes the temporary file and leaves an existing `path` untouched, so an output
     is never half written. The replacement keeps the existing file's mode (a new file follows the umask)."""
-    path = Path(path)
+    path = resolve_target(path)  # a link to the output: the real file is replaced, the link stays
     path.parent.mkdir(parents=True, exist_ok=True)
     recover_directory(path)  # temporary files of killed writers
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)
@@ -199,7 +228,7 @@ def folder_lock(target: str | os.PathLike, *, waiting: Callable[[str], None] | N
     ``.NAME.lock``, sits beside the target, because the target folder itself is replaced on every save."""
     from filelock import FileLock, Timeout
 
-    target = Path(target).expanduser().absolute()
+    target = resolve_target(target).absolute()  # one lock for the link and the folder it names
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(target.with_name(f".{target.name}.lock")))
     try:

@@ -57,9 +57,19 @@ def write_marker(folder: str | os.PathLike, info: dict) -> Path:
     return path
 
 
-def clear_marker(folder: str | os.PathLike) -> None:
-    """Mark ``folder`` unfinished (before a new run writes into it)."""
-    marker_path(folder).unlink(missing_ok=True)
+def refuse_unfinished(folder: str | os.PathLike, name: str) -> None:
+    """Refuse to load a fewlabel training folder that is not finished: a run started there (its checkpoints'
+    record) and never wrote the marker, or a marker that cannot be read. Such a folder may hold half-trained
+    weights (a run interrupted by an older fewlabel, which trained in place); loading them would silently give
+    other vectors. Plain model folders (no checkpoints record) are not concerned."""
+    folder = Path(folder).expanduser()
+    started = (folder / "checkpoints" / RUN_FILE).is_file()
+    if marker_path(folder).exists():
+        read_marker(folder)  # unreadable: ModelError naming the file
+    elif started:
+        raise ModelError(f"model folder '{name}' is an unfinished fewlabel training run (checkpoints but no "
+                         f"{MARKER_FILE}): run the same training command again to finish it, or choose another "
+                         "model")
 
 
 def is_model_folder(folder: str | os.PathLike) -> bool:

@@ -217,6 +217,9 @@ class Predictor:
                 if name in column:  # a label added to the index after the method was fitted has no column
                     out["pred"][:, self.label_names_.index(name)] = chosen[:, column[name]]
                     out["fractions"][:, self.label_names_.index(name)] = proba[:, column[name]]
+            unseen = [name for name in self.covered_labels_ if name not in column]
+            if unseen:
+                self._vote_unseen(out, vectors, unseen)
         elif self.covered_labels_:
             votes = self._labeler(self.covered_labels_).vote(vectors)
             sims, ids = votes.similarities, votes.ids
@@ -227,6 +230,25 @@ class Predictor:
             sims, ids = self.index.search(vectors, self.k)
         out.update(vectors=vectors, sims=sims, ids=ids, top_sim=np.where(ids[:, 0] >= 0, sims[:, 0], np.nan))
         return out
+
+    def _vote_unseen(self, out: dict, vectors: np.ndarray, unseen: list[str]) -> None:
+        """Labels added to the index after its method was fitted (live examples, rows added without a refit)
+        are never lost: the kNN vote over all the index's labels decides them. Multi-label: they join the
+        method's labels where the vote chooses them. Single-label: where the vote's winner is such a label, it
+        replaces the method's answer (the method cannot know it)."""
+        votes = self._labeler(self.covered_labels_).vote(vectors)
+        where = {name: self.label_names_.index(name) for name in self.covered_labels_}
+        for name in unseen:
+            j = self.covered_labels_.index(name)
+            out["fractions"][:, where[name]] = votes.fractions[:, j]
+            if self.multi_label:
+                out["pred"][:, where[name]] = votes.chosen[:, j]
+        if not self.multi_label:
+            unseen_columns = [self.covered_labels_.index(name) for name in unseen]
+            for i in np.flatnonzero(votes.chosen[:, unseen_columns].any(axis=1)):
+                winner = self.covered_labels_[int(votes.chosen[i].argmax())]
+                out["pred"][i] = False
+                out["pred"][i, where[winner]] = True
 
     def _needs_zero_shot(self, knn: dict) -> np.ndarray:
         n = len(knn["top_sim"])

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fewlabel.indexing.files import FAULT_ENV, atomic_file, fault_point, folder_lock
+from fewlabel.indexing.files import FAULT_ENV, atomic_file, fault_point, folder_lock, resolve_target
 from fewlabel.indexing.readers import Row
 from fewlabel.retrieval.outputs import csv_header_line, format_predictions, output_format, prediction_header
 
@@ -100,7 +100,7 @@ def predict_to_file(predictor, rows: Iterable[Row], out: str | Path, *, key: dic
     (:func:`~fewlabel.retrieval.outputs.claim_output`)."""
     from tqdm.auto import tqdm
 
-    out = Path(out)
+    out = resolve_target(out)  # a link to an earlier output: the real file is replaced, the link stays
     fmt = output_format(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial, progress = partial_path(out), progress_path(out)

@@ -122,10 +122,9 @@ def run_slices(args: argparse.Namespace) -> int:
     from fewlabel.benchmarks.slices.sampling import parse_slices
     from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
     from fewlabel.indexing.errors import FewlabelError
-    from fewlabel.indexing.files import atomic_file, refuse_foreign
+    from fewlabel.indexing.files import atomic_file, refuse_foreign, resolve_target
 
-    refuse_foreign(args.out, folder=True, what="a bench slices folder",
-                   ours=lambda p: (p / "results.json").is_file() or (p / "command.txt").is_file())
+    refuse_foreign(args.out, folder=True, what="a bench slices folder", ours=is_bench_folder)
     try:
         slices = parse_slices(args.slices)
         methods = make_methods([m.strip() for m in args.methods.split(",") if m.strip()],
@@ -143,8 +142,11 @@ def run_slices(args: argparse.Namespace) -> int:
                        multi_label=args.multi_label, label_sep=args.label_sep, header=not args.no_header,
                        label_names=args.label_names, dev_fraction=args.dev_fraction, max_train=args.max_train,
                        dev_sample=args.dev_sample or None, test_sample=args.test_sample)
-    out = Path(args.out)
+    out = resolve_target(args.out)
+    if not args.report_only:  # a run with other settings is refused before anything in --out is written
+        load_results(out, config_of(args, data), args.restart)
     out.mkdir(parents=True, exist_ok=True)
+    claim_bench_folder(out)
     command = getattr(args, "command_line", None) or "fewlabel " + shlex.join(sys.argv[1:])
     if args.report_only and (out / "command.txt").is_file():
         report_command, command = command, (out / "command.txt").read_text(encoding="utf-8").strip()
@@ -196,3 +198,30 @@ def main(argv: list[str] | None = None) -> int:
     from fewlabel.retrieval.cli import main as fewlabel_main
 
     return fewlabel_main(["bench", "slices", *(sys.argv[1:] if argv is None else argv)])
+
+
+BENCH_MARKER = ".fewlabel-bench"  # in every folder `bench slices` made: the only folders it writes into
+
+
+def is_bench_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder `bench slices` made: its marker, or (a run from before the marker) a
+    results.json shaped as this benchmark writes it. A folder that merely holds a command.txt, a report.md or
+    some other results.json is the user's."""
+    path = Path(path)
+    if (path / BENCH_MARKER).is_file():
+        return True
+    try:
+        import json
+
+        saved = json.loads((path / "results.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return (isinstance(saved, dict) and isinstance(saved.get("config"), dict) and "sizes" in saved["config"]
+            and isinstance(saved.get("results"), list) and isinstance(saved.get("slices"), dict))
+
+
+def claim_bench_folder(out: Path) -> None:
+    """Mark ``out`` (empty, or already ours) as a bench folder before anything else is written into it."""
+    marker = out / BENCH_MARKER
+    if not marker.is_file():
+        marker.write_text("written by `fewlabel bench slices`: this folder is its output\n", encoding="utf-8")

@@ -140,7 +140,7 @@ def adapt_encoder(texts: Sequence[str], base: str, out_dir: str | Path, *, metho
             "train_seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
             "device": pick_device(device), "resumed_from": resume_from, **extra,
             "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "versions": _versions()}
-    finish_run(out, ckpt_dir, trainer, info, model_card=model_card(info), keep_checkpoints=keep_checkpoints)
+    out = finish_run(out, ckpt_dir, trainer, info, model_card=model_card(info), keep_checkpoints=keep_checkpoints)
     return {"out_dir": str(out), **{k: info[k] for k in ("method", "steps", "texts_seen", "train_seconds",
                                                          "cpu_seconds", "first_loss", "last_loss", "resumed_from")},
             "texts_used": counts["texts_used"]}

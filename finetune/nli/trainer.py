@@ -112,8 +112,8 @@ def _train(train: list[NLIPair], dev: list[NLIPair], test: list[NLIPair], locati
         test_scores["seconds"] = round(time.perf_counter() - test_started, 1)
     info = _info(base_info, settings, train, dev, test, trainer, dev_scores, test_scores, seconds, resume_from,
                  sources)
-    finish_run(out, ckpt_dir, trainer, info, model_card=_model_card(info), keep_checkpoints=keep_checkpoints,
-               scores={"dev": info["dev"], "test": info["test"]})
+    out = finish_run(out, ckpt_dir, trainer, info, model_card=_model_card(info), keep_checkpoints=keep_checkpoints,
+                     scores={"dev": info["dev"], "test": info["test"]})
     return {"out_dir": str(out), **{k: info[k] for k in ("dev", "test", "steps", "train_seconds", "resumed_from")}}
 
 

@@ -242,8 +242,8 @@ def _train(train: list[RelationRow], dev: list[RelationRow], test: list[Relation
     test_scores = _score(model, pairs(test), test, labels, options, settings) if test else None
     info = _info(base_info, settings, options, labels, train, dev, test, trainer, dev_scores, test_scores, seconds,
                  resume_from, sources, weight)
-    finish_run(out, ckpt_dir, trainer, info, model_card=_model_card(info), keep_checkpoints=keep_checkpoints,
-               scores={"dev": info["dev"], "test": info["test"]})
+    out = finish_run(out, ckpt_dir, trainer, info, model_card=_model_card(info), keep_checkpoints=keep_checkpoints,
+                     scores={"dev": info["dev"], "test": info["test"]})
     return {"out_dir": str(out), **{k: info[k] for k in ("dev", "test", "steps", "train_seconds", "resumed_from")}}
 
 

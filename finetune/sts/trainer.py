@@ -122,7 +122,7 @@ def train_sts_cross_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[
             "both_orders_at_scoring": True,
             "output": "sigmoid(logit) * scale", **_common_info(base_info, settings, extra, train, dev, trainer,
                                                                   dev_scores, seconds, resume_from, sources)}
-    _finish(out, ckpt_dir, trainer, info, keep_checkpoints)
+    out = _finish(out, ckpt_dir, trainer, info, keep_checkpoints)
     return {"out_dir": str(out), **{k: info[k] for k in ("dev", "steps", "train_seconds", "resumed_from")}}
 
 
@@ -182,7 +182,7 @@ def train_sts_bi_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[Pai
     info = {"kind": STS_BI_KIND, "prefix": prefix, "max_length": encoder_max, "trained_max_length": settings.max_length,
             "output": "5 * clip(cosine, 0, 1) of mean-pooled, normalised embeddings",
             **_common_info(base_info, settings, {}, train, dev, trainer, dev_scores, seconds, resume_from, sources)}
-    _finish(out, ckpt_dir, trainer, info, keep_checkpoints)
+    out = _finish(out, ckpt_dir, trainer, info, keep_checkpoints)
     return {"out_dir": str(out), **{k: info[k] for k in ("dev", "steps", "train_seconds", "resumed_from")}}
 
 
@@ -279,9 +279,9 @@ def _common_info(base_info: dict, settings: TrainSettings, extra: dict, train: l
                          "transformers": transformers.__version__}}
 
 
-def _finish(out: Path, ckpt_dir: Path, trainer, info: dict, keep_checkpoints: bool) -> None:
-    finish_run(out, ckpt_dir, trainer, info, model_card=_model_card(info),
-               keep_checkpoints=keep_checkpoints)
+def _finish(out: Path, ckpt_dir: Path, trainer, info: dict, keep_checkpoints: bool) -> Path:
+    return finish_run(out, ckpt_dir, trainer, info, model_card=_model_card(info),
+                      keep_checkpoints=keep_checkpoints)
 
 
 def _fmt(value: float | None) -> str:

@@ -19,6 +19,7 @@ from fewlabel.indexing.encoders.pooling import mean_pool
 from fewlabel.indexing.encoders.registry import DEFAULT_BACKEND, DEFAULT_MODEL, REGISTRY, registry_names
 from fewlabel.indexing.errors import FewlabelError, ModelError, first_line
 from fewlabel.indexing.hf import pick_device, quiet_hf
+from fewlabel.indexing.model_folder import refuse_unfinished
 
 POOLING = "mean"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -163,6 +164,7 @@ class Encoder:
             if not (transformer_folder(path) / "config.json").is_file():
                 raise ModelError(f"model folder '{model}' has no config.json: not a transformers or "
                                  "sentence-transformers model folder")
+            refuse_unfinished(path, model)
             return str(path.resolve())
         if path.exists():
             raise ModelError(f"model '{model}' is a file; expected a model folder, a registry name "

@@ -31,7 +31,13 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--nli-model", default=None,
                        help="NLI checkpoint for /zeroshot and fallback=nli (default: /zeroshot uses embeddings)")
     serve.add_argument("--token", default=None,
-                       help=f"bearer token every route but /health requires (default: ${TOKEN_ENV}; none = open)")
+                       help=f"bearer token every route but /health requires (default: ${TOKEN_ENV}; none = open). "
+                            "Prefer the environment or --token-file: a command line is visible to other users")
+    serve.add_argument("--token-file", default=None, metavar="FILE",
+                       help="read the bearer token from FILE (its first line)")
+    serve.add_argument("--insecure", action="store_true",
+                       help="allow serving on a non-loopback address without a token (anyone who can reach it "
+                            "can add and delete examples)")
     serve.add_argument("--max-batch", type=positive_int, default=64,
                        help="most texts (pairs, rows) per request; more is a 413 (default: 64)")
     serve.add_argument("--max-text-length", type=positive_int, default=10_000,
@@ -57,6 +63,46 @@ def _check_port(host: str, port: int) -> int:
         return probe.getsockname()[1]
 
 
+def resolve_token(args: argparse.Namespace) -> str | None:
+    """The bearer token from --token, --token-file or $FEWLABEL_TOKEN (at most one), or None for an open server.
+    A token that is given but empty, or one a client could never send back byte for byte (spaces, control or
+    non-ASCII characters: HTTP headers are not UTF-8), is refused: it would silently turn auth off or lock
+    everyone out."""
+    given = [(name, value) for name, value in (("--token", args.token), ("--token-file", args.token_file),
+                                               (f"${TOKEN_ENV}", os.environ.get(TOKEN_ENV)))
+             if value is not None]
+    explicit = [name for name, _ in given if name != f"${TOKEN_ENV}"]
+    if len(explicit) > 1:
+        raise FewlabelError("give the token once: --token or --token-file, not both")
+    if not given:
+        return None
+    name, value = given[0]
+    if name == "--token-file":
+        try:
+            with open(value, encoding="utf-8") as fh:
+                value = fh.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FewlabelError(f"--token-file {value}: cannot read it "
+                                f"({getattr(exc, 'strerror', None) or type(exc).__name__})") from exc
+    if not value.strip():
+        raise FewlabelError(f"{name}: the token is empty; give a real token, or none to serve without auth")
+    if not (value.isascii() and value.isprintable()) or value != value.strip() or " " in value:
+        raise FewlabelError(f"{name}: a token must be printable ASCII without spaces (a client sends it in an "
+                            "HTTP header, byte for byte)")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -76,11 +122,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1 and store["kind"] == "milvus" and "://" not in store["uri"]:
         raise FewlabelError("--workers > 1 with a Milvus Lite index: Milvus Lite lets one process open its file; "
                             "serve with one worker, or keep the index on a Milvus server")
+    token = resolve_token(args)
+    loopback = _is_loopback(args.host)
+    if not token and not loopback and not args.insecure:
+        raise FewlabelError(f"--host {args.host} without a token: anyone who can reach it could add and delete "
+                            f"examples; set ${TOKEN_ENV} or give --token-file (or --insecure to serve it open)")
     port = _check_port(args.host, args.port)
-    token = args.token or os.environ.get(TOKEN_ENV) or None
-    if not token and args.host not in ("127.0.0.1", "localhost", "::1"):
-        say(args, f"warning: serving on {args.host} without a token: anyone who can reach it can add and delete "
-                  f"examples (give --token or set ${TOKEN_ENV})")
+    if args.token is not None and not loopback:
+        say(args, f"warning: --token on the command line is visible to other users of this machine (ps); prefer "
+                  f"${TOKEN_ENV} or --token-file")
+    if not token and not loopback:
+        say(args, f"warning: serving on {args.host} without a token (--insecure): anyone who can reach it can add "
+                  "and delete examples")
     settings = ServeSettings(index_dir=os.path.abspath(args.index_dir), token=token, sts_model=args.sts_model,
                              nli_model=args.nli_model, device=args.device, backend=args.backend,
                              faiss_device=args.faiss_device,

@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fewlabel.indexing.errors import DataError, FewlabelError, first_line
 from fewlabel.retrieval.serve.schemas import (
@@ -38,7 +39,7 @@ from fewlabel.retrieval.serve.schemas import (
     ZeroShotRequest,
     ZeroShotResponse,
 )
-from fewlabel.retrieval.serve.service import RequestError, ServeSettings, Service
+from fewlabel.retrieval.serve.service import RequestError, ServeSettings, Service, scrub_paths
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -81,43 +82,89 @@ class Guard:
             await _send_json(send, 413, {"error": f"request body of {int(length):,} bytes; this server takes at "
                                                   f"most {self.max_body_bytes:,}"})
             return
-        receive = self._limited(receive)
-        started = False
-
-        async def tracking_send(message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await asyncio.wait_for(self.app(scope, receive, tracking_send), self.timeout_s)
-        except asyncio.TimeoutError:
-            if not started:
-                await _send_json(send, 504, {"error": f"the request took longer than {self.timeout_s:g} s "
-                                                      "(--timeout); send fewer texts per request"})
-        except _BodyTooLarge:
-            if not started:
-                await _send_json(send, 413, {"error": f"request body over {self.max_body_bytes:,} bytes"})
-
-    def _limited(self, receive):
-        """Count a chunked body as it arrives (no Content-Length to check up front)."""
+        started = refused = False
         seen = 0
 
         async def limited_receive():
-            nonlocal seen
+            """Count a chunked body as it arrives (no Content-Length to check up front): over the limit, answer
+            413 here (the app would turn an exception raised inside its body parsing into a 400) and tell the
+            app the client is gone."""
+            nonlocal seen, refused
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    if not started and not refused:
+                        refused = True
+                        await send_413()
+                    return {"type": "http.disconnect"}
             return message
 
-        return limited_receive
+        async def send_413() -> None:
+            nonlocal started
+            started = True
+            await _send_json(send, 413, {"error": f"request body over {self.max_body_bytes:,} bytes"})
+
+        async def tracking_send(message) -> None:
+            nonlocal started
+            if refused:
+                return  # the 413 is the answer
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        # a write (live examples) gets a ticket: at the timeout it is cancelled if it has not begun to commit;
+        # once committing, its real answer is awaited, so a client never hears 504 for rows that were saved
+        ticket = WriteTicket() if scope.get("method") in WRITE_METHODS and scope["path"].startswith("/examples") \
+            else None
+        scope = {**scope, TICKET_KEY: ticket} if ticket is not None else scope
+        task = asyncio.ensure_future(self.app(scope, limited_receive, tracking_send))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout_s)
+            if not done and ticket is not None and not ticket.cancel():
+                await task  # committed or committing: its real outcome
+                return
+            if not done:
+                task.cancel()
+                if not started:
+                    await _send_json(send, 504, {"error": f"the request took longer than {self.timeout_s:g} s "
+                                                          "(--timeout); send fewer texts per request"
+                                                          + ("; nothing was saved" if ticket is not None else "")})
+                return
+            task.result()
+        except Exception:
+            if not refused:
+                raise
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
 
 
-class _BodyTooLarge(Exception):
-    pass
+WRITE_METHODS = {"POST", "DELETE"}
+TICKET_KEY = "fewlabel.write_ticket"
+
+
+class WriteTicket:
+    """Decides, once, whether a write commits or is cancelled by the timeout: the worker thread calls
+    :meth:`commit` just before saving, the guard :meth:`cancel` at the timeout; whichever comes first wins."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self.state = "open"
+
+    def commit(self) -> bool:
+        with self._lock:
+            if self.state == "open":
+                self.state = "committing"
+            return self.state == "committing"
+
+    def cancel(self) -> bool:
+        with self._lock:
+            if self.state == "open":
+                self.state = "cancelled"
+            return self.state == "cancelled"
 
 
 def _refusal(exc: RequestError) -> JSONResponse:
@@ -162,11 +209,24 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
 
     @app.exception_handler(FewlabelError)
     async def fewlabel_error(_: Request, exc: FewlabelError) -> JSONResponse:
-        return JSONResponse({"error": first_line(exc)}, status_code=400)
+        return JSONResponse({"error": scrub_paths(first_line(exc), settings)}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own refusals (an unknown route, a wrong method, a body that is not JSON or nested too
+        deep to parse) get the same ``error`` line as every other refusal."""
+        detail = exc.detail if isinstance(exc.detail, str) else "refused"
+        if exc.status_code == 400 and "parsing the body" in detail:
+            detail = "the request body is not valid JSON (or is nested too deeply to parse)"
+        return JSONResponse({"error": detail, "detail": detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def bug(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {first_line(exc)}"}, status_code=500)
+        print(f"fewlabel serve: internal error: {type(exc).__name__}: {first_line(exc)}", file=sys.stderr,
+              flush=True)  # the whole message, paths included, for the server's log only
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}: "
+                                      f"{scrub_paths(first_line(exc), settings)}"}, status_code=500)
 
     def svc(request: Request) -> Service:
         return request.app.state.service
@@ -201,11 +261,12 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
     @app.post("/examples", response_model=ExamplesResponse, status_code=201,
               summary="add labelled examples live (saved like `fewlabel index add`)")
     def add_examples(body: ExamplesRequest, request: Request) -> dict:
-        return svc(request).add_examples([row.model_dump() for row in body.rows])
+        return svc(request).add_examples([row.model_dump() for row in body.rows], request.scope.get(TICKET_KEY))
 
-    @app.delete("/examples/{row_id}", response_model=DeleteResponse, summary="remove one example")
+    @app.delete("/examples/{row_id:path}", response_model=DeleteResponse,
+                summary="remove one example (an id holding '/' is written as it is)")
     def delete_example(row_id: str, request: Request) -> dict:
-        return svc(request).delete_example(row_id)
+        return svc(request).delete_example(row_id, request.scope.get(TICKET_KEY))
 
     app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes,
                        timeout_s=settings.timeout_s)

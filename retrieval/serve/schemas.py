@@ -4,13 +4,26 @@ on the server's settings (batch size, text length) are checked by the service wi
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 __all__ = ["ClassifyRequest", "ClassifyResponse", "DeleteResponse", "EmbedRequest", "EmbedResponse",
            "ExamplesRequest", "ExamplesResponse", "HealthResponse", "InfoResponse", "SimilarityRequest",
            "SimilarityResponse", "ZeroShotRequest", "ZeroShotResponse"]
+
+
+def _valid_unicode(value: str) -> str:
+    """JSON may spell a lone surrogate (``"\\ud800"``), which is no character: the tokenizer and the index files
+    cannot encode it, so it is refused here, as a 422 naming the field, instead of failing later as a 500."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode (a lone surrogate at character {exc.start})") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
 
 
 class _Request(BaseModel):
@@ -18,7 +31,7 @@ class _Request(BaseModel):
 
 
 class ClassifyRequest(_Request):
-    texts: list[str] = Field(min_length=1, description="texts to label")
+    texts: list[Text] = Field(min_length=1, description="texts to label")
     k: int | None = Field(default=None, ge=1, description="neighbours to vote (default: the index's tuned k)")
     explain: bool = Field(default=False, description="also return each text's neighbours")
     fallback: Literal["none", "nli", "embed"] = Field(
@@ -46,7 +59,7 @@ class ClassifyResponse(BaseModel):
 
 
 class SimilarityRequest(_Request):
-    pairs: list[tuple[str, str]] = Field(min_length=1, description="sentence pairs [a, b]")
+    pairs: list[tuple[Text, Text]] = Field(min_length=1, description="sentence pairs [a, b]")
 
 
 class SimilarityResponse(BaseModel):
@@ -54,7 +67,7 @@ class SimilarityResponse(BaseModel):
 
 
 class EmbedRequest(_Request):
-    texts: list[str] = Field(min_length=1)
+    texts: list[Text] = Field(min_length=1)
 
 
 class EmbedResponse(BaseModel):
@@ -64,8 +77,8 @@ class EmbedResponse(BaseModel):
 
 
 class ZeroShotRequest(_Request):
-    texts: list[str] = Field(min_length=1)
-    labels: list[str] = Field(min_length=1, description="candidate labels (name=alias|alias allowed)")
+    texts: list[Text] = Field(min_length=1)
+    labels: list[Text] = Field(min_length=1, description="candidate labels (name=alias|alias allowed)")
     multi_label: bool = False
 
 
@@ -80,9 +93,9 @@ class ZeroShotResponse(BaseModel):
 
 
 class ExampleRow(_Request):
-    id: str | None = Field(default=None, description="row id (default: the next free number)")
-    text: str
-    labels: list[str] = Field(min_length=1)
+    id: Text | None = Field(default=None, description="row id (default: the next free number)")
+    text: Text
+    labels: list[Text] = Field(min_length=1)
 
 
 class ExamplesRequest(_Request):

@@ -15,6 +15,7 @@ import copy
 import json
 import math
 import os
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -53,6 +54,8 @@ class ServeSettings:
     max_batch: int = 64
     max_text_chars: int = 10_000
     timeout_s: float = 30.0
+    max_labels_per_row: int = 64  # a live example's labels; more is a 413
+    max_index_labels: int = 2_000  # distinct labels live examples may bring the index to; more is a 413
 
     @property
     def max_body_bytes(self) -> int:
@@ -158,13 +161,26 @@ class Service:
             cache = self._local.cache = EmbeddingCache(self._cache_path)
         return cache
 
+    @contextmanager
+    def _index_available(self) -> Iterator[None]:
+        """An index folder that can no longer be read (moved away, damaged) is the server's problem, not the
+        client's: a 503 that names no server path; the full message goes to the server's log."""
+        from fewlabel.indexing.errors import IndexMismatchError
+
+        try:
+            yield
+        except (IndexMismatchError, OSError) as exc:
+            print(f"fewlabel serve: index unavailable: {exc}", file=sys.stderr, flush=True)
+            raise RequestError(503, "index unavailable: the server cannot read its index folder (see the "
+                                    "server's log)") from exc
+
     def _refresh(self) -> None:
         """Reload the index when another process (a worker, `fewlabel index add`) replaced the folder."""
         if _stamp(self.folder) == self._stamp_seen:
             return
         from fewlabel.indexing.store.label_index import LabelIndex
 
-        with self.lock.write():
+        with self.lock.write(), self._index_available():
             stamp = _stamp(self.folder)
             if stamp != self._stamp_seen:
                 self.index = LabelIndex.load(self.folder, self.encoder)
@@ -299,51 +315,84 @@ class Service:
         predictions = Predictor(None, None, scorer, labels=label_set).predict(texts)
         return [{"labels": list(p.labels), "scores": p.scores, "route": p.route} for p in predictions]
 
-    def add_examples(self, rows: list[dict]) -> dict:
+    def add_examples(self, rows: list[dict], ticket=None) -> dict:
         """Encode and add labelled rows, saved under the index lock as `fewlabel index add` saves; ids that are
-        not given get the next free numbers."""
+        not given get the next free numbers. Ids are compared as they are stored (stripped, and Unicode
+        NFC-equal ids are the same id), within the request and against the index. ``ticket``: the guard's
+        :class:`~fewlabel.retrieval.serve.app.WriteTicket`; the rows are saved only if the timeout has not
+        cancelled the request first, so the answer is always the real outcome."""
         from fewlabel.indexing.store.label_index import LabelIndex
 
         self.check_texts([r["text"] for r in rows], "rows", [[i, "text"] for i in range(len(rows))])
         seen: dict[str, int] = {}
+        ids: list[str | None] = []
+        new_labels: set[str] = set()
         for i, row in enumerate(rows):
+            row_id = None
             if row.get("id") is not None:
-                if not row["id"].strip():
-                    raise RequestError(422, "empty id", ["body", "rows", i, "id"])
-                if row["id"] in seen:
-                    raise RequestError(422, f"id '{row['id']}' appears twice in this request",
-                                       ["body", "rows", i, "id"])
-                seen[row["id"]] = i
+                row_id = row["id"].strip()
+                loc = ["body", "rows", i, "id"]
+                if not row_id:
+                    raise RequestError(422, "empty id", loc)
+                if len(row_id) > MAX_ID_CHARS or not row_id.isprintable():
+                    raise RequestError(422, f"an id is at most {MAX_ID_CHARS} printable characters", loc)
+                key = id_key(row_id)
+                if key in seen:
+                    raise RequestError(422, f"id '{row_id}' appears twice in this request (ids are compared "
+                                            f"stripped and Unicode-normalised; first in row {seen[key]})", loc)
+                seen[key] = i
+            ids.append(row_id)
+            if len(row["labels"]) > self.settings.max_labels_per_row:
+                raise RequestError(413, f"{len(row['labels']):,} labels on one row; this server takes at most "
+                                        f"{self.settings.max_labels_per_row}", ["body", "rows", i, "labels"])
             for j, label in enumerate(row["labels"]):
                 if not label.strip():
                     raise RequestError(422, "empty label", ["body", "rows", i, "labels", j])
-        with self.lock.write():
+                if len(label) > MAX_LABEL_CHARS:
+                    raise RequestError(422, f"label of {len(label):,} characters; at most {MAX_LABEL_CHARS}",
+                                       ["body", "rows", i, "labels", j])
+                new_labels.add(label.strip())
+        with self.lock.write(), self._index_available():
             with LabelIndex.update(self.folder, self.encoder) as index:
-                known = {r.id for r in index.rows}
-                clash = next((i for i, r in enumerate(rows) if r.get("id") in known), None)
+                known = {id_key(r.id): r.id for r in index.rows}
+                clash = next((i for i, row_id in enumerate(ids) if row_id is not None and id_key(row_id) in known),
+                             None)
                 if clash is not None:
-                    raise RequestError(409, f"id '{rows[clash]['id']}' is already in the index",
+                    raise RequestError(409, f"id '{ids[clash]}' is already in the index"
+                                            + ("" if known[id_key(ids[clash])] == ids[clash]
+                                               else f" (as '{known[id_key(ids[clash])]}')"),
                                        ["body", "rows", clash, "id"])
-                fresh = _free_ids(known | set(seen), sum(1 for r in rows if r.get("id") is None))
+                labels_after = len(set(index.label_names) | new_labels)
+                if labels_after > max(self.settings.max_index_labels, len(index.label_names)):
+                    raise RequestError(413, f"these rows would bring the index to {labels_after:,} distinct labels; "
+                                            f"this server lets live examples grow it to at most "
+                                            f"{self.settings.max_index_labels:,}", ["body", "rows"])
+                fresh = _free_ids({r.id for r in index.rows} | {i for i in ids if i is not None},
+                                  sum(1 for i in ids if i is None))
                 made = [Row(text=r["text"], labels=tuple(dict.fromkeys(lab.strip() for lab in r["labels"])),
-                            id=r["id"].strip() if r.get("id") is not None else next(fresh), line=i + 1)
-                        for i, r in enumerate(rows)]
+                            id=row_id if row_id is not None else next(fresh), line=i + 1)
+                        for i, (r, row_id) in enumerate(zip(rows, ids, strict=True))]
                 index.add(made, self.encoder, cache=self.cache, batch_size=self.settings.batch_size)
+                _commit_or_cancel(ticket)
             self._adopt(index)
         return {"added": len(made), "ids": [r.id for r in made], "n_rows": len(index)}
 
-    def delete_example(self, row_id: str) -> dict:
+    def delete_example(self, row_id: str, ticket=None) -> dict:
         from fewlabel.indexing.store.label_index import LabelIndex
 
-        with self.lock.write():
+        wanted = row_id.strip()
+        with self.lock.write(), self._index_available():
             with LabelIndex.update(self.folder, self.encoder) as index:
-                if row_id not in {r.id for r in index.rows}:
-                    raise RequestError(404, f"no example with id '{row_id}' in the index", ["path", "id"])
+                match = next((r.id for r in index.rows if r.id == wanted), None) or \
+                    next((r.id for r in index.rows if id_key(r.id) == id_key(wanted)), None)
+                if match is None:
+                    raise RequestError(404, f"no example with id '{wanted}' in the index", ["path", "id"])
                 if len(index) == 1:
                     raise RequestError(409, "cannot remove the last example of the index", ["path", "id"])
-                index.remove([row_id])
+                index.remove([match])
+                _commit_or_cancel(ticket)
             self._adopt(index)
-        return {"deleted": row_id, "n_rows": len(index)}
+        return {"deleted": match, "n_rows": len(index)}
 
     def _adopt(self, index) -> None:
         """Serve the index just saved, without reading it back."""
@@ -356,3 +405,33 @@ def _free_ids(taken: set[str], n: int) -> Iterator[str]:
     """The next ``n`` numbers after the largest numeric id in use, as `fewlabel index add` numbers new rows."""
     start = 1 + max((int(t) for t in taken if t.isdigit()), default=-1)
     return iter([str(start + i) for i in range(n)])
+
+
+MAX_ID_CHARS = 256
+MAX_LABEL_CHARS = 256
+
+
+def id_key(row_id: str) -> str:
+    """How ids are compared: stripped (as they are stored) and Unicode NFC-normalised, so ``dup1`` and `` dup1``,
+    or an ``é`` typed as one code point and as two, are one id, and one DELETE removes exactly one row."""
+    import unicodedata
+
+    return unicodedata.normalize("NFC", row_id.strip())
+
+
+def _commit_or_cancel(ticket) -> None:
+    """The last step before a write saves: refused (nothing saved) when the guard's timeout came first."""
+    if ticket is not None and not ticket.commit():
+        raise RequestError(504, "the request timed out before it was saved; nothing was saved")
+
+
+def scrub_paths(message: str, settings: ServeSettings) -> str:
+    """``message`` without the server's own folders (the index folder, its parent, the user's home): a client
+    never learns where the server keeps its files."""
+    folder = Path(settings.index_dir)
+    for place, name in ((folder.resolve(), "<index>"), (folder, "<index>"), (folder.resolve().parent, "<server>"),
+                        (folder.parent, "<server>"), (Path.home(), "<home>")):
+        text = str(place)
+        if len(text) > 1:
+            message = message.replace(text, name)
+    return message
