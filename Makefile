@@ -10,12 +10,18 @@ BIN    := $(VENV)/bin
 
 .PHONY: install demo test test-slow lint clean
 
+# pip runs with --quiet, so each step says what it is doing first (the torch wheel alone takes a minute or two).
 $(BIN)/.installed: pyproject.toml
+	@echo "[1/4] creating $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "[2/4] upgrading pip"
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "[3/4] installing $(TORCH) (a large wheel: a minute or more)"
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	@echo "[4/4] installing fewlabel with extras $(EXTRAS) (editable)"
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
+	@echo "installed: the fewlabel command is $(BIN)/fewlabel (or: source $(BIN)/activate)"
 
 install: $(BIN)/.installed
 

@@ -165,10 +165,9 @@ def curves_section(results: list[dict], png_name: str) -> str:
 
 
 def plot_curves(path: Path, results: list[dict]) -> None:
-    import matplotlib
+    from fewlabel.indexing.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()  # Agg, with a Hangul font
 
     fig, (loss_ax, dev_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for method, r in trained_heads(results).items():

@@ -226,10 +226,9 @@ def fmt1(value) -> str:
 
 
 def plot(path: Path, head: dict | None, zs: list[dict], fallback: dict | None) -> None:
-    import matplotlib
+    from fewlabel.indexing.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()  # Agg, with a Hangul font
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     for ax, dataset in zip(axes[0], ("GoEmotions-ekman test", "NSMC test sample"), strict=True):

@@ -10,7 +10,8 @@ fail. So:
 - :func:`per_label_scores` and :func:`write_tables`: precision, recall, F1 and support per label, with micro and
   macro averages, as CSV and Markdown.
 
-matplotlib runs on the Agg backend (no display needed) and is imported only inside these functions, so the CLI
+matplotlib runs on the Agg backend (no display needed; Korean labels drawn with NanumGothic, see
+:mod:`fewlabel.indexing.plots`) and is imported only inside these functions, so the CLI
 stays light. Figures are returned, so tests check their axes and labels instead of pixels, and written with
 :func:`save_figure`, atomically. Files beside an output are checked with :func:`claim_analysis_files` before any
 work: a user's file there is never replaced."""
@@ -35,12 +36,9 @@ STS_BINS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
 
 
 def _pyplot():
-    import matplotlib
+    from fewlabel.indexing.plots import pyplot
 
-    matplotlib.use("Agg")  # files only; never a window
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()  # Agg (files only; never a window), with a Hangul font for Korean labels
 
 
 # ---- STS -------------------------------------------------------------------------------------------------------

@@ -204,3 +204,37 @@ def test_predict_on_labelled_multi_label_input_writes_the_table_only(tmp_path, c
                  str(tmp_path / "pred.jsonl")]) == 0
     assert "per-label F1:" in capsys.readouterr().out
     assert (tmp_path / "pred.per_label.md").is_file() and not (tmp_path / "pred.confusion.png").exists()
+
+
+# ---- Hangul in the PNGs -----------------------------------------------------------------------------------------
+def _glyph_pixels(text: str, family: str | None = None) -> np.ndarray:
+    """The pixels of ``text`` drawn alone on a small Agg canvas (with ``family``, or the font settings fewlabel's
+    plots use)."""
+    from fewlabel.indexing.plots import pyplot
+
+    plt = pyplot()
+    fig = plt.figure(figsize=(1, 1), dpi=60)
+    fig.text(0.1, 0.3, text, fontsize=30, **({"family": family} if family else {}))
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return pixels
+
+
+def test_korean_labels_render_as_glyphs_not_boxes(tmp_path, recwarn):
+    """Two different syllables draw different pixels with fewlabel's font settings (NanumGothic from
+    koreanize-matplotlib, offline); with DejaVu Sans alone both are the same empty box, so the check can fail."""
+    from fewlabel.indexing.plots import HANGUL_FONT, hangul_font_path
+
+    assert hangul_font_path() is not None and hangul_font_path().is_file()
+    assert not np.array_equal(_glyph_pixels("가"), _glyph_pixels("나"))
+    assert np.array_equal(_glyph_pixels("가", "DejaVu Sans"), _glyph_pixels("나", "DejaVu Sans"))  # tofu, both
+    recwarn.clear()
+    labels = ["긍정", "부정"]
+    figure = confusion_figure(["긍정", "부정", "부정"], ["긍정", "긍정", "부정"], labels, title="영화 리뷰")
+    save_figure(figure, tmp_path / "ko.confusion.png")
+    missing = [str(w.message) for w in recwarn if "missing from font" in str(w.message)]
+    assert not missing, missing
+    from matplotlib import font_manager
+
+    assert HANGUL_FONT in {f.name for f in font_manager.fontManager.ttflist}

@@ -19,9 +19,10 @@ from fewlabel.retrieval.cli.options import leaf_parsers
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("indexing", "retrieval", "finetune", "benchmarks")
+DATA_PACKAGES = {"fewlabel.retrieval.demo_data"}  # folders of data files, listed so setuptools ships them quietly
 
 
-def room_modules() -> dict[str, Path]:
+def package_modules() -> dict[str, Path]:
     """``fewlabel.<package>.<...>`` -> file, for every module of the four packages."""
     out = {}
     for package in PACKAGES:
@@ -37,7 +38,7 @@ def test_declared_packages_are_exactly_the_folders():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     folders = {"fewlabel." + ".".join(p.parent.relative_to(ROOT).parts) for package in PACKAGES
                for p in (ROOT / package).rglob("__init__.py")}
-    assert set(config["packages"]) == folders
+    assert set(config["packages"]) == folders | DATA_PACKAGES
     assert config["package-dir"] == {f"fewlabel.{package}": package for package in PACKAGES}
 
 
@@ -48,15 +49,23 @@ def test_wheel_holds_only_the_fewlabel_namespace(tmp_path):
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__", "results"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "dist")], check=True, capture_output=True)
+    shutil.copy(ROOT / "LICENSE", source / "LICENSE")
+    # setuptools' own build hook, so its warnings are seen: none may be printed (the license table's deprecation,
+    # "Package … is absent from the `packages` configuration", …)
+    build = subprocess.run([sys.executable, "-c", "import sys; from setuptools import build_meta as b; "
+                            "b.build_wheel(sys.argv[1])", str(tmp_path / "dist")],
+                           cwd=source, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    noise = [line for line in (build.stdout + build.stderr).splitlines() if "Warning" in line or "!!" in line]
+    assert not noise, "\n".join(noise)
     (wheel,) = (tmp_path / "dist").glob("fewlabel-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"fewlabel", wheel.name.split("-py3")[0] + ".dist-info"}
     shipped = {n for n in names if n.endswith(".py")}
-    expected = {"fewlabel/" + path.relative_to(ROOT).as_posix() for path in room_modules().values()}
+    expected = {"fewlabel/" + path.relative_to(ROOT).as_posix() for path in package_modules().values()}
     assert shipped == expected
     assert "fewlabel/retrieval/demo_data/nsmc_train.tsv" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not [n for n in names if "/__init__.py" in n and n.count("/") == 1]  # fewlabel/ is a namespace
 
 
@@ -77,7 +86,7 @@ def imports_of(path: Path, module: str) -> set[str]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    modules = room_modules()
+    modules = package_modules()
     graph = {}
     for module, path in modules.items():
         targets = set()
@@ -91,7 +100,7 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
-def test_arrows_between_rooms_and_no_cycles():
+def test_arrows_between_packages_and_no_cycles():
     """indexing imports none of the others; only retrieval's CLI imports finetune; nothing imports benchmarks;
     no cycle between files (imports inside functions included)."""
     graph = import_graph()
@@ -145,9 +154,9 @@ def test_public_api_names_resolve():
             package.no_such_name  # noqa: B018
 
 
-def test_no_bare_room_module_is_ever_loaded():
+def test_no_bare_package_module_is_ever_loaded():
     code = ("import importlib, sys\n"
-            f"for name in {sorted(room_modules())!r}:\n"
+            f"for name in {sorted(package_modules())!r}:\n"
             "    if not name.endswith('__main__'): importlib.import_module(name)\n"
             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {PACKAGES!r}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")

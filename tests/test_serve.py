@@ -79,16 +79,47 @@ def served(tmp_path_factory):
         log.close()
 
 
-def test_health_is_open_and_everything_else_needs_the_token(served):
+def test_health_and_docs_are_open_and_everything_else_needs_the_token(served):
     client = served["client"]
     assert client.get("/health").json() == {"status": "ok"}
-    for method, path in (("GET", "/info"), ("POST", "/classify"), ("GET", "/docs"), ("DELETE", "/examples/1")):
+    for method, path in (("GET", "/info"), ("POST", "/classify"), ("POST", "/examples"), ("DELETE", "/examples/1")):
         response = client.request(method, path)
         assert response.status_code == 401, path
         assert response.headers["www-authenticate"] == "Bearer"
     assert client.get("/info", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert client.get("/docs", headers=AUTH).status_code == 200
-    assert "/classify" in client.get("/openapi.json", headers=AUTH).json()["paths"]
+    schema = client.get("/openapi.json").json()  # no token: the docs describe routes, not the index's data
+    assert "/classify" in schema["paths"] and schema["security"] == [{"bearer": []}]
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"  # Swagger's Authorize button
+
+
+def test_api_docs_load_offline(served):
+    """/docs and /redoc name only this server's own assets (no CDN), and those assets are served without a token."""
+    client = served["client"]
+    for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        html = client.get(page)
+        assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+        assert "cdn" not in html.text.lower() and "https://" not in html.text, page
+        src = f"/static-offline-docs/{asset}"
+        assert src in html.text
+        js = client.get(src)
+        assert js.status_code == 200 and len(js.content) > 100_000, src
+
+
+def test_json_bodies_with_or_without_content_type(served):
+    """A JSON body is read with ``Content-Type: application/json`` or with no content type; the form type ``curl -d``
+    sends is a 415 naming the header to send, not a 422 about a field."""
+    client = served["client"]
+    body = json.dumps({"texts": ["I love it"]}).encode()
+    typed = client.post("/classify", content=body, headers={**AUTH, "Content-Type": "application/json"})
+    bare = client.build_request("POST", "/classify", content=body, headers=AUTH)
+    bare.headers.pop("content-type", None)
+    untyped = client.send(bare)
+    assert typed.status_code == untyped.status_code == 200, untyped.text
+    assert typed.json() == untyped.json()
+    form = client.post("/classify", content=body,
+                       headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 415
+    assert "Content-Type: application/json" in form.json()["error"]
 
 
 def test_info(served):
@@ -96,6 +127,7 @@ def test_info(served):
     assert info["model"] == "minilm" and info["n_rows"] == 80 and info["method"] == "knn"
     assert info["multi_label"] is True and "joy" in info["labels"] and info["store"]["kind"] == "faiss"
     assert info["limits"]["max_batch"] == 8 and info["version"]
+    assert type(info["k"]) is int and type(info["m"]) is int  # "m": 2, not 2.0
 
 
 def test_classify_matches_fewlabel_predict(served):

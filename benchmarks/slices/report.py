@@ -105,10 +105,9 @@ def at_majority(summary: dict, majority: dict | None, tolerance: float = 0.005) 
 
 
 def plot(path: Path, summary: dict, slices: list, metric: str, title: str, majority: dict | None = None) -> None:
-    import matplotlib
+    from fewlabel.indexing.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()  # Agg, with a Hangul font
 
     fig, ax = plt.subplots(figsize=(8, 5))
     xs_all = []

@@ -3,9 +3,16 @@
 - The models load once, in the lifespan, into `app.state.service` (see `.service`).
 - Endpoints are plain ``def``: the work is CPU-bound (torch, FAISS), so FastAPI runs them in its thread pool and
   the event loop keeps answering (``/health`` stays quick while a batch is encoded).
-- One ASGI guard in front of everything: bearer-token auth on every path but ``/health``, a request body limit
-  (413 before the body is read), and a request timeout (504; the work already started finishes in its thread, its
-  result is dropped).
+- One ASGI guard in front of everything: bearer-token auth on every path but the open ones (``/health`` and the API
+  docs), a request body limit (413 before the body is read), a content-type check (415), and a request timeout
+  (504; the work already started finishes in its thread, its result is dropped).
+- The API docs (``/docs``, ``/redoc``, ``/openapi.json``) are open without the token, and their Swagger/ReDoc
+  assets are served from the ``fastapi-offline`` package, so a browser opens them offline. They describe the
+  routes and field schemas only, which the source and the docs site publish anyway; no label, text or setting of
+  the index is in them. Every route that reads or changes the index still needs the token.
+- A body is JSON: ``Content-Type: application/json`` (or ``+json``), or no content type at all (accepted as JSON,
+  as many APIs do: ``strict_content_type=False``). Any other type, such as the form type ``curl -d`` sends, is a
+  415 that says which header to send, instead of a 422 about a field.
 - Errors are JSON: a bad field is a 422 whose ``detail[0].loc`` names it and whose ``error`` says it in one line;
   a refused request is 4xx with ``error``; a bug is a 500 with one line, and the server keeps serving."""
 
@@ -21,6 +28,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fewlabel.indexing.errors import DataError, FewlabelError, first_line
@@ -43,7 +51,20 @@ from fewlabel.retrieval.serve.service import RequestError, ServeSettings, Servic
 
 __all__ = ["app_from_env", "create_app"]
 
-OPEN_PATHS = {"/health"}
+OPEN_PATHS = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+DOCS_ASSETS = "/static-offline-docs"  # fastapi-offline's Swagger UI and ReDoc files (open, like the pages)
+JSON_HELP = "send the body as JSON: -H 'Content-Type: application/json' (curl: --json '{…}')"
+
+
+def _open_path(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(DOCS_ASSETS + "/")
+
+
+def _json_or_absent(content_type: str) -> bool:
+    """True for no content type or a JSON one (``application/json``, ``application/problem+json``, with or without
+    ``; charset=…``)."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return not kind or kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
 def _error_line(loc: list, message: str) -> str:
@@ -71,7 +92,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        if self.token and scope["path"] not in OPEN_PATHS:
+        if self.token and not _open_path(scope["path"]):
             scheme, _, given = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), self.token.encode()):
                 await _send_json(send, 401, {"error": "missing or wrong bearer token (Authorization: Bearer …)"},
@@ -81,6 +102,9 @@ class Guard:
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             await _send_json(send, 413, {"error": f"request body of {int(length):,} bytes; this server takes at "
                                                   f"most {self.max_body_bytes:,}"})
+            return
+        if scope.get("method") in ("POST", "PUT", "PATCH") and not _json_or_absent(headers.get("content-type", "")):
+            await _send_json(send, 415, {"error": f"content type {headers['content-type']!r} is not JSON; {JSON_HELP}"})
             return
         started = refused = False
         seen = 0
@@ -187,10 +211,13 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
             raise
         yield
 
-    app = FastAPI(title="fewlabel", lifespan=lifespan,
-                  description="Label text when labels are few: kNN over a label index, zero-shot, similarity, "
-                              "and live examples. Every route but /health needs the bearer token when the server "
-                              "was started with one.")
+    app = FastAPIOffline(title="fewlabel", lifespan=lifespan, strict_content_type=False,
+                         description="Label text when labels are few: kNN over a label index, zero-shot, "
+                                     "similarity, and live examples. Bodies are JSON. Every route but /health and "
+                                     "these docs needs the bearer token when the server was started with one "
+                                     "(Authorize, above).")
+    if settings.token:
+        _declare_bearer(app)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -271,6 +298,21 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
     app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes,
                        timeout_s=settings.timeout_s)
     return app
+
+
+def _declare_bearer(app: FastAPI) -> None:
+    """Declare the bearer token in the OpenAPI schema, so Swagger's Authorize button sends it with "Try it out"
+    (the Guard, not FastAPI, checks it)."""
+    plain = app.openapi
+
+    def openapi() -> dict:
+        schema = plain()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+            "type": "http", "scheme": "bearer"}
+        schema["security"] = [{"bearer": []}]
+        return schema
+
+    app.openapi = openapi
 
 
 def app_from_env() -> FastAPI:

@@ -124,7 +124,7 @@ class InfoResponse(BaseModel):
     n_rows: int
     multi_label: bool
     k: int
-    m: float
+    m: int | float  # a whole number of votes is an int (the tuned m always is); --m 2.5 stays a float
     store: dict
     version: str
     sts_model: str

@@ -248,6 +248,7 @@ class Service:
         with self.lock.read():
             index = self.index
             k, m = resolve_k_m(index)
+            m = int(m) if float(m).is_integer() else float(m)  # "m": 1, not 1.0 (meta.json may hold 1.0)
             method = getattr(index, "method", None) or index.extra.get("method") or "knn"
             if isinstance(method, dict):  # the method an index chose records its name with its leaderboard
                 method = method.get("name") or method.get("chosen") or "knn"
