@@ -8,6 +8,7 @@ that the app module keeps its routes and its error contract and this stays in mo
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
 from fastapi import FastAPI, Request
@@ -42,7 +43,7 @@ def serving_info(service, settings) -> dict:
     except ImportError:
         torch_threads = None
     return {"backend": getattr(encoder, "backend", None), "device": getattr(encoder, "device", None),
-            "cores": available_cores(), "workers": settings.workers,
+            "pid": os.getpid(), "cores": available_cores(), "workers": settings.workers,
             "compute_threads": getattr(encoder, "compute_threads", None), "torch_threads": torch_threads,
             "batching": {"enabled": batcher is not None, **(batcher.settings() if batcher is not None else {}),
                          "queue_texts": batcher.depth if batcher is not None else 0},
