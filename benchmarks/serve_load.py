@@ -1,17 +1,28 @@
-"""A bounded load test of `fewlabel serve` on loopback: concurrent clients send requests of 1 and of 16 texts to
-POST /classify. Writes `serve.md` and `serve.json`.
+"""A bounded load test of `fewlabel serve` on loopback, measured against the encoder's own batch throughput and
+the CPU's fp32 matmul peak in the same run. Writes `serve.md` and `serve.json`.
 
-    python -m fewlabel.benchmarks.serve_load --out benchmarks/results
+    flock /work/wt/heavy.lock nice -n 5 python -m fewlabel.benchmarks.serve_load --out benchmarks/results
 
-The server runs as the user runs it (`fewlabel serve`, one uvicorn worker, --no-cache so every text is encoded)
-in its own process; the clients are httpx in this one. Every phase stops after its request count or its time
-limit, whichever comes first. Memory is the server process's resident set (VmRSS now, VmHWM peak)."""
+For each encoder (``--models``) an index of the bundled GoEmotions sample is built; for each backend
+(``--backends``) the server runs as the user runs it (`fewlabel serve`, one uvicorn worker, dynamic batching at
+its defaults, ``--no-cache`` so every text is encoded) in its own process, and the clients are httpx (asyncio,
+keep-alive) in this one. Phases: requests of 1 and of 16 texts at each ``--clients`` count, each stopping after
+its request count or ``--limit-s``, whichever comes first. During every phase a separate connection polls
+``/health`` every 50 ms. Memory is the server's resident set (VmRSS now, VmHWM peak).
+
+Beside each server: the encoder's own batch throughput on the same texts (``Encoder.encode`` in batches of 32 in
+this process, server idle), and its arithmetic rate as a share of the CPU's fp32 peak, measured by a large torch
+matmul (``--gemm-n``) in the same run. FLOPs per batch are counted from the real token lengths: per layer and
+token ``2 (4 d^2 + 2 d f)`` for the projections and feed-forward plus ``4 s d`` for attention, on the padded
+batches the encoder runs (sorted by length, 32 rows). With ``--baseline`` the onnx server is run once more with
+batching off (``--max-batch-tokens 0``) for the 1-text, 8-client phase: the server before issue 27."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import csv
+import os
 import socket
 import subprocess
 import sys
@@ -43,13 +54,65 @@ def memory_mib(pid: int) -> dict[str, float]:
     return values
 
 
+def gemm_peak(n: int, seconds: float = 3.0) -> dict:
+    """fp32 GFLOP/s of an n x n torch matmul on all the process's cores (best of the timed repeats)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)  # warm-up
+    best, began = 0.0, time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+    return {"n": n, "gflops": round(best, 1), "torch_threads": torch.get_num_threads()}
+
+
+def encoder_throughput(model: str, backend: str, texts: list[str], seconds: float = 6.0) -> dict:
+    """The encoder's own texts/s on ``texts`` (batches of 32, sorted by length, as `predict` runs it) and the
+    GFLOP/s that makes, from the real token lengths of the padded batches."""
+    from fewlabel.indexing.encoders.encoder import Encoder
+
+    encoder = Encoder(model, backend=backend)
+    encoder.encode(texts[:64])  # warm-up
+    lengths = sorted((len(ids) for ids in encoder.tokenizer([encoder.prefix + t for t in texts], truncation=True,
+                                                              max_length=encoder.max_length)["input_ids"]),
+                     reverse=True)
+    config = encoder.model.config if backend == "torch" else None
+    if config is None:
+        from transformers import AutoConfig
+
+        from fewlabel.indexing.encoders.encoder import transformer_folder
+
+        folder = Path(encoder.location)
+        config = AutoConfig.from_pretrained(str(transformer_folder(folder) if folder.is_dir() else folder))
+    d, f, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    padded_flops = useful_flops = 0.0
+    for start in range(0, len(lengths), 32):
+        chunk = lengths[start:start + 32]
+        s = max(chunk)
+        padded_flops += len(chunk) * s * layers * (2 * (4 * d * d + 2 * d * f) + 4 * s * d)
+        useful_flops += sum(n * layers * (2 * (4 * d * d + 2 * d * f) + 4 * n * d) for n in chunk)
+    rounds, began = 0, time.perf_counter()
+    while time.perf_counter() - began < seconds or rounds == 0:
+        encoder.encode(texts, batch_size=32)
+        rounds += 1
+    took = time.perf_counter() - began
+    return {"texts_per_s": round(rounds * len(texts) / took, 1),
+            "gflops_padded": round(rounds * padded_flops / took / 1e9, 1),
+            "gflops_useful": round(rounds * useful_flops / took / 1e9, 1),
+            "mean_tokens": round(float(np.mean(lengths)), 1), "layers": layers, "hidden": d}
+
+
 async def phase(base: str, texts: list[str], per_request: int, requests: int, clients: int, limit_s: float) -> dict:
     import httpx
 
     latencies: list[float] = []
+    health: list[float] = []
     errors: dict[str, int] = {}
     counter = iter(range(requests))
     deadline = time.perf_counter() + limit_s
+    running = True
 
     async def client_loop(client: httpx.AsyncClient) -> None:
         for i in counter:
@@ -67,85 +130,167 @@ async def phase(base: str, texts: list[str], per_request: int, requests: int, cl
                 continue
             latencies.append(time.perf_counter() - began)
 
+    async def health_loop() -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as probe:
+            while running:
+                began = time.perf_counter()
+                if (await probe.get("/health")).status_code == 200:
+                    health.append(time.perf_counter() - began)
+                await asyncio.sleep(0.05)
+
     began = time.perf_counter()
+    prober = asyncio.create_task(health_loop())
     async with httpx.AsyncClient(base_url=base, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"},
                                  limits=httpx.Limits(max_connections=clients)) as client:
         await asyncio.gather(*(client_loop(client) for _ in range(clients)))
     wall = time.perf_counter() - began
+    running = False
+    await prober
     ms = np.array(latencies) * 1000
+    hms = np.array(health) * 1000
     done = len(latencies) + sum(errors.values())
-    return {"texts_per_request": per_request, "requests_planned": requests, "requests_sent": done,
-            "ok": len(latencies), "errors": errors, "wall_s": round(wall, 1),
+    return {"texts_per_request": per_request, "clients": clients, "requests_planned": requests,
+            "requests_sent": done, "ok": len(latencies), "errors": errors, "wall_s": round(wall, 1),
             "requests_per_s": round(len(latencies) / wall, 1),
             "texts_per_s": round(len(latencies) * per_request / wall, 1),
             "p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
-            "p99_ms": round(float(np.percentile(ms, 99)), 1), "stopped_by_time_limit": done < requests}
+            "p99_ms": round(float(np.percentile(ms, 99)), 1),
+            "health_max_ms": round(float(hms.max()), 1) if len(hms) else None,
+            "health_p99_ms": round(float(np.percentile(hms, 99)), 1) if len(hms) else None,
+            "stopped_by_time_limit": done < requests}
+
+
+def wait_ready(base: str, server: subprocess.Popen) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise SystemExit("the server did not start")
+        time.sleep(0.5)
+
+
+def metric_sum(base: str, name: str) -> float:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).text
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples if s.name == name)
+
+
+def serve_runs(cli: list[str], index: Path, model: str, backend: str, texts: list[str], args, extra: list[str],
+               shapes: list[tuple[int, int, int]]) -> tuple[list[dict], dict]:
+    port = free_port()
+    server = subprocess.Popen([*cli, "serve", str(index), "--port", str(port), "--no-cache", "--max-batch", "16",
+                               "--token", TOKEN, "--backend", backend, *extra],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    results, memory = [], {}
+    try:
+        wait_ready(base, server)
+        memory["after_start"] = memory_mib(server.pid)
+        asyncio.run(phase(base, texts, 1, 50, 8, 60))  # warm-up, not reported
+        for per_request, clients, count in shapes:
+            batches0 = metric_sum(base, "fewlabel_batch_texts_count")
+            result = asyncio.run(phase(base, texts, per_request, count, clients, args.limit_s))
+            batches = metric_sum(base, "fewlabel_batch_texts_count") - batches0
+            result.update(model=model, backend=backend, batching="off" if "0" in extra else "on",
+                          mean_batch_texts=round(result["ok"] * per_request / batches, 1) if batches else None,
+                          load_average=round(os.getloadavg()[0], 2))
+            results.append(result)
+            memory[f"after_{per_request}x{clients}"] = memory_mib(server.pid)
+            print(model, backend, extra, result, flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return results, memory
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--model", default="minilm")
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=2000, help="requests of 1 text")
-    parser.add_argument("--requests-16", type=int, default=2000, help="requests of 16 texts")
-    parser.add_argument("--note", default="", help="a sentence for the report (e.g. what else ran)")
+    parser.add_argument("--models", default="minilm,e5-small")
+    parser.add_argument("--backends", default="torch,onnx")
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--requests", type=int, default=2000, help="requests of 1 text per phase")
+    parser.add_argument("--requests-16", type=int, default=2000, help="requests of 16 texts per phase")
     parser.add_argument("--limit-s", type=float, default=420.0, help="time limit of each phase")
+    parser.add_argument("--gemm-n", type=int, default=2048)
+    parser.add_argument("--baseline", action="store_true", help="also onnx without batching, 1 text, 8 clients")
+    parser.add_argument("--note", default="", help="a sentence for the report (e.g. what else ran)")
     args = parser.parse_args()
     with open(DEMO / "goemotions_ekman_test.tsv", encoding="utf-8") as fh:
         texts = [row["text"] for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)]
-    results, memory = [], {}
+    clients = [int(c) for c in args.clients.split(",")]
+    shapes = [(1, c, args.requests) for c in clients] + [(16, c, args.requests_16) for c in clients]
+    load_start = os.getloadavg()
+    gemm = gemm_peak(args.gemm_n)
+    print("gemm", gemm, flush=True)
+    results, memory, encoders = [], {}, {}
     with tempfile.TemporaryDirectory() as work:
-        index = Path(work) / "index"
         cli = [sys.executable, "-m", "fewlabel.retrieval.cli", "-q"]
-        subprocess.run([*cli, "index", "build", str(DEMO / "goemotions_ekman_train.tsv"), "--id-col", "id",
-                        "--label-col", "labels", "--label-sep", ",",
-                        "--valid", str(DEMO / "goemotions_ekman_valid.tsv"),
-                        "--model", args.model, "--out", str(index)], check=True, timeout=900)
-        n_rows = sum(1 for _ in open(index / "rows.jsonl", encoding="utf-8"))
-        port = free_port()
-        server = subprocess.Popen([*cli, "serve", str(index), "--port", str(port), "--no-cache", "--max-batch", "16",
-                                   "--token", TOKEN], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            import httpx
-
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the server did not start")
-                time.sleep(0.5)
-            memory["after_start"] = memory_mib(server.pid)
-            asyncio.run(phase(base, texts, 1, 50, args.clients, 60))  # warm-up, not reported
-            for per_request, count in ((1, args.requests), (16, args.requests_16)):
-                results.append(asyncio.run(phase(base, texts, per_request, count, args.clients, args.limit_s)))
-                memory[f"after_{per_request}"] = memory_mib(server.pid)
-                print(results[-1], memory, flush=True)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    rows = [[r["texts_per_request"], f"{r['ok']} of {r['requests_planned']}", r["wall_s"], r["requests_per_s"],
-             r["texts_per_s"], r["p50_ms"], r["p95_ms"], r["p99_ms"],
-             sum(r["errors"].values()) if r["errors"] else 0] for r in results]
+        for model in args.models.split(","):
+            index = Path(work) / f"index-{model}"
+            subprocess.run([*cli, "index", "build", str(DEMO / "goemotions_ekman_train.tsv"), "--id-col", "id",
+                            "--label-col", "labels", "--label-sep", ",",
+                            "--valid", str(DEMO / "goemotions_ekman_valid.tsv"),
+                            "--model", model, "--out", str(index)], check=True, timeout=1800)
+            for backend in args.backends.split(","):
+                encoders[f"{model}/{backend}"] = enc = encoder_throughput(model, backend, texts)
+                enc["share_of_peak_padded"] = round(enc["gflops_padded"] / gemm["gflops"], 3)
+                enc["share_of_peak_useful"] = round(enc["gflops_useful"] / gemm["gflops"], 3)
+                print(model, backend, enc, flush=True)
+                runs, mem = serve_runs(cli, index, model, backend, texts, args, [], shapes)
+                results += runs
+                memory[f"{model}/{backend}"] = mem
+                if args.baseline and backend == "onnx":
+                    runs, mem = serve_runs(cli, index, model, backend, texts, args, ["--max-batch-tokens", "0"],
+                                           [(1, 8, args.requests)])
+                    results += runs
+                    memory[f"{model}/{backend}/no-batching"] = mem
+    load_end = os.getloadavg()
+    rows = []
+    for r in results:
+        enc = encoders[f"{r['model']}/{r['backend']}"]
+        rows.append([r["model"], r["backend"], r["batching"], r["texts_per_request"], r["clients"],
+                     f"{r['ok']} of {r['requests_planned']}", r["requests_per_s"], r["texts_per_s"],
+                     enc["texts_per_s"], f"{r['texts_per_s'] / enc['texts_per_s']:.2f}x", r["p50_ms"], r["p95_ms"],
+                     r["p99_ms"], sum(r["errors"].values()) if r["errors"] else 0, r["mean_batch_texts"],
+                     r["health_max_ms"]])
+    enc_rows = [[key, e["texts_per_s"], e["mean_tokens"], e["gflops_useful"], e["gflops_padded"],
+                 f"{e['share_of_peak_useful']:.0%}", f"{e['share_of_peak_padded']:.0%}"] for key, e in encoders.items()]
+    mem_rows = [[key, m["after_start"].get("VmRSS"), max(v.get("VmRSS", 0) for v in m.values()),
+                 max(v.get("VmHWM", 0) for v in m.values())] for key, m in memory.items()]
     errors = sum(sum(r["errors"].values()) for r in results)
-    body = (f"Server: `fewlabel serve` with one uvicorn worker, {args.model} index of {n_rows} GoEmotions rows (Flat), "
-            f"--no-cache; {args.clients} concurrent httpx clients on loopback, POST /classify.\n\n"
-            + markdown_table(["texts per request", "requests answered", "wall s", "requests/s", "texts/s", "p50 ms",
-                              "p95 ms", "p99 ms", "errors"], rows)
-            + f"\n\nErrors: {errors} (target 0). Server memory (resident, MiB): after start "
-              f"{memory['after_start'].get('VmRSS')}, after the 1-text phase {memory['after_1'].get('VmRSS')}, after "
-              f"the 16-text phase {memory['after_16'].get('VmRSS')}; peak {memory['after_16'].get('VmHWM')}.\n\n"
-              "The work is CPU-bound (encoding) on 2 cores: 8 clients queue behind it, so latency grows with "
-              "concurrency while throughput is what the encoder gives. The fast (ONNX) backend does not exist in "
-              "fewlabel yet, so there is no second row for it.\n" + (f"\n{args.note}\n" if args.note else ""))
+    body = ("Server: `fewlabel serve` with one uvicorn worker and dynamic batching at its defaults (--max-batch-tokens "
+            "8192, --max-wait-ms 5, --max-queue 1024), --no-cache (every text is encoded), --max-batch 16; index of "
+            "the 800 GoEmotions rows of the bundled sample (Flat, kNN vote); httpx keep-alive clients on loopback "
+            "send POST /classify with 1 or 16 test texts. `encoder texts/s`: the same encoder and backend on the "
+            "same texts in batches of 32, in this run, with the server idle; `ratio` = serving texts/s over it. "
+            "`mean batch`: texts per encoder call in the server (from its /metrics). `/health max`: slowest "
+            "/health answer while the phase ran (polled every 50 ms on its own connection).\n\n"
+            + markdown_table(["model", "backend", "batching", "texts per request", "clients", "requests answered",
+                              "requests/s", "texts/s", "encoder texts/s", "ratio", "p50 ms", "p95 ms", "p99 ms",
+                              "errors", "mean batch", "/health max ms"], rows)
+            + f"\n\nErrors: {errors}. Load average (1, 5, 15 min) at the start "
+              f"{tuple(round(x, 2) for x in load_start)}, at the end {tuple(round(x, 2) for x in load_end)}; "
+              "each row's 1-minute load is in serve.json.\n\n"
+              f"## The encoder against the CPU's peak\n\nfp32 peak: {gemm['gflops']} GFLOP/s, a {gemm['n']}x"
+              f"{gemm['n']} torch matmul on {gemm['torch_threads']} threads, in this run. Useful FLOPs count each "
+              "text's own tokens; padded FLOPs count what the batches of 32 (sorted by length) compute.\n\n"
+            + markdown_table(["encoder/backend", "texts/s", "mean tokens", "useful GFLOP/s", "padded GFLOP/s",
+                              "useful share of peak", "padded share of peak"], enc_rows)
+            + "\n\n## Server memory (resident MiB)\n\n"
+            + markdown_table(["server", "after start", "largest after a phase", "peak (VmHWM)"], mem_rows)
+            + "\n" + (f"\n{args.note}\n" if args.note else ""))
     write_report(args.out, "serve", "Load test of fewlabel serve", body,
-                 {"results": results, "memory_mib": memory, "clients": args.clients, "model": args.model,
-                  "index_rows": n_rows},
+                 {"results": results, "encoders": encoders, "gemm": gemm, "memory_mib": memory,
+                  "load_average_start": load_start, "load_average_end": load_end},
                  data_note="bundled GoEmotions-ekman sample (retrieval/demo_data): train indexed, valid tunes k and m, "
                            "test texts sent")
 

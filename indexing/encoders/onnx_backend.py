@@ -219,7 +219,10 @@ def ensure_export(source: str, weights: str, backend: str, *, recipe: dict | Non
 class OnnxRunner:
     """One onnxruntime session over an exported encoder: tokenised numpy batches in, pooled vectors out."""
 
-    def __init__(self, folder: Path, *, threads: int | None = None) -> None:
+    def __init__(self, folder: Path, *, threads: int | None = None, spin: bool = True) -> None:
+        """``threads``: onnxruntime's intra-op threads (None: its default, one per physical core); ``spin=False``
+        lets them sleep between calls instead of spinning (a server needs those cores for HTTP between batches)."""
+        self.folder = folder
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -229,6 +232,9 @@ class OnnxRunner:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # a damaged file: onnxruntime's own error, in one line

@@ -9,9 +9,28 @@ import os
 import socket
 
 from fewlabel.indexing.errors import FewlabelError
-from fewlabel.retrieval.cli.options import add_faiss_device_option, add_model_options, positive_float, positive_int, say
+from fewlabel.retrieval.cli.options import (
+    add_faiss_device_option,
+    add_model_options,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    say,
+)
 
 TOKEN_ENV = "FEWLABEL_TOKEN"
+DEFAULT_DRAIN_S = 20.0  # as fewlabel.retrieval.serve.shutdown.DEFAULT_DRAIN_S (not imported: keeps --help light)
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (waits, where 0 means none)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
 
 
 def add_serve_command(commands: argparse._SubParsersAction) -> None:
@@ -24,7 +43,8 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
     serve.add_argument("--workers", type=positive_int, default=1,
-                       help="worker processes, each with its own copy of the models (default: 1)")
+                       help="worker processes, each with its own copy of the models and cores/N compute threads "
+                            "(default: 1; on a CPU more rarely helps: see docs/serving-speed.md)")
     serve.add_argument("--sts-model", default=None,
                        help="model for /similarity: an encoder or an STS cross-encoder folder (default: the "
                             "index's encoder, cosine mapped to 0-5)")
@@ -44,6 +64,17 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
                        help="most characters per text; longer is a 422 (default: 10000)")
     serve.add_argument("--timeout", type=positive_float, default=30.0,
                        help="seconds a request may take before a 504 (default: 30)")
+    serve.add_argument("--max-batch-tokens", type=non_negative_int, default=8192,
+                       help="dynamic batching: most padded tokens (texts x longest) the encoder takes in one batch "
+                            "of concurrent requests; 0 encodes each request on its own (default: 8192)")
+    serve.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
+                       help="dynamic batching: longest wait for more requests to join a batch (default: 5)")
+    serve.add_argument("--max-queue", type=positive_int, default=1024,
+                       help="dynamic batching: most texts waiting to be encoded; a request past it gets a 503 with "
+                            "Retry-After (default: 1024)")
+    serve.add_argument("--drain-timeout", type=non_negative_float, default=DEFAULT_DRAIN_S,
+                       help="on SIGTERM, seconds to let accepted requests finish before they are cancelled "
+                            f"(default: {DEFAULT_DRAIN_S:g})")
     add_model_options(serve)
     add_faiss_device_option(serve)
     serve.set_defaults(handler=cmd_serve)
@@ -139,14 +170,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
                              faiss_device=args.faiss_device,
                              batch_size=args.batch_size,
                              cache=not args.no_cache, max_batch=args.max_batch, max_text_chars=args.max_text_length,
-                             timeout_s=args.timeout)
+                             timeout_s=args.timeout, max_batch_tokens=args.max_batch_tokens,
+                             max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, workers=args.workers,
+                             drain_s=args.drain_timeout)
     say(args, f"serving {args.index_dir} ({len(index)} rows, {store['kind']} store) on http://{args.host}:{port} "
               f"with {args.workers} worker(s); API docs at /docs")
     log_level = "warning" if args.quiet else "info"
     if args.workers == 1:
-        uvicorn.run(create_app(settings), host=args.host, port=port, log_level=log_level, access_log=not args.quiet)
+        uvicorn.run(create_app(settings), host=args.host, port=port, log_level=log_level, access_log=not args.quiet,
+                    timeout_graceful_shutdown=args.drain_timeout)
     else:
         os.environ[ENV_SETTINGS] = settings.to_env()
         uvicorn.run("fewlabel.retrieval.serve.app:app_from_env", factory=True, host=args.host, port=port,
-                    workers=args.workers, log_level=log_level, access_log=not args.quiet)
+                    workers=args.workers, log_level=log_level, access_log=not args.quiet,
+                    timeout_graceful_shutdown=args.drain_timeout)
     return 0

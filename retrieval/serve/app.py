@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -48,6 +48,7 @@ from fewlabel.retrieval.serve.schemas import (
     ZeroShotResponse,
 )
 from fewlabel.retrieval.serve.service import RequestError, ServeSettings, Service, scrub_paths
+from fewlabel.retrieval.serve.speed import install_speed, serving_info
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -209,7 +210,9 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
         except FewlabelError as exc:  # one line, as the CLI says it; uvicorn then stops
             print(f"fewlabel: error: {exc}", file=sys.stderr, flush=True)
             raise
+        app.state.metrics.watch(app.state.service.encoder)
         yield
+        await asyncio.to_thread(app.state.stop_service, app.state.service)
 
     app = FastAPIOffline(title="fewlabel", lifespan=lifespan, strict_content_type=False,
                          description="Label text when labels are few: kNN over a label index, zero-shot, "
@@ -259,12 +262,17 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
         return request.app.state.service
 
     @app.get("/health", response_model=HealthResponse, summary="liveness (no token needed)")
-    def health() -> dict:
+    async def health() -> dict:  # on the event loop: answers at once even while every pool thread waits
         return {"status": "ok"}
 
     @app.get("/info", response_model=InfoResponse, summary="model, labels, method, size, version, limits")
     def info(request: Request) -> dict:
-        return svc(request).info()
+        return {**svc(request).info(), "serving": serving_info(svc(request), settings)}
+
+    @app.get("/metrics", summary="Prometheus metrics (requests, latency, batches, queue, texts, examples)")
+    def metrics(request: Request) -> Response:
+        body, content_type = request.app.state.metrics.render()
+        return Response(body, media_type=content_type)
 
     @app.post("/classify", response_model=ClassifyResponse, response_model_exclude_none=True,
               summary="labels for texts, identical to `fewlabel predict` on the same index")
@@ -288,15 +296,20 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
     @app.post("/examples", response_model=ExamplesResponse, status_code=201,
               summary="add labelled examples live (saved like `fewlabel index add`)")
     def add_examples(body: ExamplesRequest, request: Request) -> dict:
-        return svc(request).add_examples([row.model_dump() for row in body.rows], request.scope.get(TICKET_KEY))
+        result = svc(request).add_examples([row.model_dump() for row in body.rows], request.scope.get(TICKET_KEY))
+        request.app.state.metrics.examples_added.inc(result["added"])
+        return result
 
     @app.delete("/examples/{row_id:path}", response_model=DeleteResponse,
                 summary="remove one example (an id holding '/' is written as it is)")
     def delete_example(row_id: str, request: Request) -> dict:
-        return svc(request).delete_example(row_id, request.scope.get(TICKET_KEY))
+        result = svc(request).delete_example(row_id, request.scope.get(TICKET_KEY))
+        request.app.state.metrics.examples_deleted.inc()
+        return result
 
     app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes,
                        timeout_s=settings.timeout_s)
+    install_speed(app, settings)  # /metrics counting (outermost), the queue's 503s, the drain at shutdown
     return app
 
 

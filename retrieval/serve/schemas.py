@@ -130,3 +130,4 @@ class InfoResponse(BaseModel):
     sts_model: str
     zero_shot: list[str]
     limits: dict
+    serving: dict | None = None  # backend, threads, batching and worker settings (see retrieval/serve/speed.py)

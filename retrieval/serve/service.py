@@ -56,6 +56,12 @@ class ServeSettings:
     timeout_s: float = 30.0
     max_labels_per_row: int = 64  # a live example's labels; more is a 413
     max_index_labels: int = 2_000  # distinct labels live examples may bring the index to; more is a 413
+    # dynamic batching and process settings (see .batching and .shutdown); max_batch_tokens 0: no batching
+    max_batch_tokens: int = 8192
+    max_wait_ms: float = 5.0
+    max_queue: int = 1024
+    workers: int = 1
+    drain_s: float = 20.0
 
     @property
     def max_body_bytes(self) -> int:
@@ -128,6 +134,7 @@ class Service:
     def __init__(self, settings: ServeSettings) -> None:
         from fewlabel.indexing.encoders.cache import default_cache_path
         from fewlabel.indexing.store.label_index import LabelIndex
+        from fewlabel.retrieval.serve.batching import batched_encoder
         from fewlabel.retrieval.sts.scorer import STSScorer
         from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot, NLIZeroShot
 
@@ -139,7 +146,7 @@ class Service:
         self._stamp_seen = _stamp(self.folder)
         self.index = LabelIndex.load(self.folder)
         self.index.use_faiss_device(settings.faiss_device)
-        self.encoder = self.index.load_encoder(settings.device, settings.backend)
+        self.encoder = batched_encoder(self.index.load_encoder(settings.device, settings.backend), settings)
         self.sts = STSScorer(settings.sts_model, device=settings.device, batch_size=settings.batch_size) \
             if settings.sts_model else STSScorer(self.encoder, batch_size=settings.batch_size)
         self.nli = NLIZeroShot(settings.nli_model, device=settings.device, batch_size=settings.batch_size) \
@@ -178,9 +185,11 @@ class Service:
         """Reload the index when another process (a worker, `fewlabel index add`) replaced the folder."""
         if _stamp(self.folder) == self._stamp_seen:
             return
+        from fewlabel.indexing.files import folder_lock
         from fewlabel.indexing.store.label_index import LabelIndex
 
-        with self.lock.write(), self._index_available():
+        # no writer swaps the folder in the middle of the load; a folder gone or unreadable is a 503
+        with self.lock.write(), self._index_available(), folder_lock(self.folder):
             stamp = _stamp(self.folder)
             if stamp != self._stamp_seen:
                 self.index = LabelIndex.load(self.folder, self.encoder)

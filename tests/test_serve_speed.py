@@ -1,0 +1,340 @@
+"""`fewlabel serve` at production speed, for real: dynamic batching (in process on the real encoder, and over HTTP
+on a real server), the full queue's 503, /metrics behind the token, /info's serving settings, the drain on SIGTERM
+under load, and live edits seen by every worker of a --workers 2 server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 'fewlabel[serve]')")
+pytest.importorskip("prometheus_client", reason="the serve extra is not installed (pip install 'fewlabel[serve]')")
+httpx = pytest.importorskip("httpx", reason="the serve extra is not installed (pip install 'fewlabel[serve]')")
+
+from fewlabel.retrieval.cli import main  # noqa: E402
+from fewlabel.retrieval.serve.batching import Batcher, QueueFull  # noqa: E402
+from tests.test_serve import AUTH, COMMON, DEMO, TOKEN, free_port, slice_tsv  # noqa: E402
+
+TEXTS = [line.split("\t")[1] for line in (DEMO / "goemotions_ekman_test.tsv").read_text(encoding="utf-8")
+         .splitlines()[1:41]]
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("speed")
+    train = slice_tsv(DEMO / "goemotions_ekman_train.tsv", d / "train.tsv", 0, 60)
+    valid = slice_tsv(DEMO / "goemotions_ekman_valid.tsv", d / "valid.tsv", 0, 30)
+    index = d / "index"
+    assert main(["-q", "index", "build", str(train), *COMMON, "--valid", str(valid), "--model", "minilm",
+                 "--no-cache", "--max-k", "8", "--out", str(index)]) == 0
+    return index
+
+
+def start_server(index: Path, log: Path, *extra: str, polls: list | None = None) -> tuple[subprocess.Popen, str]:
+    """The server, once /info answers; ``polls`` gets one item per poll that the server answered."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "fewlabel.retrieval.cli", "-q", "serve", str(index),
+                               "--port", str(port), "--token", TOKEN, "--no-cache", *extra],
+                              stdout=subprocess.DEVNULL, stderr=open(log, "w"))  # noqa: SIM115 - the child owns it
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        assert server.poll() is None, log.read_text()
+        try:
+            answer = httpx.get(f"{base}/info", headers=AUTH, timeout=60)  # no client timeout: every poll counts
+            if polls is not None:
+                polls.append(answer.status_code)
+            if answer.status_code == 200:
+                return server, base
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not start in 180 s"
+        time.sleep(0.3)
+
+
+def stop(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture(scope="module")
+def served(index_dir, tmp_path_factory):
+    """A server that waits up to 150 ms to fill a batch and queues at most 4 texts."""
+    log = tmp_path_factory.mktemp("speedlog") / "server.log"
+    server, base = start_server(index_dir, log, "--max-wait-ms", "150", "--max-queue", "4", "--max-batch", "8")
+    try:
+        yield {"base": base, "server": server, "index": index_dir, "log": log}
+    finally:
+        stop(server)
+
+
+def concurrently(calls) -> list:
+    """Run the calls at the same instant (a barrier), each in its own thread; results in order."""
+    out: list = [None] * len(calls)
+    barrier = threading.Barrier(len(calls))
+
+    def run(i, call):
+        barrier.wait()
+        out[i] = call()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return out
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (0 when absent), read with prometheus-client's parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+# ---- the batcher on the real encoder ---------------------------------------------------------------------
+def test_batcher_merges_concurrent_requests_and_hands_each_its_rows():
+    from fewlabel.indexing.encoders.encoder import Encoder
+
+    encoder = Encoder("minilm", backend="torch")
+    expected = encoder.encode(TEXTS[:12])
+    batches: list[tuple[int, int]] = []
+    batcher = Batcher(encoder, max_batch_tokens=100_000, max_wait_ms=300, max_queue=64,
+                      on_batch=lambda n, tokens, s: batches.append((n, tokens)))
+    try:
+        requests = [TEXTS[i:i + 2] for i in range(0, 12, 2)]  # six requests of two texts
+        results = concurrently([lambda r=r: batcher.encode(r) for r in requests])
+    finally:
+        batcher.stop()
+    got = np.concatenate(results)
+    assert np.allclose(got, expected, atol=1e-5)  # each request got its own rows, in its own order
+    assert sum(n for n, _ in batches) == 12
+    assert len(batches) < len(requests)  # at least two requests shared one encoder call
+
+
+def test_batcher_keeps_to_the_token_budget_and_refuses_a_full_queue():
+    from fewlabel.indexing.encoders.encoder import Encoder
+
+    encoder = Encoder("minilm", backend="torch")
+    tokens = [len(ids) for ids in encoder.tokenizer(TEXTS[:16], truncation=True)["input_ids"]]
+    budget = 3 * max(tokens)  # room for about three texts
+    seen: list[tuple[int, int]] = []
+    batcher = Batcher(encoder, max_batch_tokens=budget, max_wait_ms=200, max_queue=64,
+                      on_batch=lambda n, t, s: seen.append((n, t)))
+    try:
+        results = concurrently([lambda t=t: batcher.encode([t]) for t in TEXTS[:16]])
+        assert all(r.shape == (1, encoder.dim) for r in results)
+        assert sum(n for n, _ in seen) == 16
+        assert all(t <= budget for n, t in seen), seen  # a batch of several requests stays within the budget
+        assert max(n for n, _ in seen) > 1
+    finally:
+        batcher.stop()
+
+    slow = Batcher(encoder, max_batch_tokens=100_000, max_wait_ms=2000, max_queue=3)
+    try:
+        first = threading.Thread(target=slow.encode, args=(TEXTS[:3],))  # fills the queue and waits 2 s in it
+        first.start()
+        deadline = time.monotonic() + 5
+        while slow.depth < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(QueueFull) as refused:
+            slow.encode(TEXTS[3:4])
+        assert refused.value.status == 503 and refused.value.retry_after_s >= 1
+        first.join(30)
+    finally:
+        slow.stop()
+
+
+# ---- a real server ---------------------------------------------------------------------------------------
+def test_info_says_backend_threads_and_batching(served):
+    info = httpx.get(f"{served['base']}/info", headers=AUTH, timeout=30).json()
+    serving = info["serving"]
+    assert serving["backend"] in ("torch", "onnx", "onnx-int8")
+    assert serving["batching"] == {"enabled": True, "max_batch_tokens": 8192, "max_wait_ms": 150.0, "max_queue": 4,
+                                   "batch_size": 32, "queue_texts": 0}
+    assert 1 <= serving["compute_threads"] <= serving["cores"] and serving["workers"] == 1
+
+
+def test_concurrent_http_requests_share_a_batch_and_get_their_own_answers(served):
+    base, texts = served["base"], TEXTS[:4]
+    with httpx.Client(base_url=base, headers=AUTH, timeout=60) as client:
+        alone = [client.post("/embed", json={"texts": [t]}).json()["embeddings"][0] for t in texts]
+        before = client.get("/metrics").text
+        answers = concurrently([lambda t=t: httpx.post(f"{base}/embed", json={"texts": [t]}, headers=AUTH,
+                                                       timeout=60) for t in texts])
+        after = client.get("/metrics").text
+    assert [a.status_code for a in answers] == [200] * 4
+    for answer, single in zip(answers, alone, strict=True):
+        assert np.allclose(answer.json()["embeddings"][0], single, atol=1e-5)
+    batches = metric(after, "fewlabel_batch_texts_count") - metric(before, "fewlabel_batch_texts_count")
+    encoded = metric(after, "fewlabel_texts_encoded_total") - metric(before, "fewlabel_texts_encoded_total")
+    assert encoded == 4 and 1 <= batches < 4  # four requests, fewer encoder calls
+
+
+def test_a_full_queue_answers_503_with_retry_after_at_once(served):
+    base = served["base"]
+    began = time.monotonic()
+    answers = concurrently([lambda: httpx.post(f"{base}/classify", json={"texts": TEXTS[:4]}, headers=AUTH,
+                                               timeout=60),
+                            lambda: httpx.post(f"{base}/classify", json={"texts": TEXTS[4:5]}, headers=AUTH,
+                                               timeout=60)])
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200, 503], [a.text for a in answers]  # whichever came second found 4 texts queued
+    refused = next(a for a in answers if a.status_code == 503)
+    assert int(refused.headers["Retry-After"]) >= 1 and "--max-queue" in refused.json()["error"]
+    assert time.monotonic() - began < 20
+    text = httpx.get(f"{base}/metrics", headers=AUTH, timeout=30).text
+    assert metric(text, "fewlabel_requests_total", method="POST", route="/classify", status="503") >= 1
+
+
+def test_metrics_need_the_token_and_count_requests_and_examples(served):
+    base = served["base"]
+    assert httpx.get(f"{base}/metrics", timeout=30).status_code == 401
+    with httpx.Client(base_url=base, headers=AUTH, timeout=60) as client:
+        assert client.post("/classify", json={"texts": TEXTS[:2]}).status_code == 200
+        assert client.post("/classify", json={"texts": [""]}).status_code == 422
+        added = client.post("/examples", json={"rows": [{"text": "a brand new happy example", "labels": ["joy"]},
+                                                        {"text": "another new one", "labels": ["joy"]}]})
+        assert added.status_code == 201
+        assert client.delete(f"/examples/{added.json()['ids'][0]}").status_code == 200
+        response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert metric(text, "fewlabel_requests_total", method="POST", route="/classify", status="200") >= 1
+    assert metric(text, "fewlabel_requests_total", method="POST", route="/classify", status="422") >= 1
+    assert metric(text, "fewlabel_requests_total", method="GET", route="/metrics", status="401") >= 1
+    assert metric(text, "fewlabel_requests_total", method="DELETE", route="/examples/{row_id}", status="200") == 1
+    assert metric(text, "fewlabel_examples_added_total") == 2
+    assert metric(text, "fewlabel_examples_deleted_total") == 1
+    assert metric(text, "fewlabel_request_seconds_count", route="/classify") >= 2
+    assert metric(text, "fewlabel_queue_texts") == 0
+    assert metric(text, "fewlabel_texts_encoded_total") >= 4
+    assert "fewlabel_batch_tokens_bucket" in text
+
+
+def test_serve_refuses_bad_batching_options_as_one_line(index_dir, capsys):
+    for option, value in (("--max-wait-ms", "-1"), ("--max-queue", "0"), ("--max-batch-tokens", "x")):
+        with pytest.raises(SystemExit) as stopped:
+            main(["serve", str(index_dir), option, value])
+        assert stopped.value.code == 2
+        assert option in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigterm_under_load_answers_every_accepted_request(index_dir, tmp_path):
+    """8 keep-alive clients send /classify of 4 texts without pause; SIGTERM lands while requests are in
+    flight. Every response that comes back is a 200, requests in flight at SIGTERM finish, the server's last
+    line says every request it accepted was answered and the index lock is free, and its count of answers is
+    exactly what the clients received: a client whose request failed had sent it on a connection the server
+    closed without reading it (an idle keep-alive connection, or one still in the listen backlog), which is
+    safe to retry."""
+    log = tmp_path / "server.log"
+    polls: list[int] = []
+    server, base = start_server(index_dir, log, "--drain-timeout", "30", polls=polls)
+    statuses: list[int] = []
+    connect_errors: list[str] = []
+    lost: list[str] = []
+    finished_after_term: list[float] = []
+    term_at: list[float] = []
+    stop_clients = threading.Event()
+
+    def client_loop(worker: int) -> None:
+        with httpx.Client(base_url=base, headers=AUTH, timeout=60) as client:
+            i = worker
+            while not stop_clients.is_set():
+                i += 8
+                began = time.monotonic()
+                try:
+                    response = client.post("/classify", json={"texts": TEXTS[i % 36:i % 36 + 4]})
+                except httpx.ConnectError as exc:
+                    connect_errors.append(type(exc).__name__)
+                    return
+                except httpx.TransportError as exc:  # sent, and no answer: the server dropped it
+                    lost.append(f"{type(exc).__name__}: {exc}")
+                    return
+                statuses.append(response.status_code)
+                if term_at and began < term_at[0] < time.monotonic():
+                    finished_after_term.append(time.monotonic() - term_at[0])
+
+    threads = [threading.Thread(target=client_loop, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(statuses) < 16 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        term_at.append(time.monotonic())
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=60)
+        stop_clients.set()
+        for t in threads:
+            t.join(60)
+    finally:
+        stop_clients.set()
+        stop(server)
+    text = log.read_text()
+    assert code in (0, -signal.SIGTERM), text  # uvicorn re-raises the signal it drained on, as is conventional
+    assert all(m.startswith(("RemoteProtocolError: Server disconnected without sending a response",
+                             "ReadError", "WriteError")) for m in lost), lost
+    assert statuses and set(statuses) == {200}, statuses
+    assert finished_after_term, "no request was in flight when SIGTERM came"
+    line = re.search(r"stopped: (\d+) requests accepted, (\d+) answered, (\d+) cut off; index lock (\w+)", text)
+    assert line, text
+    accepted, answered, cut_off, lock = int(line[1]), int(line[2]), int(line[3]), line[4]
+    assert cut_off == 0 and accepted == answered and lock == "free", line[0]
+    assert answered == len(statuses) + len(polls), (line[0], len(statuses), polls, lost)  # none lost on the way back
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base}/health", timeout=5)
+
+
+@pytest.mark.slow
+def test_live_edits_are_seen_by_every_worker(index_dir, tmp_path):
+    """--workers 2: an example added through one worker is in the next answer of both (each request checks the
+    folder's meta.json and reloads under the folder lock), and so is its removal."""
+    log = tmp_path / "server.log"
+    server, base = start_server(index_dir, log, "--workers", "2")
+    try:
+        with httpx.Client(base_url=base, headers=AUTH, timeout=60) as client:
+            start = client.get("/info").json()["n_rows"]
+            added = client.post("/examples", json={"rows": [{"text": "workers agree on this one",
+                                                             "labels": ["joy"]}]})
+            assert added.status_code == 201, added.text
+            pids = set()
+            for _ in range(200):  # a new connection each time: the kernel hands it to either worker
+                fresh = httpx.get(f"{base}/info", headers=AUTH, timeout=60).json()
+                assert fresh["n_rows"] == start + 1
+                pids.add(fresh["serving"]["pid"])
+                if len(pids) == 2:
+                    break
+            assert len(pids) == 2, pids  # both workers answered, both with the new row
+            assert client.delete(f"/examples/{added.json()['ids'][0]}").status_code == 200
+            seen = set()
+            for _ in range(200):
+                fresh = httpx.get(f"{base}/info", headers=AUTH, timeout=60).json()
+                assert fresh["n_rows"] == start
+                seen.add(fresh["serving"]["pid"])
+                if len(seen) == 2:
+                    break
+            assert len(seen) == 2, seen
+    finally:
+        stop(server)
+    assert json.loads((index_dir / "meta.json").read_text())  # the folder is whole
+    assert os.path.isdir(index_dir)
