@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.data import require_shared
+
 # No test may reach for the hub: a hub id must fail fast and clearly, as it does on an offline machine.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +33,5 @@ def e5():
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    """The shared data folder (tests/support/data.py: `$FEWLABEL_DATA` or beside the clone), or a written skip."""
+    return require_shared()

@@ -11,8 +11,8 @@ import pytest
 
 from fewlabel.indexing.errors import DataError
 from fewlabel.indexing.readers import Row, detect_format, read_rows, read_texts, split_label_cell
+from tests.support.data import require_shared
 
-NSMC_TEST = Path("/work/shared/data/nsmc/rebuilt_ratings_test.txt")
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -428,9 +428,8 @@ def test_utf16_gets_a_hint(tmp_path: Path) -> None:
 
 def test_nsmc_test_split() -> None:
     """NSMC's rebuilt test split: a .txt TSV with header id/document/label, 50,000 rows."""
-    if not NSMC_TEST.exists():
-        pytest.skip(f"{NSMC_TEST} not available")
-    rows = read_rows(NSMC_TEST, text_col="document", label_col="label", id_col="id")
+    nsmc_test = require_shared("nsmc", "rebuilt_ratings_test.txt")
+    rows = read_rows(nsmc_test, text_col="document", label_col="label", id_col="id")
     assert len(rows) == 50_000
     assert {label for row in rows for label in row.labels} == {"0", "1"}
     assert all(len(row.labels) == 1 for row in rows)

@@ -72,12 +72,18 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 # ---- 1. --out that is not ours -----------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["user folder", "folder of the data", "a file"])
+@pytest.mark.parametrize("kind", ["user folder", "folder of the data", "a file", "another tool's meta.json {}",
+                                  "another tool's meta.json with a name"])
 def test_index_build_never_replaces_what_is_not_an_index(data, tmp_path, capsys, monkeypatch, kind):
     if kind == "user folder":
         out = tmp_path / "mine"
         out.mkdir()
         (out / "thesis.txt").write_text("years of work")
+    elif kind.startswith("another tool's meta.json"):  # a JSON object, but not a fewlabel index's meta
+        out = tmp_path / "other-tool"
+        out.mkdir()
+        (out / "meta.json").write_text("{}" if kind.endswith("{}") else '{"name": "my model", "version": 3}')
+        (out / "weights.bin").write_bytes(b"years of training")
     elif kind == "folder of the data":
         out = tmp_path / "data"
         out.mkdir()
@@ -142,6 +148,10 @@ def test_cache_never_keeps_or_returns_a_broken_vector(minilm, tmp_path):
 
 
 # ---- 4. a kill at every step of a replacement ----------------------------------------------------------------
+EXPECTED_ROWS_AFTER_KILL = {"directory:before-replace": 60, "directory:after-exchange": 20,
+                            "directory:between-renames": 60}
+
+
 @pytest.mark.parametrize("step", ["directory:before-replace", "directory:after-exchange",
                                   "directory:between-renames"])
 def test_a_killed_build_leaves_a_complete_index(data, index_dir, tmp_path, step):
@@ -150,7 +160,9 @@ def test_a_killed_build_leaves_a_complete_index(data, index_dir, tmp_path, step)
     result = fewlabel("-q", "index", "build", str(data["more_a"]), *COLUMNS, "--id-col", "id", "--model", "minilm",
                       "--no-cache", "--out", str(out), env={"FEWLABEL_FAULT": step})
     assert result.returncode == -signal.SIGKILL
-    assert len(LabelIndex.load(out)) in (60, 20)  # the old index or the new one, never none
+    # before the replace and between the two renames the old index (60 rows) stands, or is put back by the next
+    # reader; after the exchange the new one (20 rows) does: exactly one of them, never a mix or none
+    assert len(LabelIndex.load(out)) == EXPECTED_ROWS_AFTER_KILL[step]
     info = fewlabel("index", "info", str(out))
     assert info.returncode == 0, info.stderr
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["idx"]  # cleaned

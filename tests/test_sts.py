@@ -186,11 +186,9 @@ def test_unknown_layout(tmp_path):
         read_pairs(tmp_path / "missing.tsv")
 
 
-def test_real_files_first_rows(shared_data):
-    korsts = shared_data / "korsts" / "sts-test.tsv"
-    stsb = shared_data / "stsb_en" / "sts-test.csv"
-    if not (korsts.is_file() and stsb.is_file()):
-        pytest.skip("KorSTS / STS-B test files not found")
+def test_real_files_first_rows():
+    korsts = require_shared("korsts", "sts-test.tsv")
+    stsb = require_shared("stsb_en", "sts-test.csv")
     k, s = read_pairs(korsts), read_pairs(stsb)
     assert len(k) == len(s) == 1379
     assert (k[0].sentence1, k[0].score, k[0].line) == ("한 소녀가 머리를 스타일링하고 있다.", 2.5, 2)
@@ -338,9 +336,11 @@ def test_cross_encoder_training_saves_and_reloads(cross_encoder_dir):
              ("A man plays the flute.", "A man is playing a flute."),
              ("A woman is writing.", "A cat is sleeping.")]
     scores = scorer.predict(pairs)
-    assert scorer.kind == CROSS_ENCODER
+    assert scorer.kind == CROSS_ENCODER and scorer.scale == 5.0
     assert scores[0] == pytest.approx(scores[1], abs=1e-5)  # both orders averaged
-    assert ((scores >= 0) & (scores <= 5)).all()
+    similarity = scorer.similarity(pairs)  # the model's own 0-1 output
+    assert ((similarity > 0) & (similarity < 1)).all()
+    np.testing.assert_allclose(scores, 5.0 * similarity, rtol=1e-6)  # the value, not only the range
     with pytest.raises(FewlabelError, match="bi-encoders only"):
         STSScorer(str(out), calibration="linear")
 
@@ -383,6 +383,24 @@ def test_finished_run_ignores_unfinished_and_damaged_folders(tmp_path):
     assert finished_run(tmp_path, {"settings": {"epochs": 1}}) is None  # a setting the record lacks is no match
     (tmp_path / MARKER_FILE).write_text('{"kind": "sts-cr')
     assert finished_run(tmp_path, {"kind": "sts-cross-encoder"}) is None
+
+
+def test_a_trained_cross_encoder_scores_a_paraphrase_above_an_unrelated_pair(tmp_path):
+    """Values, not only the range: after a short real training (every pair, a few epochs; the two-step fixture
+    above has not learnt yet) a paraphrase scores above an unrelated pair, and each score is scale x similarity."""
+    from fewlabel.finetune.sts.trainer import train_sts_cross_encoder
+
+    rows = pair_rows(EN_PAIRS)
+    out = tmp_path / "ce"
+    train_sts_cross_encoder(rows, rows[16:], "minilm", out, epochs=6, lr=1e-4, batch_size=8, max_length=32,
+                            warmup_ratio=0.0, seed=0, device="cpu", show_progress=False)
+    scorer = STSScorer(str(out), device="cpu")
+    pairs = [("A man is playing a flute.", "A man plays the flute."), ("A woman is writing.", "A cat is sleeping."),
+             ("The man is riding a horse.", "A man rides a horse."), ("A panda slides down a slide.",
+                                                                     "Some men are fighting.")]
+    scores = scorer.predict(pairs)
+    np.testing.assert_allclose(scores, np.clip(scorer.scale * scorer.similarity(pairs), 0, 5), rtol=1e-6)
+    assert scores[0] > scores[1] and scores[2] > scores[3], scores
 
 
 def test_binary_objective_loss_terms(cross_encoder_dir):

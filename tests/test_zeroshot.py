@@ -332,7 +332,8 @@ def test_tune_and_settings_round_trip(small_index, minilm, tmp_path):
     predictor = Predictor(small_index, minilm, EmbeddingZeroShot(minilm), labels="sports,food,music,travel",
                           min_examples=3, k=3, m=1).tune(valid)
     tuning = predictor.tuning_
-    assert tuning["n_valid"] == 5 and 0 <= tuning["score"] <= 1 and tuning["curve"]
+    assert tuning["n_valid"] == 5 and tuning["curve"] and tuning["metric"] == "macro"
+    assert tuning["score"] == max(point["macro_f1"] for point in tuning["curve"])  # the best point is the one kept
     assert tuning["score"] >= tuning["knn_alone"]["macro_f1"]  # kNN alone can never give "travel"
     settings = json.loads(json.dumps(predictor.settings()))  # JSON-ready
     assert settings["weak_labels"] == ["music", "travel"] and settings["route"] == "zeroshot-embed"
@@ -458,8 +459,19 @@ def test_cli_zeroshot_nli_multi_label_jsonl(nli_dir, texts_csv, tmp_path):
                  "--multi-label", "--threshold", "0.0", "--template", "It is about {}.", "--device", "cpu",
                  "--out", str(out)]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(lines) == 3 and all(p["route"] == "zeroshot-nli" and p["labels"] == ["sports", "food"] for p in lines)
-    assert all(0 <= v <= 1 for p in lines for v in p["scores"].values())
+    assert len(lines) == 3 and all(p["route"] == "zeroshot-nli" for p in lines)
+    assert all(p["labels"] == ["sports", "food"] for p in lines)  # threshold 0: every label is kept
+    # a threshold between the scores keeps exactly the labels at or above it (multi-label: each label on its own)
+    values = sorted({v for p in lines for v in p["scores"].values()})
+    assert len(values) >= 2, lines
+    middle = (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+    assert main(["-q", "zeroshot", str(texts_csv), "--labels", "sports,food", "--model", str(nli_dir),
+                 "--multi-label", "--threshold", repr(middle), "--template", "It is about {}.", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    cut = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [p["scores"] for p in cut] == [p["scores"] for p in lines]
+    assert [set(p["labels"]) for p in cut] == [{n for n, v in p["scores"].items() if v >= middle} for p in lines]
+    assert any(p["labels"] for p in cut) and any(len(p["labels"]) < 2 for p in cut)
 
 
 def test_cli_predict_with_fallback(small_index, texts_csv, tmp_path, capsys):
