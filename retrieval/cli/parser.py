@@ -9,6 +9,7 @@ import argparse
 from fewlabel.retrieval.cli.demo import add_demo_command
 from fewlabel.retrieval.cli.finetune import add_adapt_command, add_finetune_commands
 from fewlabel.retrieval.cli.index import add_index_commands
+from fewlabel.retrieval.cli.labelling import add_labelling_commands
 from fewlabel.retrieval.cli.options import EPILOG, add_global_options, leaf_parsers
 from fewlabel.retrieval.cli.predict import add_predict_command
 from fewlabel.retrieval.cli.relation import add_re_commands
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_zeroshot_command(commands)  # `zeroshot`
     add_re_commands(commands)  # `re predict | knn | evaluate`
     add_serve_command(commands)  # `serve`: the index over HTTP
+    add_labelling_commands(commands)  # `suggest`, `check`: the labelling loop
     add_plugin_commands(commands)  # `bench slices` (from benchmarks, through an entry point)
     for leaf in leaf_parsers(parser):  # global options work after the command too: `fewlabel index build … -q`
         add_global_options(leaf, top=False)
