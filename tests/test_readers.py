@@ -14,7 +14,6 @@ from fewlabel.indexing.readers import Row, detect_format, read_rows, read_texts,
 from tests.support.data import require_shared
 
 
-
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
     """Write a small input file; newline="" so the test controls line endings exactly."""
     path = tmp_path / name

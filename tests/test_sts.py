@@ -23,6 +23,7 @@ from fewlabel.retrieval.sts.scorer import (
     model_kind,
     write_scores,
 )
+from tests.support.data import require_shared
 
 
 def meta_of(out: Path) -> Path:
