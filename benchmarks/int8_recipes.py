@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fewlabel.indexing.encoders.onnx_backend import excluded_nodes, quantize_dynamic_recipe
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 
 __all__ = ["calibration_reader", "fused", "quantize_with_recipe", "recipe_quantizer", "tokenised_batches"]
 
@@ -60,7 +60,7 @@ def quantize_with_recipe(source: Path, out: Path, recipe: dict, model_source: st
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         if not calibration_texts:
-            raise FewlabelError("a static int8 recipe needs calibration texts")
+            raise InvalidArgumentError("a static int8 recipe needs calibration texts")
         quantize_static(str(source), str(out), calibration_reader(source, model_source, calibration_texts),
                         quant_format=QuantFormat.QDQ, op_types_to_quantize=recipe["op_types"],
                         per_channel=bool(recipe["per_channel"]), reduce_range=bool(recipe["reduce_range"]),
@@ -69,7 +69,7 @@ def quantize_with_recipe(source: Path, out: Path, recipe: dict, model_source: st
                         calibrate_method=getattr(CalibrationMethod, recipe.get("calibration", "MinMax")),
                         extra_options={"DefaultTensorType": 1})
     else:
-        raise FewlabelError(f"unknown int8 recipe kind {kind!r}: use dynamic, weight-only or static")
+        raise InvalidArgumentError(f"unknown int8 recipe kind {kind!r}: use dynamic, weight-only or static")
 
 
 def calibration_reader(source: Path, model_source: str, texts: list[str]):

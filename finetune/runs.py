@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from fewlabel.finetune.settings import TrainSettings
-from fewlabel.indexing.errors import FewlabelError, ModelError
+from fewlabel.indexing.errors import InvalidArgumentError, ModelError
 from fewlabel.indexing.files import replace_directory, resolve_target, staging_directory
 from fewlabel.indexing.hf import pick_device
 from fewlabel.indexing.model_folder import RUN_FILE, claim_model_folder, read_marker, write_marker
@@ -90,7 +90,8 @@ def resume_point(ckpt_dir: Path, run: dict, resume: bool) -> str | None:
     if resume and last:
         recorded = json.loads(previous.read_text()) if previous.is_file() else None
         if recorded != run:
-            raise FewlabelError(f"{ckpt_dir} holds checkpoints of a different run (other data, base or settings); "
+            raise InvalidArgumentError(
+                f"{ckpt_dir} holds checkpoints of a different run (other data, base or settings); "
                                 "remove that folder or choose another output folder")
         return last
     if ckpt_dir.exists():

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fewlabel.indexing.encoders.registry import REGISTRY
-from fewlabel.indexing.errors import FewlabelError, ModelError
+from fewlabel.indexing.errors import InvalidArgumentError, ModelError
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class TrainSettings:
         if self.max_steps is not None and self.max_steps < 1:
             problems.append(f"max steps must be >= 1 (got {self.max_steps})")
         if problems:
-            raise FewlabelError("bad training settings: " + "; ".join(problems))
+            raise InvalidArgumentError("bad training settings: " + "; ".join(problems))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -27,7 +27,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.readers import Row
 
 __all__ = ["AUGMENT_METHODS", "AUGMENT_UNITS", "Augmenter", "augment_rows"]
@@ -59,7 +59,7 @@ class Augmenter:
         if self.unit not in AUGMENT_UNITS:
             problems.append(f"unknown unit '{self.unit}' (choose from {', '.join(AUGMENT_UNITS)})")
         if problems:
-            raise FewlabelError("bad augmentation settings: " + "; ".join(problems))
+            raise InvalidArgumentError("bad augmentation settings: " + "; ".join(problems))
 
     def describe(self) -> dict:
         return {"method": self.method, "copies": self.copies, "p": self.p, "unit": self.unit, "seed": self.seed}

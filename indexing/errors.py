@@ -5,7 +5,18 @@ from __future__ import annotations
 
 
 class FewlabelError(Exception):
-    """Base class: the CLI prints these as one line and exits non-zero (no traceback)."""
+    """Base class: the CLI prints these as one line and exits 2 (no traceback). Raised as one of the classes
+    below: a library user catches ``ValueError`` for anything they passed wrong, as with scikit-learn."""
+
+
+class InvalidArgumentError(FewlabelError, ValueError):
+    """An argument or option value fewlabel cannot use (a bad k, an unknown method, an --out that is not ours, a
+    combination of options that cannot work). A ``ValueError``, as scikit-learn's ``InvalidParameterError``."""
+
+
+class SetupError(FewlabelError):
+    """What was asked is fine, but this machine or installation cannot do it: a missing extra, no GPU, a
+    server that cannot be reached or a port that cannot be bound, a folder another command holds locked."""
 
 
 class DataError(FewlabelError, ValueError):

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError, SetupError
 
 __all__ = ["atomic_directory", "atomic_file", "fewlabel_home", "folder_lock", "recover_directory", "replace_directory",
            "resolve_target", "staging_directory"]
@@ -239,7 +239,7 @@ def folder_lock(target: str | os.PathLike, *, waiting: Callable[[str], None] | N
         try:
             lock.acquire(timeout=timeout)
         except Timeout:
-            raise FewlabelError(f"{target}: another fewlabel command has been writing it for {timeout:.0f} s "
+            raise SetupError(f"{target}: another fewlabel command has been writing it for {timeout:.0f} s "
                                 f"(lock {lock.lock_file}); try again when it has finished") from None
     try:
         yield
@@ -256,24 +256,25 @@ def refuse_foreign(path: str | os.PathLike, *, folder: bool, what: str, ours: Ca
     path = Path(path).expanduser()
     if not path.exists() and not path.is_symlink():
         if path.parent.exists() and not path.parent.is_dir():
-            raise FewlabelError(f"{option} {path}: {path.parent} is a file, not a folder")
+            raise InvalidArgumentError(f"{option} {path}: {path.parent} is a file, not a folder")
         return
     if path.is_symlink() and not path.exists():
-        raise FewlabelError(f"{option} {path}: a broken link is there; remove it or choose another {option}")
+        raise InvalidArgumentError(f"{option} {path}: a broken link is there; remove it or choose another {option}")
     if folder:
         if not path.is_dir():
-            raise FewlabelError(f"{option} {path}: a file is there, not {what}; fewlabel never replaces a file it "
+            raise InvalidArgumentError(
+                f"{option} {path}: a file is there, not {what}; fewlabel never replaces a file it "
                                 f"did not make: choose another {option}")
         entries = sorted(p.name for p in path.iterdir())
         if not entries or ours(path):
             return
         shown = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
-        raise FewlabelError(f"{option} {path}: this folder holds {shown}, and is not {what}; fewlabel never "
+        raise InvalidArgumentError(f"{option} {path}: this folder holds {shown}, and is not {what}; fewlabel never "
                             f"replaces a folder it did not make: choose another {option}")
     if path.is_dir():
-        raise FewlabelError(f"{option} {path}: a folder is there; give a file name for {what}")
+        raise InvalidArgumentError(f"{option} {path}: a folder is there; give a file name for {what}")
     if path.stat().st_size and not ours(path):
-        raise FewlabelError(f"{option} {path}: this file is not {what} written by fewlabel; fewlabel never "
+        raise InvalidArgumentError(f"{option} {path}: this file is not {what} written by fewlabel; fewlabel never "
                             f"replaces a file it did not make: choose another {option}")
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fewlabel.indexing.errors import FewlabelError, ModelError, first_line
+from fewlabel.indexing.errors import ModelError, SetupError, first_line
 
 _LOGGERS = ("sentence_transformers", "huggingface_hub")
 
@@ -37,13 +37,13 @@ def pick_device(device: str | None = None) -> str:
     try:
         name = check_device_name(device)
     except ValueError as exc:
-        raise FewlabelError(str(exc)) from None
+        raise SetupError(str(exc)) from None
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise FewlabelError(f"device {device!r} was asked for, but torch sees no CUDA GPU here; use --device cpu")
+        raise SetupError(f"device {device!r} was asked for, but torch sees no CUDA GPU here; use --device cpu")
     if name.startswith("cuda:") and int(name.split(":")[1]) >= torch.cuda.device_count():
-        raise FewlabelError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) here")
+        raise SetupError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) here")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise FewlabelError("device 'mps' was asked for, but it is not available here; use --device cpu")
+        raise SetupError("device 'mps' was asked for, but it is not available here; use --device cpu")
     return name
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.files import atomic_file, first_line_of, refuse_foreign
 
 __all__ = ["Prediction", "claim_output", "csv_header_line", "format_predictions", "output_format", "prediction_header",
@@ -47,7 +47,7 @@ def output_format(path: Path) -> str:
         return "jsonl"
     if suffix == ".csv":
         return "csv"
-    raise FewlabelError(f"{path}: output must end in .csv or .jsonl")
+    raise InvalidArgumentError(f"{path}: output must end in .csv or .jsonl")
 
 
 #: The first columns of each kind of output fewlabel writes: how an existing file is recognised as ours.

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from fewlabel.indexing.encoders.cache import EmbeddingCache, SupportsEncode
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.readers import Row, label_matrix
 from fewlabel.indexing.store.label_index import LabelIndex
 from fewlabel.retrieval.knn.estimator import KNNLabeler
@@ -126,9 +126,9 @@ class Predictor:
                  weak_threshold: float | None = None, k: int | None = None, m: float | None = None,
                  cache: EmbeddingCache | None = None, batch_size: int = 32, show_progress: bool = False) -> None:
         if isinstance(min_examples, bool) or not isinstance(min_examples, int) or min_examples < 1:
-            raise FewlabelError(f"min_examples must be an integer >= 1, got {min_examples!r}")
+            raise InvalidArgumentError(f"min_examples must be an integer >= 1, got {min_examples!r}")
         if index is None and zero_shot is None:
-            raise FewlabelError("a Predictor needs an index, a zero-shot scorer, or both")
+            raise InvalidArgumentError("a Predictor needs an index, a zero-shot scorer, or both")
         if index is not None and encoder is None:
             encoder = index.load_encoder()  # the one meta.json names (and checked against it)
         self.index, self.encoder, self.zero_shot = index, encoder, zero_shot
@@ -143,7 +143,7 @@ class Predictor:
         if declared is None and zero_shot is not None:
             declared = zero_shot.labels  # the zero-shot scorer's own candidate labels, when it has some
         if declared is None and not index_names:
-            raise FewlabelError("the label list is empty: pure zero-shot (no index) needs the candidate labels")
+            raise InvalidArgumentError("the label list is empty: pure zero-shot (no index) needs the candidate labels")
         names = list(declared.names) if declared is not None else []
         names += [name for name in index_names if name not in names]
         aliases = {n: (declared.aliases[n] if declared is not None and n in declared.aliases else (n,)) for n in names}
@@ -163,13 +163,13 @@ class Predictor:
         self.weak_labels_ = [n for n in names if n not in covered] if zero_shot is not None else []
         if zero_shot is None and len(covered) < len(names):
             missing = [n for n in names if n not in covered]
-            raise FewlabelError(f"label(s) {', '.join(missing)} have no examples in the index and there is no "
+            raise InvalidArgumentError(f"label(s) {', '.join(missing)} have no examples in the index and there is no "
                                 "zero-shot fallback to score them")
 
         self.multi_label = bool(index.multi_label) if index is not None else bool(zero_shot.multi_label)
         if zero_shot is not None and bool(zero_shot.multi_label) != self.multi_label:
             mode = "multi-label" if self.multi_label else "single-label"
-            raise FewlabelError(f"the index is {mode} but the zero-shot scorer is not: create it with "
+            raise InvalidArgumentError(f"the index is {mode} but the zero-shot scorer is not: create it with "
                                 f"multi_label={self.multi_label}")
         if index is not None:
             self.k, self.m = resolve_k_m(index, k, m)
@@ -349,12 +349,12 @@ class Predictor:
         validation rows, maximising the combined output's macro- (or micro-) F1. Ties go to the setting that
         sends fewer queries to the zero-shot. Returns self; the search is recorded in ``tuning_``."""
         if metric not in ("micro", "macro"):
-            raise FewlabelError(f"metric must be 'micro' or 'macro', got {metric!r}")
+            raise InvalidArgumentError(f"metric must be 'micro' or 'macro', got {metric!r}")
         valid_rows = list(valid_rows)
         if not valid_rows:
-            raise FewlabelError("no validation rows to tune the fallback on")
+            raise InvalidArgumentError("no validation rows to tune the fallback on")
         if self.zero_shot is None:
-            raise FewlabelError("nothing to tune: this Predictor has no zero-shot fallback")
+            raise InvalidArgumentError("nothing to tune: this Predictor has no zero-shot fallback")
         y = label_matrix(valid_rows, self.label_names_, source, label_field)
         texts = [r.text for r in valid_rows]
         knn = self._knn(texts)

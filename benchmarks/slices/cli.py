@@ -121,7 +121,7 @@ def run_slices(args: argparse.Namespace) -> int:
     from fewlabel.benchmarks.slices.runner import load_results, run_benchmark
     from fewlabel.benchmarks.slices.sampling import parse_slices
     from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
-    from fewlabel.indexing.errors import FewlabelError
+    from fewlabel.indexing.errors import InvalidArgumentError
     from fewlabel.indexing.files import atomic_file, refuse_foreign, resolve_target
 
     refuse_foreign(args.out, folder=True, what="a bench slices folder", ours=is_bench_folder)
@@ -135,9 +135,9 @@ def run_slices(args: argparse.Namespace) -> int:
                                setfit_iterations=args.setfit_iterations, finetune_epochs=args.finetune_epochs,
                                fit_max_rows=args.fit_max_rows or None, augmenter=augmenter_from_args(args))
     except ValueError as exc:
-        raise FewlabelError(str(exc)) from exc
+        raise InvalidArgumentError(str(exc)) from exc
     if args.seeds < 1:
-        raise FewlabelError("--seeds must be >= 1")
+        raise InvalidArgumentError("--seeds must be >= 1")
     data = load_splits(args.train, dev=args.dev, test=args.test, text_col=args.text_col, label_col=args.label_col,
                        multi_label=args.multi_label, label_sep=args.label_sep, header=not args.no_header,
                        label_names=args.label_names, dev_fraction=args.dev_fraction, max_train=args.max_train,

@@ -19,7 +19,7 @@ from sklearn.metrics import f1_score
 from fewlabel.benchmarks.slices.data import SliceData
 from fewlabel.benchmarks.slices.methods import Task
 from fewlabel.benchmarks.slices.sampling import nested_slices
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.files import atomic_file
 from fewlabel.indexing.readers import label_matrix
 
@@ -47,13 +47,13 @@ def load_results(out: Path, config: dict, restart: bool = False) -> dict:
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise FewlabelError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); move it away or "
+            raise InvalidArgumentError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); move it away or "
                                 "pass --restart") from exc
         previous = saved.get("config") or {}
         changed = sorted(k for k in set(config) | set(previous)
                          if k not in GROWABLE and previous.get(k) != config.get(k))
         if changed:
-            raise FewlabelError(f"{path} holds a run with other settings ({', '.join(changed)}); choose another "
+            raise InvalidArgumentError(f"{path} holds a run with other settings ({', '.join(changed)}); choose another "
                                 "--out or pass --restart to start over")
         saved["config"] = config  # methods, encoders or bodies added: only their units are new
         return saved
@@ -102,7 +102,7 @@ def run_benchmark(data: SliceData, methods: list, slices: list[int | str], seeds
         fitted = time.perf_counter()
         y_pred = np.asarray(method.predict(test_texts), dtype=bool)
         if y_pred.shape != y_test.shape:
-            raise FewlabelError(f"{method.name} answered a {y_pred.shape} matrix for a {y_test.shape} test set")
+            raise InvalidArgumentError(f"{method.name} answered a {y_pred.shape} matrix for a {y_test.shape} test set")
         record = {"key": unit_key(method.name, slice_name or "-", seed), "method": method.name,
                   "slice": slice_name if slice_name is not None else "-", "seed": seed,
                   "train_rows": len(train), **score(y_test, y_pred),

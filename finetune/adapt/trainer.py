@@ -51,7 +51,7 @@ from fewlabel.finetune.runs import (
 from fewlabel.finetune.settings import TrainSettings, resolve_base
 from fewlabel.indexing.augment import Augmenter
 from fewlabel.indexing.encoders.encoder import transformer_folder
-from fewlabel.indexing.errors import DataError, FewlabelError, ModelError, first_line
+from fewlabel.indexing.errors import DataError, InvalidArgumentError, ModelError, first_line
 from fewlabel.indexing.hf import pick_device, quiet_hf
 from fewlabel.indexing.model_folder import ADAPT_KIND
 
@@ -73,7 +73,7 @@ def prepare_pool(texts: Sequence[str], *, max_texts: int | None = None, seed: in
     used = unique
     if max_texts is not None:
         if max_texts < 2:
-            raise FewlabelError(f"--max-texts must be >= 2 (got {max_texts})")
+            raise InvalidArgumentError(f"--max-texts must be >= 2 (got {max_texts})")
         if len(unique) > max_texts:
             used = random.Random(seed).sample(unique, max_texts)
     if len(used) < 2:
@@ -95,12 +95,12 @@ def adapt_encoder(texts: Sequence[str], base: str, out_dir: str | Path, *, metho
     ``freeze_embeddings`` keeps the word-embedding matrix fixed (most of e5-small's weights and, on a CPU, most
     of a step's optimiser work); ``max_texts`` caps the pool with a seeded sample."""
     if method not in ADAPT_METHODS:
-        raise FewlabelError(f"unknown adaptation method '{method}' (choose from {', '.join(ADAPT_METHODS)})")
+        raise InvalidArgumentError(f"unknown adaptation method '{method}' (choose from {', '.join(ADAPT_METHODS)})")
     settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
                              warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps,
                              freeze_embeddings=freeze_embeddings)
     if method == "simcse" and batch_size < 2:
-        raise FewlabelError("simcse needs --batch-size >= 2: the other texts of a batch are its negatives")
+        raise InvalidArgumentError("simcse needs --batch-size >= 2: the other texts of a batch are its negatives")
     pool, counts = prepare_pool(texts, max_texts=max_texts, seed=seed)
     location, base_info = resolve_base(base)
     out, ckpt_dir = prepare_out(out_dir)

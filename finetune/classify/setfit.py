@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fewlabel.finetune.settings import resolve_base
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.hf import pick_device, quiet_hf
 from fewlabel.indexing.readers import label_matrix
 from fewlabel.indexing.text_classifier import decide
@@ -72,9 +72,9 @@ def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str
 
     labels = list(labels)
     if not train_texts:
-        raise FewlabelError("no training rows")
+        raise InvalidArgumentError("no training rows")
     if len(train_texts) != len(train_labels):
-        raise FewlabelError("texts and labels differ in length")
+        raise InvalidArgumentError("texts and labels differ in length")
     location, base_info = resolve_base(base)
     prefix = base_info.get("prefix", "") or ""
     y_train = label_matrix(train_labels, labels, "train").astype(np.float32)

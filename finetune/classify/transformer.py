@@ -24,7 +24,7 @@ import numpy as np
 from fewlabel.finetune.runs import quiet_trainer
 from fewlabel.finetune.settings import TrainSettings, resolve_base
 from fewlabel.indexing.encoders.encoder import transformer_folder
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.hf import pick_device, quiet_hf
 from fewlabel.indexing.readers import label_matrix
 from fewlabel.indexing.text_classifier import TextClassifier, decide
@@ -45,11 +45,11 @@ def fine_tune_classifier(train_texts: Sequence[str], train_labels: Sequence[Sequ
     are kept), whatever ``max_steps`` says."""
     labels = list(labels)
     if not train_texts:
-        raise FewlabelError("no training rows")
+        raise InvalidArgumentError("no training rows")
     if len(train_texts) != len(train_labels) or (dev_texts is not None and len(dev_texts) != len(dev_labels or [])):
-        raise FewlabelError("texts and labels differ in length")
+        raise InvalidArgumentError("texts and labels differ in length")
     if len(labels) < 2:
-        raise FewlabelError(f"a classifier needs at least 2 labels, got {labels}")
+        raise InvalidArgumentError(f"a classifier needs at least 2 labels, got {labels}")
     settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
                              warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps)
     y_train = label_matrix(train_labels, labels, "train").astype(np.float32)

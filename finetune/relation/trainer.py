@@ -53,7 +53,7 @@ from fewlabel.finetune.runs import (
     transformers_model,
 )
 from fewlabel.finetune.settings import TrainSettings, resolve_base
-from fewlabel.indexing.errors import DataError, FewlabelError, ModelError, first_line
+from fewlabel.indexing.errors import DataError, InvalidArgumentError, ModelError, first_line
 from fewlabel.indexing.hf import pick_device, quiet_hf
 from fewlabel.indexing.model_folder import RE_KIND
 from fewlabel.indexing.relation.data import RelationRow, label_counts, no_relation_label
@@ -306,28 +306,30 @@ def _check_options(labels: list[str], marker: str, type_language: str, loss: str
                    label_smoothing: float, no_relation: str | None, pooling: str = "cls",
                    freeze_embeddings: bool = False) -> dict:
     if len(labels) < 2:
-        raise FewlabelError(f"a relation classifier needs at least 2 labels, got {len(labels)}")
+        raise InvalidArgumentError(f"a relation classifier needs at least 2 labels, got {len(labels)}")
     if len(set(labels)) != len(labels):
-        raise FewlabelError("the label list names a label twice")
+        raise InvalidArgumentError("the label list names a label twice")
     check_marker(marker)
     if type_language not in TYPE_LANGUAGES:
-        raise FewlabelError(f"type language must be one of {', '.join(TYPE_LANGUAGES)}, got {type_language!r}")
+        raise InvalidArgumentError(f"type language must be one of {', '.join(TYPE_LANGUAGES)}, got {type_language!r}")
     if loss not in LOSSES:
-        raise FewlabelError(f"unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
+        raise InvalidArgumentError(f"unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
     if freeze_embeddings and marker == "entity":
-        raise FewlabelError("--freeze-embeddings cannot train the new [E1] … [/E2] marker tokens; use --marker typed")
+        raise InvalidArgumentError(
+            "--freeze-embeddings cannot train the new [E1] … [/E2] marker tokens; use --marker typed")
     if pooling not in POOLINGS:
-        raise FewlabelError(f"unknown pooling '{pooling}'; choose one of {', '.join(POOLINGS)}")
+        raise InvalidArgumentError(f"unknown pooling '{pooling}'; choose one of {', '.join(POOLINGS)}")
     if pooling == "entity-start" and marker not in OPENING_MARKERS:
-        raise FewlabelError(f"entity-start pooling needs entity markers in the text; the '{marker}' rendering has "
+        raise InvalidArgumentError(
+            f"entity-start pooling needs entity markers in the text; the '{marker}' rendering has "
                             f"none (use --marker {' or '.join(OPENING_MARKERS)})")
     if not 0 <= label_smoothing < 1:
-        raise FewlabelError(f"label smoothing must be in [0, 1), got {label_smoothing}")
+        raise InvalidArgumentError(f"label smoothing must be in [0, 1), got {label_smoothing}")
     if loss == "focal" and not focal_gamma > 0:
-        raise FewlabelError(f"focal gamma must be > 0, got {focal_gamma}")
+        raise InvalidArgumentError(f"focal gamma must be > 0, got {focal_gamma}")
     none = no_relation if no_relation is not None else no_relation_label(labels)
     if none is not None and none not in labels:
-        raise FewlabelError(f"the no-relation class '{none}' is not in the label list")
+        raise InvalidArgumentError(f"the no-relation class '{none}' is not in the label list")
     return {"marker": marker, "type_language": type_language, "loss": loss,
             "focal_gamma": focal_gamma if loss == "focal" else None, "label_smoothing": label_smoothing,
             "no_relation": none, "pooling": pooling}

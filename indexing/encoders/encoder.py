@@ -17,7 +17,7 @@ import numpy as np
 
 from fewlabel.indexing.encoders.pooling import mean_pool
 from fewlabel.indexing.encoders.registry import DEFAULT_BACKEND, DEFAULT_MODEL, REGISTRY, registry_names
-from fewlabel.indexing.errors import FewlabelError, ModelError, first_line
+from fewlabel.indexing.errors import InvalidArgumentError, ModelError, first_line
 from fewlabel.indexing.hf import pick_device, quiet_hf
 from fewlabel.indexing.model_folder import refuse_unfinished
 
@@ -113,7 +113,7 @@ def resolve_backend(backend: str | None, device: str | None) -> tuple[str, str]:
         picked = pick_device(device)
         return (backend or (DEFAULT_BACKEND if picked == "cpu" else "torch")), picked
     if device and pick_device(device) != "cpu":
-        raise FewlabelError(f"backend {backend!r} runs on the CPU; use --backend torch for device {device!r}")
+        raise InvalidArgumentError(f"backend {backend!r} runs on the CPU; use --backend torch for device {device!r}")
     return backend, "cpu"
 
 
@@ -238,7 +238,7 @@ class Encoder:
         from tqdm.auto import tqdm
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise FewlabelError(f"batch size must be an integer >= 1, got {batch_size!r}")
+            raise InvalidArgumentError(f"batch size must be an integer >= 1, got {batch_size!r}")
         single = isinstance(texts, str)
         items = [texts] if single else list(texts)
         out = np.zeros((len(items), self.dim), dtype=np.float32)

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from fewlabel.indexing.errors import FewlabelError, IndexMismatchError, ModelError, first_line
+from fewlabel.indexing.errors import IndexMismatchError, InvalidArgumentError, ModelError, first_line
 from fewlabel.indexing.files import atomic_directory, fewlabel_home, folder_lock
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -41,7 +41,7 @@ INT8_RECIPE = {"op_types": ["MatMul"], "per_channel": True, "reduce_range": Fals
 def check_backend(backend: str) -> str:
     """The backend name, or a FewlabelError listing the three."""
     if backend not in BACKENDS:
-        raise FewlabelError(f"unknown encoder backend {backend!r}: use {', '.join(BACKENDS)}")
+        raise InvalidArgumentError(f"unknown encoder backend {backend!r}: use {', '.join(BACKENDS)}")
     return backend
 
 

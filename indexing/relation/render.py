@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.relation.data import Entity, RelationRow
 from fewlabel.indexing.text import has_hangul
 
@@ -66,7 +66,7 @@ def type_word(entity_type: str | None, sentence: str, type_language: str = "auto
     if entity_type is None:
         return None
     if type_language not in TYPE_LANGUAGES:
-        raise FewlabelError(f"type language must be one of {', '.join(TYPE_LANGUAGES)}, got {type_language!r}")
+        raise InvalidArgumentError(f"type language must be one of {', '.join(TYPE_LANGUAGES)}, got {type_language!r}")
     if type_language == "code":
         return entity_type
     language = type_language if type_language != "auto" else ("ko" if has_hangul(sentence) else "en")
@@ -75,7 +75,7 @@ def type_word(entity_type: str | None, sentence: str, type_language: str = "auto
 
 def check_marker(marker: str) -> str:
     if marker not in MARKERS:
-        raise FewlabelError(f"unknown input rendering '{marker}'; choose one of {', '.join(MARKERS)}")
+        raise InvalidArgumentError(f"unknown input rendering '{marker}'; choose one of {', '.join(MARKERS)}")
     return marker
 
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError, SetupError
 
 __all__ = ["FAISS_DEVICES", "apply_search_params", "build_faiss_index", "check_factory", "faiss_gpus", "gpu_copy",
            "make_faiss_index", "read_faiss_index", "resolve_faiss_device", "train_if_needed"]
@@ -40,19 +40,21 @@ def check_factory(factory: str, n_vectors: int, search_params: str | None = None
     import faiss
 
     if not isinstance(factory, str) or not factory.strip():
-        raise FewlabelError("the FAISS factory is empty; use Flat, HNSW32, IVF256,Flat …")
+        raise InvalidArgumentError("the FAISS factory is empty; use Flat, HNSW32, IVF256,Flat …")
     try:
         probe = faiss.index_factory(_PROBE_DIM, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
-        raise FewlabelError(f"FAISS factory '{factory}' is not valid: {_last_line(exc)}") from exc
+        raise InvalidArgumentError(f"FAISS factory '{factory}' is not valid: {_last_line(exc)}") from exc
     apply_search_params(probe, search_params, factory)
     lists = [int(n) for n in _IVF.findall(factory)]
     if lists and n_vectors < max(lists):
-        raise FewlabelError(f"FAISS factory '{factory}' needs at least {max(lists):,} vectors to train its lists "
+        raise InvalidArgumentError(
+            f"FAISS factory '{factory}' needs at least {max(lists):,} vectors to train its lists "
                             f"(ideally 40x as many), and there are {n_vectors:,}; use fewer lists or Flat")
     codes = [2 ** int(bits or 8) for _, bits in _PQ.findall(factory)]
     if codes and n_vectors < max(codes):
-        raise FewlabelError(f"FAISS factory '{factory}' needs at least {max(codes):,} vectors to train its product "
+        raise InvalidArgumentError(
+            f"FAISS factory '{factory}' needs at least {max(codes):,} vectors to train its product "
                             f"quantizer, and there are {n_vectors:,}; use fewer bits (e.g. PQ8x4) or Flat")
 
 
@@ -64,7 +66,7 @@ def make_faiss_index(dim: int, factory: str):
     try:
         return faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
-        raise FewlabelError(f"FAISS factory '{factory}' is not valid for dimension {dim}: "
+        raise InvalidArgumentError(f"FAISS factory '{factory}' is not valid for dimension {dim}: "
                             f"{_last_line(exc)}") from exc
 
 
@@ -79,7 +81,7 @@ def apply_search_params(index, search_params: str | None, factory: str) -> None:
     try:
         faiss.ParameterSpace().set_index_parameters(index, search_params)
     except RuntimeError as exc:
-        raise FewlabelError(f"FAISS search parameters '{search_params}' do not apply to a '{factory}' index: "
+        raise InvalidArgumentError(f"FAISS search parameters '{search_params}' do not apply to a '{factory}' index: "
                             f"{_last_line(exc)}") from exc
 
 
@@ -111,7 +113,7 @@ def train_if_needed(index, vectors: np.ndarray, factory: str, *, quiet: bool = F
         with native_stderr_silenced(quiet):
             index.train(vectors)
     except RuntimeError as exc:
-        raise FewlabelError(f"FAISS index '{factory}' could not be trained on {len(vectors)} vectors "
+        raise InvalidArgumentError(f"FAISS index '{factory}' could not be trained on {len(vectors)} vectors "
                             f"(IVF needs at least as many vectors as lists, ideally 40x): "
                             f"{_last_line(exc)}") from exc
 
@@ -151,12 +153,12 @@ def resolve_faiss_device(device: str | None) -> str:
     cuda where FAISS has none is refused (one line, before any model loads), never quietly run on the CPU."""
     device = (device or "auto").lower()
     if device not in FAISS_DEVICES:
-        raise FewlabelError(f"--faiss-device must be one of {', '.join(FAISS_DEVICES)}, got {device!r}")
+        raise InvalidArgumentError(f"--faiss-device must be one of {', '.join(FAISS_DEVICES)}, got {device!r}")
     if device == "cpu":
         return "cpu"
     gpus = faiss_gpus()
     if device == "cuda" and not gpus:
-        raise FewlabelError("--faiss-device cuda: this FAISS sees no GPU (faiss-cpu is installed, or no CUDA device "
+        raise SetupError("--faiss-device cuda: this FAISS sees no GPU (faiss-cpu is installed, or no CUDA device "
                             "is visible); install the gpu extra on a CUDA machine, or use --faiss-device cpu")
     return "cuda" if gpus else "cpu"
 
@@ -175,6 +177,7 @@ def gpu_copy(index, factory: str, *, strict: bool):
         return faiss.index_cpu_to_all_gpus(index, co=options)
     except (RuntimeError, AttributeError) as exc:
         if strict:
-            raise FewlabelError(f"a FAISS '{factory}' index cannot be searched on the GPU ({_last_line(exc)}); use "
+            raise InvalidArgumentError(
+                f"a FAISS '{factory}' index cannot be searched on the GPU ({_last_line(exc)}); use "
                                 "--faiss-device cpu, or a type FAISS has on GPUs (Flat, IVF…,Flat, IVF…,PQ…)") from exc
         return None

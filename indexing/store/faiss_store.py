@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fewlabel.indexing.errors import FewlabelError, IndexMismatchError
+from fewlabel.indexing.errors import IndexMismatchError, InvalidArgumentError
 from fewlabel.indexing.readers import Row
 from fewlabel.indexing.store.faiss_factory import (
     apply_search_params,
@@ -106,7 +106,7 @@ class FaissStore:
         vectors = self.vectors()
         keep = np.setdiff1d(np.arange(len(vectors)), drop)
         if not len(keep):
-            raise FewlabelError("cannot remove every row of an index")
+            raise InvalidArgumentError("cannot remove every row of an index")
         self.index = build_faiss_index(np.ascontiguousarray(vectors[keep]), self.factory, self.search_params,
                                        quiet=True)
 
@@ -120,7 +120,8 @@ class FaissStore:
         try:
             return self.index.reconstruct_n(0, self.ntotal)
         except RuntimeError as exc:
-            raise FewlabelError(f"a FAISS '{self.factory}' index cannot give its vectors back, so rows cannot be "
+            raise InvalidArgumentError(
+                f"a FAISS '{self.factory}' index cannot give its vectors back, so rows cannot be "
                                 "removed from it; rebuild the index without them") from exc
 
     def write(self, folder: Path) -> None:

@@ -23,7 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fewlabel.indexing.errors import DataError, FewlabelError, IndexMismatchError, first_line
+from fewlabel.indexing.errors import (
+    DataError,
+    FewlabelError,
+    IndexMismatchError,
+    InvalidArgumentError,
+    SetupError,
+    first_line,
+)
 from fewlabel.indexing.readers import Row
 
 __all__ = ["MilvusStore", "check_collection_name", "drop_collection", "normalise_uri"]
@@ -40,19 +47,19 @@ def normalise_uri(uri: str) -> str:
     """A server URL as given; a Milvus Lite file as an absolute path (meta.json is read from other folders)."""
     uri = str(uri).strip()
     if not uri:
-        raise FewlabelError("--milvus-uri is empty: give a Milvus Lite file (PATH.db) or a server URL")
+        raise InvalidArgumentError("--milvus-uri is empty: give a Milvus Lite file (PATH.db) or a server URL")
     if "://" in uri:
         return uri
     path = Path(uri).expanduser()
     if path.suffix != ".db":
-        raise FewlabelError(f"--milvus-uri {uri}: a Milvus Lite file must end in .db (or give a server URL such "
+        raise InvalidArgumentError(f"--milvus-uri {uri}: a Milvus Lite file must end in .db (or give a server URL such "
                             "as http://localhost:19530)")
     return str(path.resolve())
 
 
 def check_collection_name(name: str | None) -> str | None:
     if name is not None and not _NAME.match(name):
-        raise FewlabelError(f"--milvus-collection '{name}': letters, digits and underscores only, not starting "
+        raise InvalidArgumentError(f"--milvus-collection '{name}': letters, digits and underscores only, not starting "
                             "with a digit")
     return name
 
@@ -65,7 +72,7 @@ def _client(uri: str):
     try:
         from pymilvus import MilvusClient
     except ImportError as exc:
-        raise FewlabelError("the Milvus store needs pymilvus: pip install 'fewlabel[milvus]'") from exc
+        raise SetupError("the Milvus store needs pymilvus: pip install 'fewlabel[milvus]'") from exc
     import logging
 
     for name in ("pymilvus", "milvus_lite"):  # their errors (RPC, a locked file) come back as one line each, below
@@ -74,17 +81,17 @@ def _client(uri: str):
         client = MilvusClient(uri)
     except Exception as exc:  # pymilvus raises its own exception types for a locked file or a dead server
         if "://" not in uri:
-            raise FewlabelError(f"cannot open the Milvus Lite file {uri}: {first_line(exc)} (Milvus Lite lets one "
+            raise SetupError(f"cannot open the Milvus Lite file {uri}: {first_line(exc)} (Milvus Lite lets one "
                                 "process at a time open a file: is `fewlabel serve` or another command using "
                                 "it? A shared index needs a Milvus server)") from exc
-        raise FewlabelError(f"cannot reach Milvus at {uri}: {first_line(exc)}") from exc
+        raise SetupError(f"cannot reach Milvus at {uri}: {first_line(exc)}") from exc
     _clients[uri] = client
     return client
 
 
 def _milvus_error(what: str, exc: Exception) -> FewlabelError:
     message = first_line(exc)  # pymilvus can quote a whole vector back: keep the line readable
-    return FewlabelError(f"Milvus could not {what}: {message[:300] + ' …' if len(message) > 300 else message}")
+    return SetupError(f"Milvus could not {what}: {message[:300] + ' …' if len(message) > 300 else message}")
 
 
 def parse_index_type(factory: str | None) -> tuple[str, dict]:
@@ -100,7 +107,7 @@ def _parse_params(text: str | None, option: str) -> dict:
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise FewlabelError(f"{option} '{text}': expected name=value pairs separated by commas")
+            raise InvalidArgumentError(f"{option} '{text}': expected name=value pairs separated by commas")
         value = value.strip()
         try:
             out[key.strip()] = int(value)
@@ -171,7 +178,8 @@ class MilvusStore:
         dim = int(vectors.shape[1])
         client = _client(uri)
         if client.has_collection(name):
-            raise FewlabelError(f"Milvus collection '{name}' already exists at {uri}; fewlabel never writes into a "
+            raise InvalidArgumentError(
+                f"Milvus collection '{name}' already exists at {uri}; fewlabel never writes into a "
                                 "collection it did not just create: choose another --milvus-collection")
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field(PK, DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
@@ -277,7 +285,7 @@ class MilvusStore:
         rows = list(rows)
         _check_rows(rows)
         if len(rows) != len(vectors):
-            raise FewlabelError(f"{len(rows)} rows but {len(vectors)} vectors")
+            raise InvalidArgumentError(f"{len(rows)} rows but {len(vectors)} vectors")
         for start in range(0, len(rows), INSERT_CHUNK):
             data = [{PK: r.id, VECTOR: v.tolist(), LABELS: list(r.labels), TEXT: r.text}
                     for r, v in zip(rows[start:start + INSERT_CHUNK], vectors[start:start + INSERT_CHUNK],

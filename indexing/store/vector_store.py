@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.readers import Row
 
 __all__ = ["STORES", "VectorStore", "create_store", "open_store", "release_replaced", "store_kind"]
@@ -63,7 +63,7 @@ def store_kind(meta: dict) -> str:
     store = meta.get("store")
     kind = store.get("kind", "faiss") if isinstance(store, dict) else "faiss"
     if kind not in STORES:
-        raise FewlabelError(f"meta.json names an unknown vector store '{kind}' (known: {', '.join(STORES)})")
+        raise InvalidArgumentError(f"meta.json names an unknown vector store '{kind}' (known: {', '.join(STORES)})")
     return kind
 
 
@@ -81,7 +81,7 @@ def create_store(kind: str, vectors: np.ndarray, rows: Sequence[Row], *, factory
         from fewlabel.indexing.store.milvus_store import MilvusStore
 
         return MilvusStore.build(vectors, rows, index_type=factory, search_params=search_params, **(options or {}))
-    raise FewlabelError(f"unknown vector store '{kind}' (known: {', '.join(STORES)})")
+    raise InvalidArgumentError(f"unknown vector store '{kind}' (known: {', '.join(STORES)})")
 
 
 def open_store(meta: dict, folder: Path, rows: Sequence[Row], *, tidy: bool = True, mmap: bool = False) -> VectorStore:

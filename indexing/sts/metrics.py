@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.sts.pairs import BINARY_THRESHOLD, PairRow
 
 __all__ = ["pair_metrics", "sts_metrics"]
@@ -25,7 +25,7 @@ def sts_metrics(predicted: Sequence[float] | np.ndarray, gold: Sequence[float] |
     pred = np.asarray(predicted, dtype=np.float64).reshape(-1)
     true = np.asarray(gold, dtype=np.float64).reshape(-1)
     if pred.shape != true.shape:
-        raise FewlabelError(f"{pred.size} predictions but {true.size} gold scores")
+        raise InvalidArgumentError(f"{pred.size} predictions but {true.size} gold scores")
     binary = (true >= BINARY_THRESHOLD).astype(int) if gold_binary is None else np.asarray(gold_binary, dtype=int)
     out: dict = {"n": int(pred.size), "pearson": None, "spearman": None, "binary_f1": None}
     if pred.size >= 2:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fewlabel.indexing.errors import DataError, FewlabelError
+from fewlabel.indexing.errors import DataError, InvalidArgumentError
 from fewlabel.indexing.model_folder import claim_model_folder
 from fewlabel.retrieval.cli.options import (
     PAIRS_HELP,
@@ -121,7 +121,7 @@ def cmd_finetune_sts(args: argparse.Namespace) -> int:
     claim_model_folder(args.out)  # before any data is read or model loaded
     if args.bi_encoder and (args.binary_objective or args.freeze_embeddings):
         option = "--binary-objective" if args.binary_objective else "--freeze-embeddings"
-        raise FewlabelError(f"{option} applies to the cross-encoder, not --bi-encoder")
+        raise InvalidArgumentError(f"{option} applies to the cross-encoder, not --bi-encoder")
     train = read_scored_pairs(args.train, "--train")
     dev = read_scored_pairs(args.dev, "--dev")
     kind = "bi-encoder" if args.bi_encoder else "cross-encoder"

@@ -7,7 +7,7 @@ import json
 import time
 
 from fewlabel.indexing.encoders.registry import DEFAULT_MODEL
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError, SetupError
 from fewlabel.retrieval.cli.options import (
     EPILOG,
     add_augment_options,
@@ -122,9 +122,9 @@ def _check_method(args: argparse.Namespace, n_rows: int, has_valid: bool) -> Non
     from fewlabel.retrieval.methods.registry import MIN_CV_ROWS, trained_names
 
     if args.method in trained_names() and args.budget <= 0:
-        raise FewlabelError(f"--method {args.method} trains a model: give it time with --budget MINUTES")
+        raise InvalidArgumentError(f"--method {args.method} trains a model: give it time with --budget MINUTES")
     if args.method not in ("knn", "auto") and not has_valid and n_rows < MIN_CV_ROWS:
-        raise FewlabelError(f"--method {args.method} without --valid scores by cross-validation, which needs at "
+        raise InvalidArgumentError(f"--method {args.method} without --valid scores by cross-validation, which needs at "
                             f"least {MIN_CV_ROWS} rows (there are {n_rows}): give --valid or --method knn")
 
 
@@ -234,7 +234,7 @@ def faiss_device(args: argparse.Namespace) -> str:
     from fewlabel.indexing.store.faiss_factory import resolve_faiss_device
 
     if getattr(args, "store", "faiss") != "faiss" and args.faiss_device == "cuda":
-        raise FewlabelError("--faiss-device cuda applies to --store faiss")
+        raise InvalidArgumentError("--faiss-device cuda applies to --store faiss")
     return resolve_faiss_device(args.faiss_device)
 
 
@@ -243,14 +243,15 @@ def _store_options(args: argparse.Namespace) -> dict | None:
     if args.store != "milvus":
         given = "--milvus-uri" if args.milvus_uri else "--milvus-collection" if args.milvus_collection else None
         if given:
-            raise FewlabelError(f"{given} applies to --store milvus")
+            raise InvalidArgumentError(f"{given} applies to --store milvus")
         return None
     if not args.milvus_uri:
-        raise FewlabelError("--store milvus needs --milvus-uri (a Milvus Lite file such as labels.db, or a server URL)")
+        raise InvalidArgumentError(
+            "--store milvus needs --milvus-uri (a Milvus Lite file such as labels.db, or a server URL)")
     try:
         import pymilvus  # noqa: F401
     except ImportError as exc:
-        raise FewlabelError("--store milvus needs pymilvus: pip install 'fewlabel[milvus]'") from exc
+        raise SetupError("--store milvus needs pymilvus: pip install 'fewlabel[milvus]'") from exc
     from fewlabel.indexing.store.milvus_store import check_collection_name, normalise_uri
 
     return {"uri": normalise_uri(args.milvus_uri), "collection": check_collection_name(args.milvus_collection)}
@@ -332,7 +333,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
                 index.method = {**index.method, "stale": False}
         else:
             if method != "auto" and valid is None and len(index) < MIN_CV_ROWS:
-                raise FewlabelError(f"refitting the method needs --valid or at least {MIN_CV_ROWS} rows")
+                raise InvalidArgumentError(f"refitting the method needs --valid or at least {MIN_CV_ROWS} rows")
             old = dict(index.method or {})
             if not args.retune:
                 say(args, f"refitting the index's method ({method}) on all {len(index)} rows; it was chosen for the "

@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.retrieval.cli.options import (
     EPILOG,
     add_data_options,
@@ -83,7 +83,7 @@ def claim_csv(path: str, columns: tuple[str, ...], what: str) -> Path:
 
     out = Path(path)
     if out.suffix.lower() != ".csv":
-        raise FewlabelError(f"--out {out}: give a .csv file name")
+        raise InvalidArgumentError(f"--out {out}: give a .csv file name")
     refuse_foreign(out, folder=False, what=what, ours=lambda p: _ours(p, columns))
     return out
 
@@ -147,7 +147,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         from fewlabel.indexing.store.label_index import LabelIndex
 
         if args.model:
-            raise FewlabelError("--model applies when INDEX is '-' (an index encodes with its own encoder)")
+            raise InvalidArgumentError("--model applies when INDEX is '-' (an index encodes with its own encoder)")
         index = LabelIndex.load(args.index_dir)
     started = time.perf_counter()
     pool = read_unlabelled(args, args.pool)

@@ -11,6 +11,7 @@ import sys
 
 from fewlabel.indexing.encoders.onnx_backend import BACKENDS
 from fewlabel.indexing.encoders.registry import DEFAULT_BACKEND, DEFAULT_MODEL, REGISTRY
+from fewlabel.indexing.errors import InvalidArgumentError
 
 __all__ = ["ENCODE_BATCH_SIZE", "EPILOG", "PAIRS_HELP", "add_augment_options", "add_data_options", "add_global_options",
            "add_model_options", "add_training_options", "augmenter_from_args", "fmt_metric", "leaf_parsers",
@@ -198,13 +199,13 @@ def augmenter_from_args(args: argparse.Namespace):
     """The :class:`~fewlabel.indexing.augment.Augmenter` of :func:`add_augment_options`' options, or None without
     ``--augment`` (its settings alone are refused rather than ignored)."""
     from fewlabel.indexing.augment import Augmenter
-    from fewlabel.indexing.errors import FewlabelError
 
     given = {name: getattr(args, f"augment_{name}") for name in ("copies", "p", "unit", "seed")}
     if not args.augment:
         first = next((name for name, value in given.items() if value is not None), None)
         if first:
-            raise FewlabelError(f"--augment-{first} applies to augmentation: add --augment eda (or swap, delete, "
+            raise InvalidArgumentError(
+                f"--augment-{first} applies to augmentation: add --augment eda (or swap, delete, "
                                 "insert)")
         return None
     return Augmenter(args.augment, **{name: value for name, value in given.items() if value is not None})
@@ -257,10 +258,9 @@ def load_encoder(args: argparse.Namespace, model: str, recorded: dict | None = N
 def torch_only(args: argparse.Namespace, what: str) -> None:
     """Refuse ``--backend onnx|onnx-int8`` where only torch runs (the cross-encoder heads: sentence-transformers'
     ONNX backend needs optimum, which does not install beside transformers 5; see README "Fast inference")."""
-    from fewlabel.indexing.errors import FewlabelError
 
     if getattr(args, "backend", None) not in (None, "torch"):
-        raise FewlabelError(f"--backend {args.backend}: {what} runs on torch only (the ONNX backends are for "
+        raise InvalidArgumentError(f"--backend {args.backend}: {what} runs on torch only (the ONNX backends are for "
                             "bi-encoders); leave --backend out or give --backend torch")
 
 

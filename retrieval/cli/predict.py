@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.retrieval.cli.options import (
     EPILOG,
     add_data_options,
@@ -76,11 +76,11 @@ def _predict_on_ray(args: argparse.Namespace, out: Path) -> int:
     from fewlabel.retrieval.outputs import write_predictions
 
     if args.fallback != "none":
-        raise FewlabelError("--fallback runs with --engine local only")
+        raise InvalidArgumentError("--fallback runs with --engine local only")
     given = "--chunk-size" if args.chunk_size else "--no-resume" if args.no_resume else \
         "--faiss-device cuda" if args.faiss_device == "cuda" else None
     if given:
-        raise FewlabelError(f"{given} applies to --engine local")
+        raise InvalidArgumentError(f"{given} applies to --engine local")
     check_index_for_ray(args.index_dir)  # before this process opens a Milvus Lite file
     index = LabelIndex.load(args.index_dir)
     resolve_k_m(index, args.k, args.m)
@@ -131,9 +131,10 @@ def add_fallback_options(predict: argparse.ArgumentParser) -> None:
 def _check_fallback_options(args: argparse.Namespace) -> None:
     """Fallback options without ``--fallback`` would be silently ignored: refuse them instead."""
     if args.fallback == "nli" and not args.nli_model:
-        raise FewlabelError("--fallback nli needs --nli-model FOLDER|HUB_ID (train one with `fewlabel finetune nli`)")
+        raise InvalidArgumentError(
+            "--fallback nli needs --nli-model FOLDER|HUB_ID (train one with `fewlabel finetune nli`)")
     if args.fallback != "nli" and args.nli_model:
-        raise FewlabelError("--nli-model applies to --fallback nli only")
+        raise InvalidArgumentError("--nli-model applies to --fallback nli only")
     if args.fallback == "none":
         given = [option for option, value in (
             ("--labels", args.labels), ("--labels-file", args.labels_file), ("--template", args.template),
@@ -141,7 +142,8 @@ def _check_fallback_options(args: argparse.Namespace) -> None:
             ("--fallback-threshold", args.fallback_threshold), ("--tune-fallback", args.tune_fallback),
             ("--save-fallback", args.save_fallback or None)) if value is not None]
         if given:
-            raise FewlabelError(f"{given[0]} applies to the zero-shot fallback: add --fallback nli or --fallback embed")
+            raise InvalidArgumentError(
+                f"{given[0]} applies to the zero-shot fallback: add --fallback nli or --fallback embed")
 
 
 def _zero_shot(args: argparse.Namespace, index, encoder):
@@ -202,7 +204,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         return _predict_on_ray(args, out)
     if args.ray_address or args.num_workers:
-        raise FewlabelError(f"{'--ray-address' if args.ray_address else '--num-workers'} applies to --engine ray")
+        raise InvalidArgumentError(
+            f"{'--ray-address' if args.ray_address else '--num-workers'} applies to --engine ray")
     resolve_faiss_device(args.faiss_device)  # cuda without a GPU: refused before anything is read
     labels = labels_from_args(args)
     check_template(args.template)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from fewlabel.indexing.encoders.registry import DEFAULT_MODEL
-from fewlabel.indexing.errors import DataError, FewlabelError
+from fewlabel.indexing.errors import DataError, InvalidArgumentError
 from fewlabel.retrieval.cli.options import (
     add_model_options,
     load_encoder,
@@ -35,7 +35,7 @@ def load_labels(spec: str | None, rows=None) -> list[str]:
 
     if spec is None:
         if rows is None:
-            raise FewlabelError("--labels is needed")
+            raise InvalidArgumentError("--labels is needed")
         return infer_labels(rows)
     if spec.lower() == "semeval":
         return list(SEMEVAL_LABELS)
@@ -104,7 +104,7 @@ def claim_submission(path: str) -> Path:
 
     out = Path(path)
     if out.suffix.lower() != ".csv":
-        raise FewlabelError(f"{out}: a submission is a CSV file; the name must end in .csv")
+        raise InvalidArgumentError(f"{out}: a submission is a CSV file; the name must end in .csv")
     return claim_output(out, "submission", meta=True)
 
 

@@ -8,7 +8,7 @@ import argparse
 import os
 import socket
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError, SetupError
 from fewlabel.retrieval.cli.options import (
     add_faiss_device_option,
     add_model_options,
@@ -83,14 +83,14 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
 def _check_port(host: str, port: int) -> int:
     """Bind once to find out now, as one line, that the port is taken (uvicorn would log a traceback)."""
     if not 0 <= port <= 65535:
-        raise FewlabelError(f"--port {port}: a port is 0-65535")
+        raise InvalidArgumentError(f"--port {port}: a port is 0-65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise FewlabelError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+            raise SetupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         return probe.getsockname()[1]
 
 
@@ -104,7 +104,7 @@ def resolve_token(args: argparse.Namespace) -> str | None:
              if value is not None]
     explicit = [name for name, _ in given if name != f"${TOKEN_ENV}"]
     if len(explicit) > 1:
-        raise FewlabelError("give the token once: --token or --token-file, not both")
+        raise InvalidArgumentError("give the token once: --token or --token-file, not both")
     if not given:
         return None
     name, value = given[0]
@@ -113,12 +113,12 @@ def resolve_token(args: argparse.Namespace) -> str | None:
             with open(value, encoding="utf-8") as fh:
                 value = fh.readline().rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as exc:
-            raise FewlabelError(f"--token-file {value}: cannot read it "
+            raise InvalidArgumentError(f"--token-file {value}: cannot read it "
                                 f"({getattr(exc, 'strerror', None) or type(exc).__name__})") from exc
     if not value.strip():
-        raise FewlabelError(f"{name}: the token is empty; give a real token, or none to serve without auth")
+        raise InvalidArgumentError(f"{name}: the token is empty; give a real token, or none to serve without auth")
     if not (value.isascii() and value.isprintable()) or value != value.strip() or " " in value:
-        raise FewlabelError(f"{name}: a token must be printable ASCII without spaces (a client sends it in an "
+        raise InvalidArgumentError(f"{name}: a token must be printable ASCII without spaces (a client sends it in an "
                             "HTTP header, byte for byte)")
     return value
 
@@ -141,7 +141,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from fewlabel.retrieval.serve.app import create_app
         from fewlabel.retrieval.serve.service import ENV_SETTINGS, ServeSettings
     except ImportError as exc:
-        raise FewlabelError(f"fewlabel serve needs the serve extra ({exc.name} is missing): "
+        raise SetupError(f"fewlabel serve needs the serve extra ({exc.name} is missing): "
                             "pip install 'fewlabel[serve]'") from exc
     from fewlabel.indexing.store.faiss_factory import resolve_faiss_device
     from fewlabel.indexing.store.label_index import LabelIndex
@@ -151,12 +151,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     index.use_faiss_device("cpu" if args.faiss_device == "auto" else args.faiss_device)  # cuda: HNSW refused now
     store = index.store.describe()
     if args.workers > 1 and store["kind"] == "milvus" and "://" not in store["uri"]:
-        raise FewlabelError("--workers > 1 with a Milvus Lite index: Milvus Lite lets one process open its file; "
+        raise InvalidArgumentError(
+            "--workers > 1 with a Milvus Lite index: Milvus Lite lets one process open its file; "
                             "serve with one worker, or keep the index on a Milvus server")
     token = resolve_token(args)
     loopback = _is_loopback(args.host)
     if not token and not loopback and not args.insecure:
-        raise FewlabelError(f"--host {args.host} without a token: anyone who can reach it could add and delete "
+        raise InvalidArgumentError(f"--host {args.host} without a token: anyone who can reach it could add and delete "
                             f"examples; set ${TOKEN_ENV} or give --token-file (or --insecure to serve it open)")
     port = _check_port(args.host, args.port)
     if args.token is not None and not loopback:

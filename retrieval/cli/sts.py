@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from fewlabel.indexing.encoders.registry import DEFAULT_MODEL
-from fewlabel.indexing.errors import DataError, FewlabelError
+from fewlabel.indexing.errors import DataError, InvalidArgumentError
 from fewlabel.retrieval.cli.options import (
     PAIRS_HELP,
     add_model_options,
@@ -66,10 +66,10 @@ def cmd_sts_score(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.suffix.lower() != ".csv":
-        raise FewlabelError(f"{out}: STS scores are written as CSV (id,target); the name must end in .csv")
+        raise InvalidArgumentError(f"{out}: STS scores are written as CSV (id,target); the name must end in .csv")
     claim_output(out, "scores", meta=True)
     if args.calibration and not args.calibrate_on:
-        raise FewlabelError("--calibration needs --calibrate-on TRAIN (labelled pairs to fit the map on)")
+        raise InvalidArgumentError("--calibration needs --calibrate-on TRAIN (labelled pairs to fit the map on)")
     rows = read_pairs(args.pairs)
     plot = None
     if rows and all(r.score is not None for r in rows):  # labelled pairs: the error-analysis plot goes to OUT.png

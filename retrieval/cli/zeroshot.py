@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from fewlabel.indexing.encoders.registry import DEFAULT_MODEL
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.retrieval.cli.options import (
     add_data_options,
     add_model_options,
@@ -104,7 +104,7 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
     labels = labels_from_args(args)
     check_template(args.template)
     if args.model != EMBED and args.temperature != 0.05:
-        raise FewlabelError("--temperature applies to --model embed only")
+        raise InvalidArgumentError("--temperature applies to --model embed only")
     rows = read_rows(args.input, text_col=args.text_col, label_col=args.label_col, id_col=args.id_col,
                      label_sep=args.label_sep, header=not args.no_header)
     settings = dict(labels=labels, template=args.template, multi_label=args.multi_label, top_k=args.top_k,

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from fewlabel.indexing.errors import DataError, FewlabelError, first_line
+from fewlabel.indexing.errors import DataError, FewlabelError, InvalidArgumentError, SetupError, first_line
 from fewlabel.retrieval.outputs import Prediction
 
 __all__ = ["INPUT_FORMATS", "actor_cpus", "check_index_for_ray", "predict_on_ray"]
@@ -85,7 +85,7 @@ def _column_name(column: str, header: bool) -> str:
     if header:
         return column
     if not column.strip().isdigit():
-        raise FewlabelError(f"with --no-header, columns are 0-based positions such as 0 or 1, not '{column}'")
+        raise InvalidArgumentError(f"with --no-header, columns are 0-based positions such as 0 or 1, not '{column}'")
     return f"f{int(column)}"
 
 
@@ -110,7 +110,7 @@ def _read(path: str, text_col: str, id_col: str | None, header: bool):
                                  convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                                       include_columns=names)), names
     if not header:
-        raise FewlabelError(f"--no-header applies to CSV and TSV files, not {suffix}")
+        raise InvalidArgumentError(f"--no-header applies to CSV and TSV files, not {suffix}")
     if fmt == "json":
         return ray.data.read_json(path, file_extensions=None).select_columns(columns), columns
     return ray.data.read_parquet(path, columns=columns, file_extensions=None), columns
@@ -153,7 +153,7 @@ def _start(address: str | None, quiet: bool) -> tuple[float, bool]:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local run needs no token (and says so otherwise)
             ray.init(num_cpus=os.cpu_count() or 1, **common)
     except Exception as exc:  # noqa: BLE001 - a cluster that cannot be reached: one line
-        raise FewlabelError(f"cannot start Ray{f' at {address}' if address else ''}: {first_line(exc)}") from exc
+        raise SetupError(f"cannot start Ray{f' at {address}' if address else ''}: {first_line(exc)}") from exc
     return float(ray.cluster_resources().get("CPU", 1)), True
 
 
@@ -171,7 +171,7 @@ def check_index_for_ray(index_dir: str) -> None:
         return  # the actors' LabelIndex.load gives the real message
     store = meta.get("store") if isinstance(meta, dict) else None
     if isinstance(store, dict) and store.get("kind") == "milvus" and "://" not in str(store.get("uri", "")):
-        raise FewlabelError("--engine ray cannot use a Milvus Lite index: Milvus Lite lets one process open its "
+        raise InvalidArgumentError("--engine ray cannot use a Milvus Lite index: Milvus Lite lets one process open its "
                             "file and every Ray actor opens the index; keep the index on a Milvus server, or use "
                             "--engine local")
 
@@ -185,7 +185,7 @@ def predict_on_ray(index_dir: str, input_path: str, *, text_col: str, id_col: st
         import ray
         import ray.data
     except ImportError as exc:
-        raise FewlabelError("--engine ray needs the ray extra: pip install 'fewlabel[ray]'") from exc
+        raise SetupError("--engine ray needs the ray extra: pip install 'fewlabel[ray]'") from exc
     check_index_for_ray(index_dir)
     total, started = _start(address, quiet)
     try:

@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator
 from sklearn.preprocessing import MultiLabelBinarizer, normalize
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from fewlabel.indexing.errors import DataError, FewlabelError, IndexMismatchError
+from fewlabel.indexing.errors import DataError, IndexMismatchError, InvalidArgumentError
 from fewlabel.indexing.store.faiss_factory import build_faiss_index
 from fewlabel.retrieval.knn.voting import (
     multi_label_predict,
@@ -36,9 +36,9 @@ __all__ = ["KNNLabeler", "Votes"]
 def _check_k_m(k: Any, m: Any) -> None:
     """Raise a readable error for bad (k, m) before any searching happens."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise FewlabelError(f"k (neighbours to consult) must be an integer >= 1, got {k!r}")
+        raise InvalidArgumentError(f"k (neighbours to consult) must be an integer >= 1, got {k!r}")
     if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 1 <= m <= k:
-        raise FewlabelError(f"m (votes needed for a label) must satisfy 1 <= m <= k = {k}, got {m!r}")
+        raise InvalidArgumentError(f"m (votes needed for a label) must satisfy 1 <= m <= k = {k}, got {m!r}")
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:
@@ -133,7 +133,7 @@ class KNNLabeler(BaseEstimator):
         """
         _check_k_m(self.k, self.m)
         if not isinstance(self.factory, str) or not self.factory.strip():
-            raise FewlabelError(
+            raise InvalidArgumentError(
                 f"factory must be a faiss index_factory string such as 'Flat', got {self.factory!r}"
             )
         arr = _unit_rows(validate_data(self, X, reset=True, dtype=np.float32))
@@ -213,7 +213,7 @@ class KNNLabeler(BaseEstimator):
         check_is_fitted(self, "index_")
         n = self.k if n_neighbors is None else n_neighbors
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-            raise FewlabelError(f"n_neighbors must be an integer >= 1, got {n!r}")
+            raise InvalidArgumentError(f"n_neighbors must be an integer >= 1, got {n!r}")
         arr = _unit_rows(validate_data(self, X, reset=False, dtype=np.float32, ensure_min_samples=0))
         if arr.shape[0] == 0:
             return np.zeros((0, int(n)), dtype=np.float32), np.zeros((0, int(n)), dtype=np.int64)

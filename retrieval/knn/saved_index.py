@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fewlabel.indexing.encoders.cache import EmbeddingCache, SupportsEncode
-from fewlabel.indexing.errors import DataError, FewlabelError
+from fewlabel.indexing.errors import DataError, InvalidArgumentError
 from fewlabel.indexing.readers import Row, label_matrix
 from fewlabel.indexing.store.label_index import LabelIndex
 from fewlabel.retrieval.knn.tuning import KMResult, tune_k_m
@@ -56,7 +56,7 @@ def resolve_k_m(index: LabelIndex, k: int | None = None, m: float | None = None)
         else:
             m = 1 if not index.multi_label else max(1, round(k / 3))
     if not 1 <= m <= k:
-        raise FewlabelError(f"m must be between 1 and k={k}, got {m}")
+        raise InvalidArgumentError(f"m must be between 1 and k={k}, got {m}")
     return k, m
 
 

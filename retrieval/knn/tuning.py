@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from fewlabel.indexing.errors import DataError, FewlabelError
+from fewlabel.indexing.errors import DataError, InvalidArgumentError
 from fewlabel.retrieval.knn.voting import neighbour_weights, single_label_choice
 
 __all__ = ["KMResult", "tune_k_m", "f1_from_counts"]
@@ -124,20 +124,20 @@ def tune_k_m(
     sims = np.asarray(sims)
     y = np.asarray(y_true)
     if metric not in ("micro", "macro"):
-        raise FewlabelError(f"metric must be 'micro' or 'macro', got {metric!r}")
+        raise InvalidArgumentError(f"metric must be 'micro' or 'macro', got {metric!r}")
     if neigh.ndim != 3:
-        raise FewlabelError(
+        raise InvalidArgumentError(
             f"neighbour labels must be 3-D (n_queries, max_k, n_labels), got shape {neigh.shape}"
         )
     n_q, searched, n_labels = neigh.shape
     if sims.shape != (n_q, searched):
-        raise FewlabelError(f"similarities have shape {sims.shape}, expected {(n_q, searched)}")
+        raise InvalidArgumentError(f"similarities have shape {sims.shape}, expected {(n_q, searched)}")
     if y.shape != (n_q, n_labels):
         raise DataError(
             f"y_true has shape {y.shape}, expected {(n_q, n_labels)} (n_queries, n_labels)", field="labels"
         )
     if isinstance(max_k, bool) or not isinstance(max_k, (int, np.integer)) or not 1 <= max_k <= searched:
-        raise FewlabelError(
+        raise InvalidArgumentError(
             f"max_k must be an integer between 1 and {searched} (neighbours searched), got {max_k!r}"
         )
     if n_q == 0:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 
 __all__ = [
     "neighbour_label_tensor",
@@ -43,14 +43,14 @@ def neighbour_label_tensor(label_matrix: np.ndarray, neighbour_ids: np.ndarray) 
     labels = np.asarray(label_matrix, dtype=bool)
     ids = np.asarray(neighbour_ids)
     if labels.ndim != 2:
-        raise FewlabelError(f"label_matrix must be 2-D (n_train, n_labels), got shape {labels.shape}")
+        raise InvalidArgumentError(f"label_matrix must be 2-D (n_train, n_labels), got shape {labels.shape}")
     if ids.ndim != 2:
-        raise FewlabelError(f"neighbour_ids must be 2-D (n_queries, k), got shape {ids.shape}")
+        raise InvalidArgumentError(f"neighbour_ids must be 2-D (n_queries, k), got shape {ids.shape}")
     if not np.issubdtype(ids.dtype, np.integer):
-        raise FewlabelError(f"neighbour_ids must be integers, got dtype {ids.dtype}")
+        raise InvalidArgumentError(f"neighbour_ids must be integers, got dtype {ids.dtype}")
     n_train, n_labels = labels.shape
     if ids.size and int(ids.max()) >= n_train:
-        raise FewlabelError(
+        raise InvalidArgumentError(
             f"neighbour id {int(ids.max())} is out of range for a label matrix with {n_train} rows; "
             "the index and its labels do not belong together"
         )
@@ -75,9 +75,9 @@ def _check_neigh_sims(neigh: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, 
     neigh = np.asarray(neigh, dtype=bool)
     sims = np.asarray(sims)
     if neigh.ndim != 3:
-        raise FewlabelError(f"neighbour labels must be 3-D (n_queries, k, n_labels), got shape {neigh.shape}")
+        raise InvalidArgumentError(f"neighbour labels must be 3-D (n_queries, k, n_labels), got shape {neigh.shape}")
     if sims.shape != neigh.shape[:2]:
-        raise FewlabelError(
+        raise InvalidArgumentError(
             f"similarities have shape {sims.shape} but neighbour labels have {neigh.shape[:2]} (n_queries, k)"
         )
     return neigh, sims
@@ -93,7 +93,7 @@ def vote_counts(neigh: np.ndarray, sims: np.ndarray, k: int, weighted: bool) -> 
     """
     neigh, sims = _check_neigh_sims(neigh, sims)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= neigh.shape[1]:
-        raise FewlabelError(
+        raise InvalidArgumentError(
             f"k must be an integer between 1 and {neigh.shape[1]} (neighbours searched), got {k!r}"
         )
     w = neighbour_weights(sims, weighted)
@@ -105,7 +105,7 @@ def vote_counts(neigh: np.ndarray, sims: np.ndarray, k: int, weighted: bool) -> 
 
 def _check_m(m: float) -> float:
     if isinstance(m, bool) or not isinstance(m, (int, float, np.integer, np.floating)) or not m > 0:
-        raise FewlabelError(f"m (votes needed for a label) must be a positive number, got {m!r}")
+        raise InvalidArgumentError(f"m (votes needed for a label) must be a positive number, got {m!r}")
     return float(m)
 
 
@@ -137,7 +137,7 @@ def single_label_choice(
     neigh, sims = _check_neigh_sims(neigh, sims)
     n_q, k, n_labels = neigh.shape
     if counts.shape != (n_q, n_labels):
-        raise FewlabelError(
+        raise InvalidArgumentError(
             f"counts have shape {counts.shape}, expected {(n_q, n_labels)} (n_queries, n_labels)"
         )
     if n_labels == 0 or n_q == 0:
@@ -182,11 +182,11 @@ def vote_fractions(
     """
     counts = np.asarray(counts, dtype=np.float64)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise FewlabelError(f"k must be a positive integer, got {k!r}")
+        raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
     if not weighted:
         return counts / float(k)
     if sims is None:
-        raise FewlabelError("weighted vote fractions need the neighbour similarities (sims)")
+        raise InvalidArgumentError("weighted vote fractions need the neighbour similarities (sims)")
     w = neighbour_weights(np.asarray(sims)[:, : int(k)], True)
     total = np.zeros(w.shape[0], dtype=np.float64)
     for j in range(w.shape[1]):  # same summation order as vote_counts, so fractions of 1.0 are exact

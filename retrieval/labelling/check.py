@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.retrieval.labelling.model import FOLDABLE, knn_settings, method_name
 from fewlabel.retrieval.methods.common import Views
 
@@ -148,7 +148,8 @@ def check_index(index, vectors: np.ndarray, *, folds: int = 5, seed: int = 0, ev
     notes: list[str] = []
     conflicts = conflicting_duplicates(rows)
     if len(rows) < MIN_ROWS:
-        raise FewlabelError(f"check needs at least {MIN_ROWS} labelled rows to refit the method on folds; the index "
+        raise InvalidArgumentError(
+            f"check needs at least {MIN_ROWS} labelled rows to refit the method on folds; the index "
                             f"holds {len(rows)}")
     y = index.label_matrix()
     name = method_name(index)

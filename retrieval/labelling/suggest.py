@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.readers import Row
 from fewlabel.retrieval.labelling.strategies import (
     STRATEGIES,
@@ -69,11 +69,11 @@ def suggest(index, pool: Sequence[Row], vectors: np.ndarray, model=None, *, n: i
     ``max_scan``: score at most this many candidates (a seeded random sample) when the pool is larger, to bound
     the time of a method that reads texts (Naive Bayes) on a huge pool."""
     if strategy not in STRATEGIES:
-        raise FewlabelError(f"unknown strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
+        raise InvalidArgumentError(f"unknown strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
     if n < 1:
-        raise FewlabelError(f"--n must be at least 1, got {n}")
+        raise InvalidArgumentError(f"--n must be at least 1, got {n}")
     if len(vectors) != len(pool):
-        raise FewlabelError(f"{len(vectors)} vectors for {len(pool)} pool rows")
+        raise InvalidArgumentError(f"{len(vectors)} vectors for {len(pool)} pool rows")
     known = {r.text for r in index.rows} if index is not None else set()
     rows = candidates(pool, known)
     if max_scan is not None and len(rows) > max_scan:

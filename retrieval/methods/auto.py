@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.retrieval.knn.saved_index import DEFAULT_MAX_K
 from fewlabel.retrieval.methods.common import Views, score, subset
 from fewlabel.retrieval.methods.registry import (
@@ -90,11 +90,12 @@ def select_method(train: Views, y: np.ndarray, *, multi_label: bool, valid: View
     maps setfit / finetune to (trainer, seconds, labels); they are scored on validation rows only (k-fold
     cross-validation would train them k + 1 times)."""
     if metric not in ("micro", "macro"):
-        raise FewlabelError(f"metric must be 'micro' or 'macro', got {metric!r}")
+        raise InvalidArgumentError(f"metric must be 'micro' or 'macro', got {metric!r}")
     methods = list(dict.fromkeys(candidate_names() if methods is None else methods))
     for name in methods:
         if get_spec(name).kind == "trained" and valid is None:
-            raise FewlabelError(f"scoring '{name}' needs validation rows (--valid): cross-validation would train "
+            raise InvalidArgumentError(
+                f"scoring '{name}' needs validation rows (--valid): cross-validation would train "
                                 "it once per fold")
     y = np.asarray(y, dtype=bool)
     say = log or (lambda message: None)
@@ -106,7 +107,8 @@ def select_method(train: Views, y: np.ndarray, *, multi_label: bool, valid: View
     else:
         n_folds = min(int(folds), len(train) // 2)
         if n_folds < 3:
-            raise FewlabelError(f"choosing a method without validation rows needs at least {MIN_CV_ROWS} training "
+            raise InvalidArgumentError(
+                f"choosing a method without validation rows needs at least {MIN_CV_ROWS} training "
                                 f"rows for cross-validation, there are {len(train)}: give --valid, or a --method")
         results = _cross_validated(train, y, methods, multi_label, metric, n_folds, seed, max_k, say)
         protocol = {"kind": "cross-validation", "folds": n_folds, "seed": seed,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from fewlabel.indexing.encoders.cache import EmbeddingCache, SupportsEncode, encode_with_cache
-from fewlabel.indexing.errors import DataError, FewlabelError
+from fewlabel.indexing.errors import DataError, InvalidArgumentError
 from fewlabel.indexing.readers import Row, label_matrix
 from fewlabel.retrieval.knn.saved_index import DEFAULT_MAX_K
 from fewlabel.retrieval.methods.auto import select_method
@@ -47,10 +47,10 @@ def trained_plan(method: str, trainers: dict | None, budget_minutes: float, has_
     """setfit / finetune -> (trainer, seconds of training, labels) for what this call may train."""
     if method in trained_names():
         if not trainers or method not in trainers:
-            raise FewlabelError(f"--method {method} trains a model: pass its trainer (the CLI does; library: "
+            raise InvalidArgumentError(f"--method {method} trains a model: pass its trainer (the CLI does; library: "
                                 "fewlabel.finetune.classify.index_heads.index_trainers)")
         if budget_minutes <= 0:
-            raise FewlabelError(f"--method {method} trains a model: give it time with --budget MINUTES")
+            raise InvalidArgumentError(f"--method {method} trains a model: give it time with --budget MINUTES")
         names = [method]
     elif method == "auto" and budget_minutes > 0 and trainers:
         if not has_valid:
@@ -78,7 +78,7 @@ def fit_method(index, encoder: SupportsEncode, valid_rows: Sequence[Row] | None 
     ``budget_minutes`` > 0 add the trained candidates: auto scores them on ``valid_rows`` beside the fast ones,
     each trained for at most its share of the budget (:data:`TRAINING_SHARE` of budget / candidates)."""
     if method not in method_choices():
-        raise FewlabelError(f"unknown method '{method}'; choose from {', '.join(method_choices())}")
+        raise InvalidArgumentError(f"unknown method '{method}'; choose from {', '.join(method_choices())}")
     say = log or (lambda message: None)
     started = time.perf_counter()
     valid_rows = list(valid_rows) if valid_rows is not None else None

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -153,7 +153,7 @@ def get_spec(name: str) -> MethodSpec:
     try:
         return _SPECS[name]
     except KeyError:
-        raise FewlabelError(f"unknown method '{name}'; choose from {', '.join(method_choices())}") from None
+        raise InvalidArgumentError(f"unknown method '{name}'; choose from {', '.join(method_choices())}") from None
 
 
 def candidate_names() -> tuple[str, ...]:
@@ -190,6 +190,6 @@ def make_candidate(name: str, context: MethodContext | None = None) -> Labelling
     spec = get_spec(name)
     context = context or MethodContext()
     if spec.kind == "trained" and name not in context.trained:
-        raise FewlabelError(f"method '{name}' trains a model: it needs a trainer and a time budget "
+        raise InvalidArgumentError(f"method '{name}' trains a model: it needs a trainer and a time budget "
                             "(`--budget MINUTES`)")
     return spec.factory(context)

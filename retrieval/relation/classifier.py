@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fewlabel.indexing.errors import DataError, FewlabelError, ModelError
+from fewlabel.indexing.errors import DataError, InvalidArgumentError, ModelError
 from fewlabel.indexing.files import atomic_file
 from fewlabel.indexing.hf import load_cross_encoder
 from fewlabel.indexing.model_folder import MARKER_FILE, RE_KIND, read_marker
@@ -43,7 +43,7 @@ def write_submission(ids: Sequence[str], probs: np.ndarray, labels: Sequence[str
     """Write ``id,pred_label,probs`` atomically; ``probs`` rows are normalised to sum to 1 first."""
     path = Path(path)
     if path.suffix.lower() != ".csv":
-        raise FewlabelError(f"{path}: a submission is a CSV file; the name must end in .csv")
+        raise InvalidArgumentError(f"{path}: a submission is a CSV file; the name must end in .csv")
     probs = normalise_probs(probs)
     labels = list(labels)
     if probs.shape != (len(ids), len(labels)):

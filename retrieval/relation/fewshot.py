@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fewlabel.indexing.errors import DataError, FewlabelError
+from fewlabel.indexing.errors import DataError, InvalidArgumentError
 from fewlabel.indexing.relation.data import RelationRow
 from fewlabel.indexing.relation.render import render_rows
 
@@ -34,7 +34,7 @@ METHODS = ("knn", "prototype")
 def relation_texts(rows: Sequence[RelationRow], marker: str = "typed", type_language: str = "auto") -> list[str]:
     """The entity-marked sentences that are embedded (the baseline rendering carries no markers: refused)."""
     if marker == "baseline":
-        raise FewlabelError("few-shot relations embed entity-marked sentences: use --marker typed or entity")
+        raise InvalidArgumentError("few-shot relations embed entity-marked sentences: use --marker typed or entity")
     return [r.text for r in render_rows(rows, marker, type_language=type_language)]
 
 
@@ -63,11 +63,11 @@ class RelationKNN:
         """Store the support vectors X (unit rows) and their labels y. ``labels`` fixes the class order of
         ``predict_proba`` (e.g. the 30 KLUE relations); classes without examples get probability 0."""
         if self.method not in METHODS:
-            raise FewlabelError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+            raise InvalidArgumentError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise FewlabelError(f"k must be an integer >= 1, got {self.k!r}")
+            raise InvalidArgumentError(f"k must be an integer >= 1, got {self.k!r}")
         if not self.temperature > 0:
-            raise FewlabelError(f"temperature must be > 0, got {self.temperature!r}")
+            raise InvalidArgumentError(f"temperature must be > 0, got {self.temperature!r}")
         X = _unit_rows(X, "X")
         y = list(y)
         if len(y) != X.shape[0]:
@@ -96,7 +96,7 @@ class RelationKNN:
         """(n, n_classes) class scores before the softmax: summed neighbour cosines, or cosine to each
         prototype; -inf for classes without examples."""
         if not hasattr(self, "X_"):
-            raise FewlabelError("this RelationKNN is not fitted yet: call fit()")
+            raise InvalidArgumentError("this RelationKNN is not fitted yet: call fit()")
         Q = _unit_rows(X, "X", dim=self.X_.shape[1])
         out = np.full((Q.shape[0], len(self.classes_)), -np.inf)
         if self.method == "prototype":
@@ -137,7 +137,7 @@ def sample_episodes(labels: Sequence[str], *, n_way: int, k_shot: int, n_query: 
     """Draw ``episodes`` N-way K-shot tasks from rows with these labels. Classes need ``k_shot + n_query`` rows
     to be drawn; ``exclude`` leaves classes out (e.g. no_relation, whose rows share no relation)."""
     if min(n_way, k_shot, n_query, episodes) < 1:
-        raise FewlabelError("n_way, k_shot, n_query and episodes must all be >= 1")
+        raise InvalidArgumentError("n_way, k_shot, n_query and episodes must all be >= 1")
     by_class: dict[str, list[int]] = {}
     for i, label in enumerate(labels):
         if label not in exclude:

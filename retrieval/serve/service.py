@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from fewlabel.indexing.errors import FewlabelError
+from fewlabel.indexing.errors import FewlabelError, SetupError
 from fewlabel.indexing.readers import Row
 
 __all__ = ["ENV_SETTINGS", "RequestError", "ServeSettings", "Service"]
@@ -76,7 +76,7 @@ class ServeSettings:
     def from_env(cls) -> ServeSettings:
         raw = os.environ.get(ENV_SETTINGS)
         if not raw:
-            raise FewlabelError(f"{ENV_SETTINGS} is not set: start the service with `fewlabel serve INDEX_DIR`")
+            raise SetupError(f"{ENV_SETTINGS} is not set: start the service with `fewlabel serve INDEX_DIR`")
         return cls(**json.loads(raw))
 
 

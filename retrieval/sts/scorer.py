@@ -27,7 +27,7 @@ import numpy as np
 from fewlabel.indexing.encoders.cache import EmbeddingCache, encode_with_cache
 from fewlabel.indexing.encoders.encoder import Encoder, transformer_folder
 from fewlabel.indexing.encoders.registry import DEFAULT_MODEL
-from fewlabel.indexing.errors import FewlabelError, ModelError
+from fewlabel.indexing.errors import InvalidArgumentError, ModelError
 from fewlabel.indexing.files import atomic_file
 from fewlabel.indexing.hf import load_cross_encoder
 from fewlabel.indexing.model_folder import read_marker
@@ -57,7 +57,7 @@ class Calibration:
 
     def __init__(self, method: str = "default") -> None:
         if method not in CALIBRATIONS:
-            raise FewlabelError(f"unknown calibration '{method}'; choose from {', '.join(CALIBRATIONS)}")
+            raise InvalidArgumentError(f"unknown calibration '{method}'; choose from {', '.join(CALIBRATIONS)}")
         self.method = method
         self.coef_: float | None = None
         self.intercept_: float | None = None
@@ -73,13 +73,13 @@ class Calibration:
         x = np.asarray(similarity, dtype=np.float64).reshape(-1)
         y = np.asarray(scores, dtype=np.float64).reshape(-1)
         if x.shape != y.shape:
-            raise FewlabelError(f"calibration: {x.size} similarities but {y.size} scores")
+            raise InvalidArgumentError(f"calibration: {x.size} similarities but {y.size} scores")
         if not (np.isfinite(x).all() and np.isfinite(y).all()):
-            raise FewlabelError("calibration: similarities and scores must be finite numbers")
+            raise InvalidArgumentError("calibration: similarities and scores must be finite numbers")
         if self.method == "default":
             return self
         if x.size < 2 or np.ptp(x) == 0:
-            raise FewlabelError(f"{self.method} calibration needs at least 2 labelled pairs with different "
+            raise InvalidArgumentError(f"{self.method} calibration needs at least 2 labelled pairs with different "
                                 f"similarities (got {x.size})")
         if self.method == "linear":
             from sklearn.linear_model import LinearRegression
@@ -100,7 +100,7 @@ class Calibration:
         if self.method == "default":
             out = MAX_SCORE * np.clip(x, 0.0, 1.0)
         elif not self.fitted:
-            raise FewlabelError(f"{self.method} calibration is not fitted: give labelled pairs to fit it on")
+            raise InvalidArgumentError(f"{self.method} calibration is not fitted: give labelled pairs to fit it on")
         elif self.method == "linear":
             out = self.coef_ * x + self.intercept_
         else:
@@ -130,7 +130,7 @@ class Calibration:
                 if cal.x_thresholds_.shape != cal.y_thresholds_.shape or cal.x_thresholds_.size == 0:
                     raise ValueError("x and y thresholds differ in length")
         except (KeyError, TypeError, ValueError) as exc:
-            raise FewlabelError(f"not a calibration record ({type(exc).__name__}: {exc})") from exc
+            raise InvalidArgumentError(f"not a calibration record ({type(exc).__name__}: {exc})") from exc
         return cal
 
     def __repr__(self) -> str:
@@ -215,10 +215,10 @@ class STSScorer:
         elif hasattr(model, "encode") and hasattr(model, "describe"):
             self.kind, self.encoder = BI_ENCODER, model
         else:
-            raise FewlabelError(f"STSScorer needs a model name, folder or Encoder, not {type(model).__name__}")
+            raise InvalidArgumentError(f"STSScorer needs a model name, folder or Encoder, not {type(model).__name__}")
         if self.kind == CROSS_ENCODER:
             if calibration not in (None, "default"):
-                raise FewlabelError("a cross-encoder scores 0-5 itself; calibration applies to bi-encoders only")
+                raise InvalidArgumentError("a cross-encoder scores 0-5 itself; calibration applies to bi-encoders only")
             self.calibration_ = None
         elif isinstance(calibration, Calibration):
             self.calibration_ = calibration
@@ -240,7 +240,7 @@ class STSScorer:
     def fit(self, pairs: Sequence[Pair], scores: Sequence[float] | None = None) -> STSScorer:
         """Fit the calibration on labelled pairs (PairRows carry their scores; else give ``scores``)."""
         if self.kind == CROSS_ENCODER:
-            raise FewlabelError("a cross-encoder scores 0-5 itself; calibration applies to bi-encoders only")
+            raise InvalidArgumentError("a cross-encoder scores 0-5 itself; calibration applies to bi-encoders only")
         gold = _gold_scores(pairs, scores)
         self.calibration_.fit(self.similarity(pairs), gold)
         return self
@@ -280,11 +280,11 @@ class STSScorer:
 def _gold_scores(pairs: Sequence[Pair], scores: Sequence[float] | None) -> list[float]:
     if scores is not None:
         if len(scores) != len(pairs):
-            raise FewlabelError(f"{len(pairs)} pairs but {len(scores)} scores")
+            raise InvalidArgumentError(f"{len(pairs)} pairs but {len(scores)} scores")
         return [float(s) for s in scores]
     gold = [p.score if isinstance(p, PairRow) else None for p in pairs]
     if any(g is None for g in gold):
-        raise FewlabelError("calibration needs labelled pairs (a score on every pair)")
+        raise InvalidArgumentError("calibration needs labelled pairs (a score on every pair)")
     return gold  # type: ignore[return-value]
 
 
@@ -294,9 +294,9 @@ def write_scores(rows: Sequence[PairRow], scores: Sequence[float] | np.ndarray, 
     """Write ``id,target`` (the competition format) and ``OUT.csv.meta.json``, each atomically."""
     out = Path(out)
     if out.suffix.lower() != ".csv":
-        raise FewlabelError(f"{out}: STS scores are written as CSV (id,target); the name must end in .csv")
+        raise InvalidArgumentError(f"{out}: STS scores are written as CSV (id,target); the name must end in .csv")
     if len(rows) != len(scores):
-        raise FewlabelError(f"{len(rows)} pairs but {len(scores)} scores")
+        raise InvalidArgumentError(f"{len(rows)} pairs but {len(scores)} scores")
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(out) as fh:
         writer = csv.writer(fh)

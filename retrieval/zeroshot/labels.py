@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fewlabel.indexing.errors import DataError, FewlabelError
+from fewlabel.indexing.errors import DataError, FewlabelError, InvalidArgumentError
 from fewlabel.indexing.readers import read_text_file
 from fewlabel.indexing.text import has_hangul
 
@@ -33,17 +33,17 @@ class LabelSet:
 
     def __post_init__(self) -> None:
         if not self.names:
-            raise FewlabelError("the label list is empty: give at least one candidate label")
+            raise InvalidArgumentError("the label list is empty: give at least one candidate label")
         dup = sorted({n for n in self.names if self.names.count(n) > 1})
         if dup:
-            raise FewlabelError(f"label(s) listed twice: {', '.join(dup)}")
+            raise InvalidArgumentError(f"label(s) listed twice: {', '.join(dup)}")
         blank = [n for n in self.names if not str(n).strip()]
         if blank:
-            raise FewlabelError("a label name is empty")
+            raise InvalidArgumentError("a label name is empty")
         full = {n: tuple(self.aliases.get(n) or (n,)) for n in self.names}
         for name, names in full.items():
             if any(not a.strip() for a in names):
-                raise FewlabelError(f"label '{name}' has an empty alias")
+                raise InvalidArgumentError(f"label '{name}' has an empty alias")
         object.__setattr__(self, "aliases", full)
 
     def __len__(self) -> int:
@@ -60,7 +60,7 @@ def _parse_one(item: str) -> tuple[str, tuple[str, ...]]:
         return name, (name,)
     aliases = tuple(a.strip() for a in rest.split("|"))
     if not rest.strip() or any(not a for a in aliases):
-        raise FewlabelError(f"label '{name}': aliases after '=' are names separated by '|', e.g. "
+        raise InvalidArgumentError(f"label '{name}': aliases after '=' are names separated by '|', e.g. "
                             f"'{name or 'joy'}=joy|happiness' (got '{item.strip()}')")
     return name, aliases
 
@@ -70,7 +70,7 @@ def parse_labels(spec: LabelSet | str | Sequence[str] | Mapping[str, str | Seque
     if isinstance(spec, LabelSet):
         return spec
     if spec is None:
-        raise FewlabelError("the label list is empty: give at least one candidate label")
+        raise InvalidArgumentError("the label list is empty: give at least one candidate label")
     if isinstance(spec, Mapping):
         names, aliases = [], {}
         for name, value in spec.items():
@@ -120,7 +120,7 @@ def check_template(template: str | None) -> str | None:
     if template is None:
         return None
     if not isinstance(template, str) or len(_PLACEHOLDER.findall(template)) != 1:
-        raise FewlabelError(f"template {template!r} must contain the label's place once, as {{}} or {{label}}, "
+        raise InvalidArgumentError(f"template {template!r} must contain the label's place once, as {{}} or {{label}}, "
                             f"e.g. {TEMPLATES['en']!r}")
     return template
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import softmax
 
-from fewlabel.indexing.errors import FewlabelError, ModelError
+from fewlabel.indexing.errors import InvalidArgumentError, ModelError
 
 __all__ = ["AGGREGATES", "NLILabelMap", "aggregate_by_label", "multi_label_nli_scores", "nli_label_indices",
            "select_labels", "single_label_nli_scores"]
@@ -62,16 +62,16 @@ def nli_label_indices(id2label: Mapping[int | str, str], *, source: str = "the c
 def aggregate_by_label(values: np.ndarray, groups: np.ndarray, n_labels: int, how: str = "max") -> np.ndarray:
     """(n, H) values of H hypotheses -> (n, L): the max or mean over each label's aliases."""
     if how not in AGGREGATES:
-        raise FewlabelError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {how!r}")
+        raise InvalidArgumentError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {how!r}")
     values = np.asarray(values, dtype=np.float64)
     groups = np.asarray(groups)
     if values.ndim != 2 or values.shape[1] != groups.shape[0]:
-        raise FewlabelError(f"values {values.shape} do not match {groups.shape[0]} hypotheses")
+        raise InvalidArgumentError(f"values {values.shape} do not match {groups.shape[0]} hypotheses")
     out = np.empty((values.shape[0], n_labels), dtype=np.float64)
     for j in range(n_labels):
         cols = values[:, groups == j]
         if cols.shape[1] == 0:
-            raise FewlabelError(f"label {j} has no hypothesis")
+            raise InvalidArgumentError(f"label {j} has no hypothesis")
         out[:, j] = cols.max(axis=1) if how == "max" else cols.mean(axis=1)
     return out
 
@@ -102,13 +102,13 @@ def select_labels(scores: np.ndarray, top_k: int | None = None, threshold: float
     scoring >= threshold. Ties keep the earlier label (stable)."""
     scores = np.asarray(scores, dtype=np.float64)
     if top_k is None and threshold is None:
-        raise FewlabelError("choose labels by top_k, threshold or both")
+        raise InvalidArgumentError("choose labels by top_k, threshold or both")
     chosen = np.ones(scores.shape, dtype=bool)
     if threshold is not None:
         chosen &= scores >= float(threshold)
     if top_k is not None:
         if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1:
-            raise FewlabelError(f"top_k must be an integer >= 1, got {top_k!r}")
+            raise InvalidArgumentError(f"top_k must be an integer >= 1, got {top_k!r}")
         order = np.argsort(-np.where(chosen, scores, -np.inf), axis=1, kind="stable")[:, :int(top_k)]
         keep = np.zeros(scores.shape, dtype=bool)
         np.put_along_axis(keep, order, True, axis=1)

@@ -40,7 +40,7 @@ from scipy.special import softmax as scipy_softmax
 from fewlabel.indexing.encoders.cache import EmbeddingCache, encode_with_cache
 from fewlabel.indexing.encoders.encoder import Encoder, transformer_folder
 from fewlabel.indexing.encoders.registry import DEFAULT_MODEL, REGISTRY, registry_names
-from fewlabel.indexing.errors import FewlabelError, ModelError
+from fewlabel.indexing.errors import InvalidArgumentError, ModelError
 from fewlabel.indexing.hf import load_cross_encoder
 from fewlabel.indexing.model_folder import read_marker
 from fewlabel.retrieval.zeroshot.labels import TEMPLATES, LabelSet, check_template, hypotheses, parse_labels
@@ -65,11 +65,11 @@ _TEXTS_PER_CHUNK_PAIRS = 4096  # pairs handed to the cross-encoder at once (boun
 
 def _check_selection(top_k: int | None, threshold: float | None, aggregate: str) -> None:
     if top_k is not None and (isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1):
-        raise FewlabelError(f"top_k must be an integer >= 1, got {top_k!r}")
+        raise InvalidArgumentError(f"top_k must be an integer >= 1, got {top_k!r}")
     if threshold is not None and not np.isfinite(float(threshold)):
-        raise FewlabelError(f"threshold must be a number, got {threshold!r}")
+        raise InvalidArgumentError(f"threshold must be a number, got {threshold!r}")
     if aggregate not in AGGREGATES:
-        raise FewlabelError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
+        raise InvalidArgumentError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
 
 
 class _ZeroShotBase:
@@ -95,7 +95,7 @@ class _ZeroShotBase:
         if labels is not None:
             return parse_labels(labels)
         if self.labels is None:
-            raise FewlabelError("no candidate labels: pass labels=… to the zero-shot scorer or to this call")
+            raise InvalidArgumentError("no candidate labels: pass labels=… to the zero-shot scorer or to this call")
         return self.labels
 
     def selection(self) -> tuple[int | None, float | None]:
@@ -265,14 +265,14 @@ class EmbeddingZeroShot(_ZeroShotBase):
         super().__init__(labels=labels, template=template, multi_label=multi_label, top_k=top_k, threshold=threshold,
                          aggregate=aggregate, batch_size=batch_size, show_progress=show_progress)
         if not temperature > 0:
-            raise FewlabelError(f"temperature must be > 0, got {temperature!r}")
+            raise InvalidArgumentError(f"temperature must be > 0, got {temperature!r}")
         self.temperature = float(temperature)
         if isinstance(encoder, (str, os.PathLike)):
             if str(encoder) == EMBED:
                 encoder = DEFAULT_MODEL
             encoder = Encoder(str(encoder), device=device)
         if not (hasattr(encoder, "encode") and hasattr(encoder, "describe")):
-            raise FewlabelError(f"EmbeddingZeroShot needs an encoder name, folder or Encoder, not "
+            raise InvalidArgumentError(f"EmbeddingZeroShot needs an encoder name, folder or Encoder, not "
                                 f"{type(encoder).__name__}")
         self.encoder = encoder
         self.cache = cache
@@ -296,7 +296,7 @@ class EmbeddingZeroShot(_ZeroShotBase):
                                         normalize=True, show_progress_bar=self.show_progress)
         vectors = np.asarray(vectors, dtype=np.float32)
         if len(vectors) != len(texts):
-            raise FewlabelError(f"{len(texts)} texts but {len(vectors)} vectors")
+            raise InvalidArgumentError(f"{len(texts)} texts but {len(vectors)} vectors")
         if not len(vectors):
             return np.zeros((0, len(label_set)), dtype=np.float64)
         return aggregate_by_label(vectors @ label_vecs.T, groups, len(label_set), self.aggregate)
