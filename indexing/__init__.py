@@ -8,6 +8,8 @@ transformer encoders, and keep it in a self-describing FAISS label index. Knows 
 
 The names below load on first use (nothing heavy is imported with the package)."""
 
+from typing import TYPE_CHECKING
+
 from fewlabel.indexing.lazy import lazy_exports
 
 _EXPORTS = {
@@ -32,5 +34,16 @@ _EXPORTS = {
     "ModelError": "fewlabel.indexing.errors",
     "IndexMismatchError": "fewlabel.indexing.errors",
 }
+
+if TYPE_CHECKING:  # the real types for checkers and IDEs; at run time the names stay lazy
+    from fewlabel.indexing.encoders.cache import EmbeddingCache
+    from fewlabel.indexing.encoders.encoder import Encoder
+    from fewlabel.indexing.errors import DataError, FewlabelError, IndexMismatchError, ModelError
+    from fewlabel.indexing.nli.data import NLIPair, read_nli
+    from fewlabel.indexing.readers import Row, label_matrix, read_rows, read_texts
+    from fewlabel.indexing.relation.data import RelationRow, read_relations
+    from fewlabel.indexing.store.label_index import LabelIndex
+    from fewlabel.indexing.sts.pairs import PairRow, read_pairs
+
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
