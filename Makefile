@@ -25,7 +25,7 @@ demo: $(BIN)/.installed
 # mypy reads [tool.mypy] in pyproject.toml and the committed symlink tree .typecheck/fewlabel (docs/typing.md).
 # TYPECHECKED lists the packages that are clean (zero errors); the others join it as they are fixed, and then
 # this becomes `-p fewlabel`.
-TYPECHECKED ?= fewlabel.indexing
+TYPECHECKED ?= fewlabel.indexing fewlabel.finetune fewlabel.retrieval
 typecheck: $(BIN)/.installed
 	$(BIN)/python -m mypy $(addprefix -p ,$(TYPECHECKED))
 
