@@ -8,6 +8,7 @@ import os
 import platform
 import shlex
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from pathlib import Path
 def machine_info() -> dict:
     import torch
 
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+    info: dict[str, object] = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
             "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     try:
         with open("/proc/cpuinfo") as fh:
@@ -35,7 +36,7 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
+def markdown_table(headers: list[str], rows: Sequence[Sequence[object]]) -> str:
     """A Markdown table; cells are formatted by the caller so each report keeps its own precision."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
