@@ -197,7 +197,8 @@ def synthetic(real: np.ndarray, n: int, noise: float, seed: int = SEED) -> np.nd
 
 # ---- 3-4. the benchmark ------------------------------------------------------------------------------------------
 #: factory -> (search parameter, values swept); Flat is the exact reference
-SWEEPS: dict[str, tuple[str | None, list]] = {  # in the order they run (a report is written after each): the likeliest to meet the target first
+# in the order they run (a report is written after each): the likeliest to meet the target first
+SWEEPS: dict[str, tuple[str | None, list]] = {
     "Flat": (None, [None]),
     "HNSW32": ("efSearch", [16, 32, 64, 128, 160, 192, 224, 256]),
     "IVF1024,Flat": ("nprobe", [4, 8, 16, 32, 64]),
@@ -207,8 +208,9 @@ SWEEPS: dict[str, tuple[str | None, list]] = {  # in the order they run (a repor
     # a richer graph: FAISS's efConstruction default (40) capped HNSW32's recall near 0.95 (run with --only)
     "HNSW32|efConstruction=80": ("efSearch", [96, 128, 192, 256]),
 }
-QUICK: dict[str, tuple[str | None, list]] = {"Flat": (None, [None]), "HNSW32": ("efSearch", [16, 64]), "IVF64,Flat": ("nprobe", [4, 16]),
-         "IVF64,PQ48np": ("nprobe", [16])}
+QUICK: dict[str, tuple[str | None, list]] = {
+    "Flat": (None, [None]), "HNSW32": ("efSearch", [16, 64]), "IVF64,Flat": ("nprobe", [4, 16]),
+    "IVF64,PQ48np": ("nprobe", [16])}
 RECALL_TARGET, SECONDS_TARGET = 0.95, 1.0
 
 

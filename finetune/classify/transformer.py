@@ -130,8 +130,8 @@ def _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location
             "best_step": _best_step(trainer.state.best_model_checkpoint), "settings": settings.to_dict(),
             "trained_steps": trainer.state.global_step}
     # Trainer.model is the model passed in; transformers types it wider (Module | None)
-    return TextClassifier(model=cast("PreTrainedModel", trainer.model), tokenizer=tokenizer, labels=labels, multi_label=multi_label,
-                          prefix=prefix, max_length=settings.max_length, info=info)
+    return TextClassifier(model=cast("PreTrainedModel", trainer.model), tokenizer=tokenizer, labels=labels,
+                          multi_label=multi_label, prefix=prefix, max_length=settings.max_length, info=info)
 
 
 def _best_step(checkpoint: str | None) -> int | None:

@@ -198,7 +198,8 @@ class Service:
         if zero_shot is not None:
             stored = self.index.extra.get("fallback") or {}
             same = stored.get("fallback") == zero_shot.kind and (
-                zero_shot.kind != "nli" or (stored.get("zero_shot") or {}).get("model") == getattr(zero_shot, "location", None))
+                zero_shot.kind != "nli"
+                or (stored.get("zero_shot") or {}).get("model") == getattr(zero_shot, "location", None))
             kwargs = predictor_kwargs(stored) if same else {}
         try:
             predictor = Predictor(self.index, self.encoder, zero_shot, k=k, batch_size=self.settings.batch_size,
