@@ -36,14 +36,24 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # the real types for checkers and IDEs; at run time the names stay lazy
-    from fewlabel.indexing.encoders.cache import EmbeddingCache
-    from fewlabel.indexing.encoders.encoder import Encoder
-    from fewlabel.indexing.errors import DataError, FewlabelError, IndexMismatchError, ModelError
-    from fewlabel.indexing.nli.data import NLIPair, read_nli
-    from fewlabel.indexing.readers import Row, label_matrix, read_rows, read_texts
-    from fewlabel.indexing.relation.data import RelationRow, read_relations
-    from fewlabel.indexing.store.label_index import LabelIndex
-    from fewlabel.indexing.sts.pairs import PairRow, read_pairs
+    from fewlabel.indexing.encoders.cache import EmbeddingCache as EmbeddingCache
+    from fewlabel.indexing.encoders.encoder import Encoder as Encoder
+    from fewlabel.indexing.errors import (
+        DataError as DataError,
+        FewlabelError as FewlabelError,
+        IndexMismatchError as IndexMismatchError,
+        ModelError as ModelError,
+    )
+    from fewlabel.indexing.nli.data import NLIPair as NLIPair, read_nli as read_nli
+    from fewlabel.indexing.readers import (
+        Row as Row,
+        label_matrix as label_matrix,
+        read_rows as read_rows,
+        read_texts as read_texts,
+    )
+    from fewlabel.indexing.relation.data import RelationRow as RelationRow, read_relations as read_relations
+    from fewlabel.indexing.store.label_index import LabelIndex as LabelIndex
+    from fewlabel.indexing.sts.pairs import PairRow as PairRow, read_pairs as read_pairs
 
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

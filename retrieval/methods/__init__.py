@@ -35,25 +35,25 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # the real types for checkers and IDEs; at run time the names stay lazy
-    from fewlabel.retrieval.methods.auto import cv_plan, select_method
-    from fewlabel.retrieval.methods.common import Views
-    from fewlabel.retrieval.methods.ensemble import EnsembleHead
-    from fewlabel.retrieval.methods.index_method import build_index, fit_method
-    from fewlabel.retrieval.methods.knn import KNNCandidate
-    from fewlabel.retrieval.methods.linear import LinearHead
-    from fewlabel.retrieval.methods.nb import NaiveBayesText
+    from fewlabel.retrieval.methods.auto import cv_plan as cv_plan, select_method as select_method
+    from fewlabel.retrieval.methods.common import Views as Views
+    from fewlabel.retrieval.methods.ensemble import EnsembleHead as EnsembleHead
+    from fewlabel.retrieval.methods.index_method import build_index as build_index, fit_method as fit_method
+    from fewlabel.retrieval.methods.knn import KNNCandidate as KNNCandidate
+    from fewlabel.retrieval.methods.linear import LinearHead as LinearHead
+    from fewlabel.retrieval.methods.nb import NaiveBayesText as NaiveBayesText
     from fewlabel.retrieval.methods.registry import (
-        LabellingMethod,
-        MethodContext,
-        MethodParts,
-        MethodSpec,
-        candidate_names,
-        make_candidate,
-        method_choices,
-        register,
-        registered,
+        LabellingMethod as LabellingMethod,
+        MethodContext as MethodContext,
+        MethodParts as MethodParts,
+        MethodSpec as MethodSpec,
+        candidate_names as candidate_names,
+        make_candidate as make_candidate,
+        method_choices as method_choices,
+        register as register,
+        registered as registered,
     )
-    from fewlabel.retrieval.methods.store import load_method
+    from fewlabel.retrieval.methods.store import load_method as load_method
 
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
