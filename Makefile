@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 EXTRAS ?= dev,serve,ray,milvus,bench
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test test-slow lint clean
+.PHONY: install demo test test-slow lint typecheck clean
 
 # pip runs with --quiet, so each step says what it is doing first (the torch wheel alone takes a minute or two).
 $(BIN)/.installed: pyproject.toml
@@ -28,7 +28,11 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/fewlabel demo
 
-test: $(BIN)/.installed
+# mypy reads [tool.mypy] in pyproject.toml and the committed symlink tree .typecheck/fewlabel (docs/typing.md)
+typecheck: $(BIN)/.installed
+	$(BIN)/python -m mypy -p fewlabel
+
+test: $(BIN)/.installed typecheck
 	$(BIN)/ruff check .
 	$(BIN)/pytest -m "not slow"
 
@@ -39,4 +43,4 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) fewlabel-demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) fewlabel-demo .pytest_cache .ruff_cache .mypy_cache

@@ -68,11 +68,11 @@ def load_set(name: str, cache: EmbeddingCache, encoder) -> dict:
 
 def fit_default(x: np.ndarray, texts: list[str], y: np.ndarray, multi_label: bool, seed: int):
     """(name, candidate, settings): `index build` without --valid: auto by cross-validation, kNN below 6 rows."""
-    from fewlabel.retrieval.knn.labelling import UNTUNED_K
+    from fewlabel.retrieval.knn.saved_index import UNTUNED_K
     from fewlabel.retrieval.methods.auto import select_method
     from fewlabel.retrieval.methods.common import Views
     from fewlabel.retrieval.methods.knn import KNNCandidate
-    from fewlabel.retrieval.methods.names import MIN_CV_ROWS
+    from fewlabel.retrieval.methods.registry import MIN_CV_ROWS
 
     views = Views(x, texts)
     if len(x) < MIN_CV_ROWS:

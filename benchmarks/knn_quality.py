@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -94,8 +95,9 @@ def run(dataset: str, splits: dict[str, list[Row]], models: list[str], cache: Em
         batch_size: int) -> list[dict]:
     sizes = {k: len(v) for k, v in splits.items()}
     results = []
-    for label, kwargs in {"Naive Bayes (words)": {}, "Naive Bayes (char 1-3-grams)": {"analyzer": "char_wb",
-                                                                                      "ngram": (1, 3)}}.items():
+    nb_variants: dict[str, dict[str, Any]] = {"Naive Bayes (words)": {},
+                                              "Naive Bayes (char 1-3-grams)": {"analyzer": "char_wb", "ngram": (1, 3)}}
+    for label, kwargs in nb_variants.items():
         results.append({"dataset": dataset, "method": label, **sizes, **naive_bayes(splits, **kwargs)})
         print(results[-1], flush=True)
     for model in models:

@@ -15,6 +15,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from fewlabel.benchmarks.report import markdown_table, write_report
 from fewlabel.benchmarks.slices.data import load_splits
@@ -25,7 +26,7 @@ from fewlabel.retrieval.methods.index_method import TRAINING_SHARE
 from fewlabel.retrieval.methods.registry import candidate_names, trained_names
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SETS = {
+SETS: dict[str, dict[str, Any]] = {
     "goemotions": dict(title="GoEmotions-ekman (English, 7 labels, multi-label)", model="minilm", multi_label=True,
                        train="goemotions/ekman/train.tsv", dev="goemotions/ekman/dev.tsv",
                        test="goemotions/ekman/test.tsv", text_col="0", label_col="1", label_sep=",", header=False,

@@ -41,7 +41,8 @@ def main() -> None:
     train = splits["train"][: args.max_train] if args.max_train else splits["train"]
     encoder = Encoder(args.model)
     cache = EmbeddingCache(default_cache_path())
-    results, reference, tuning = [], None, None
+    results: list[dict] = []
+    reference, tuning = None, None
     with tempfile.TemporaryDirectory() as work:
         for kind, factory, params in STORES:
             options = {"uri": str(Path(work) / "bench.db")} if kind == "milvus" else None
@@ -68,6 +69,7 @@ def main() -> None:
                             "micro_f1": scores["micro_f1"], "macro_f1": scores["macro_f1"]})
             print(results[-1], flush=True)
             index.discard()
+    assert tuning is not None  # set by the first store's run
     rows = [[r["store"], f"`{r['index']}`" + (f" `{r['search_params']}`" if r["search_params"] else ""),
              f"{r['agreement_with_faiss_flat']:.2%}", f"{r['max_top_similarity_diff']:.1e}", f"{r['micro_f1']:.4f}",
              f"{r['macro_f1']:.4f}", r["build_s"], r["label_s"]] for r in results]

@@ -91,7 +91,9 @@ def with_recipe(encoder: Encoder, recipe: dict) -> Encoder:
 def sts_pearson(encoder: Encoder, rows) -> float:
     a = encoder.encode([r.sentence1 for r in rows], batch_size=32)
     b = encoder.encode([r.sentence2 for r in rows], batch_size=32)
-    return float(pair_metrics(rows, (a * b).sum(axis=1))["pearson"])
+    metrics = pair_metrics(rows, (a * b).sum(axis=1))
+    assert metrics is not None  # the STS sets here are labelled
+    return float(metrics["pearson"])
 
 
 def knn_micro_f1(encoder: Encoder, splits: dict, cache: EmbeddingCache | None) -> dict:
@@ -137,11 +139,12 @@ def run(data: Path, variants: dict[str, dict], *, knn: bool, knn_variants: int =
                 kept[label] = encoder  # for kNN below (e5's are dropped: each holds a few hundred MB)
         if not (knn and model == "minilm"):
             continue
+        assert splits is not None  # read above whenever knn is on
         losses = {label: max(base["value"] - r["value"] for r in results
                              for base in results if r["backend"] == label and base["backend"] == "torch"
                              and base["model"] == r["model"] and base["task"] == r["task"])
                   for label in kept if label.startswith("onnx-int8")}
-        chosen = ["torch", "onnx", *sorted(losses, key=losses.get)[:knn_variants]]
+        chosen = ["torch", "onnx", *sorted(losses, key=losses.__getitem__)[:knn_variants]]
         for label in chosen:
             started = time.perf_counter()
             # torch and onnx share cache keys (exact vectors); the int8 recipes tried here never touch the cache

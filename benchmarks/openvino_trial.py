@@ -33,6 +33,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -120,7 +121,7 @@ def variant_encoder(model: str, variant: str, n_calibration: int) -> Encoder:
 
 def quality(data: Path, model: str, variants: list[str], n_calibration: int) -> list[dict]:
     sets = {name: read_pairs(data / STS_SETS[name]) for run_model, name in STS_RUNS if run_model == model}
-    results = []
+    results: list[dict[str, Any]] = []
     for label in ["onnx", *variants]:
         encoder = Encoder(model, backend="onnx") if label == "onnx" else variant_encoder(model, label, n_calibration)
         for set_name, rows in sets.items():

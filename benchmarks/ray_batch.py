@@ -46,9 +46,9 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a sentence for the report (e.g. what else ran)")
     args = parser.parse_args()
     splits = goemotions_splits(args.data)
-    results = []
-    with tempfile.TemporaryDirectory() as work:
-        work = Path(work)
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
         train = write_tsv(splits["train"][: args.train_rows], work / "train.tsv", labels=True)
         texts = write_tsv(splits["test"][: args.rows], work / "input.tsv", labels=False)
         run(["index", "build", str(train), "--id-col", "id", "--label-col", "labels", "--label-sep", ",",

@@ -72,8 +72,9 @@ def embed(encoder: Encoder, rows: list[RelationRow], marker: str, cache, batch_s
 
 # ---- 1. few-shot episodes ----------------------------------------------------------------------------------
 def episode_rows(encoder: Encoder, model: str, test: list[RelationRow], args, cache) -> list[dict]:
-    labels = [r.label for r in test]
-    results = []
+    labels = [r.label for r in test if r.label is not None]
+    assert len(labels) == len(test), "SemEval's test file is labelled"
+    results: list[dict] = []
     for marker in ("typed", "none"):
         vectors = embed(encoder, test, marker, cache, args.batch_size)
         for n_way, k_shot in EPISODE_SETTINGS:
@@ -147,7 +148,9 @@ def finetune_row(splits: dict, args, base: str, marker: str, pooling: str) -> di
     started = time.perf_counter()
     classifier = RelationClassifier(out, device=args.device, batch_size=args.batch_size)
     probs = classifier.predict_proba(splits["test"], show_progress=True)
-    scores = relation_metrics([r.label for r in splits["test"]], probs, classifier.labels, SEMEVAL_OTHER)
+    assert info is not None  # the trainer wrote its marker
+    scores = relation_metrics([r.label for r in splits["test"] if r.label is not None], probs, classifier.labels,
+                              SEMEVAL_OTHER)  # every test row is labelled (read_relations: all or none)
     return {"method": f"fine-tuned {base} ({marker} markers, {pooling} pooling)", "base": base, "marker": marker,
             "pooling": pooling, **scores, "train_seconds": info["train_seconds"], "steps": info["steps"],
             "dev_per_epoch": info.get("dev_per_epoch"), "seconds": round(time.perf_counter() - started, 1),

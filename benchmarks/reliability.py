@@ -36,16 +36,24 @@ class Case:
     expect: int = 2  # exit status
     protect: list[str] = field(default_factory=list)  # paths (relative to the work folder) that must not change
     env: dict[str, str] = field(default_factory=dict)
-    setup: Callable[[Path], None] | None = None
+    setup: Callable[[Path], object] | None = None  # what it returns is ignored (lambdas chain steps in a tuple)
     check: Callable[[Path], str | None] | None = None  # extra data-loss check: a problem, or None
     shell: str | None = None  # a shell pipeline instead of args
     interrupt_after: float | None = None  # send SIGINT after this many seconds
     concurrent: list[list[str]] | None = None  # several commands at once
 
 
-def write(path: Path, text: str, encoding: str = "utf-8") -> None:
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    """Returns ``path``, so that a setup lambda can chain it with other steps."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode(encoding))
+    return path
+
+
+def unlink(path: Path) -> Path:
+    """`Path.unlink` that returns ``path``, for the same reason."""
+    path.unlink()
+    return path
 
 
 def slice_tsv(src: Path, dst: Path, start: int, n: int, ids: bool = True) -> None:
@@ -186,7 +194,7 @@ def cases() -> list[Case]:
              setup=lambda w: (shutil.copytree(w / "index", w / "broken4"),
                               write(w / "broken4" / "rows.jsonl", "{not json\n"))),
         Case("index.faiss missing", ["index", "info", "broken5"], protect=["broken5"],
-             setup=lambda w: (shutil.copytree(w / "index", w / "broken5"), (w / "broken5" / "index.faiss").unlink())),
+             setup=lambda w: (shutil.copytree(w / "index", w / "broken5"), unlink(w / "broken5" / "index.faiss"))),
         Case("index.faiss corrupt", ["index", "info", "broken6"], protect=["broken6"],
              setup=lambda w: (shutil.copytree(w / "index", w / "broken6"),
                               (w / "broken6" / "index.faiss").write_bytes(b"garbage"))),
@@ -299,12 +307,12 @@ def run_case(case: Case, w: Path) -> dict:
         code = max(abs(p.returncode) for p in procs)
         err = " | ".join(o[1].strip() for o in outs)
     elif case.interrupt_after is not None:
-        proc = subprocess.Popen([sys.executable, "-m", "fewlabel.retrieval.cli", *case.args], cwd=w, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen([sys.executable, "-m", "fewlabel.retrieval.cli", *case.args], cwd=w, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(case.interrupt_after)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-        code = proc.returncode
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+        code = child.returncode
     else:
         proc = subprocess.run([sys.executable, "-m", "fewlabel.retrieval.cli", *case.args], cwd=w, env=env,
                               capture_output=True, text=True, timeout=600)

@@ -197,7 +197,8 @@ def synthetic(real: np.ndarray, n: int, noise: float, seed: int = SEED) -> np.nd
 
 # ---- 3-4. the benchmark ------------------------------------------------------------------------------------------
 #: factory -> (search parameter, values swept); Flat is the exact reference
-SWEEPS = {  # in the order they run (a report is written after each): the likeliest to meet the target first
+# in the order they run (a report is written after each): the likeliest to meet the target first
+SWEEPS: dict[str, tuple[str | None, list]] = {
     "Flat": (None, [None]),
     "HNSW32": ("efSearch", [16, 32, 64, 128, 160, 192, 224, 256]),
     "IVF1024,Flat": ("nprobe", [4, 8, 16, 32, 64]),
@@ -207,8 +208,9 @@ SWEEPS = {  # in the order they run (a report is written after each): the likeli
     # a richer graph: FAISS's efConstruction default (40) capped HNSW32's recall near 0.95 (run with --only)
     "HNSW32|efConstruction=80": ("efSearch", [96, 128, 192, 256]),
 }
-QUICK = {"Flat": (None, [None]), "HNSW32": ("efSearch", [16, 64]), "IVF64,Flat": ("nprobe", [4, 16]),
-         "IVF64,PQ48np": ("nprobe", [16])}
+QUICK: dict[str, tuple[str | None, list]] = {
+    "Flat": (None, [None]), "HNSW32": ("efSearch", [16, 64]), "IVF64,Flat": ("nprobe", [4, 16]),
+    "IVF64,PQ48np": ("nprobe", [16])}
 RECALL_TARGET, SECONDS_TARGET = 0.95, 1.0
 
 
@@ -219,6 +221,7 @@ def timed_search(index, queries: np.ndarray, repeats: int = 3) -> tuple[float, n
         t0 = time.perf_counter()
         _, ids = index.search(queries, K)
         times.append(time.perf_counter() - t0)
+    assert ids is not None, "repeats must be at least 1"
     return float(np.median(times)), ids
 
 
@@ -243,7 +246,9 @@ def ivf_imbalance(index) -> float | None:
     import faiss
 
     try:
-        return round(float(faiss.extract_index_ivf(index).invlists.imbalance_factor()), 2)
+        invlists = faiss.extract_index_ivf(index).invlists
+        assert invlists is not None  # an IVF index always has its lists
+        return round(float(invlists.imbalance_factor()), 2)
     except RuntimeError:
         return None
 

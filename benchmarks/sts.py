@@ -60,6 +60,7 @@ def timed_predict(scorer: STSScorer, rows: list[PairRow]) -> tuple[np.ndarray, f
 
 def result_row(dataset: str, method: str, splits: dict, scores: np.ndarray, seconds: float, **extra) -> dict:
     metrics = pair_metrics(splits["test"], scores)
+    assert metrics is not None  # the benchmark's test pairs are labelled
     row = {"dataset": dataset, "method": method, "train": extra.pop("train", 0), "test": len(splits["test"]),
            **metrics, "score_seconds": round(seconds, 2),
            "seconds_per_1000_pairs": round(1000 * seconds / max(1, len(splits["test"])), 2), **extra}

@@ -28,6 +28,7 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -115,7 +116,8 @@ class MemoZeroShot:
     """Remembers an NLI scorer's scores per (text, label set), so sections 2 and 3 score each text once."""
 
     def __init__(self, inner: NLIZeroShot) -> None:
-        self.inner, self.memo = inner, {}
+        self.inner = inner
+        self.memo: dict[tuple, np.ndarray] = {}
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -181,7 +183,7 @@ def fallback_rows(splits: dict[str, list[Row]], dev_sample: list[Row], names: li
                    show_progress=True)
     build_seconds = time.perf_counter() - started
     test = splits["test"]
-    out = {"dropped": drop, "index_rows": len(index), "removed_rows": len(splits["train"]) - len(train),
+    out: dict[str, Any] = {"dropped": drop, "index_rows": len(index), "removed_rows": len(splits["train"]) - len(train),
            "k": (index.tuning or {}).get("k"), "m": (index.tuning or {}).get("m"),
            "build_and_tune_seconds": round(build_seconds, 1), "rows": []}
 
@@ -206,6 +208,7 @@ def fallback_rows(splits: dict[str, list[Row]], dev_sample: list[Row], names: li
         started = time.perf_counter()
         predictor.tune(dev_sample, source="GoEmotions dev sample")
         tune_seconds = time.perf_counter() - started
+        assert predictor.tuning_ is not None  # tune() records it
         started = time.perf_counter()
         predictions = predictor.predict(test)
         routes = summarise_routes(predictions)

@@ -6,6 +6,8 @@ folder that `fewlabel.retrieval` loads (the marker contract is `fewlabel.indexin
 
 The names below load on first use (nothing heavy is imported with the package)."""
 
+from typing import TYPE_CHECKING
+
 from fewlabel.indexing.lazy import lazy_exports
 
 _EXPORTS = {
@@ -18,5 +20,17 @@ _EXPORTS = {
     "train_setfit": "fewlabel.finetune.classify.setfit",
     "fine_tune_classifier": "fewlabel.finetune.classify.transformer",
 }
+
+if TYPE_CHECKING:  # the real types for checkers and IDEs; at run time the names stay lazy
+    from fewlabel.finetune.classify.setfit import train_setfit as train_setfit
+    from fewlabel.finetune.classify.transformer import fine_tune_classifier as fine_tune_classifier
+    from fewlabel.finetune.nli.trainer import train_nli_cross_encoder as train_nli_cross_encoder
+    from fewlabel.finetune.relation.trainer import train_re_classifier as train_re_classifier
+    from fewlabel.finetune.settings import TrainSettings as TrainSettings, resolve_base as resolve_base
+    from fewlabel.finetune.sts.trainer import (
+        train_sts_bi_encoder as train_sts_bi_encoder,
+        train_sts_cross_encoder as train_sts_cross_encoder,
+    )
+
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

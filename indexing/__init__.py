@@ -8,6 +8,8 @@ transformer encoders, and keep it in a self-describing FAISS label index. Knows 
 
 The names below load on first use (nothing heavy is imported with the package)."""
 
+from typing import TYPE_CHECKING
+
 from fewlabel.indexing.lazy import lazy_exports
 
 _EXPORTS = {
@@ -32,5 +34,26 @@ _EXPORTS = {
     "ModelError": "fewlabel.indexing.errors",
     "IndexMismatchError": "fewlabel.indexing.errors",
 }
+
+if TYPE_CHECKING:  # the real types for checkers and IDEs; at run time the names stay lazy
+    from fewlabel.indexing.encoders.cache import EmbeddingCache as EmbeddingCache
+    from fewlabel.indexing.encoders.encoder import Encoder as Encoder
+    from fewlabel.indexing.errors import (
+        DataError as DataError,
+        FewlabelError as FewlabelError,
+        IndexMismatchError as IndexMismatchError,
+        ModelError as ModelError,
+    )
+    from fewlabel.indexing.nli.data import NLIPair as NLIPair, read_nli as read_nli
+    from fewlabel.indexing.readers import (
+        Row as Row,
+        label_matrix as label_matrix,
+        read_rows as read_rows,
+        read_texts as read_texts,
+    )
+    from fewlabel.indexing.relation.data import RelationRow as RelationRow, read_relations as read_relations
+    from fewlabel.indexing.store.label_index import LabelIndex as LabelIndex
+    from fewlabel.indexing.sts.pairs import PairRow as PairRow, read_pairs as read_pairs
+
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypedDict
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class Row:
     line: int  # 1-based physical line where the record starts (a CSV/TSV header is line 1)
 
 
-def label_matrix(items: Sequence[Row] | Sequence[Sequence[str]], names: Sequence[str],
+def label_matrix(items: Sequence[Row | Sequence[str]], names: Sequence[str],
                  source: str = "data", field: str = "label") -> np.ndarray:
     """(n, L) booleans: ``out[i, j]`` is whether item i carries label ``names[j]``. ``items`` are :class:`Row`
     objects or plain label lists. A label missing from ``names`` is an error naming the row (a Row's own line,
@@ -93,7 +94,7 @@ def _split_labels(raw: object, *, label_sep: str | None, path: PathLike | None, 
     Kept separate so :func:`read_rows` can honour ``allow_empty_labels`` while malformed
     labels (bad JSON, an empty item between separators) still raise.
     """
-    where = {"path": _str_or_none(path), "line": line, "field": field}
+    where: _Where = {"path": _str_or_none(path), "line": line, "field": field}
     if raw is None:
         return ()
     if isinstance(raw, list):
@@ -109,7 +110,15 @@ def _split_labels(raw: object, *, label_sep: str | None, path: PathLike | None, 
     return _clean_label_items(items, where=where)
 
 
-def _split_label_string(raw: str, *, label_sep: str | None, where: dict) -> list:
+class _Where(TypedDict):
+    """Where a label cell is: the keyword arguments of `DataError`."""
+
+    path: str | None
+    line: int | None
+    field: str | None
+
+
+def _split_label_string(raw: str, *, label_sep: str | None, where: _Where) -> list:
     """Split one label string: JSON list if it looks like one, else on ``label_sep``."""
     stripped = raw.strip()
     if not stripped:
@@ -128,7 +137,7 @@ def _split_label_string(raw: str, *, label_sep: str | None, where: dict) -> list
     return [stripped]
 
 
-def _clean_label_items(items: list, *, where: dict) -> tuple[str, ...]:
+def _clean_label_items(items: list, *, where: _Where) -> tuple[str, ...]:
     """Stringify, strip and de-duplicate label items; an empty item is an error, not skipped,
     because it usually means a wrong separator or a stray one that the user should see."""
     seen: dict[str, None] = {}
@@ -310,7 +319,17 @@ def _delimited_records(content: str | Iterable[str], *, path: PathLike, fmt: str
         yield line, _pick_fields(fields, positions, path=path, line=line)
 
 
-def iter_records(reader: Iterator[list[str]], path: PathLike, *,
+class CSVRecords(Protocol):
+    """What `iter_records` needs of a `csv.reader`: its records and the count of physical lines read so far."""
+
+    line_num: int
+
+    def __iter__(self) -> Iterator[list[str]]: ...
+
+    def __next__(self) -> list[str]: ...
+
+
+def iter_records(reader: CSVRecords, path: PathLike, *,
                  error: Callable[[csv.Error, int], Exception] | None = None) -> Iterator[tuple[int, list[str]]]:
     """Yield (line the record *starts* on, fields) for every record of a `csv.reader`, blank ones included.
 
@@ -331,7 +350,7 @@ def iter_records(reader: Iterator[list[str]], path: PathLike, *,
         yield line, fields
 
 
-def _make_reader(content: str | Iterable[str], fmt: str) -> Iterator[list[str]]:
+def _make_reader(content: str | Iterable[str], fmt: str) -> CSVRecords:
     """CSV is read strictly so an unclosed quote is reported instead of swallowing the rest of
     the file; TSV ignores quotes entirely because real TSV corpora (STS-B) contain stray ones. ``content`` is the
     whole text, or its lines with their endings (:func:`iter_rows`)."""

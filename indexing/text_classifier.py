@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fewlabel.indexing.hf import quiet_hf
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["TextClassifier", "decide"]
 
@@ -37,8 +41,8 @@ class TextClassifier:
     """A fine-tuned body + head: ``predict_proba`` gives (n, L) probabilities in ``labels`` order
     (independent sigmoids for multi-label, a softmax otherwise)."""
 
-    model: object
-    tokenizer: object
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
     labels: list[str]
     multi_label: bool
     prefix: str = ""
@@ -57,8 +61,7 @@ class TextClassifier:
                 batch = self.tokenizer([self.prefix + texts[i] for i in idx], padding=True, truncation=True,
                                        max_length=self.max_length, return_tensors="pt").to(self.model.device)
                 logits = self.model(**batch).logits.float()
-                probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
-                out.append(probs.cpu().numpy())
+                out.append((torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)).cpu().numpy())
         probs = np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
         result = np.empty_like(probs)
         result[order] = probs

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,8 @@ def _pyplot():
 
 
 # ---- STS -------------------------------------------------------------------------------------------------------
-def sts_figure(gold: Sequence[float], predicted: Sequence[float], *, title: str | None = None):
+def sts_figure(gold: Sequence[float] | np.ndarray, predicted: Sequence[float] | np.ndarray, *,
+               title: str | None = None):
     """Two panels: the scatter of predicted against gold 0-5 scores with the identity line (Pearson and Spearman
     in the title), and box plots of the residual predicted - gold for each gold-score bin (n per bin on the axis)."""
     from scipy.stats import pearsonr, spearmanr
@@ -183,7 +185,7 @@ def claim_analysis_files(files: dict[str, Path], option: str = "--out") -> None:
     """Refuse, before any work, to write over a file there that is not an earlier analysis file of ours."""
     for kind, path in files.items():
         refuse_foreign(path, folder=False, what=f"a fewlabel error-analysis {kind.upper()} file",
-                       ours=lambda p, kind=kind: _ours(p, kind), option=option)
+                       ours=partial(_ours, kind=kind), option=option)
 
 
 def _ours(path: Path, kind: str) -> bool:

@@ -66,6 +66,7 @@ def run_one(demo: DemoSet, encoder: Encoder, out: Path, args: argparse.Namespace
     scores = evaluate(predictions, test, index.label_names)
     seconds = time.perf_counter() - started
     tuning = index.tuning
+    assert tuning is not None  # build_index tunes k and m on the validation rows
     print(f"   method chosen on validation by auto: {method['name']} (leaderboard, micro-F1 on held-out halves of "
           "the validation rows):")
     for entry in method["leaderboard"]:

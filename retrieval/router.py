@@ -39,13 +39,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from fewlabel.indexing.encoders.cache import EmbeddingCache, SupportsEncode
+from fewlabel.indexing.encoders.cache import EmbeddingCache
 from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.readers import Row, label_matrix
-from fewlabel.indexing.store.label_index import LabelIndex
+from fewlabel.indexing.store.label_index import IndexEncoder, LabelIndex
 from fewlabel.retrieval.knn.estimator import KNNLabeler
 from fewlabel.retrieval.knn.saved_index import resolve_k_m
 from fewlabel.retrieval.knn.tuning import f1_from_counts
@@ -113,7 +114,7 @@ class Predictor:
         Predictor.load("my-index").predict(["a new text"])   # plain kNN, the index's own encoder"""
 
     @classmethod
-    def load(cls, folder: str | Path, encoder: SupportsEncode | None = None, zero_shot=None, **kwargs) -> Predictor:
+    def load(cls, folder: str | Path, encoder: IndexEncoder | None = None, zero_shot=None, **kwargs) -> Predictor:
         """A Predictor over the index saved in ``folder``; its stored fallback settings apply when a zero-shot
         scorer is given."""
         index = LabelIndex.load(folder, encoder)
@@ -121,7 +122,7 @@ class Predictor:
             kwargs = {**predictor_kwargs(index.extra.get("fallback")), **kwargs}
         return cls(index, encoder, zero_shot, **kwargs)
 
-    def __init__(self, index: LabelIndex | None, encoder: SupportsEncode | None = None, zero_shot=None, *,
+    def __init__(self, index: LabelIndex | None, encoder: IndexEncoder | None = None, zero_shot=None, *,
                  labels=None, min_examples: int = DEFAULT_MIN_EXAMPLES, similarity_threshold: float | None = None,
                  weak_threshold: float | None = None, k: int | None = None, m: float | None = None,
                  cache: EmbeddingCache | None = None, batch_size: int = 32, show_progress: bool = False) -> None:
@@ -171,6 +172,8 @@ class Predictor:
             mode = "multi-label" if self.multi_label else "single-label"
             raise InvalidArgumentError(f"the index is {mode} but the zero-shot scorer is not: create it with "
                                 f"multi_label={self.multi_label}")
+        self.k: int | None
+        self.m: float | None
         if index is not None:
             self.k, self.m = resolve_k_m(index, k, m)
         else:
@@ -194,6 +197,7 @@ class Predictor:
 
     def _labeler(self, names: Sequence[str]) -> KNNLabeler:
         """A kNN labeler over the index's vectors that votes on ``names`` only (nothing is re-added)."""
+        assert self.index is not None and self.k is not None and self.m is not None  # set together with the index
         column = {name: j for j, name in enumerate(self.index.label_names)}
         matrix = self.index.label_matrix()[:, [column[name] for name in names]]
         return KNNLabeler.from_index(self.index.store, matrix, list(names), k=self.k, m=self.m,
@@ -203,10 +207,11 @@ class Predictor:
         """One neighbour search: kNN labels and vote fractions over the Predictor's labels (covered columns
         only), the best similarity, and the neighbours (for explain)."""
         n, n_labels = len(texts), len(self.label_names_)
-        out = {"pred": np.zeros((n, n_labels), dtype=bool), "fractions": np.zeros((n, n_labels)),
+        out: dict[str, Any] = {"pred": np.zeros((n, n_labels), dtype=bool), "fractions": np.zeros((n, n_labels)),
                "top_sim": np.full(n, np.nan), "sims": None, "ids": None, "vectors": None}
         if self.index is None or not n:
             return out
+        assert self.encoder is not None and self.k is not None  # load and __init__ give an index its encoder, k, m
         vectors = self.index.encode_queries(self.encoder, texts, cache=self.cache, batch_size=self.batch_size,
                                             show_progress=self.show_progress)
         if self.covered_labels_ and self.method_ is not None:
@@ -274,6 +279,8 @@ class Predictor:
         return scores
 
     def _same_encoder(self) -> bool:
+        if self.encoder is None:
+            return False
         try:
             return self.zero_shot.encoder.describe(normalize=True) == self.encoder.describe(normalize=True)
         except AttributeError:
@@ -338,6 +345,7 @@ class Predictor:
         for sim, row_no in zip(state["sims"][i], state["ids"][i], strict=True):
             if row_no < 0:
                 continue
+            assert self.index is not None  # neighbour ids come from the index
             row = self.index.rows[int(row_no)]
             out.append({"row": int(row_no), "similarity": float(sim), "labels": list(row.labels), "id": row.id,
                         "text": row.text})
@@ -398,6 +406,7 @@ class Predictor:
 
     def _knn_alone(self, knn: dict, y: np.ndarray) -> dict:
         """Micro/macro-F1 of the plain kNN vote (every index label votes, no fallback) on the same rows."""
+        assert self.index is not None  # tuning the fallback needs the index
         chosen = self._labeler(self.index.label_names).vote(knn["vectors"]).chosen
         labels = np.zeros_like(y)
         labels[:, [self.label_names_.index(n) for n in self.index.label_names]] = chosen
@@ -416,7 +425,7 @@ class Predictor:
                 "tuning": self.tuning_}
 
 
-def predict_rows(index: LabelIndex, encoder: SupportsEncode | None, rows: Sequence[Row] | Sequence[str], *,
+def predict_rows(index: LabelIndex, encoder: IndexEncoder | None, rows: Sequence[Row] | Sequence[str], *,
                  k: int | None = None, m: float | None = None, explain: bool = False,
                  cache: EmbeddingCache | None = None, batch_size: int = 32,
                  show_progress: bool = False) -> list[Prediction]:

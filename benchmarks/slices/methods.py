@@ -8,12 +8,16 @@ scores), so a test label cannot reach a tuner. ``predict`` returns an (n, L) boo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fewlabel.indexing.augment import Augmenter
 from fewlabel.indexing.encoders.cache import EmbeddingCache
 from fewlabel.indexing.readers import Row, label_matrix
+
+if TYPE_CHECKING:
+    from fewlabel.indexing.encoders.encoder import Encoder
 
 __all__ = ["AugmentedMethod", "FineTuneMethod", "IndexMethod", "KNNMethod", "NaiveBayesMethod",
            "SetFitMethod", "Task", "ZeroShotMethod", "make_methods", "method_names"]
@@ -77,12 +81,13 @@ class IndexMethod:
     def __init__(self, method: str, encoder: str) -> None:
         self.method, self.encoder_name = method, encoder
         self.name = f"{method}:{encoder}"
-        self._encoder = None
+        self._encoder: Encoder | None = None
 
     def _views(self, texts: list[str]):
         from fewlabel.indexing.encoders.cache import encode_with_cache
         from fewlabel.retrieval.methods.common import Views
 
+        assert self._encoder is not None  # fit loads it first
         vectors = encode_with_cache(self._encoder, list(texts), self.task_.cache, batch_size=self.task_.batch_size)
         return Views(vectors, list(texts))
 
@@ -118,7 +123,7 @@ class KNNMethod:
     def __init__(self, encoder: str) -> None:
         self.encoder_name = encoder
         self.name = f"knn:{encoder}"
-        self._encoder = None
+        self._encoder: Encoder | None = None
 
     def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
         from fewlabel.indexing.encoders.encoder import Encoder
@@ -209,6 +214,8 @@ class _TrainedHeadMethod:
     constant = False
     thresholds = ZeroShotMethod.thresholds
     max_rows: int | None = None
+    task_: Task  # set by the subclass's fit
+    model_: Any  # a SetFitClassifier or a TextClassifier, set by the subclass's fit
 
     def capped(self, train: list[Row], task: Task) -> list[Row]:
         """At most ``max_rows`` rows of the slice (a stratified subset, seeded): within a step budget the

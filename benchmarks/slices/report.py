@@ -74,17 +74,17 @@ def verdicts(summary: dict, slices: list, metric: str = "micro") -> list[dict]:
     """Per slice: the best method, its margin over Naive Bayes, and each kNN's margin."""
     out = []
     for s in slices:
-        scores = {m: (by.get(s) or by.get("-") or {}).get(metric) for m, by in summary.items()}
-        scores = {m: v[0] for m, v in scores.items() if v}
+        found = {m: (by.get(s) or by.get("-") or {}).get(metric) for m, by in summary.items()}
+        scores: dict[str, float] = {m: v[0] for m, v in found.items() if v}
         if not scores:
             continue
-        best = max(scores, key=scores.get)
+        best = max(scores, key=scores.__getitem__)
         base = scores.get(BASELINE)
         row = {"slice": s, "best": best, "best_f1": scores[best], "nb_f1": base}
         if base is not None:
             others = {m: v for m, v in scores.items() if m != BASELINE}
             if others:
-                best_other = max(others, key=others.get)
+                best_other = max(others, key=others.__getitem__)
                 row.update(best_other=best_other, margin=others[best_other] - base)
             row["knn_margin"] = {m: v - base for m, v in scores.items() if m.startswith("knn")}
         out.append(row)

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import f1_score
@@ -79,7 +80,7 @@ def run_benchmark(data: SliceData, methods: list, slices: list[int | str], seeds
     test_texts = [r.text for r in data.test]
     state["majority"] = majority_reference(label_matrix(data.dev, data.labels, "dev"), y_test, data.labels,
                                            multi_label=data.multi_label)
-    plan = []
+    plan: list[tuple[Any, Any, Any, Any]] = []  # (method, slice, seed, row indices); None for a constant method
     for seed in seeds:
         indices = nested_slices(y_train, slices, seed)
         state["slices"][str(seed)] = {str(s): len(ix) for s, ix in zip(slices, indices, strict=True)}

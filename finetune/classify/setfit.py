@@ -14,6 +14,7 @@ import math
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from fewlabel.indexing.hf import pick_device, quiet_hf
 from fewlabel.indexing.readers import label_matrix
 from fewlabel.indexing.text_classifier import decide
 
+if TYPE_CHECKING:
+    from setfit import SetFitModel
+
 __all__ = ["SetFitClassifier", "train_setfit"]
 
 
@@ -30,7 +34,7 @@ __all__ = ["SetFitClassifier", "train_setfit"]
 class SetFitClassifier:
     """A trained ``SetFitModel`` plus what it needs to be called like the other fewlabel classifiers."""
 
-    model: object
+    model: SetFitModel
     labels: list[str]
     multi_label: bool
     prefix: str = ""
@@ -73,7 +77,7 @@ def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str
     labels = list(labels)
     if not train_texts:
         raise InvalidArgumentError("no training rows")
-    if len(train_texts) != len(train_labels):
+    if len(train_texts) != len(train_labels) or (dev_texts and len(dev_texts) != len(dev_labels or [])):
         raise InvalidArgumentError("texts and labels differ in length")
     location, base_info = resolve_base(base)
     prefix = base_info.get("prefix", "") or ""
@@ -84,7 +88,7 @@ def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str
         return Dataset.from_dict({"text": [prefix + t for t in texts], "label": targets})
 
     dev_set = None
-    if dev_texts:
+    if dev_texts and dev_labels:
         # setfit draws 2 * num_iterations pairs per dev text whatever eval_max_steps says: keep only the
         # first texts that give about `eval_pairs` pairs, or each evaluation would cost more than training
         keep = max(2, math.ceil(eval_pairs / (2 * num_iterations)))

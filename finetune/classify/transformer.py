@@ -18,6 +18,7 @@ import math
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.hf import pick_device, quiet_hf
 from fewlabel.indexing.readers import label_matrix
 from fewlabel.indexing.text_classifier import TextClassifier, decide
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = ["TextClassifier", "decide", "fine_tune_classifier"]  # TextClassifier and decide: from indexing
 
@@ -53,7 +57,7 @@ def fine_tune_classifier(train_texts: Sequence[str], train_labels: Sequence[Sequ
     settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
                              warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps)
     y_train = label_matrix(train_labels, labels, "train").astype(np.float32)
-    y_dev = label_matrix(dev_labels, labels, "dev").astype(np.float32) if dev_texts else None
+    y_dev = label_matrix(dev_labels, labels, "dev").astype(np.float32) if dev_texts and dev_labels else None
     location, base_info = resolve_base(base)
     prefix = base_info.get("prefix", "") or ""
     if work_dir is None:
@@ -125,8 +129,9 @@ def _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location
     info = {"base": base, "steps": total, "eval_every": every, "dev_micro_f1": dev_scores,
             "best_step": _best_step(trainer.state.best_model_checkpoint), "settings": settings.to_dict(),
             "trained_steps": trainer.state.global_step}
-    return TextClassifier(model=trainer.model, tokenizer=tokenizer, labels=labels, multi_label=multi_label,
-                          prefix=prefix, max_length=settings.max_length, info=info)
+    # Trainer.model is the model passed in; transformers types it wider (Module | None)
+    return TextClassifier(model=cast("PreTrainedModel", trainer.model), tokenizer=tokenizer, labels=labels,
+                          multi_label=multi_label, prefix=prefix, max_length=settings.max_length, info=info)
 
 
 def _best_step(checkpoint: str | None) -> int | None:

@@ -90,9 +90,9 @@ def _train(train: list[NLIPair], dev: list[NLIPair], test: list[NLIPair], locati
             raise ModelError(f"cannot load base model '{base}' as a cross-encoder: {first_line(exc)}") from exc
 
     dataset = Dataset.from_dict({"premise": [p.premise for p in train], "hypothesis": [p.hypothesis for p in train],
-                                 "label": [LABEL2ID[p.label] for p in train]})
+                                 "label": [LABEL2ID[_label_of(p)] for p in train]})
     evaluator = (CrossEncoderClassificationEvaluator([[p.premise, p.hypothesis] for p in dev],
-                                                     [LABEL2ID[p.label] for p in dev], name=DEV_NAME,
+                                                     [LABEL2ID[_label_of(p)] for p in dev], name=DEV_NAME,
                                                      batch_size=settings.batch_size, show_progress_bar=False,
                                                      write_csv=False)
                  if dev else None)
@@ -145,6 +145,12 @@ def nli_metrics(predicted: Sequence[str], pairs: Sequence[NLIPair]) -> dict:
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
+def _label_of(pair: NLIPair) -> str:
+    """The label of a pair that `_check_pairs` let through (it refuses unlabelled ones)."""
+    assert pair.label is not None
+    return pair.label
+
+
 def _check_pairs(pairs: Sequence[NLIPair] | None, role: str) -> list[NLIPair]:
     pairs = list(pairs or [])
     if not pairs:

@@ -130,6 +130,7 @@ def _loss_class():
             self.model = model
             self.label_smoothing = float(label_smoothing)
             self.focal_gamma = float(focal_gamma)
+            self.weight: torch.Tensor | None  # a buffer: moves with the module
             self.register_buffer("weight", None if weight is None else torch.tensor(list(weight), dtype=torch.float))
 
         def forward(self, inputs, labels, prompt=None, task=None):
@@ -224,7 +225,7 @@ def _train(train: list[RelationRow], dev: list[RelationRow], test: list[Relation
     label2id = {name: i for i, name in enumerate(labels)}
     train_pairs = pairs(train)
     dataset = Dataset.from_dict({"first": [p[0] for p in train_pairs], "second": [p[1] for p in train_pairs],
-                                 "label": [label2id[r.label] for r in train]})
+                                 "label": [label2id[_label_of(r)] for r in train]})
     weight = class_weights(train, labels) if options["loss"] == "weighted" else None
     loss = relation_loss(model, weight=weight, label_smoothing=options["label_smoothing"],
                          focal_gamma=options["focal_gamma"] if options["loss"] == "focal" else 0.0)
@@ -295,7 +296,7 @@ def add_entity_tokens(module) -> None:
 def _score(model, pairs: list[tuple[str, str]], rows: list[RelationRow], labels: list[str], options: dict,
            settings: TrainSettings) -> dict:
     started = time.perf_counter()
-    scores = relation_metrics([r.label for r in rows], predict_probs(model, pairs, settings.batch_size), labels,
+    scores = relation_metrics([_label_of(r) for r in rows], predict_probs(model, pairs, settings.batch_size), labels,
                               options["no_relation"])
     scores["seconds"] = round(time.perf_counter() - started, 1)
     return scores
@@ -333,6 +334,12 @@ def _check_options(labels: list[str], marker: str, type_language: str, loss: str
     return {"marker": marker, "type_language": type_language, "loss": loss,
             "focal_gamma": focal_gamma if loss == "focal" else None, "label_smoothing": label_smoothing,
             "no_relation": none, "pooling": pooling}
+
+
+def _label_of(row: RelationRow) -> str:
+    """The label of a row that `_check_rows` let through (it refuses unlabelled ones)."""
+    assert row.label is not None
+    return row.label
 
 
 def _check_rows(rows: Sequence[RelationRow] | None, labels: list[str], role: str) -> list[RelationRow]:

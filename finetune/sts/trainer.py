@@ -94,15 +94,15 @@ def train_sts_cross_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[
 
     first = [p.sentence1 for p in train]
     second = [p.sentence2 for p in train]
-    targets: list = [p.score / MAX_SCORE for p in train]
+    targets: list = [_gold(p)[0] / MAX_SCORE for p in train]
     if binary_objective:
-        targets = [[p.score / MAX_SCORE, float(p.binary)] for p in train]
+        targets = [[_gold(p)[0] / MAX_SCORE, float(_gold(p)[1])] for p in train]
     if both_orders:
         first, second, targets = first + second, second + first, targets + targets
     dataset = Dataset.from_dict({"sentence1": first, "sentence2": second, "label": targets})
     loss = sts_binary_aux_loss(model, weight=binary_weight) if binary_objective else BinaryCrossEntropyLoss(model)
     evaluator = (CrossEncoderCorrelationEvaluator([[p.sentence1, p.sentence2] for p in dev],
-                                                  [p.score for p in dev], name=DEV_NAME,
+                                                  [_gold(p)[0] for p in dev], name=DEV_NAME,
                                                   batch_size=settings.batch_size, show_progress_bar=False)
                  if dev else None)
     args = CrossEncoderTrainingArguments(**trainer_args(ckpt_dir, settings, len(dataset), bool(dev), device,
@@ -158,9 +158,9 @@ def train_sts_bi_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[Pai
     prefix = base_info["prefix"] or ""  # added to the texts, as Encoder does, so training sees what scoring sees
     dataset = Dataset.from_dict({"sentence1": [prefix + p.sentence1 for p in train],
                                  "sentence2": [prefix + p.sentence2 for p in train],
-                                 "label": [p.score / MAX_SCORE for p in train]})
+                                 "label": [_gold(p)[0] / MAX_SCORE for p in train]})
     evaluator = (EmbeddingSimilarityEvaluator([prefix + p.sentence1 for p in dev], [prefix + p.sentence2 for p in dev],
-                                              [p.score / MAX_SCORE for p in dev], batch_size=settings.batch_size,
+                                              [_gold(p)[0] / MAX_SCORE for p in dev], batch_size=settings.batch_size,
                                               similarity_fn_names=["cosine"], name=DEV_NAME)
                  if dev else None)
     args = SentenceTransformerTrainingArguments(**trainer_args(ckpt_dir, settings, len(dataset), bool(dev), device,
@@ -223,6 +223,12 @@ def sts_binary_aux_loss(model, weight: float = 0.5):
 
 
 # ---- helpers --------------------------------------------------------------------------------------------
+def _gold(pair: PairRow) -> tuple[float, int]:
+    """The score and binary label of a pair that `_check_pairs` let through (the reader sets both or neither)."""
+    assert pair.score is not None and pair.binary is not None
+    return pair.score, pair.binary
+
+
 def _check_pairs(pairs: Sequence[PairRow] | None, role: str) -> list[PairRow]:
     pairs = list(pairs or [])
     if not pairs:

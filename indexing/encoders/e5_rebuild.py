@@ -212,7 +212,7 @@ def precompiled_charsmap(norm_map: dict[str, str]) -> bytes:
     from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
     normalizer = spm.SentencePieceNormalizer(norm_map=sorted(norm_map.items()))
-    spec = model_pb2.NormalizerSpec()
+    spec = model_pb2.NormalizerSpec()  # type: ignore[attr-defined]  # generated protobuf module: no stubs for it
     spec.ParseFromString(normalizer.serialized_normalizer_spec())
     return spec.precompiled_charsmap
 

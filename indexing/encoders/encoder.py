@@ -266,7 +266,7 @@ class Encoder:
         with torch.inference_mode():
             batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
                                    return_tensors="pt").to(self.device)
-            pooled = mean_pool(self.model(**batch).last_hidden_state, batch["attention_mask"])
+            vectors = mean_pool(self.model(**batch).last_hidden_state, batch["attention_mask"])
             if normalize:
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-            return pooled.float().cpu().numpy()
+                vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+            return vectors.float().cpu().numpy()

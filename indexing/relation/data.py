@@ -34,6 +34,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from fewlabel.indexing.errors import DataError
 from fewlabel.indexing.readers import iter_records, read_text_file
@@ -242,6 +243,17 @@ def parse_tagged_sentence(tagged: str) -> tuple[str, Entity, Entity]:
     return clean, entities[0], entities[1]
 
 
+class _At(TypedDict):
+    """Where a record starts: the keyword arguments that every check below and `DataError` take."""
+
+    path: str
+    line: int
+
+
+class _AtField(_At):
+    field: str
+
+
 # --------------------------------------------------------------------------------------------------------------
 # KLUE-RE JSON and the competition CSV
 # --------------------------------------------------------------------------------------------------------------
@@ -249,7 +261,7 @@ def parse_tagged_sentence(tagged: str) -> tuple[str, Entity, Entity]:
 
 def _klue_row(obj: object, index: int, line: int, path: PathLike, labels: list[str] | None,
               keep_labels: bool) -> RelationRow:
-    where = {"path": str(path), "line": line}
+    where: _At = {"path": str(path), "line": line}
     if not isinstance(obj, dict):
         raise DataError(f"expected a JSON object, found {type_name(obj)}", **where)
     for key in ("sentence", "subject_entity", "object_entity"):
@@ -280,7 +292,7 @@ def _csv_rows(content: str, path: PathLike, labels: list[str] | None, keep_label
 
 def _csv_row(fields: list[str], columns: dict[str, int], index: int, line: int, path: PathLike,
              labels: list[str] | None, keep_labels: bool) -> RelationRow:
-    where = {"path": str(path), "line": line}
+    where: _At = {"path": str(path), "line": line}
 
     def cell(name: str) -> str | None:
         if name not in columns:
@@ -300,7 +312,7 @@ def _csv_row(fields: list[str], columns: dict[str, int], index: int, line: int, 
 
 def _entity(raw: object, sentence: str, *, field: str, path: str, line: int) -> Entity:
     """An entity from a dict, or from the string form of one (the competition CSV), checked against the sentence."""
-    where = {"path": path, "line": line, "field": field}
+    where: _AtField = {"path": path, "line": line, "field": field}
     if isinstance(raw, str):
         text = raw.strip()
         if not text:
@@ -340,7 +352,7 @@ def _entity(raw: object, sentence: str, *, field: str, path: str, line: int) -> 
 
 def _semeval_json_row(obj: object, index: int, line: int, path: PathLike, labels: list[str] | None,
                       keep_labels: bool) -> RelationRow:
-    where = {"path": str(path), "line": line}
+    where: _At = {"path": str(path), "line": line}
     if not isinstance(obj, dict):
         raise DataError(f"expected a JSON object, found {type_name(obj)}", **where)
     if "sentence" not in obj:
@@ -375,7 +387,7 @@ def _semeval_txt_rows(content: str, path: PathLike, labels: list[str] | None, ke
 
 def _semeval_row(row_id: str, tagged: object, raw_label: object, line: int, path: PathLike,
                  labels: list[str] | None, keep_labels: bool) -> RelationRow:
-    where = {"path": str(path), "line": line}
+    where: _At = {"path": str(path), "line": line}
     if not isinstance(tagged, str):
         raise DataError(f"sentence must be a string, found {type_name(tagged)}", field="sentence", **where)
     try:
@@ -394,7 +406,7 @@ def _semeval_row(row_id: str, tagged: object, raw_label: object, line: int, path
 
 def _label(raw: object, labels: list[str] | None, *, path: str, line: int, field: str = "label") -> str | None:
     """A label name; None when missing or empty. Integers (or digit strings) are positions in ``labels``."""
-    where = {"path": path, "line": line, "field": field}
+    where: _AtField = {"path": path, "line": line, "field": field}
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Sequence
+from typing import Literal, overload
 
 import numpy as np
 
@@ -50,7 +51,17 @@ def micro_f1_without(gold: Sequence, predicted: Sequence, no_relation) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def auprc(probs: np.ndarray, gold: Sequence[int], *, per_class: bool = False) -> float | tuple[float, dict[int, float]]:
+@overload
+def auprc(probs: np.ndarray, gold: Sequence[int] | np.ndarray, *, per_class: Literal[False] = False) -> float: ...
+
+
+@overload
+def auprc(probs: np.ndarray, gold: Sequence[int] | np.ndarray, *,
+          per_class: Literal[True]) -> tuple[float, dict[int, float]]: ...
+
+
+def auprc(probs: np.ndarray, gold: Sequence[int] | np.ndarray, *,
+          per_class: bool = False) -> float | tuple[float, dict[int, float]]:
     """Mean over classes of the area under the one-vs-rest precision-recall curve (KLUE-RE's AUPRC).
 
     ``probs`` is (n, n_classes) and ``gold`` holds class indices. Classes without a gold example are left out
@@ -127,7 +138,7 @@ def relation_metrics(gold: Sequence[str], probs: np.ndarray, labels: Sequence[st
     predicted = [labels[i] for i in probs.argmax(axis=1)]
     gold_idx = [index[g] for g in gold]
     area, areas = auprc(probs, gold_idx, per_class=True)
-    out = {"n": len(gold), "micro_f1": micro_f1_without(gold, predicted, no_relation), "auprc": area,
+    out: dict[str, object] = {"n": len(gold), "micro_f1": micro_f1_without(gold, predicted, no_relation), "auprc": area,
            "auprc_classes": len(areas),
            "accuracy": float(np.mean([g == p for g, p in zip(gold, predicted, strict=True)])) if gold else 0.0,
            "no_relation": no_relation}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from sentence_transformers.base.modules.module import Module
@@ -69,7 +70,8 @@ class EntityStartPooling(Module):
     @classmethod
     def load(cls, model_name_or_path: str = "", subfolder: str = "", token: bool | str | None = None,
              cache_folder: str | None = None, revision: str | None = None, local_files_only: bool = False,
-             **kwargs) -> EntityStartPooling:
+             init_defaults: dict[str, Any] | None = None, **kwargs) -> EntityStartPooling:
+        # init_defaults (the base class's signature) is not used: the saved config holds every key this module needs
         config = cls.load_config(model_name_or_path=model_name_or_path, subfolder=subfolder, token=token,
                                  cache_folder=cache_folder, revision=revision, local_files_only=local_files_only)
         return cls(**{key: value for key, value in config.items() if key in cls.config_keys})

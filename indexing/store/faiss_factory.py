@@ -79,7 +79,8 @@ def apply_search_params(index, search_params: str | None, factory: str) -> None:
     import faiss
 
     try:
-        faiss.ParameterSpace().set_index_parameters(index, search_params)
+        # FAISS's SWIG stubs list only the (index, name, float) overload; the string form is the documented one
+        faiss.ParameterSpace().set_index_parameters(index, search_params)  # type: ignore[arg-type]
     except RuntimeError as exc:
         raise InvalidArgumentError(f"FAISS search parameters '{search_params}' do not apply to a '{factory}' index: "
                             f"{_last_line(exc)}") from exc

@@ -101,7 +101,9 @@ class FaissStore:
             return
         self._gpu_index = None
         if isinstance(self.index, faiss.IndexFlat):
-            self.index.remove_ids(np.asarray(drop, dtype=np.int64))  # compacts: later ids shift down
+            # compacts: later ids shift down. FAISS's stubs list only the IDSelector overload; its Python wrapper
+            # takes an int64 array too
+            self.index.remove_ids(np.asarray(drop, dtype=np.int64))  # type: ignore[arg-type]
             return
         vectors = self.vectors()
         keep = np.setdiff1d(np.arange(len(vectors)), drop)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from fewlabel.indexing.files import atomic_directory, folder_lock, recover_direc
 from fewlabel.indexing.readers import Row, label_matrix
 from fewlabel.indexing.store.vector_store import VectorStore, create_store, open_store, release_replaced, store_kind
 
+if TYPE_CHECKING:
+    from fewlabel.indexing.store.faiss_store import FaissStore
+
 FORMAT_VERSION = 1
 INDEX_FILE, ROWS_FILE, META_FILE = "index.faiss", "rows.jsonl", "meta.json"
 METHOD_DIR = "method"
@@ -38,6 +42,13 @@ METHOD_DIR = "method"
 # starts with a dot, so nothing can climb out of method/
 _METHOD_FILE_NAME = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}/){0,3}[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 ENCODER_KEYS = ("model", "prefix", "pooling", "normalize", "dim", "max_length")
+
+
+class IndexEncoder(SupportsEncode, Protocol):
+    """What an index needs of its encoder: the embedding cache's contract plus `describe`, which meta.json
+    records so that later queries are encoded the same way."""
+
+    def describe(self, normalize: bool = True) -> dict: ...
 
 
 def fewlabel_version() -> str:
@@ -76,7 +87,7 @@ class LabelIndex:
 
     # ---- building -------------------------------------------------------------------------------
     @classmethod
-    def build(cls, rows: Sequence[Row], encoder: SupportsEncode, *, factory: str = "Flat",
+    def build(cls, rows: Sequence[Row], encoder: IndexEncoder, *, factory: str = "Flat",
               multi_label: bool | None = None, cache: EmbeddingCache | None = None,
               batch_size: int = 32, show_progress: bool = False, search_params: str | None = None,
               store: str = "faiss", store_options: dict | None = None) -> LabelIndex:
@@ -102,7 +113,7 @@ class LabelIndex:
         return cls(encoder=meta, factory=factory, rows=rows, label_names=names, multi_label=multi_label,
                    store=vector_store, search_params=search_params or None)
 
-    def add(self, rows: Sequence[Row], encoder: SupportsEncode, *, cache: EmbeddingCache | None = None,
+    def add(self, rows: Sequence[Row], encoder: IndexEncoder, *, cache: EmbeddingCache | None = None,
             batch_size: int = 32, show_progress: bool = False, source: str | None = None,
             renumber: bool = False) -> int:
         """Encode and append more rows (new labels are allowed and join `label_names`). Returns the
@@ -173,7 +184,7 @@ class LabelIndex:
         """(n_rows, n_labels) booleans in `label_names` order."""
         return label_matrix(self.rows, self.label_names, "the index")
 
-    def encode_queries(self, encoder: SupportsEncode, texts: Sequence[str], *,
+    def encode_queries(self, encoder: IndexEncoder, texts: Sequence[str], *,
                        cache: EmbeddingCache | None = None, batch_size: int = 32,
                        show_progress: bool = False) -> np.ndarray:
         self.check_encoder(encoder)
@@ -189,7 +200,7 @@ class LabelIndex:
         """The FAISS index itself (FAISS store only), for code that tunes FAISS directly."""
         if self.store.kind != "faiss":
             raise IndexMismatchError(f"this index keeps its vectors in {self.store.kind}, not FAISS")
-        return self.store.index
+        return cast("FaissStore", self.store).index  # kind "faiss" is FaissStore's
 
     def use_faiss_device(self, device: str | None) -> str:
         """Search on ``auto``, ``cpu`` or ``cuda`` (a GPU copy of the FAISS index, for search only; the folder
@@ -200,7 +211,7 @@ class LabelIndex:
                 raise IndexMismatchError(f"--faiss-device cuda applies to a FAISS index; this one keeps its vectors "
                                          f"in {self.store.kind}")
             return "cpu"
-        return self.store.use_device(device)
+        return cast("FaissStore", self.store).use_device(device)  # kind "faiss" is FaissStore's
 
     def check_weights(self) -> None:
         """Refuse, before loading it, a model whose weight files changed since this index was built."""
@@ -228,7 +239,7 @@ class LabelIndex:
         self.check_encoder(encoder)
         return encoder
 
-    def check_encoder(self, encoder: SupportsEncode) -> None:
+    def check_encoder(self, encoder: IndexEncoder) -> None:
         """Refuse an encoder whose vectors would not be comparable with the stored ones (torch and onnx vectors
         are; int8 vectors are only comparable with int8 ones)."""
         from fewlabel.indexing.encoders.onnx_backend import backend_mismatch
@@ -264,7 +275,7 @@ class LabelIndex:
     # ---- disk -----------------------------------------------------------------------------------
     @classmethod
     @contextmanager
-    def update(cls, folder: str | Path, encoder: SupportsEncode | None = None, *,
+    def update(cls, folder: str | Path, encoder: IndexEncoder | None = None, *,
                waiting: Callable[[str], None] | None = None) -> Iterator[LabelIndex]:
         """Read, change and save an index under its write lock, so that two writers never lose each other's
         rows: ``with LabelIndex.update(folder) as index: index.add(rows, encoder)``. Saved only when the block
@@ -303,7 +314,7 @@ class LabelIndex:
         self.store.discard()
 
     @classmethod
-    def load(cls, folder: str | Path, encoder: SupportsEncode | None = None, *, mmap: bool = False) -> LabelIndex:
+    def load(cls, folder: str | Path, encoder: IndexEncoder | None = None, *, mmap: bool = False) -> LabelIndex:
         """Read an index folder, checking format, counts, dimension and fingerprint agree, and, when
         `encoder` is given, that it makes the same kind of vectors as the ones stored. ``mmap``: memory-map
         ``index.faiss`` instead of reading it (`index info`: its vectors are never needed, so a million-vector

@@ -40,9 +40,11 @@ def sts_metrics(predicted: Sequence[float] | np.ndarray, gold: Sequence[float] |
 
 def pair_metrics(rows: Sequence[PairRow], predicted: Sequence[float] | np.ndarray) -> dict | None:
     """:func:`sts_metrics` against the rows' own labels; None when the rows are unlabelled."""
-    if not rows or any(r.score is None for r in rows):
+    gold = [r.score for r in rows if r.score is not None]
+    binary = [r.binary for r in rows if r.binary is not None]  # the reader sets binary wherever score is set
+    if not rows or len(gold) < len(rows):
         return None
-    return sts_metrics(predicted, [r.score for r in rows], [r.binary for r in rows])
+    return sts_metrics(predicted, gold, binary)
 
 
 def _finite(value: float) -> float | None:

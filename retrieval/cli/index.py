@@ -223,6 +223,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         index.discard()  # a Milvus collection made for an index that was never saved
         raise
     kind = "multi-label" if index.multi_label else "single-label"
+    assert index.method is not None  # build_index fits and records a method
     print(f"indexed {len(index)} rows, {len(index.label_names)} labels ({kind}) with {args.model} "
           f"[{args.factory}], method {index.method['name']} -> {args.out}")
     return 0
@@ -293,7 +294,7 @@ def _method_lines(method: dict | None) -> list[str]:
     """The method and, when auto chose it, the leaderboard, for `index info`."""
     if not method:
         return ["method      knn (index built before methods were chosen)"]
-    how = {"auto": "chosen by auto", "user": "named by --method"}.get(method.get("chosen_by"), "")
+    how = {"auto": "chosen by auto", "user": "named by --method"}.get(method.get("chosen_by") or "", "")
     protocol = method.get("protocol") or {}
     lines = [f"method      {method['name']}  ({how}" + (f", {protocol['note']}" if protocol.get("note") else "")
              + ("; stale: rows changed since it was chosen, `index add --retune` chooses again"
@@ -340,6 +341,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
                           "old rows, so the choice may be stale: --retune chooses again")
             _fit_method(args, index, encoder, valid, cache, method)
             if not args.retune and old:  # the old choice stands, refitted: keep how it was chosen, flag it
+                assert index.method is not None  # _fit_method records it
                 index.method = {**index.method, "chosen_by": old.get("chosen_by", "user"),
                                 "leaderboard": old.get("leaderboard", []), "protocol": old.get("protocol"),
                                 "stale": True}

@@ -233,6 +233,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if valid is not None:
         predictor.tune(valid, source=args.tune_fallback, label_field=args.label_col)
         tuning = predictor.tuning_
+        assert tuning is not None  # tune() records it
         threshold = predictor.similarity_threshold
         say(args, f"tuned on {tuning['n_valid']} validation rows: similarity threshold "
                   f"{'none' if threshold is None else f'{threshold:.4f}'}, {tuning['zero_shot_share']:.0%} of them "
@@ -247,6 +248,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     routes = f" (routes: {routes_line(route_counts)})" if zero_shot is not None else ""
     print(f"labelled {labelled} of {n_rows} texts -> {out}{routes}")
     if gold:
+        assert analysis is not None  # claimed above whenever there is gold
         _score_input(gold, predictions, predictor.label_names_, index.multi_label, analysis,
                      title=f"{Path(args.input).name}: {Path(args.index_dir).name}")
     return 0

@@ -166,7 +166,8 @@ def cmd_re_knn(args: argparse.Namespace) -> int:
     cache = open_cache(args)
     started = time.perf_counter()
     common = dict(marker=args.marker, batch_size=args.batch_size, cache=cache, show_progress=not args.quiet)
-    knn.fit(embed_relations(encoder, train, **common), [r.label for r in train], labels=labels)
+    train_labels = [r.label for r in train if r.label is not None]  # read_relations: every row labelled, or none
+    knn.fit(embed_relations(encoder, train, **common), train_labels, labels=labels)
     probs = knn.predict_proba(embed_relations(encoder, rows, **common))
     describe = {"encoder": encoder.describe(), "marker": args.marker, "k": args.k, "method": args.method,
                 "temperature": args.temperature, "examples": len(train)}
@@ -188,6 +189,7 @@ def cmd_re_evaluate(args: argparse.Namespace) -> int:
     gold = read_relations(args.gold, labels=labels)
     if gold[0].label is None:
         raise DataError("the gold file has no labels", path=args.gold)
+    gold_labels = [r.label for r in gold if r.label is not None]  # read_relations: every row labelled, or none
     ids, _, probs = read_submission(args.submission, labels)
     position = {row_id: i for i, row_id in enumerate(ids)}
     missing = [r.id for r in gold if r.id not in position]
@@ -196,11 +198,11 @@ def cmd_re_evaluate(args: argparse.Namespace) -> int:
                         path=args.submission)
     probs = normalise_probs(probs[[position[r.id] for r in gold]])
     no_relation = args.no_relation or no_relation_label(labels)
-    scores = relation_metrics([r.label for r in gold], probs, labels, no_relation)
+    scores = relation_metrics(gold_labels, probs, labels, no_relation)
     print_scores(scores)
     if not args.quiet:
         print(json.dumps({k: v for k, v in scores.items() if k != "semeval_per_relation"}, indent=2))
-    _write_error_analysis([r.label for r in gold], [labels[i] for i in probs.argmax(axis=1)], labels, files,
+    _write_error_analysis(gold_labels, [labels[i] for i in probs.argmax(axis=1)], labels, files,
                           title=f"{Path(args.submission).name} against {Path(args.gold).name}")
     return 0
 

@@ -89,6 +89,7 @@ def cmd_sts_score(args: argparse.Namespace) -> int:
                        show_progress=not args.quiet)
     if calib_rows is not None:
         scorer.fit(calib_rows)
+        assert scorer.calibration_ is not None  # fit refuses a cross-encoder, the one kind without calibration
         say(args, f"fitted {scorer.calibration_.method} calibration on {len(calib_rows)} pairs")
     started = time.perf_counter()
     scores = scorer.predict(rows)
@@ -106,9 +107,11 @@ def cmd_sts_score(args: argparse.Namespace) -> int:
     if plot is not None and metrics and metrics["n"] >= 2:
         from fewlabel.retrieval.analysis import save_figure, sts_figure
 
-        how = scorer.kind + (f", {scorer.calibration_.method} map fitted on {Path(args.calibrate_on).name}"
-                             if calib_rows is not None else "")  # a calibrated plot says so: its scores differ
-        figure = sts_figure([r.score for r in rows], scores,
+        how = scorer.kind
+        if calib_rows is not None:  # a calibrated plot says so: its scores differ
+            assert scorer.calibration_ is not None  # as above
+            how += f", {scorer.calibration_.method} map fitted on {Path(args.calibrate_on).name}"
+        figure = sts_figure([r.score for r in rows if r.score is not None], scores,  # metrics: every row labelled
                             title=f"{Path(args.pairs).name}: {Path(str(args.model)).name} ({how})")
         print(f"error analysis -> {save_figure(figure, plot['png'])}")
     return 0

@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from fewlabel.indexing.errors import DataError, FewlabelError, InvalidArgumentError, SetupError, first_line
 from fewlabel.retrieval.outputs import Prediction
@@ -145,7 +146,7 @@ def _start(address: str | None, quiet: bool) -> tuple[float, bool]:
     if ray.is_initialized():
         return float(ray.cluster_resources().get("CPU", 1)), False
     logging.getLogger("ray").setLevel(logging.WARNING if quiet else logging.INFO)
-    common = dict(include_dashboard=False, log_to_driver=not quiet, logging_level=logging.WARNING)
+    common: dict[str, Any] = dict(include_dashboard=False, log_to_driver=not quiet, logging_level=logging.WARNING)
     try:
         if address:
             ray.init(address=address, **common)

@@ -37,7 +37,7 @@ def _check_k_m(k: Any, m: Any) -> None:
     """Raise a readable error for bad (k, m) before any searching happens."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise InvalidArgumentError(f"k (neighbours to consult) must be an integer >= 1, got {k!r}")
-    if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 1 <= m <= k:
+    if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 1 <= float(m) <= int(k):
         raise InvalidArgumentError(f"m (votes needed for a label) must satisfy 1 <= m <= k = {k}, got {m!r}")
 
 

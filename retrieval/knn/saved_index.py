@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fewlabel.indexing.encoders.cache import EmbeddingCache, SupportsEncode
+from fewlabel.indexing.encoders.cache import EmbeddingCache
 from fewlabel.indexing.errors import DataError, InvalidArgumentError
 from fewlabel.indexing.readers import Row, label_matrix
-from fewlabel.indexing.store.label_index import LabelIndex
+from fewlabel.indexing.store.label_index import IndexEncoder, LabelIndex
 from fewlabel.retrieval.knn.tuning import KMResult, tune_k_m
 from fewlabel.retrieval.knn.voting import neighbour_label_tensor
 
@@ -21,7 +21,7 @@ DEFAULT_MAX_K = 20
 UNTUNED_K = 15
 
 
-def tune_index(index: LabelIndex, encoder: SupportsEncode, valid_rows: Sequence[Row], *,
+def tune_index(index: LabelIndex, encoder: IndexEncoder, valid_rows: Sequence[Row], *,
                max_k: int = DEFAULT_MAX_K, metric: str = "micro", source: str = "validation data",
                label_field: str = "label",
                cache: EmbeddingCache | None = None, batch_size: int = 32,

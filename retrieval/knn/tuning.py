@@ -15,7 +15,7 @@ set and then reporting test scores would overstate how well the labeler works.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -81,7 +81,7 @@ def tune_k_m(
     y_true: np.ndarray,
     *,
     max_k: int,
-    metric: Literal["micro", "macro"] = "micro",
+    metric: str = "micro",  # "micro" or "macro", checked below (callers pass what a user typed)
     multi_label: bool = True,
     weighted: bool = False,
     show_progress: bool = False,
@@ -147,9 +147,9 @@ def tune_k_m(
     neigh = neigh.astype(bool, copy=False)
     y = y.astype(bool, copy=False)
     if not multi_label and (y.sum(axis=1) > 1).any():
-        row = int(np.flatnonzero(y.sum(axis=1) > 1)[0])
+        bad = int(np.flatnonzero(y.sum(axis=1) > 1)[0])
         raise DataError(
-            f"validation row {row} has several true labels; single-label tuning needs at most one",
+            f"validation row {bad} has several true labels; single-label tuning needs at most one",
             field="labels",
         )
 

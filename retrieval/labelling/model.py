@@ -48,7 +48,7 @@ class IndexModel:
 
 
 def knn_settings(index) -> dict:
-    from fewlabel.retrieval.knn.labelling import resolve_k_m
+    from fewlabel.retrieval.knn.saved_index import resolve_k_m
 
     k, m = resolve_k_m(index)
     return {"k": int(k), "m": m}

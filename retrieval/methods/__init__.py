@@ -8,6 +8,8 @@ back for the router; `select_method` is the choice itself on arrays.
 Every method is registered in :mod:`fewlabel.retrieval.methods.registry` (one Protocol, one list): adding one
 is a file plus its registration, and auto, the store, the CLI's help and the benchmarks all see it."""
 
+from typing import TYPE_CHECKING
+
 from fewlabel.indexing.lazy import lazy_exports
 
 _EXPORTS = {
@@ -31,5 +33,27 @@ _EXPORTS = {
     "build_index": "fewlabel.retrieval.methods.index_method",
     "load_method": "fewlabel.retrieval.methods.store",
 }
+
+if TYPE_CHECKING:  # the real types for checkers and IDEs; at run time the names stay lazy
+    from fewlabel.retrieval.methods.auto import cv_plan as cv_plan, select_method as select_method
+    from fewlabel.retrieval.methods.common import Views as Views
+    from fewlabel.retrieval.methods.ensemble import EnsembleHead as EnsembleHead
+    from fewlabel.retrieval.methods.index_method import build_index as build_index, fit_method as fit_method
+    from fewlabel.retrieval.methods.knn import KNNCandidate as KNNCandidate
+    from fewlabel.retrieval.methods.linear import LinearHead as LinearHead
+    from fewlabel.retrieval.methods.nb import NaiveBayesText as NaiveBayesText
+    from fewlabel.retrieval.methods.registry import (
+        LabellingMethod as LabellingMethod,
+        MethodContext as MethodContext,
+        MethodParts as MethodParts,
+        MethodSpec as MethodSpec,
+        candidate_names as candidate_names,
+        make_candidate as make_candidate,
+        method_choices as method_choices,
+        register as register,
+        registered as registered,
+    )
+    from fewlabel.retrieval.methods.store import load_method as load_method
+
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

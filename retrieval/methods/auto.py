@@ -165,7 +165,7 @@ def _cross_validated(train: Views, y: np.ndarray, methods: list[str], multi_labe
                      seed: int, max_k: int, say) -> dict:
     plan = cv_plan(y, n_folds, seed)
     max_k = max(1, min(max_k, min(len(fit) for fit, _, _ in plan)))  # every fold's states have the same shape
-    scores = {name: [] for name in methods}
+    scores: dict[str, list[float]] = {name: [] for name in methods}
     seconds = dict.fromkeys(methods, 0.0)
     pooled: dict[str, dict] = {name: {} for name in methods}
     for fit_rows, tune_rows, score_rows in plan:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy.special import expit
-from scipy.special import softmax as scipy_softmax
+from scipy.special import expit, softmax as scipy_softmax
 
 from fewlabel.indexing.errors import IndexMismatchError
 from fewlabel.indexing.text_classifier import decide
@@ -93,7 +93,8 @@ def arrays_to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
         if np.asarray(value).dtype == object:
             raise TypeError(f"array '{name}' holds Python objects; method files keep plain numbers only")
     buffer = io.BytesIO()
-    np.savez(buffer, **{name: np.asarray(value) for name, value in arrays.items()})
+    plain: dict[str, Any] = {name: np.asarray(value) for name, value in arrays.items()}
+    np.savez(buffer, **plain)  # typed Any: numpy's stub types **kwds like its allow_pickle keyword
     return buffer.getvalue()
 
 

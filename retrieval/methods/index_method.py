@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fewlabel.indexing.encoders.cache import EmbeddingCache, SupportsEncode, encode_with_cache
+from fewlabel.indexing.encoders.cache import EmbeddingCache, encode_with_cache
 from fewlabel.indexing.errors import DataError, InvalidArgumentError
 from fewlabel.indexing.readers import Row, label_matrix
 from fewlabel.retrieval.knn.saved_index import DEFAULT_MAX_K
@@ -25,11 +26,14 @@ from fewlabel.retrieval.methods.common import Views
 from fewlabel.retrieval.methods.registry import candidate_names, method_choices, trained_names
 from fewlabel.retrieval.methods.store import method_files, method_record
 
+if TYPE_CHECKING:
+    from fewlabel.indexing.store.label_index import IndexEncoder
+
 __all__ = ["TRAINING_SHARE", "build_index", "fit_method", "index_vectors", "trained_plan"]
 
 
 
-def index_vectors(index, encoder: SupportsEncode, cache: EmbeddingCache | None = None, batch_size: int = 32,
+def index_vectors(index, encoder: IndexEncoder, cache: EmbeddingCache | None = None, batch_size: int = 32,
                   show_progress: bool = False) -> np.ndarray:
     """The index's vectors in row order: read back from an exact FAISS index, else encoded again (from the
     embedding cache when there is one)."""
@@ -64,7 +68,7 @@ def trained_plan(method: str, trainers: dict | None, budget_minutes: float, has_
     return {name: (trainers[name], seconds, list(labels)) for name in names}
 
 
-def fit_method(index, encoder: SupportsEncode, valid_rows: Sequence[Row] | None = None, *, method: str = "auto",
+def fit_method(index, encoder: IndexEncoder, valid_rows: Sequence[Row] | None = None, *, method: str = "auto",
                metric: str = "micro", folds: int = 5, seed: int = 0, max_k: int = DEFAULT_MAX_K,
                budget_minutes: float = 0.0, trainers: dict | None = None, cache: EmbeddingCache | None = None,
                batch_size: int = 32, show_progress: bool = False, source: str = "validation data",
@@ -123,7 +127,7 @@ def fit_method(index, encoder: SupportsEncode, valid_rows: Sequence[Row] | None 
     return record
 
 
-def build_index(rows: Sequence[Row], encoder: SupportsEncode, valid_rows: Sequence[Row] | None = None, *,
+def build_index(rows: Sequence[Row], encoder: IndexEncoder, valid_rows: Sequence[Row] | None = None, *,
                 method: str = "auto", metric: str = "micro", folds: int = 5, max_k: int = DEFAULT_MAX_K,
                 budget_minutes: float = 0.0, trainers: dict | None = None, cache: EmbeddingCache | None = None,
                 batch_size: int = 32, show_progress: bool = False, **build):

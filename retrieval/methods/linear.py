@@ -9,6 +9,8 @@ the training rows, and the choice is made by comparing their validation predicti
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from fewlabel.retrieval.methods.common import Views, decide, score, sigmoid, softmax, tune_thresholds
@@ -102,7 +104,7 @@ class LinearHead(LabellingMethod):
             if best is None or value > best[0] + 1e-12:
                 best = (value, c, thresholds)
         assert best is not None
-        out = {"C": best[1]}
+        out: dict[str, Any] = {"C": best[1]}
         if best[2] is not None:
             out["thresholds"] = [float(t) for t in best[2]]
         return out

@@ -85,7 +85,7 @@ class LabellingMethod(Protocol):
 
     def keep(self, settings: dict[str, Any]) -> None:
         """Drop what the chosen settings do not use before the method is stored (a no-op for most)."""
-        ...
+        return None  # a real default (not `...`), which the methods that subclass the Protocol inherit
 
     def to_files(self) -> MethodParts: ...
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from fewlabel.retrieval.methods.registry import LabellingMethod, MethodParts, Me
 
 __all__ = ["TrainedHead", "Trainer"]
 
-Trainer = Callable[..., object]
+Trainer = Callable[..., Any]  # returns a SetFit wrapper or a TextClassifier: both predict_proba, save, labels
 
 
 def _folder_files(folder: Path) -> dict[str, bytes]:
@@ -64,7 +65,8 @@ def _setfit_head_arrays(model, n_labels: int, multi_label: bool) -> tuple[np.nda
     """The sklearn head of a trained ``SetFitModel`` as (coef, intercept) for :func:`linear_proba`."""
     head = model.model_head
     if multi_label:  # OneVsRestClassifier: one LogisticRegression per label, or a constant predictor
-        models, constant = [], []
+        models: list = []
+        constant: list[bool | None] = []
         for estimator in head.estimators_:
             if hasattr(estimator, "coef_"):
                 models.append(estimator)
@@ -93,6 +95,7 @@ class TrainedHead(LabellingMethod):
         labels = self.labels or [str(j) for j in range(y.shape[1])]
         rows = [tuple(labels[j] for j in np.flatnonzero(r)) for r in y]
         self.multi_label_ = bool(multi_label)
+        assert self.trainer is not None, "a TrainedHead fits only with a trainer (from_files gives a fitted one)"
         self.model_ = self.trainer(list(views.texts), rows, labels, multi_label=multi_label, seconds=self.seconds)
         return self
 

@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -57,6 +58,13 @@ def write_submission(ids: Sequence[str], probs: np.ndarray, labels: Sequence[str
     return path
 
 
+class _At(TypedDict):
+    """Where a submission record is: the keyword arguments of `DataError`."""
+
+    path: str
+    line: int
+
+
 def read_submission(path: str | Path, labels: Sequence[str] | None = None) -> tuple[list[str], list[str], np.ndarray]:
     """Read a submission back: ids, predicted labels and the (n, n_labels) probabilities. With ``labels`` the
     predicted labels and the width of ``probs`` are checked against the label list."""
@@ -69,7 +77,7 @@ def read_submission(path: str | Path, labels: Sequence[str] | None = None) -> tu
     for number, fields in enumerate(reader, start=2):
         if not fields:
             continue
-        where = {"path": str(path), "line": number}
+        where: _At = {"path": str(path), "line": number}
         if len(fields) < 3:
             raise DataError(f"expected 3 fields, found {len(fields)}", **where)
         try:

@@ -21,9 +21,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fewlabel.indexing.errors import FewlabelError, SetupError
 from fewlabel.indexing.readers import Row
+
+if TYPE_CHECKING:
+    from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot, NLIZeroShot
 
 __all__ = ["ENV_SETTINGS", "RequestError", "ServeSettings", "Service"]
 
@@ -206,7 +210,8 @@ class Service:
         key = (k, fallback)
         if key in self._predictors:
             return self._predictors[key]
-        zero_shot, kwargs = None, {}
+        zero_shot: NLIZeroShot | EmbeddingZeroShot | None = None
+        kwargs: dict = {}
         if fallback == "nli":
             if self.nli is None:
                 raise RequestError(422, "this server has no NLI model: start it with --nli-model", ["body", "fallback"])
@@ -218,7 +223,8 @@ class Service:
         if zero_shot is not None:
             stored = self.index.extra.get("fallback") or {}
             same = stored.get("fallback") == zero_shot.kind and (
-                zero_shot.kind != "nli" or (stored.get("zero_shot") or {}).get("model") == zero_shot.location)
+                zero_shot.kind != "nli"
+                or (stored.get("zero_shot") or {}).get("model") == getattr(zero_shot, "location", None))
             kwargs = predictor_kwargs(stored) if same else {}
         try:
             predictor = Predictor(self.index, self.encoder, zero_shot, k=k, batch_size=self.settings.batch_size,
@@ -316,12 +322,14 @@ class Service:
             label_set = parse_labels(labels)
         except FewlabelError as exc:
             raise RequestError(422, str(exc), ["body", "labels"]) from exc
+        scorer: NLIZeroShot | EmbeddingZeroShot
         if self.nli is not None:
             scorer = copy.copy(self.nli)
             scorer.multi_label = multi_label
         else:
-            scorer = copy.copy(self._embed_zero_shot[multi_label])  # shares its label vectors
-            scorer.cache = self.cache
+            embed = copy.copy(self._embed_zero_shot[multi_label])  # shares its label vectors
+            embed.cache = self.cache
+            scorer = embed
         predictions = Predictor(None, None, scorer, labels=label_set).predict(texts)
         return [{"labels": list(p.labels), "scores": p.scores, "route": p.route} for p in predictions]
 

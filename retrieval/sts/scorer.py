@@ -21,6 +21,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -102,8 +103,10 @@ class Calibration:
         elif not self.fitted:
             raise InvalidArgumentError(f"{self.method} calibration is not fitted: give labelled pairs to fit it on")
         elif self.method == "linear":
+            assert self.coef_ is not None and self.intercept_ is not None  # fitted
             out = self.coef_ * x + self.intercept_
         else:
+            assert self.x_thresholds_ is not None and self.y_thresholds_ is not None  # fitted
             out = np.interp(x, self.x_thresholds_, self.y_thresholds_)
         return np.clip(out, 0.0, MAX_SCORE)
 
@@ -114,6 +117,7 @@ class Calibration:
         elif self.method == "linear" and self.fitted:
             out.update(coef=self.coef_, intercept=self.intercept_)
         elif self.method == "isotonic" and self.fitted:
+            assert self.x_thresholds_ is not None and self.y_thresholds_ is not None  # fitted
             out.update(x=self.x_thresholds_.tolist(), y=self.y_thresholds_.tolist())
         return out
 
@@ -203,7 +207,8 @@ class STSScorer:
         self.cache = cache
         self.show_progress = show_progress
         self.encoder: Encoder | None = None
-        self.cross_encoder = None
+        self.cross_encoder: Any = None  # a sentence-transformers CrossEncoder when kind is cross-encoder
+        self.calibration_: Calibration | None
         self.scale = MAX_SCORE
         self.model_info: dict = {}
         if isinstance(model, (str, os.PathLike)):
@@ -242,6 +247,7 @@ class STSScorer:
         if self.kind == CROSS_ENCODER:
             raise InvalidArgumentError("a cross-encoder scores 0-5 itself; calibration applies to bi-encoders only")
         gold = _gold_scores(pairs, scores)
+        assert self.calibration_ is not None  # a bi-encoder always has one
         self.calibration_.fit(self.similarity(pairs), gold)
         return self
 
@@ -254,6 +260,7 @@ class STSScorer:
             return score_both_orders(self.cross_encoder, first, second, batch_size=self.batch_size,
                                      show_progress=self.show_progress)
         unique = list(dict.fromkeys(first + second))
+        assert self.encoder is not None  # a bi-encoder always has one
         vectors = encode_with_cache(self.encoder, unique, self.cache, batch_size=self.batch_size, normalize=True,
                                     show_progress_bar=self.show_progress).astype(np.float64)
         row = {text: i for i, text in enumerate(unique)}
@@ -266,6 +273,7 @@ class STSScorer:
         sim = self.similarity(pairs)
         if self.kind == CROSS_ENCODER:
             return np.clip(sim * self.scale, 0.0, MAX_SCORE)
+        assert self.calibration_ is not None  # a bi-encoder always has one
         return self.calibration_.predict(sim)
 
     def describe(self) -> dict:
@@ -273,6 +281,7 @@ class STSScorer:
             return {"kind": CROSS_ENCODER, "model": self.location, "scale": self.scale, "both_orders": True,
                     "max_length": int(self.cross_encoder.max_seq_length),
                     "base": self.model_info.get("base"), "trained": self.model_info.get("trained_at")}
+        assert self.encoder is not None and self.calibration_ is not None  # a bi-encoder always has both
         return {"kind": BI_ENCODER, **self.encoder.describe(normalize=True),
                 "calibration": self.calibration_.to_dict()}
 

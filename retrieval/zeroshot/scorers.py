@@ -33,6 +33,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.special import softmax as scipy_softmax
@@ -178,6 +179,9 @@ class NLIZeroShot(_ZeroShotBase):
 
     kind, route = "nli", ROUTE_NLI
     _default_threshold = DEFAULT_NLI_THRESHOLD
+    cross_encoder: Any  # a sentence-transformers CrossEncoder, or any object with its predict and num_labels
+    location: str
+    info: dict
 
     def __init__(self, model, *, labels=None, template: str | None = None, multi_label: bool = False,
                  top_k: int | None = None, threshold: float | None = None, aggregate: str = "max",
