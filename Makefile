@@ -4,11 +4,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
-# the test install takes the serve, Ray and Milvus extras, so their tests run in CI too
-EXTRAS ?= dev,serve,ray,milvus
+# the test install takes the serve, Ray, Milvus and browser extras, so their tests run in CI too
+EXTRAS ?= dev,serve,ray,milvus,browser
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test test-slow lint clean
+.PHONY: install demo test test-slow lint clean browser
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,13 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/fewlabel demo
 
-test: $(BIN)/.installed
+# the labelling page's browser test drives Debian's chromium (and Korean fonts for its screenshot); skipped when
+# chromium is there already, and when apt-get is not (the test then skips itself)
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq chromium fonts-noto-cjk; fi
+
+test: $(BIN)/.installed browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest -m "not slow"
 

@@ -207,6 +207,9 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
     def delete_example(row_id: str, request: Request) -> dict:
         return svc(request).delete_example(row_id)
 
+    from fewlabel.retrieval.serve.labelling import register_labelling
+
+    register_labelling(app, settings)  # /suggest, /check, the /ui page
     app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes,
                        timeout_s=settings.timeout_s)
     return app

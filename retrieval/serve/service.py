@@ -53,6 +53,9 @@ class ServeSettings:
     max_batch: int = 64
     max_text_chars: int = 10_000
     timeout_s: float = 30.0
+    pool: str | None = None  # the unlabelled texts /suggest and the /ui page pick from (--pool)
+    pool_text_col: str = "text"
+    pool_id_col: str | None = None
 
     @property
     def max_body_bytes(self) -> int:
