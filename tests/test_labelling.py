@@ -27,6 +27,18 @@ from fewlabel.retrieval.methods.common import Views
 DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
 
 
+def fresh_home(folder: Path) -> Path:
+    """A FEWLABEL_HOME with empty caches that shares the current one's models (the rebuilt e5 and its ONNX
+    export), so a test sees its own cache misses and hits without rebuilding a model."""
+    from fewlabel.indexing.files import fewlabel_home
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("models", "onnx", "weights.json"):
+        if (fewlabel_home() / name).exists() and not (folder / name).exists():
+            (folder / name).symlink_to(fewlabel_home() / name)
+    return folder
+
+
 def blobs(n_per: int, centres: int, dim: int = 16, seed: int = 0, spread: float = 0.05):
     rng = np.random.default_rng(seed)
     c = rng.normal(size=(centres, dim))
@@ -115,7 +127,7 @@ def _tsv(dst: Path, lines: list[str]) -> Path:
 
 @pytest.mark.slow  # five commands, each loading e5-small: about a minute on 2 cores
 def test_suggest_check_and_add_close_the_loop(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("FEWLABEL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FEWLABEL_HOME", str(fresh_home(tmp_path / "home")))
     lines = (DEMO / "nsmc_train.tsv").read_text(encoding="utf-8").splitlines()
     seed = _tsv(tmp_path / "seed.tsv", [lines[0], *lines[1:31]])
     pool = _tsv(tmp_path / "pool.tsv", [lines[0], *lines[11:91]])

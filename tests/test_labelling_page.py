@@ -18,6 +18,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed (pip ins
 httpx = pytest.importorskip("httpx", reason="the serve extra is not installed (pip install 'fewlabel[serve]')")
 
 from fewlabel.retrieval.cli import main  # noqa: E402
+from tests.test_labelling import fresh_home  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
 TOKEN = "page-token"
@@ -51,7 +52,7 @@ def served(tmp_path_factory):
     assert main(["-q", "index", "build", str(seed), "--id-col", "id", "--model", "e5-small", "--no-cache",
                  "--out", str(index)]) == 0
     port = _free_port()
-    env = {**os.environ, "FEWLABEL_TOKEN": TOKEN, "FEWLABEL_HOME": str(d / "home")}
+    env = {**os.environ, "FEWLABEL_TOKEN": TOKEN, "FEWLABEL_HOME": str(fresh_home(d / "home"))}
     log = open(d / "server.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen([sys.executable, "-m", "fewlabel.retrieval.cli", "-q", "serve", str(index), "--port",
                                str(port), "--pool", str(pool), "--pool-id-col", "id", "--max-batch", "16",

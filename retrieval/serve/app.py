@@ -209,7 +209,7 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
 
     from fewlabel.retrieval.serve.labelling import register_labelling
 
-    register_labelling(app, settings)  # /suggest, /check, the /ui page
+    register_labelling(app, settings, OPEN_PATHS)  # /suggest, /check, the /ui page (its files need no token)
     app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes,
                        timeout_s=settings.timeout_s)
     return app

@@ -200,11 +200,10 @@ INDEX_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><titl
 <li><a href="/docs">API docs</a> (OpenAPI)</li></ul></body></html>"""
 
 
-def register_labelling(app: FastAPI, settings) -> None:
-    """Add the labelling routes and the page to ``app`` (called by ``create_app``)."""
-    from fewlabel.retrieval.serve import app as app_module
-
-    app_module.OPEN_PATHS.update(UI_PATHS)
+def register_labelling(app: FastAPI, settings, open_paths: set[str]) -> None:
+    """Add the labelling routes and the page to ``app`` (called by ``create_app``); the page's paths join
+    ``open_paths``, the paths the token guard lets through."""
+    open_paths.update(UI_PATHS)
     pool = getattr(settings, "pool", None)
     state = LabellingState({"path": pool, "text_col": getattr(settings, "pool_text_col", "text"),
                             "id_col": getattr(settings, "pool_id_col", None)} if pool else None)
