@@ -56,7 +56,7 @@ def served(tmp_path_factory):
     log = open(d / "server.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen([sys.executable, "-m", "fewlabel.retrieval.cli", "-q", "serve", str(index), "--port",
                                str(port), "--pool", str(pool), "--pool-id-col", "id", "--max-batch", "16",
-                               "--timeout", "120"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                               "--timeout", "300"], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=base, timeout=120)
     try:
@@ -174,7 +174,7 @@ def test_page_labels_a_round_in_a_real_browser(served):
                 shutil.copyfile(shot, os.environ["FEWLABEL_SCREENSHOT"])
             page.click("#tab-check")
             page.click("#run-check")
-            page.wait_for_selector(".suspect", timeout=120_000)
+            page.wait_for_selector(".suspect", timeout=300_000)  # 5 refits of the method, on a loaded CPU
         finally:
             browser.close()
     after = client.get("/labelling/status", headers=AUTH).json()
