@@ -4,11 +4,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
-# the test install takes the serve, Ray, Milvus and bench extras, so their tests run in CI too
-EXTRAS ?= dev,serve,ray,milvus,bench
+# the test install takes the serve, Ray, Milvus, bench and browser extras, so their tests run in CI too
+EXTRAS ?= dev,serve,ray,milvus,bench,browser
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test test-slow lint typecheck clean
+.PHONY: install demo test test-slow lint typecheck clean browser
 
 # pip runs with --quiet, so each step says what it is doing first (the torch wheel alone takes a minute or two).
 $(BIN)/.installed: pyproject.toml
@@ -32,7 +32,15 @@ demo: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/python -m mypy -p fewlabel
 
-test: $(BIN)/.installed typecheck
+
+# the labelling page's browser test drives Debian's chromium (and Korean fonts for its screenshot); skipped when
+# chromium is there already, and when apt-get is not (the test then skips itself)
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq chromium fonts-noto-cjk) \
+		|| echo "could not install chromium (not root?): the browser test will skip"; fi
+
+test: $(BIN)/.installed typecheck browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest -m "not slow"
 

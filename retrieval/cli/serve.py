@@ -37,7 +37,8 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser(
         "serve", help="serve an index over HTTP (classify, similarity, embed, zero-shot, live examples)",
         description="Serve an index as a JSON API (FastAPI + uvicorn): GET /health, /info; POST /classify, "
-                    "/similarity, /embed, /zeroshot, /examples; DELETE /examples/ID. OpenAPI docs at /docs. "
+                    "/similarity, /embed, /zeroshot, /examples, /suggest, /check; DELETE /examples/ID. A labelling "
+                    "page at /ui (with --pool). OpenAPI docs at /docs. "
                     "Needs the serve extra: pip install 'fewlabel[serve]'.")
     serve.add_argument("index_dir", help="index folder")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -75,6 +76,10 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--drain-timeout", type=non_negative_float, default=DEFAULT_DRAIN_S,
                        help="on SIGTERM, seconds to let accepted requests finish before they are cancelled "
                             f"(default: {DEFAULT_DRAIN_S:g})")
+    serve.add_argument("--pool", default=None,
+                       help="unlabelled texts (CSV, TSV, JSONL) that /suggest and the labelling page at /ui pick from")
+    serve.add_argument("--pool-text-col", default="text", help="text column of --pool (default: text)")
+    serve.add_argument("--pool-id-col", default=None, help="id column of --pool (default: row number)")
     add_model_options(serve)
     add_faiss_device_option(serve)
     serve.set_defaults(handler=cmd_serve)
@@ -134,6 +139,16 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _pool(args: argparse.Namespace) -> str | None:
+    """--pool read once now, so a bad file or column is one line before the server starts."""
+    if args.pool is None:
+        return None
+    from fewlabel.indexing.readers import read_texts
+
+    read_texts(args.pool, text_col=args.pool_text_col, id_col=args.pool_id_col)
+    return os.path.abspath(args.pool)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -173,7 +188,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                              cache=not args.no_cache, max_batch=args.max_batch, max_text_chars=args.max_text_length,
                              timeout_s=args.timeout, max_batch_tokens=args.max_batch_tokens,
                              max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, workers=args.workers,
-                             drain_s=args.drain_timeout)
+                             drain_s=args.drain_timeout, pool=_pool(args), pool_text_col=args.pool_text_col,
+                             pool_id_col=args.pool_id_col)
     say(args, f"serving {args.index_dir} ({len(index)} rows, {store['kind']} store) on http://{args.host}:{port} "
               f"with {args.workers} worker(s); API docs at /docs")
     log_level = "warning" if args.quiet else "info"

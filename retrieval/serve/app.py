@@ -309,6 +309,9 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
         request.app.state.metrics.examples_deleted.inc()
         return result
 
+    from fewlabel.retrieval.serve.labelling import register_labelling
+
+    register_labelling(app, settings, OPEN_PATHS)  # /suggest, /check, the /ui page (its files need no token)
     app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes,
                        timeout_s=settings.timeout_s)
     install_speed(app, settings)  # /metrics counting (outermost), the queue's 503s, the drain at shutdown

@@ -66,6 +66,9 @@ class ServeSettings:
     max_queue: int = 1024
     workers: int = 1
     drain_s: float = 20.0
+    pool: str | None = None  # the unlabelled texts /suggest and the /ui page pick from (--pool)
+    pool_text_col: str = "text"
+    pool_id_col: str | None = None
 
     @property
     def max_body_bytes(self) -> int:
