@@ -34,16 +34,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fewlabel.retrieval.serve.service import RequestError
+from fewlabel.indexing.errors import FewlabelError
 
 __all__ = ["BatchedEncoder", "Batcher", "QueueFull", "available_cores", "limit_compute_threads"]
 
 
-class QueueFull(RequestError):
-    """The queue is full: a 503 with ``Retry-After`` (seconds), so a client backs off instead of waiting."""
+class QueueFull(FewlabelError):
+    """The queue is full: a 503 with ``Retry-After`` (seconds), so a client backs off instead of waiting (the app's
+    handler for it is in .speed; not a service.RequestError, so that service can import this module)."""
+
+    status = 503
 
     def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(503, message)
+        super().__init__(message)
         self.retry_after_s = retry_after_s
 
 
