@@ -59,11 +59,12 @@ def available_cores() -> int:
 
 
 def limit_compute_threads(encoder, workers: int = 1) -> int:
-    """Give torch, onnxruntime and FAISS ``cores // workers`` threads each (at least 1) and torch one inter-op
-    thread. Only the batch worker encodes, so at most that many compute threads run at once in this process.
-    onnxruntime's threads are also told not to spin between calls: a spinning pool takes the cores the HTTP
-    side needs between batches. Returns the thread count."""
+    """Give torch, onnxruntime and FAISS ``cores // workers`` threads each (at least 1), torch one inter-op
+    thread, and the tokenizers none of their own. Only the batch worker encodes, so at most that many compute
+    threads run at once in this process. onnxruntime's threads are also told not to spin between calls: a
+    spinning pool takes the cores the HTTP side needs between batches. Returns the thread count."""
     threads = max(1, available_cores() // max(1, workers))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no rayon pool per request thread beside these
     try:
         import torch
 
