@@ -232,7 +232,20 @@ def main() -> None:
     gemm = gemm_peak(args.gemm_n)
     print("gemm", gemm, flush=True)
     results, memory, encoders = [], {}, {}
+    stopped_early = False
     with tempfile.TemporaryDirectory() as work:
+        try:
+            run_all(args, work, texts, shapes, gemm, results, memory, encoders)
+        except KeyboardInterrupt:  # SIGINT (`timeout -s INT`): report what was measured so far
+            stopped_early = True
+    if stopped_early:
+        args.note += " The run was stopped early (SIGINT); only the rows above were measured."
+        results = [r for r in results if f"{r['model']}/{r['backend']}" in encoders]
+    write_all(args, results, memory, encoders, gemm, load_start)
+
+
+def run_all(args, work, texts, shapes, gemm, results, memory, encoders) -> None:
+    if True:
         cli = [sys.executable, "-m", "fewlabel.retrieval.cli", "-q"]
         for model in args.models.split(","):
             index = Path(work) / f"index-{model}"
@@ -253,6 +266,9 @@ def main() -> None:
                                            [(1, 8, args.requests)])
                     results += runs
                     memory[f"{model}/{backend}/no-batching"] = mem
+
+
+def write_all(args, results, memory, encoders, gemm, load_start) -> None:
     load_end = os.getloadavg()
     rows = []
     for r in results:

@@ -34,16 +34,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fewlabel.retrieval.serve.service import RequestError
+from fewlabel.indexing.errors import FewlabelError
 
 __all__ = ["BatchedEncoder", "Batcher", "QueueFull", "available_cores", "limit_compute_threads"]
 
 
-class QueueFull(RequestError):
-    """The queue is full: a 503 with ``Retry-After`` (seconds), so a client backs off instead of waiting."""
+class QueueFull(FewlabelError):
+    """The queue is full: a 503 with ``Retry-After`` (seconds), so a client backs off instead of waiting (the app's
+    handler for it is in .speed; not a service.RequestError, so that service can import this module)."""
+
+    status = 503
 
     def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(503, message)
+        super().__init__(message)
         self.retry_after_s = retry_after_s
 
 
@@ -56,11 +59,12 @@ def available_cores() -> int:
 
 
 def limit_compute_threads(encoder, workers: int = 1) -> int:
-    """Give torch, onnxruntime and FAISS ``cores // workers`` threads each (at least 1) and torch one inter-op
-    thread. Only the batch worker encodes, so at most that many compute threads run at once in this process.
-    onnxruntime's threads are also told not to spin between calls: a spinning pool takes the cores the HTTP
-    side needs between batches. Returns the thread count."""
+    """Give torch, onnxruntime and FAISS ``cores // workers`` threads each (at least 1), torch one inter-op
+    thread, and the tokenizers none of their own. Only the batch worker encodes, so at most that many compute
+    threads run at once in this process. onnxruntime's threads are also told not to spin between calls: a
+    spinning pool takes the cores the HTTP side needs between batches. Returns the thread count."""
     threads = max(1, available_cores() // max(1, workers))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no rayon pool per request thread beside these
     try:
         import torch
 
