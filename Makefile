@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 EXTRAS ?= dev,serve,ray,milvus,bench,browser
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test test-slow lint typecheck clean browser
+.PHONY: install demo test test-slow lint typecheck clean browser mutation
 
 # pip runs with --quiet, so each step says what it is doing first (the torch wheel alone takes a minute or two).
 $(BIN)/.installed: pyproject.toml
@@ -47,8 +47,14 @@ test: $(BIN)/.installed typecheck browser
 test-slow: $(BIN)/.installed
 	$(BIN)/pytest -m slow
 
+# mutation testing of the modules that protect data and decide labels (tests/support/mutation.py; not part of
+# `make test`): about 30 minutes; writes benchmarks/results/mutation.json. MODULES=files knn_voting … for some.
+mutation: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet "mutmut==3.8.1"
+	$(BIN)/python -m tests.support.mutation $(MODULES)
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) fewlabel-demo .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) fewlabel-demo .pytest_cache .ruff_cache .mypy_cache .mutation

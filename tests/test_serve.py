@@ -240,6 +240,42 @@ def test_serve_refuses_bad_start_as_one_line(tmp_path, served):
     assert main(["serve", str(tmp_path / "nothing")]) == 2
 
 
+def test_a_request_over_the_timeout_gets_504_from_the_real_server(served):
+    """The timeout through `fewlabel serve` itself: a second server on the same index with --timeout 0.001, where
+    encoding eight long texts cannot finish in time (a server still starting answers 504 too, so readiness is any
+    HTTP answer)."""
+    port = free_port()
+    log = open(served["dir"] / "server-timeout.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([sys.executable, "-m", "fewlabel.retrieval.cli", "-q", "serve", str(served["index"]),
+                               "--port", str(port), "--timeout", "0.001", "--no-cache"], stdout=log,
+                              stderr=subprocess.STDOUT, env={k: v for k, v in os.environ.items()
+                                                             if k != "FEWLABEL_TOKEN"})
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (served["dir"] / "server-timeout.log").read_text()
+            try:
+                client.get("/health")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "server did not start in 120 s"
+                time.sleep(0.5)
+        texts = [f"Review {i}: " + "the film was long, loud and, in the end, oddly moving. " * 8 for i in range(8)]
+        response = client.post("/classify", json={"texts": texts})
+        assert response.status_code == 504, response.text
+        assert response.json() == {"error": "the request took longer than 0.001 s (--timeout); send fewer texts per "
+                                            "request"}
+    finally:
+        client.close()
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
 def test_guard_times_out_a_slow_request():
     """The timeout, on the guard itself (a request that is slow on purpose would slow the suite)."""
     import asyncio

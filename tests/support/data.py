@@ -3,8 +3,8 @@
 The public data sets (KorSTS, STS-B, KLUE NLI, KorNLI, SemEval, GoEmotions, NSMC) are too large to bundle, so a
 clean clone does not have them. `FEWLABEL_DATA` names their folder; without it the tests look for `shared/data`
 beside the clone (where the development machine keeps it). Tests that read them skip with the reason below,
-which says what is missing and how to run them; every behaviour those tests guard also has a test on bundled or
-generated data, so a clean clone's `make test` still guards it."""
+which says what is missing and how to run them (benchmarks/results/mutation.md lists what a clean clone does not
+check)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ def shared_data_dir() -> Path:
 
 def skip_reason(missing: Path) -> str:
     return (f"decision: real-data check skipped because {missing} is not here (the shared data sets are not "
-            f"bundled with the clone; set {DATA_ENV}=/path/to/shared/data to run it; its behaviour is also "
-            f"guarded by a test on bundled data)")
+            f"bundled with the clone; set {DATA_ENV}=/path/to/shared/data to run it)")
 
 
 def require_shared(*parts: str) -> Path:

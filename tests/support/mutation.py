@@ -1,0 +1,172 @@
+"""Mutation testing of the modules that protect data and decide labels (issue 29): `make mutation`.
+
+Tool: mutmut 3. It mutates a copy of the code (`mutants/`), records which tests call each function once, then
+runs each mutant in a process forked from a warm one (torch, faiss and the test modules already imported), and
+only the tests that reach the mutated function. Cosmic-ray starts a fresh test process per mutant, which here
+(2 cores, a few seconds to import torch) would cost 5-10 s a mutant before any test runs.
+
+Layout: fewlabel installs as a namespace (`fewlabel.indexing` -> indexing/, …) by an editable finder that
+mutmut's copy cannot reach, and mutmut names mutants by file path. So each module is staged in
+`.mutation/NAME/` as `fewlabel/indexing/…` (a plain folder, which Python's path finder imports ahead of the
+editable finder once mutmut puts `mutants/` first on sys.path) with the tests and a pyproject.toml that tells
+mutmut what to mutate and which tests guard it. Functions outside a module's scope are fenced with
+`# pragma: no mutate start/end` in the staged copy only.
+
+    .venv/bin/python -m tests.support.mutation files knn   # some modules; no argument: all of them
+    .venv/bin/python -m tests.support.mutation --report    # rewrite the summary from the saved results
+
+Results: benchmarks/results/mutation.json (per module: counts and surviving mutants with their diffs);
+benchmarks/results/mutation.md is written by hand from it (each survivor killed or explained)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGE = ROOT / ".mutation"
+RESULTS = ROOT / "benchmarks" / "results" / "mutation.json"
+ROOMS = ("indexing", "retrieval", "finetune", "benchmarks")
+
+
+@dataclass
+class Target:
+    source: str  # the file, relative to the repository root
+    tests: list[str]  # the tests that guard it (only these run against its mutants)
+    scope: list[str] = field(default_factory=list)  # qualified names to mutate ([]: the whole file)
+    pytest_args: list[str] = field(default_factory=list)  # e.g. a -k leaving out slow checks of other parts
+
+
+# scikit-learn's estimator checks (several seconds each) test the labeler's API, not the vote or the tuning
+KNN_FAST = ["-k", "not check_estimator and not estimator_contract"]
+
+TARGETS = {
+    "files": Target("indexing/files.py", ["tests/test_files.py"]),
+    "label_index": Target("indexing/store/label_index.py", ["tests/test_index_store.py"],
+                          ["LabelIndex.update", "LabelIndex.save", "LabelIndex.load", "_check_meta_fields",
+                           "_read_method", "_store_record", "claim_index_folder", "is_index_folder"]),
+    "knn_voting": Target("retrieval/knn/voting.py", ["tests/test_knn.py"], pytest_args=KNN_FAST),
+    "knn_tuning": Target("retrieval/knn/tuning.py", ["tests/test_knn.py"], pytest_args=KNN_FAST),
+    "method_store": Target("retrieval/methods/store.py", ["tests/test_method_store.py"]),
+    "sts_scorer": Target("retrieval/sts/scorer.py", ["tests/test_sts_scorer.py"]),
+    "serve_guard": Target("retrieval/serve/app.py", ["tests/test_serve_guard.py"],
+                          ["_error_line", "_send_json", "Guard.__call__", "Guard._limited"]),
+}
+
+
+def _fence(source: str, scope: list[str]) -> str:
+    """The source with every top-level function, class or method outside ``scope`` between
+    ``# pragma: no mutate start`` and ``end`` lines (mutmut then leaves them as they are)."""
+    if not scope:
+        return source
+    lines = source.splitlines()
+    fences: list[tuple[int, int, str]] = []  # (first line, last line, indent), 1-based
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            name = prefix + node.name
+            if name in scope:
+                continue
+            if isinstance(node, ast.ClassDef) and any(s.startswith(name + ".") for s in scope):
+                visit(node.body, name + ".")
+                continue
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            fences.append((first, node.end_lineno, " " * node.col_offset))
+
+    visit(ast.parse(source).body, "")
+    for first, last, indent in sorted(fences, reverse=True):
+        lines.insert(last, f"{indent}# pragma: no mutate end")
+        lines.insert(first - 1, f"{indent}# pragma: no mutate start")
+    return "\n".join(lines) + "\n"
+
+
+def stage(name: str) -> Path:
+    """A fresh `.mutation/NAME/` with the package as `fewlabel/…`, the tests and mutmut's settings."""
+    target = TARGETS[name]
+    folder = STAGE / name
+    shutil.rmtree(folder, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "results", "*.png", "*.egg-info")
+    for room in ROOMS:
+        shutil.copytree(ROOT / room, folder / "fewlabel" / room, ignore=ignore)
+    shutil.copytree(ROOT / "tests", folder / "tests", ignore=ignore)
+    staged = folder / "fewlabel" / target.source
+    staged.write_text(_fence(staged.read_text(encoding="utf-8"), target.scope), encoding="utf-8")
+    settings = {
+        "source_paths": ["fewlabel"],
+        "only_mutate": [f"fewlabel/{target.source}"],
+        "also_copy": ["tests"],
+        "pytest_add_cli_args_test_selection": target.tests,
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-m", "not slow", *target.pytest_args],
+    }
+    toml = ["[tool.mutmut]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    toml += ["", "[tool.pytest.ini_options]", 'markers = ["slow: long-running checks"]', ""]
+    (folder / "pyproject.toml").write_text("\n".join(toml), encoding="utf-8")
+    return folder
+
+
+def _status(code) -> str:
+    from mutmut.stats import status_by_exit_code
+
+    return status_by_exit_code[code]
+
+
+def run(name: str) -> dict:
+    """Stage, run mutmut, and return the module's counts and surviving mutants (with their diffs)."""
+    folder = stage(name)
+    started = time.monotonic()
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    mutmut = [sys.executable, "-m", "mutmut"]
+    subprocess.run([*mutmut, "run", "--max-children", os.environ.get("MUTATION_CHILDREN", "2")], cwd=folder, env=env,
+                   check=False)
+    seconds = time.monotonic() - started
+    meta = json.loads((folder / "mutants" / "fewlabel" / (TARGETS[name].source + ".meta")).read_text())
+    statuses = {key: _status(code) for key, code in meta["exit_code_by_key"].items()}
+    durations = meta.get("durations_by_key", {})
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    survivors = {}
+    for key, status in sorted(statuses.items()):
+        if status != "killed":
+            shown = subprocess.run([*mutmut, "show", key], cwd=folder, env=env, capture_output=True, text=True)
+            survivors[key] = {"status": status, "seconds": round(durations.get(key, 0.0), 1),
+                              "diff": shown.stdout.strip()}
+    total = len(statuses)
+    return {"source": TARGETS[name].source, "scope": TARGETS[name].scope or "whole file",
+            "tests": TARGETS[name].tests, "mutants": total, "counts": counts,
+            "killed_share": round(counts.get("killed", 0) / total, 4) if total else None,
+            # a timeout is a mutant the tests noticed (it made them run 30 times longer than measured)
+            "detected_share": round((counts.get("killed", 0) + counts.get("timeout", 0)) / total, 4) if total
+            else None,
+            "seconds": round(seconds, 1), "survivors": survivors}
+
+
+def main(argv: list[str]) -> int:
+    names = [a for a in argv if not a.startswith("-")] or list(TARGETS)
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        print(f"unknown module(s) {unknown}; choose from {list(TARGETS)}", file=sys.stderr)
+        return 2
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for name in names:
+        print(f"== mutation testing {name} ({TARGETS[name].source})", flush=True)
+        results[name] = run(name)
+        results[name]["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        r = results[name]
+        print(f"{name}: {r['counts'].get('killed', 0)}/{r['mutants']} killed ({r['killed_share']:.1%}) "
+              f"in {r['seconds']:.0f} s; not killed: {sorted(r['survivors'])}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

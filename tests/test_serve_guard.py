@@ -1,0 +1,131 @@
+"""The service's guard (retrieval/serve/app.py `Guard`: the bearer token, the body limit and the timeout) called as
+plain ASGI, in milliseconds, with a small app behind it. test_serve.py checks the same codes through the real
+server; these are the ones mutation testing runs (`make mutation`, benchmarks/results/mutation.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 'fewlabel[serve]')")
+
+from fewlabel.retrieval.serve.app import Guard, _error_line  # noqa: E402
+
+
+def call(guard: Guard, *, path: str = "/classify", headers: dict[str, str] | None = None,
+         chunks: tuple[bytes, ...] = (b"",), scope_type: str = "http") -> list[dict]:
+    """Run one request through ``guard``; the messages it sent back."""
+    sent: list[dict] = []
+    queue = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+
+    async def receive():
+        return queue.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    asyncio.run(guard({"type": scope_type, "path": path, "headers": raw}, receive, send))
+    return sent
+
+
+def reply(sent: list[dict]) -> tuple[int, dict, dict]:
+    """(status, headers, JSON body) of a response the guard sent itself."""
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"], sent
+    headers = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+    body = sent[1]["body"]
+    assert headers["content-type"] == "application/json" and headers["content-length"] == str(len(body))
+    return sent[0]["status"], headers, json.loads(body)
+
+
+async def reading_app(scope, receive, send):
+    """Reads the whole body, then answers 200 with its length."""
+    size = 0
+    while True:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    body = json.dumps({"size": size}).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def guarded(app=reading_app, *, token: str | None = "s3cret", max_body: int = 100, timeout: float = 5.0) -> Guard:
+    return Guard(app, token=token, max_body_bytes=max_body, timeout_s=timeout)
+
+
+def test_the_right_token_passes_and_anything_else_is_401():
+    assert call(guarded(), headers={"Authorization": "Bearer s3cret"})[0]["status"] == 200
+    assert call(guarded(), headers={"Authorization": "bearer  s3cret "})[0]["status"] == 200  # scheme any case
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"},
+                    {"Authorization": "s3cret"}, {"Authorization": "Bearer s3cret2"}):
+        status, sent_headers, body = reply(call(guarded(), headers=headers))
+        assert status == 401 and sent_headers["www-authenticate"] == "Bearer", headers
+        assert body == {"error": "missing or wrong bearer token (Authorization: Bearer …)"}
+
+
+def test_health_is_open_and_no_token_means_no_check():
+    assert call(guarded(), path="/health")[0]["status"] == 200
+    assert call(guarded(token=None))[0]["status"] == 200
+    assert call(guarded(token=""))[0]["status"] == 200
+
+
+def test_a_declared_body_over_the_limit_is_refused_before_it_is_read():
+    status, _, body = reply(call(guarded(), headers={"Authorization": "Bearer s3cret", "Content-Length": "1001"},
+                                 chunks=(b"x" * 1001,)))
+    assert status == 413 and body == {"error": "request body of 1,001 bytes; this server takes at most 100"}
+    exactly = call(guarded(), headers={"Authorization": "Bearer s3cret", "Content-Length": "100"},
+                   chunks=(b"x" * 100,))
+    assert exactly[0]["status"] == 200 and json.loads(exactly[1]["body"]) == {"size": 100}
+
+
+def test_a_chunked_body_is_counted_as_it_arrives():
+    auth = {"Authorization": "Bearer s3cret"}
+    status, _, body = reply(call(guarded(), headers=auth, chunks=(b"x" * 60, b"y" * 41)))
+    assert status == 413 and body == {"error": "request body over 100 bytes"}
+    fits = call(guarded(), headers=auth, chunks=(b"x" * 60, b"y" * 40))
+    assert fits[0]["status"] == 200 and json.loads(fits[1]["body"]) == {"size": 100}
+
+
+def test_a_slow_request_gets_504_naming_the_limit():
+    async def slow(scope, receive, send):
+        await asyncio.sleep(3)
+
+    status, _, body = reply(call(guarded(slow, token=None, timeout=0.1)))
+    assert status == 504
+    assert body == {"error": "the request took longer than 0.1 s (--timeout); send fewer texts per request"}
+
+
+def test_a_response_already_started_is_not_followed_by_a_second_one():
+    async def starts_then_stalls(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(3)
+
+    sent = call(guarded(starts_then_stalls, token=None, timeout=0.1))
+    assert [m.get("status") for m in sent] == [200]
+
+    async def starts_then_reads_too_much(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await receive()
+        await receive()
+
+    sent = call(guarded(starts_then_reads_too_much, token=None), chunks=(b"x" * 60, b"y" * 60))
+    assert [m.get("status") for m in sent] == [200]
+
+
+def test_other_scopes_pass_through_untouched():
+    seen: list[str] = []
+
+    async def app(scope, receive, send):
+        seen.append(scope["type"])
+
+    assert call(guarded(app), scope_type="lifespan") == []
+    assert seen == ["lifespan"]
+
+
+def test_error_line_joins_the_location():
+    assert _error_line(["body", "texts", 3], "too long") == "body.texts.3: too long"
+    assert _error_line([], "too long") == "too long"
