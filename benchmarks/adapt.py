@@ -33,7 +33,7 @@ from fewlabel.benchmarks.slices.runner import run_benchmark
 from fewlabel.benchmarks.slices.sampling import parse_slices
 from fewlabel.finetune.adapt.trainer import adapt_encoder, prepare_pool
 from fewlabel.finetune.runs import finished_run
-from fewlabel.finetune.settings import resolve_base
+from fewlabel.finetune.settings import RunOptions, TrainSettings, resolve_base
 from fewlabel.indexing.augment import Augmenter
 from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
 from fewlabel.indexing.model_folder import ADAPT_KIND
@@ -81,7 +81,9 @@ def adapted_encoder(key: str, spec: DataSet, args: argparse.Namespace, data: Pat
     info = finished_run(out, wanted)
     if info is None:
         print(f"[{key}] adapting {spec.encoder} ({method}, {args.adapt_steps} steps) -> {out}", flush=True)
-        adapt_encoder(pool, spec.encoder, out, show_progress=False, source=f"{spec.train} (texts only)", **settings)
+        fields = {k: v for k, v in settings.items() if k != "method"}
+        adapt_encoder(pool, spec.encoder, out, TrainSettings(**fields), method=method,
+                      run=RunOptions(show_progress=False), source=f"{spec.train} (texts only)")
         info = finished_run(out, wanted)
         assert info is not None, "the adapted folder does not record the settings it was asked for"
     else:

@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from fewlabel.benchmarks.report import markdown_table, write_report
-from fewlabel.finetune.relation.trainer import train_re_classifier
+from fewlabel.finetune.relation.trainer import RelationOptions, train_re_classifier
 from fewlabel.finetune.runs import finished_run
+from fewlabel.finetune.settings import RunOptions, TrainSettings
 from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
 from fewlabel.indexing.encoders.encoder import Encoder
 from fewlabel.indexing.files import fewlabel_home
@@ -135,11 +136,11 @@ def finetune_row(splits: dict, args, base: str, marker: str, pooling: str) -> di
               "settings": settings}
     info = finished_run(out, wanted)
     if info is None:
-        train_re_classifier(splits["fit"], splits["dev"], list(SEMEVAL_LABELS), base, out, marker=marker,
-                            pooling=pooling, loss=args.loss, label_smoothing=args.label_smoothing,
-                            epochs=args.epochs, lr=args.lr, batch_size=args.train_batch_size,
-                            freeze_embeddings=args.freeze_embeddings,
-                            max_length=args.max_length, max_steps=args.max_steps, seed=args.seed, device=args.device,
+        train_re_classifier(splits["fit"], splits["dev"], list(SEMEVAL_LABELS), base, out,
+                            TrainSettings(**settings),
+                            RelationOptions(marker=marker, pooling=pooling, loss=args.loss,
+                                            label_smoothing=args.label_smoothing),
+                            run=RunOptions(device=args.device),
                             sources={"train": "semeval2010_task8/train.jsonl (90%)",
                                      "dev": "semeval2010_task8/train.jsonl (10%, seeded)"})
         info = read_marker(out)

@@ -32,7 +32,7 @@ import numpy as np
 
 from fewlabel.benchmarks.report import markdown_table, write_report
 from fewlabel.finetune.runs import finished_run
-from fewlabel.finetune.settings import resolve_base
+from fewlabel.finetune.settings import RunOptions, TrainSettings, resolve_base
 from fewlabel.finetune.sts.trainer import pairs_fingerprint, train_sts_bi_encoder, train_sts_cross_encoder
 from fewlabel.indexing.encoders.encoder import Encoder
 from fewlabel.indexing.files import fewlabel_home
@@ -98,11 +98,14 @@ def trained_rows(train_key: str, splits: dict, base: str, kind: str, eval_keys: 
     summary = finished_head(out, kind, base, train_pairs, dev_pairs, settings, args)
     if summary is not None:
         print(f"{out}: already trained with these settings and data; scoring it", flush=True)
-    elif kind == "cross-encoder":
-        summary = train_sts_cross_encoder(train_pairs, dev_pairs, base, out, freeze_embeddings=args.freeze_embeddings,
-                                          **settings)
     else:
-        summary = train_sts_bi_encoder(train_pairs, dev_pairs, base, out, **settings)
+        fields = {k: v for k, v in settings.items() if k not in ("device", "show_progress")}
+        run = RunOptions(device=args.device, show_progress=True)
+        if kind == "cross-encoder":
+            frozen = TrainSettings(**fields, freeze_embeddings=args.freeze_embeddings)
+            summary = train_sts_cross_encoder(train_pairs, dev_pairs, base, out, frozen, run=run)
+        else:
+            summary = train_sts_bi_encoder(train_pairs, dev_pairs, base, out, TrainSettings(**fields), run=run)
     scorer = STSScorer(str(out), device=args.device, batch_size=args.batch_size, show_progress=True)
     rows = []
     for key in eval_keys:

@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -36,7 +35,8 @@ from sklearn.metrics import f1_score
 
 from fewlabel.benchmarks.knn_quality import goemotions_splits
 from fewlabel.benchmarks.report import markdown_table, write_report
-from fewlabel.finetune.nli.trainer import train_nli_cross_encoder
+from fewlabel.finetune.nli.trainer import nli_fingerprint, train_nli_cross_encoder
+from fewlabel.finetune.settings import RunOptions, TrainSettings
 from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
 from fewlabel.indexing.encoders.encoder import Encoder
 from fewlabel.indexing.files import fewlabel_home
@@ -78,30 +78,24 @@ def nsmc_sample(data: Path, n: int, seed: int) -> list[Row]:
                                                                                      strict=True)]
 
 
-def fingerprint(pairs: list[NLIPair]) -> str:
-    h = hashlib.sha256()
-    for p in pairs:
-        h.update(json.dumps([p.premise, p.hypothesis, p.label], ensure_ascii=False).encode())
-    return h.hexdigest()[:16]
-
-
 # ---- 1. the NLI head ------------------------------------------------------------------------------------
 def nli_head(splits: dict[str, list[NLIPair]], args) -> dict:
     out = Path(args.nli_dir)
     marker = out / "fewlabel_model.json"
     if marker.is_file() and not args.retrain:
         info = json.loads(marker.read_text())
-        same = (info.get("base") == args.base and info["data"].get("train_fingerprint") == fingerprint(splits["train"])
+        same = (info.get("base") == args.base
+                and info["data"].get("train_fingerprint") == nli_fingerprint(splits["train"])
                 and (info.get("test") or {}).get("n") == len(splits["test"]))
         if same:
             print(f"reusing the NLI head in {out}", flush=True)
             return {"model_dir": str(out), "reused": True, "dev": info["dev"], "test": info["test"],
                     "train_seconds": info["train_seconds"], "steps": info["steps"], "settings": info["settings"],
                     "train_pairs": len(splits["train"]), "dev_pairs": len(splits["dev"])}
-    summary = train_nli_cross_encoder(splits["train"], splits["dev"], args.base, out, test_pairs=splits["test"],
-                                      epochs=args.epochs, lr=args.lr, batch_size=args.train_batch_size,
-                                      max_length=args.max_length, seed=args.seed, max_steps=args.max_steps,
-                                      device=args.device, show_progress=True,
+    settings = TrainSettings(epochs=args.epochs, lr=args.lr, batch_size=args.train_batch_size,
+                             max_length=args.max_length, seed=args.seed, max_steps=args.max_steps)
+    summary = train_nli_cross_encoder(splits["train"], splits["dev"], args.base, out, settings,
+                                      test_pairs=splits["test"], run=RunOptions(device=args.device),
                                       sources={"train": "klue_nli dev + kornli xnli.dev.ko (less a 5% dev hold-out)",
                                                "dev": "5% seeded hold-out of the training pool",
                                                "test": "kornli/xnli.test.ko.tsv"})

@@ -13,6 +13,7 @@ from fewlabel.indexing.lazy import lazy_exports
 _EXPORTS = {
     "TrainSettings": "fewlabel.finetune.settings",
     "resolve_base": "fewlabel.finetune.settings",
+    "RunOptions": "fewlabel.finetune.settings",
     "train_sts_cross_encoder": "fewlabel.finetune.sts.trainer",
     "train_sts_bi_encoder": "fewlabel.finetune.sts.trainer",
     "train_nli_cross_encoder": "fewlabel.finetune.nli.trainer",

@@ -171,15 +171,16 @@ def _agrees(record: object, wanted: object) -> bool:
     return record == wanted
 
 
-def run_outcome(trainer, dev_scores: dict | None, test_scores: dict | None, per_epoch: list[dict], seconds: float,
+def run_outcome(trainer, scores: dict[str, dict | None], per_epoch: list[dict], seconds: float,
                 resume_from: str | None) -> dict:
-    """The part of a head's marker file every trainer records the same way: scores, steps, time, versions."""
+    """The part of a head's marker file every trainer records the same way: the scores of each role (``dev``,
+    and ``test`` where the head takes test data), steps, time, versions."""
     from datetime import datetime, timezone
 
     import sentence_transformers
     import transformers
 
-    return {"dev": dev_scores, "test": test_scores, "dev_per_epoch": per_epoch,
+    return {**scores, "dev_per_epoch": per_epoch,
             "best_checkpoint_metric": trainer.state.best_metric, "steps": int(trainer.state.global_step),
             "train_seconds": round(seconds, 1), "resumed_from": resume_from,
             "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -56,6 +56,18 @@ class TrainSettings:
                 "max_steps": self.max_steps if self.max_steps else -1}
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a training run is carried out, as opposed to how the model is trained (:class:`TrainSettings`): none
+    of these change the weights, so none is recorded or compared when a run resumes. ``resume`` continues from
+    ``OUT/checkpoints`` when they were made by the same run; ``keep_checkpoints`` leaves them there afterwards."""
+
+    resume: bool = True
+    keep_checkpoints: bool = False
+    device: str | None = None
+    show_progress: bool = True
+
+
 def resolve_base(base: str) -> tuple[str, dict]:
     """A base model folder and its encoder settings (prefix, max_length) from a registry name or a
     local folder. Training needs weights on disk, so hub ids are refused."""

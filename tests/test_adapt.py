@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fewlabel.finetune.adapt.trainer import adapt_encoder, prepare_pool
+from fewlabel.finetune.settings import RunOptions, TrainSettings
 from fewlabel.indexing.encoders.encoder import Encoder
 from fewlabel.indexing.errors import DataError, FewlabelError
 from fewlabel.indexing.model_folder import ADAPT_KIND, read_marker
@@ -75,8 +76,8 @@ def test_adapted_folder_builds_an_index(adapted, tmp_path):
 def test_tsdae_and_mlm_run_offline_and_load(method, corpus, tmp_path):
     """TSDAE's decoder comes from the encoder's own config (no download); MLM adds a head the checkpoint lacks."""
     texts = corpus.read_text(encoding="utf-8").splitlines()[1:]
-    summary = adapt_encoder(texts, "minilm", tmp_path / method, method=method, max_steps=1, batch_size=4,
-                            max_length=16, device="cpu", show_progress=False)
+    summary = adapt_encoder(texts, "minilm", tmp_path / method, TrainSettings(max_steps=1, batch_size=4, max_length=16),
+                            method=method, run=RunOptions(device="cpu", show_progress=False))
     assert summary["steps"] == 1 and summary["first_loss"] > 1  # a reconstruction loss over the vocabulary
     assert Encoder(summary["out_dir"], device="cpu").encode("hello").shape == (384,)
     marker = read_marker(summary["out_dir"])

@@ -546,13 +546,14 @@ def test_entity_start_training_saves_reloads_and_guards_its_module(klue_rows, tm
 def test_frozen_word_embeddings_stay_as_the_base_had_them(klue_rows, tmp_path):
     from safetensors.torch import load_file
 
-    from fewlabel.finetune.relation.trainer import train_re_classifier
-    from fewlabel.finetune.settings import resolve_base
+    from fewlabel.finetune.relation.trainer import RelationOptions, train_re_classifier
+    from fewlabel.finetune.settings import RunOptions, TrainSettings, resolve_base
 
     out = tmp_path / "frozen"
-    train_re_classifier(klue_rows, klue_rows, LABELS, "minilm", out, marker="typed", freeze_embeddings=True,
-                        epochs=1, batch_size=6, max_length=32, max_steps=2, lr=1e-3, warmup_ratio=0, device="cpu",
-                        show_progress=False)
+    run = RunOptions(device="cpu", show_progress=False)
+    frozen = TrainSettings(freeze_embeddings=True, epochs=1, batch_size=6, max_length=32, max_steps=2, lr=1e-3,
+                           warmup_ratio=0)
+    train_re_classifier(klue_rows, klue_rows, LABELS, "minilm", out, frozen, RelationOptions(marker="typed"), run=run)
     base = load_file(str(next(Path(resolve_base("minilm")[0]).glob("*.safetensors"))))
     tuned = load_file(str(out / "model.safetensors"))
     key = next(k for k in base if k.endswith("word_embeddings.weight"))
@@ -562,8 +563,9 @@ def test_frozen_word_embeddings_stay_as_the_base_had_them(klue_rows, tmp_path):
     assert not (base[layer] == tuned[next(k for k in tuned if k.endswith(layer.split("encoder.")[-1]))]).all()
     assert json.loads((out / "fewlabel_model.json").read_text())["settings"]["freeze_embeddings"] is True
     with pytest.raises(FewlabelError, match="new .* marker tokens"):
-        train_re_classifier(klue_rows, klue_rows, LABELS, "minilm", tmp_path / "x", marker="entity",
-                            freeze_embeddings=True, max_steps=1, device="cpu", show_progress=False)
+        train_re_classifier(klue_rows, klue_rows, LABELS, "minilm", tmp_path / "x",
+                            TrainSettings(freeze_embeddings=True, max_steps=1), RelationOptions(marker="entity"),
+                            run=run)
 
 
 def test_cli_errors(tmp_path, capsys):

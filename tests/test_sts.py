@@ -309,13 +309,14 @@ def test_write_scores_format(tmp_path):
 # ---- a few-step cross-encoder training run --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cross_encoder_dir(tmp_path_factory):
+    from fewlabel.finetune.settings import RunOptions, TrainSettings
     from fewlabel.finetune.sts.trainer import train_sts_cross_encoder
 
     out = tmp_path_factory.mktemp("sts") / "ce"
     rows = pair_rows(EN_PAIRS)
-    summary = train_sts_cross_encoder(rows[:16], rows[16:], "minilm", out, epochs=1, lr=5e-5, batch_size=8,
-                                      max_length=32, warmup_ratio=0.0, seed=0, max_steps=2, device="cpu",
-                                      show_progress=False)
+    settings = TrainSettings(epochs=1, lr=5e-5, batch_size=8, max_length=32, warmup_ratio=0.0, seed=0, max_steps=2)
+    summary = train_sts_cross_encoder(rows[:16], rows[16:], "minilm", out, settings,
+                                      run=RunOptions(device="cpu", show_progress=False))
     return out, summary
 
 
@@ -489,13 +490,15 @@ def test_cli_finetune_refuses_unlabelled(tmp_path, capsys):
 # ---- slower: the bi-encoder option and resuming ------------------------------------------------------------
 @pytest.mark.slow
 def test_bi_encoder_training_loads_as_encoder(tmp_path):
+    from fewlabel.finetune.settings import RunOptions, TrainSettings
     from fewlabel.finetune.sts.trainer import train_sts_bi_encoder
     from fewlabel.indexing.encoders.encoder import Encoder
 
     rows = pair_rows(EN_PAIRS)
     out = tmp_path / "bi"
-    summary = train_sts_bi_encoder(rows[:8], rows[16:], "minilm", out, epochs=1, batch_size=4, max_length=32,
-                                   max_steps=1, device="cpu", show_progress=False)
+    summary = train_sts_bi_encoder(rows[:8], rows[16:], "minilm", out,
+                                   TrainSettings(epochs=1, batch_size=4, max_length=32, max_steps=1),
+                                   run=RunOptions(device="cpu", show_progress=False))
     assert summary["steps"] == 1 and summary["dev"]["pearson"] is not None
     settings = json.loads((out / "fewlabel_encoder.json").read_text())
     assert settings == {**settings, "prefix": "", "max_length": 256, "pooling": "mean"}  # the base's settings
@@ -507,15 +510,21 @@ def test_bi_encoder_training_loads_as_encoder(tmp_path):
 
 @pytest.mark.slow
 def test_cross_encoder_resumes_from_checkpoint(tmp_path):
+    from fewlabel.finetune.settings import RunOptions, TrainSettings
     from fewlabel.finetune.sts.trainer import train_sts_cross_encoder
 
     rows = pair_rows(EN_PAIRS)
     out = tmp_path / "ce"
-    common = dict(epochs=2, batch_size=16, max_length=32, device="cpu", show_progress=False, both_orders=False)
-    first = train_sts_cross_encoder(rows[:16], rows[16:], "minilm", out, max_steps=1, keep_checkpoints=True, **common)
+    run = RunOptions(device="cpu", show_progress=False)
+
+    def steps(n: int) -> TrainSettings:
+        return TrainSettings(epochs=2, batch_size=16, max_length=32, max_steps=n)
+
+    first = train_sts_cross_encoder(rows[:16], rows[16:], "minilm", out, steps(1), both_orders=False,
+                                    run=RunOptions(device="cpu", show_progress=False, keep_checkpoints=True))
     assert first["steps"] == 1 and (out / "checkpoints" / "checkpoint-1").is_dir()
     with pytest.raises(FewlabelError, match="different run"):  # other data: refuse to resume its checkpoints
-        train_sts_cross_encoder(rows[:15], rows[16:], "minilm", out, max_steps=2, **common)
-    second = train_sts_cross_encoder(rows[:16], rows[16:], "minilm", out, max_steps=2, **common)
+        train_sts_cross_encoder(rows[:15], rows[16:], "minilm", out, steps(2), both_orders=False, run=run)
+    second = train_sts_cross_encoder(rows[:16], rows[16:], "minilm", out, steps(2), both_orders=False, run=run)
     assert second["resumed_from"].endswith("checkpoint-1") and second["steps"] == 2
     assert (out / "fewlabel_model.json").is_file()

@@ -36,7 +36,6 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fewlabel.finetune.adapt.card import model_card
 from fewlabel.finetune.runs import (
@@ -49,18 +48,14 @@ from fewlabel.finetune.runs import (
     trainer_args,
     transformers_model,
 )
-from fewlabel.finetune.settings import TrainSettings, resolve_base
+from fewlabel.finetune.settings import RunOptions, TrainSettings, resolve_base
 from fewlabel.indexing.augment import Augmenter
 from fewlabel.indexing.encoders.encoder import transformer_folder
 from fewlabel.indexing.errors import DataError, InvalidArgumentError, ModelError, first_line
 from fewlabel.indexing.hf import pick_device, quiet_hf
 from fewlabel.indexing.model_folder import ADAPT_KIND
 
-if TYPE_CHECKING:
-    from torch.nn import Module
-    from transformers import Trainer
-
-__all__ = ["ADAPT_METHODS", "adapt_encoder", "prepare_pool"]
+__all__ = ["ADAPT_METHODS", "ADAPT_SETTINGS", "adapt_encoder", "prepare_pool"]
 
 ADAPT_METHODS = ("simcse", "tsdae", "mlm")
 TSDAE_DELETION = 0.6  # the TSDAE paper's deletion ratio
@@ -89,29 +84,29 @@ def prepare_pool(texts: Sequence[str], *, max_texts: int | None = None, seed: in
     return used, counts
 
 
-def adapt_encoder(texts: Sequence[str], base: str, out_dir: str | Path, *, method: str = "simcse",
-                  epochs: float = 1, lr: float = 3e-5, batch_size: int = 16, max_length: int = 128,
-                  warmup_ratio: float = 0.1, seed: int = 42, max_steps: int | None = None,
-                  max_texts: int | None = None, freeze_embeddings: bool = False, resume: bool = True,
-                  device: str | None = None, show_progress: bool = True, keep_checkpoints: bool = False,
+#: Adaptation's default training settings: one epoch at a higher rate than the supervised heads.
+ADAPT_SETTINGS = TrainSettings(epochs=1, lr=3e-5)
+
+
+def adapt_encoder(texts: Sequence[str], base: str, out_dir: str | Path, settings: TrainSettings = ADAPT_SETTINGS, *,
+                  method: str = "simcse", max_texts: int | None = None, run: RunOptions | None = None,
                   source: str | None = None) -> dict:
     """Adapt ``base`` (registry name or folder) to ``texts`` by ``method`` and save an encoder folder to
     ``out_dir``. Returns a summary: output folder, steps, wall and CPU seconds, first and last logged loss.
-    ``freeze_embeddings`` keeps the word-embedding matrix fixed (most of e5-small's weights and, on a CPU, most
-    of a step's optimiser work); ``max_texts`` caps the pool with a seeded sample."""
+    ``settings.freeze_embeddings`` keeps the word-embedding matrix fixed (most of e5-small's weights and, on a CPU,
+    most of a step's optimiser work); ``max_texts`` caps the pool with a sample seeded by ``settings.seed``."""
+    run = run or RunOptions()
+    device, show_progress = run.device, run.show_progress
     if method not in ADAPT_METHODS:
         raise InvalidArgumentError(f"unknown adaptation method '{method}' (choose from {', '.join(ADAPT_METHODS)})")
-    settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
-                             warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps,
-                             freeze_embeddings=freeze_embeddings)
-    if method == "simcse" and batch_size < 2:
+    if method == "simcse" and settings.batch_size < 2:
         raise InvalidArgumentError("simcse needs --batch-size >= 2: the other texts of a batch are its negatives")
-    pool, counts = prepare_pool(texts, max_texts=max_texts, seed=seed)
+    pool, counts = prepare_pool(texts, max_texts=max_texts, seed=settings.seed)
     location, base_info = resolve_base(base)
     out, ckpt_dir = prepare_out(out_dir)
-    run = {"kind": ADAPT_KIND, "method": method, "base": base_info["name"], "texts": counts["fingerprint"],
-           "settings": resumable_settings(settings)}
-    resume_from = resume_point(ckpt_dir, run, resume)
+    record = {"kind": ADAPT_KIND, "method": method, "base": base_info["name"], "texts": counts["fingerprint"],
+              "settings": resumable_settings(settings)}
+    resume_from = resume_point(ckpt_dir, record, run.resume)
     prefix = base_info["prefix"] or ""
 
     from transformers import set_seed
@@ -145,7 +140,8 @@ def adapt_encoder(texts: Sequence[str], base: str, out_dir: str | Path, *, metho
             "train_seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
             "device": pick_device(device), "resumed_from": resume_from, **extra,
             "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "versions": _versions()}
-    out = finish_run(out, ckpt_dir, trainer, info, model_card=model_card(info), keep_checkpoints=keep_checkpoints)
+    out = finish_run(out, ckpt_dir, trainer, info, model_card=model_card(info),
+                     keep_checkpoints=run.keep_checkpoints)
     return {"out_dir": str(out), **{k: info[k] for k in ("method", "steps", "texts_seen", "train_seconds",
                                                          "cpu_seconds", "first_loss", "last_loss", "resumed_from")},
             "texts_used": counts["texts_used"]}
@@ -168,7 +164,7 @@ def _sentence_model(location: str, base: str, settings: TrainSettings, device: s
 
 
 def _train_sentence_loss(model, method: str, pool: list[str], prefix: str, settings: TrainSettings,
-                         ckpt_dir: Path, device: str | None, show_progress: bool, resume_from: str | None) -> Trainer:
+                         ckpt_dir: Path, device: str | None, show_progress: bool, resume_from: str | None):
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import (
@@ -180,7 +176,7 @@ def _train_sentence_loss(model, method: str, pool: list[str], prefix: str, setti
     if method == "simcse":
         texts = [prefix + t for t in pool]
         dataset = Dataset.from_dict({"anchor": texts, "positive": texts})
-        loss: Module = MultipleNegativesRankingLoss(model)
+        loss = MultipleNegativesRankingLoss(model)
     else:
         noise = Augmenter("delete", copies=1, p=TSDAE_DELETION, seed=settings.seed)
         noisy = [prefix + (_first(noise.variants(t)) or t) for t in pool]
@@ -201,7 +197,7 @@ def _train_sentence_loss(model, method: str, pool: list[str], prefix: str, setti
 
 
 def _train_mlm(model, location: str, pool: list[str], prefix: str, settings: TrainSettings, ckpt_dir: Path,
-               device: str | None, show_progress: bool, resume_from: str | None) -> tuple[Trainer, dict]:
+               device: str | None, show_progress: bool, resume_from: str | None) -> tuple[object, dict]:
     """Masked-LM on the encoder's folder; the trained encoder weights are then copied into ``model``."""
     from datasets import Dataset
     from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments

@@ -19,171 +19,224 @@ unless ``keep_checkpoints``.
 ``binary_objective`` (cross-encoder only): adds ``binary_weight`` times a second binary cross-entropy on the
 same single output, for the binary label (score >= 3) with the logit shifted so that its decision
 boundary sits at 3/5. No second head: the one output still reads as a 0-5 score. It uses the trainers'
-documented custom-loss contract (an ``nn.Module`` taking ``(inputs, labels)``) and logs both terms."""
+documented custom-loss contract (an ``nn.Module`` taking ``(inputs, labels)``) and logs both terms.
+
+The job itself (checks, resume, record, card) is :class:`fewlabel.finetune.heads.HeadTrainer`'s."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from fewlabel.finetune.runs import (
-    finish_run,
-    freeze_word_embeddings,
-    prepare_out,
-    quiet_trainer,
-    resumable_settings,
-    resume_point,
-    trainer_args,
-)
-from fewlabel.finetune.settings import TrainSettings, resolve_base
-from fewlabel.indexing.errors import DataError, ModelError, first_line
-from fewlabel.indexing.hf import pick_device, quiet_hf
+from fewlabel.finetune.heads import HeadTrainer, Job
+from fewlabel.finetune.settings import RunOptions, TrainSettings
+from fewlabel.indexing.hf import pick_device
 from fewlabel.indexing.model_folder import MARKER_FILE, STS_BI_KIND, STS_CROSS_KIND
 from fewlabel.indexing.sts.metrics import pair_metrics
 from fewlabel.indexing.sts.pairs import BINARY_THRESHOLD, MAX_SCORE, PairRow
 from fewlabel.indexing.sts.scoring import score_both_orders
 
-__all__ = ["STS_BI_KIND", "STS_CROSS_KIND", "MARKER_FILE", "train_sts_bi_encoder", "train_sts_cross_encoder"]
+__all__ = ["STS_BI_KIND", "STS_CROSS_KIND", "MARKER_FILE", "STSBiEncoder", "STSCrossEncoder", "pairs_fingerprint",
+           "train_sts_bi_encoder", "train_sts_cross_encoder"]
 
 DEV_NAME = "sts-dev"
 
 
 # ---- public API --------------------------------------------------------------------------------------
 def train_sts_cross_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[PairRow] | None, base: str,
-                            out_dir: str | Path, *, epochs: float = 2, lr: float = 2e-5, batch_size: int = 16,
-                            max_length: int = 128, warmup_ratio: float = 0.1, seed: int = 42,
-                            both_orders: bool = True, binary_objective: bool = False, binary_weight: float = 0.5,
-                            resume: bool = True, max_steps: int | None = None, device: str | None = None,
-                            show_progress: bool = True, keep_checkpoints: bool = False,
-                            sources: dict[str, str] | None = None, freeze_embeddings: bool = False) -> dict:
+                            out_dir: str | Path, settings: TrainSettings | None = None, *, both_orders: bool = True,
+                            binary_objective: bool = False, binary_weight: float = 0.5,
+                            run: RunOptions | None = None, sources: dict[str, str] | None = None) -> dict:
     """Fine-tune a cross-encoder STS head on ``base`` (registry name or folder) and save it to ``out_dir``.
     Returns a summary: output folder, dev scores (final model, both orders averaged), steps, seconds."""
-    settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
-                             warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps,
-                             freeze_embeddings=freeze_embeddings)
-    train, dev = _check_pairs(train_pairs, "train"), _check_pairs(dev_pairs, "dev") if dev_pairs else []
-    location, base_info = resolve_base(base)
-    out, ckpt_dir = prepare_out(out_dir)
-    extra = {"both_orders": both_orders, "binary_objective": binary_objective,
-             "binary_weight": binary_weight if binary_objective else None}
-    resume_from = _resume_point(ckpt_dir, STS_CROSS_KIND, base_info, settings, extra, train, dev, resume)
-
-    from datasets import Dataset
-    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
-    from sentence_transformers.cross_encoder.evaluation import CrossEncoderCorrelationEvaluator
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-    from transformers import set_seed
-
-    started = time.perf_counter()
-    set_seed(settings.seed)  # the new classifier head's initial weights
-    with quiet_hf():
-        try:
-            model = CrossEncoder(location, num_labels=1, max_length=settings.max_length, device=pick_device(device),
-                                 local_files_only=True)
-        except Exception as exc:
-            raise ModelError(f"cannot load base model '{base}' as a cross-encoder: {first_line(exc)}") from exc
-    if settings.freeze_embeddings:
-        freeze_word_embeddings(model)
-
-    first = [p.sentence1 for p in train]
-    second = [p.sentence2 for p in train]
-    targets: list = [_gold(p)[0] / MAX_SCORE for p in train]
-    if binary_objective:
-        targets = [[_gold(p)[0] / MAX_SCORE, float(_gold(p)[1])] for p in train]
-    if both_orders:
-        first, second, targets = first + second, second + first, targets + targets
-    dataset = Dataset.from_dict({"sentence1": first, "sentence2": second, "label": targets})
-    loss = sts_binary_aux_loss(model, weight=binary_weight) if binary_objective else BinaryCrossEntropyLoss(model)
-    evaluator = (CrossEncoderCorrelationEvaluator([[p.sentence1, p.sentence2] for p in dev],
-                                                  [_gold(p)[0] for p in dev], name=DEV_NAME,
-                                                  batch_size=settings.batch_size, show_progress_bar=False)
-                 if dev else None)
-    args = CrossEncoderTrainingArguments(**trainer_args(ckpt_dir, settings, len(dataset), bool(dev), device,
-                                                         show_progress, metric=f"eval_{DEV_NAME}_pearson"))
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator)
-    quiet_trainer(trainer, show_progress)
-    trainer.train(resume_from_checkpoint=resume_from)
-    seconds = time.perf_counter() - started
-
-    model.save_pretrained(str(out), create_model_card=False)
-    dev_scores = None
-    if dev:
-        predicted = MAX_SCORE * score_both_orders(model, [p.sentence1 for p in dev], [p.sentence2 for p in dev],
-                                                  batch_size=settings.batch_size)
-        dev_scores = pair_metrics(dev, predicted)
-    info = {"kind": STS_CROSS_KIND, "scale": MAX_SCORE, "max_length": settings.max_length,
-            "both_orders_at_scoring": True,
-            "output": "sigmoid(logit) * scale", **_common_info(base_info, settings, extra, train, dev, trainer,
-                                                                  dev_scores, seconds, resume_from, sources)}
-    out = _finish(out, ckpt_dir, trainer, info, keep_checkpoints)
-    return {"out_dir": str(out), **{k: info[k] for k in ("dev", "steps", "train_seconds", "resumed_from")}}
+    head = STSCrossEncoder(settings or TrainSettings(), run or RunOptions(), both_orders=both_orders,
+                           binary_objective=binary_objective, binary_weight=binary_weight)
+    return head.train(train_pairs, dev_pairs, base, out_dir, sources=sources)
 
 
 def train_sts_bi_encoder(train_pairs: Sequence[PairRow], dev_pairs: Sequence[PairRow] | None, base: str,
-                         out_dir: str | Path, *, epochs: float = 2, lr: float = 2e-5, batch_size: int = 16,
-                         max_length: int = 128, warmup_ratio: float = 0.1, seed: int = 42, resume: bool = True,
-                         max_steps: int | None = None, device: str | None = None, show_progress: bool = True,
-                         keep_checkpoints: bool = False, sources: dict[str, str] | None = None) -> dict:
+                         out_dir: str | Path, settings: TrainSettings | None = None, *, run: RunOptions | None = None,
+                         sources: dict[str, str] | None = None) -> dict:
     """Fine-tune the encoder ``base`` on STS pairs with ``CosineSimilarityLoss`` and save an encoder folder
     (with ``fewlabel_encoder.json``: the base's prefix and maximum length) to ``out_dir``."""
-    settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
-                             warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps)
-    train, dev = _check_pairs(train_pairs, "train"), _check_pairs(dev_pairs, "dev") if dev_pairs else []
-    location, base_info = resolve_base(base)
-    out, ckpt_dir = prepare_out(out_dir)
-    resume_from = _resume_point(ckpt_dir, STS_BI_KIND, base_info, settings, {}, train, dev, resume)
+    head = STSBiEncoder(settings or TrainSettings(), run or RunOptions())
+    return head.train(train_pairs, dev_pairs, base, out_dir, sources=sources)
 
-    from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
-    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
-    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
-    from transformers import set_seed
 
-    started = time.perf_counter()
-    set_seed(settings.seed)
-    with quiet_hf():
-        try:
-            model = SentenceTransformer(location, device=pick_device(device), local_files_only=True)
-        except Exception as exc:
-            raise ModelError(f"cannot load base model '{base}' as an encoder: {first_line(exc)}") from exc
-    model.max_seq_length = settings.max_length
-    prefix = base_info["prefix"] or ""  # added to the texts, as Encoder does, so training sees what scoring sees
-    dataset = Dataset.from_dict({"sentence1": [prefix + p.sentence1 for p in train],
-                                 "sentence2": [prefix + p.sentence2 for p in train],
-                                 "label": [_gold(p)[0] / MAX_SCORE for p in train]})
-    evaluator = (EmbeddingSimilarityEvaluator([prefix + p.sentence1 for p in dev], [prefix + p.sentence2 for p in dev],
-                                              [_gold(p)[0] / MAX_SCORE for p in dev], batch_size=settings.batch_size,
-                                              similarity_fn_names=["cosine"], name=DEV_NAME)
-                 if dev else None)
-    args = SentenceTransformerTrainingArguments(**trainer_args(ckpt_dir, settings, len(dataset), bool(dev), device,
-                                                                show_progress,
-                                                                metric=f"eval_{DEV_NAME}_pearson_cosine"))
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
-                                         loss=CosineSimilarityLoss(model), evaluator=evaluator)
-    quiet_trainer(trainer, show_progress)
-    trainer.train(resume_from_checkpoint=resume_from)
-    seconds = time.perf_counter() - started
+def pairs_fingerprint(pairs: Sequence[PairRow]) -> str:
+    """What a run was trained on, in 16 hex digits: resume and reuse only with the same pairs."""
+    return STSCrossEncoder.fingerprint(pairs)
 
-    model.save_pretrained(str(out), create_model_card=False)
-    encoder_max = int(base_info["max_length"] or settings.max_length)
-    (out / "fewlabel_encoder.json").write_text(json.dumps(
-        {"prefix": prefix, "max_length": encoder_max, "pooling": "mean",
-         "source": f"fine-tuned from {base_info['name']} on STS pairs (CosineSimilarityLoss) by fewlabel"},
-        indent=2) + "\n", encoding="utf-8")
-    dev_scores = pair_metrics(dev, _bi_predict(out, dev, settings.batch_size, device)) if dev else None
-    info = {"kind": STS_BI_KIND, "prefix": prefix, "max_length": encoder_max, "trained_max_length": settings.max_length,
-            "output": "5 * clip(cosine, 0, 1) of mean-pooled, normalised embeddings",
-            **_common_info(base_info, settings, {}, train, dev, trainer, dev_scores, seconds, resume_from, sources)}
-    out = _finish(out, ckpt_dir, trainer, info, keep_checkpoints)
-    return {"out_dir": str(out), **{k: info[k] for k in ("dev", "steps", "train_seconds", "resumed_from")}}
+
+# ---- the heads ----------------------------------------------------------------------------------------
+class _STSHead(HeadTrainer[PairRow]):
+    """What both STS heads share: scored pairs, dev Pearson picks the best epoch, no test data."""
+
+    roles = ("train", "dev")
+    dev_name = DEV_NAME
+    epoch_columns = {"dev Pearson": "pearson"}
+    best_text = "Pearson"
+    scores_title = "Dev scores"
+    use_shell = ["fewlabel sts score pairs.csv --model THIS_FOLDER --out scores.csv"]
+    use_python = ["from fewlabel.retrieval import STSScorer",
+                  "STSScorer(\"THIS_FOLDER\").predict([(\"sentence one\", \"sentence two\")])"]
+
+    def problem(self, pair: PairRow, role: str) -> tuple[str, str] | None:
+        return None if pair.score is not None else (f"{role} pairs must carry scores (pair '{pair.id}' has none)",
+                                                    "score")
+
+    @staticmethod
+    def fingerprint_fields(pair: PairRow) -> list:
+        return [pair.sentence1, pair.sentence2, pair.score, pair.binary]
+
+    def score_block(self, title: str, scores: dict, info: dict) -> list[str]:
+        how = "both orders averaged" if info["kind"] == STS_CROSS_KIND else "cosine"
+        return [f"Final model ({how}): Pearson {self.fmt(scores['pearson'])}, Spearman {self.fmt(scores['spearman'])}, "
+                f"binary F1 (threshold 3) {self.fmt(scores['binary_f1'])} on {scores['n']:,} pairs.", ""]
+
+
+class STSCrossEncoder(_STSHead):
+    """``CrossEncoder(base, num_labels=1)``: BCE on score/5, each pair also in the other order (``both_orders``),
+    optionally a second BCE term for the binary label (``binary_objective``)."""
+
+    kind = STS_CROSS_KIND
+    title = "STS cross-encoder"
+    primary = "pearson"
+    epoch_metrics = {"pearson": "pearson"}
+
+    def __init__(self, settings: TrainSettings, run: RunOptions, *, both_orders: bool = True,
+                 binary_objective: bool = False, binary_weight: float = 0.5) -> None:
+        super().__init__(settings, run)
+        self.extra = {"both_orders": both_orders, "binary_objective": binary_objective,
+                      "binary_weight": binary_weight if binary_objective else None}
+
+    def resume_options(self) -> dict:
+        return self.extra
+
+    def new_model(self, job: Job[PairRow]):
+        from sentence_transformers.cross_encoder import CrossEncoder
+
+        return CrossEncoder(job.location, num_labels=1, max_length=self.settings.max_length,
+                            device=pick_device(self.run.device), local_files_only=True)
+
+    def trainer(self, model, job: Job[PairRow]):
+        from datasets import Dataset
+        from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+        from sentence_transformers.cross_encoder.evaluation import CrossEncoderCorrelationEvaluator
+        from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+        train, dev = job.train, job.dev
+        first = [p.sentence1 for p in train]
+        second = [p.sentence2 for p in train]
+        targets: list = [p.score / MAX_SCORE for p in train]
+        if self.extra["binary_objective"]:
+            targets = [[p.score / MAX_SCORE, float(p.binary)] for p in train]
+        if self.extra["both_orders"]:
+            first, second, targets = first + second, second + first, targets + targets
+        dataset = Dataset.from_dict({"sentence1": first, "sentence2": second, "label": targets})
+        loss = (sts_binary_aux_loss(model, weight=self.extra["binary_weight"]) if self.extra["binary_objective"]
+                else BinaryCrossEntropyLoss(model))
+        evaluator = (CrossEncoderCorrelationEvaluator([[p.sentence1, p.sentence2] for p in dev],
+                                                      [p.score for p in dev], name=self.dev_name,
+                                                      batch_size=self.settings.batch_size, show_progress_bar=False)
+                     if dev else None)
+        args = CrossEncoderTrainingArguments(**self.args(job, len(dataset)))
+        return CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator)
+
+    def score(self, model, pairs: list[PairRow]) -> dict:
+        predicted = MAX_SCORE * score_both_orders(model, [p.sentence1 for p in pairs], [p.sentence2 for p in pairs],
+                                                  batch_size=self.settings.batch_size)
+        return pair_metrics(pairs, predicted)
+
+    def head_record(self, job: Job[PairRow]) -> dict:
+        return {"scale": MAX_SCORE, "max_length": self.settings.max_length, "both_orders_at_scoring": True,
+                "output": "sigmoid(logit) * scale"}
+
+    def method_record(self, job: Job[PairRow]) -> dict:
+        return self.extra
+
+    def about(self, info: dict) -> str:
+        return ("It reads both sentences together and outputs a similarity: sigmoid(logit) x 5 is the 0-5 score; "
+                "fewlabel averages both sentence orders.")
+
+    def role_note(self, info: dict, role: str) -> str:
+        return ", each also in the other sentence order" if role == "train" and info.get("both_orders") else ""
+
+    def setting_rows(self, info: dict) -> list[tuple[str, object]]:
+        objective = "BCE on score/5" + (f" + {info['binary_weight']} x BCE on the binary label (score >= 3)"
+                                        if info.get("binary_objective") else "")
+        return [("objective", objective)]
+
+
+class STSBiEncoder(_STSHead):
+    """The encoder itself with ``CosineSimilarityLoss`` (cosine ≈ score/5), saved as an encoder folder."""
+
+    kind = STS_BI_KIND
+    title = "STS bi-encoder"
+    loads_as = "an encoder"
+    primary = "pearson_cosine"
+    epoch_metrics = {"pearson": "pearson_cosine"}
+
+    def prefix(self, job: Job[PairRow]) -> str:
+        return job.base_info["prefix"] or ""  # added to the texts, as Encoder does, so training sees what scoring sees
+
+    def new_model(self, job: Job[PairRow]):
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(job.location, device=pick_device(self.run.device), local_files_only=True)
+        model.max_seq_length = self.settings.max_length
+        return model
+
+    def trainer(self, model, job: Job[PairRow]):
+        from datasets import Dataset
+        from sentence_transformers import SentenceTransformerTrainer
+        from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+        from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+        from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+        train, dev, prefix = job.train, job.dev, self.prefix(job)
+        dataset = Dataset.from_dict({"sentence1": [prefix + p.sentence1 for p in train],
+                                     "sentence2": [prefix + p.sentence2 for p in train],
+                                     "label": [p.score / MAX_SCORE for p in train]})
+        evaluator = (EmbeddingSimilarityEvaluator([prefix + p.sentence1 for p in dev],
+                                                  [prefix + p.sentence2 for p in dev],
+                                                  [p.score / MAX_SCORE for p in dev],
+                                                  batch_size=self.settings.batch_size,
+                                                  similarity_fn_names=["cosine"], name=self.dev_name)
+                     if dev else None)
+        args = SentenceTransformerTrainingArguments(**self.args(job, len(dataset)))
+        return SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
+                                          loss=CosineSimilarityLoss(model), evaluator=evaluator)
+
+    def save(self, model, job: Job[PairRow]) -> None:
+        super().save(model, job)
+        (job.out / "fewlabel_encoder.json").write_text(json.dumps(
+            {"prefix": self.prefix(job), "max_length": self.encoder_max(job), "pooling": "mean",
+             "source": f"fine-tuned from {job.base_info['name']} on STS pairs (CosineSimilarityLoss) by fewlabel"},
+            indent=2) + "\n", encoding="utf-8")
+        self.folder = job.out
+
+    def encoder_max(self, job: Job[PairRow]) -> int:
+        return int(job.base_info["max_length"] or self.settings.max_length)
+
+    def score(self, model, pairs: list[PairRow]) -> dict:
+        return pair_metrics(pairs, _bi_predict(self.folder, pairs, self.settings.batch_size, self.run.device))
+
+    def head_record(self, job: Job[PairRow]) -> dict:
+        return {"prefix": self.prefix(job), "max_length": self.encoder_max(job),
+                "trained_max_length": self.settings.max_length,
+                "output": "5 * clip(cosine, 0, 1) of mean-pooled, normalised embeddings"}
+
+    def about(self, info: dict) -> str:
+        return (f"An encoder: the 0-5 score is 5 x clip(cosine, 0, 1) of mean-pooled, L2-normalised embeddings "
+                f"(prefix {info['prefix']!r}).")
+
+    def setting_rows(self, info: dict) -> list[tuple[str, object]]:
+        return [("objective", "CosineSimilarityLoss (MSE of cosine vs score/5)")]
 
 
 # ---- the optional binary objective ----------------------------------------------------------------------
@@ -223,39 +276,6 @@ def sts_binary_aux_loss(model, weight: float = 0.5):
 
 
 # ---- helpers --------------------------------------------------------------------------------------------
-def _gold(pair: PairRow) -> tuple[float, int]:
-    """The score and binary label of a pair that `_check_pairs` let through (the reader sets both or neither)."""
-    assert pair.score is not None and pair.binary is not None
-    return pair.score, pair.binary
-
-
-def _check_pairs(pairs: Sequence[PairRow] | None, role: str) -> list[PairRow]:
-    pairs = list(pairs or [])
-    if not pairs:
-        raise DataError(f"no {role} pairs")
-    unlabelled = next((p for p in pairs if p.score is None), None)
-    if unlabelled is not None:
-        raise DataError(f"{role} pairs must carry scores (pair '{unlabelled.id}' has none)",
-                        line=unlabelled.line, field="score")
-    return pairs
-
-
-def pairs_fingerprint(pairs: Sequence[PairRow]) -> str:
-    """What a run was trained on, in 16 hex digits: resume and reuse only with the same pairs."""
-    h = hashlib.sha256()
-    for p in pairs:
-        h.update(json.dumps([p.sentence1, p.sentence2, p.score, p.binary], ensure_ascii=False).encode())
-    return h.hexdigest()[:16]
-
-
-def _resume_point(ckpt_dir: Path, kind: str, base_info: dict, settings: TrainSettings, extra: dict,
-                  train: list[PairRow], dev: list[PairRow], resume: bool) -> str | None:
-    """The checkpoint to resume from (see `fewlabel.finetune.runs.resume_point`)."""
-    run = {"kind": kind, "base": base_info["name"], **extra, "train": pairs_fingerprint(train),
-           "dev": pairs_fingerprint(dev), "settings": resumable_settings(settings)}
-    return resume_point(ckpt_dir, run, resume)
-
-
 def _bi_predict(folder: Path, pairs: Sequence[PairRow], batch_size: int, device: str | None) -> np.ndarray:
     """Score dev pairs the way fewlabel will: `Encoder` on the saved folder (which also proves it loads)."""
     from fewlabel.indexing.encoders.encoder import Encoder
@@ -264,76 +284,3 @@ def _bi_predict(folder: Path, pairs: Sequence[PairRow], batch_size: int, device:
     a = encoder.encode([p.sentence1 for p in pairs], batch_size=batch_size)
     b = encoder.encode([p.sentence2 for p in pairs], batch_size=batch_size)
     return MAX_SCORE * np.clip(np.einsum("ij,ij->i", a, b), 0.0, 1.0)
-
-
-def _common_info(base_info: dict, settings: TrainSettings, extra: dict, train: list[PairRow], dev: list[PairRow],
-                 trainer, dev_scores: dict | None, seconds: float, resume_from: str | None,
-                 sources: dict[str, str] | None) -> dict:
-    import sentence_transformers
-    import transformers
-
-    per_epoch = [{"epoch": e.get("epoch"), "step": e.get("step"),
-                  "pearson": next((v for k, v in e.items() if k.startswith(f"eval_{DEV_NAME}_pearson")), None)}
-                 for e in trainer.state.log_history if any(k.startswith(f"eval_{DEV_NAME}_") for k in e)]
-    return {"base": base_info["name"], "settings": settings.to_dict(), **extra,
-            "data": {"train_pairs": len(train), "dev_pairs": len(dev), "train_fingerprint": pairs_fingerprint(train),
-                     **({"sources": sources} if sources else {})},
-            "dev": dev_scores, "dev_per_epoch": per_epoch, "best_checkpoint_metric": trainer.state.best_metric,
-            "steps": int(trainer.state.global_step), "train_seconds": round(seconds, 1), "resumed_from": resume_from,
-            "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "versions": {"sentence_transformers": sentence_transformers.__version__,
-                         "transformers": transformers.__version__}}
-
-
-def _finish(out: Path, ckpt_dir: Path, trainer, info: dict, keep_checkpoints: bool) -> Path:
-    return finish_run(out, ckpt_dir, trainer, info, model_card=_model_card(info),
-                      keep_checkpoints=keep_checkpoints)
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
-def _model_card(info: dict) -> str:
-    cross = info["kind"] == STS_CROSS_KIND
-    title = "STS cross-encoder" if cross else "STS bi-encoder"
-    s, data, dev = info["settings"], info["data"], info["dev"]
-    lines = [f"# fewlabel {title}", "",
-             f"Fine-tuned from `{info['base']}` by fewlabel ({info['trained_at']}) with sentence-transformers "
-             f"{info['versions']['sentence_transformers']}.",
-             "",
-             ("It reads both sentences together and outputs a similarity: sigmoid(logit) x 5 is the 0-5 score; "
-              "fewlabel averages both sentence orders." if cross else
-              f"An encoder: the 0-5 score is 5 x clip(cosine, 0, 1) of mean-pooled, L2-normalised embeddings "
-              f"(prefix {info['prefix']!r})."),
-             "", "## Data", "",
-             f"- train: {data['train_pairs']:,} pairs" + (", each also in the other sentence order"
-                                                          if info.get("both_orders") else ""),
-             f"- dev: {data['dev_pairs']:,} pairs"]
-    for role, path in (data.get("sources") or {}).items():
-        lines.append(f"- {role} file: `{path}`")
-    lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in s.items()]
-    objective = ("BCE on score/5" + (f" + {info['binary_weight']} x BCE on the binary label (score >= 3)"
-                                     if info.get("binary_objective") else "")
-                 if cross else "CosineSimilarityLoss (MSE of cosine vs score/5)")
-    lines += [f"| objective | {objective} |", f"| steps | {info['steps']} |",
-              f"| training time | {info['train_seconds']} s |"]
-    if info.get("resumed_from"):
-        lines.append(f"| resumed from | `{Path(info['resumed_from']).name}` |")
-    lines += ["", "## Dev scores", ""]
-    if dev:
-        lines += [f"Final model ({'both orders averaged' if cross else 'cosine'}): Pearson {_fmt(dev['pearson'])}, "
-                  f"Spearman {_fmt(dev['spearman'])}, binary F1 (threshold 3) {_fmt(dev['binary_f1'])} "
-                  f"on {dev['n']:,} pairs.", ""]
-        if info["dev_per_epoch"]:
-            lines += ["| epoch | step | dev Pearson |", "|---|---|---|"]
-            lines += [f"| {e['epoch']:.2f} | {e['step']} | {_fmt(e['pearson'])} |" for e in info["dev_per_epoch"]]
-            lines.append("")
-            lines.append("The checkpoint with the best dev Pearson was kept.")
-    else:
-        lines.append("No dev pairs were given: the last checkpoint was kept.")
-    lines += ["", "## Use", "", "```bash", "fewlabel sts score pairs.csv --model THIS_FOLDER --out scores.csv", "```",
-              "", "```python", "from fewlabel.retrieval import STSScorer",
-              "STSScorer(\"THIS_FOLDER\").predict([(\"sentence one\", \"sentence two\")])", "```", ""]
-    return "\n".join(lines)

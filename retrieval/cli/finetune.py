@@ -19,7 +19,6 @@ from fewlabel.retrieval.cli.options import (
     positive_int,
     read_unlabelled,
     say,
-    training_kwargs,
 )
 from fewlabel.retrieval.cli.relation import LABELS_HELP, MARKER_HELP, RE_FILES, load_labels, print_scores
 from fewlabel.retrieval.cli.sts import read_scored_pairs
@@ -108,6 +107,23 @@ def add_finetune_commands(commands: argparse._SubParsersAction) -> None:
     re_.set_defaults(handler=cmd_finetune_re)
 
 
+def training_settings(args: argparse.Namespace, **extra):
+    """The :class:`~fewlabel.finetune.settings.TrainSettings` of :func:`add_training_options`' options (``extra``:
+    a command's own settings, such as ``freeze_embeddings``)."""
+    from fewlabel.finetune.settings import TrainSettings
+
+    return TrainSettings(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
+                         warmup_ratio=args.warmup_ratio, seed=args.seed, max_steps=args.max_steps, **extra)
+
+
+def run_options(args: argparse.Namespace):
+    """The :class:`~fewlabel.finetune.settings.RunOptions` of :func:`add_training_options`' options."""
+    from fewlabel.finetune.settings import RunOptions
+
+    return RunOptions(resume=not args.no_resume, keep_checkpoints=args.keep_checkpoints, device=args.device,
+                      show_progress=not args.quiet)
+
+
 def _summary_line(kind: str, base: str, summary: dict) -> str:
     resumed = f", resumed from {Path(summary['resumed_from']).name}" if summary["resumed_from"] else ""
     steps = f"{summary['steps']} step" + ("s" if summary["steps"] != 1 else "")
@@ -126,12 +142,13 @@ def cmd_finetune_sts(args: argparse.Namespace) -> int:
     dev = read_scored_pairs(args.dev, "--dev")
     kind = "bi-encoder" if args.bi_encoder else "cross-encoder"
     say(args, f"training an STS {kind} from {args.base} on {len(train)} pairs (dev {len(dev)}) …")
-    common = dict(**training_kwargs(args), sources={"train": args.train, "dev": args.dev})
+    common = dict(run=run_options(args), sources={"train": args.train, "dev": args.dev})
     if args.bi_encoder:
-        summary = train_sts_bi_encoder(train, dev, args.base, args.out, **common)
+        summary = train_sts_bi_encoder(train, dev, args.base, args.out, training_settings(args), **common)
     else:
-        summary = train_sts_cross_encoder(train, dev, args.base, args.out, binary_objective=args.binary_objective,
-                                          freeze_embeddings=args.freeze_embeddings, **common)
+        settings = training_settings(args, freeze_embeddings=args.freeze_embeddings)
+        summary = train_sts_cross_encoder(train, dev, args.base, args.out, settings,
+                                          binary_objective=args.binary_objective, **common)
     print(_summary_line(f"an STS {kind}", args.base, summary))
     dev_scores = summary["dev"]
     print(f"dev: Pearson {fmt_metric(dev_scores['pearson'])}  Spearman {fmt_metric(dev_scores['spearman'])}  "
@@ -154,7 +171,7 @@ def cmd_finetune_nli(args: argparse.Namespace) -> int:
     say(args, f"training an NLI cross-encoder from {args.base} on {len(train)} pairs (dev {len(dev)}"
               + (f", test {len(test)}" if test else "") + ") …")
     summary = train_nli_cross_encoder(
-        train, dev, args.base, args.out, test_pairs=test, **training_kwargs(args),
+        train, dev, args.base, args.out, training_settings(args), test_pairs=test, run=run_options(args),
         sources={"train": ", ".join(args.train), "dev": args.dev, **({"test": args.test} if args.test else {})})
     print(_summary_line("an NLI cross-encoder", args.base, summary))
     for role in ("dev", "test"):
@@ -167,7 +184,7 @@ def cmd_finetune_nli(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune_re(args: argparse.Namespace) -> int:
-    from fewlabel.finetune.relation.trainer import train_re_classifier
+    from fewlabel.finetune.relation.trainer import RelationOptions, train_re_classifier
     from fewlabel.indexing.relation.data import read_relations
 
     claim_model_folder(args.out)  # before any data is read or model loaded
@@ -181,11 +198,12 @@ def cmd_finetune_re(args: argparse.Namespace) -> int:
             raise DataError(f"{role} rows need gold labels; this file has none", path=path)
     say(args, f"training a relation classifier from {args.base} on {len(train)} rows (dev {len(dev)}"
               + (f", test {len(test)}" if test else "") + f"), {len(labels)} labels, {args.marker} markers …")
+    options = RelationOptions(marker=args.marker, type_language=args.type_language, loss=args.loss,
+                              focal_gamma=args.focal_gamma, label_smoothing=args.label_smoothing,
+                              no_relation=args.no_relation, pooling=args.pooling)
     summary = train_re_classifier(
-        train, dev, labels, args.base, args.out, test_rows=test, marker=args.marker, type_language=args.type_language,
-        loss=args.loss, focal_gamma=args.focal_gamma, label_smoothing=args.label_smoothing, pooling=args.pooling,
-        freeze_embeddings=args.freeze_embeddings,
-        no_relation=args.no_relation, **training_kwargs(args),
+        train, dev, labels, args.base, args.out, training_settings(args, freeze_embeddings=args.freeze_embeddings),
+        options, test_rows=test, run=run_options(args),
         sources={"train": args.train, "dev": args.dev, **({"test": args.test} if args.test else {})})
     print(_summary_line("a relation classifier", args.base, summary))
     for role in ("dev", "test"):
@@ -231,9 +249,9 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     claim_model_folder(args.out)  # before any data is read or model loaded
     rows = read_unlabelled(args, args.unlabelled)
     say(args, f"adapting {args.base} to {len(rows)} texts of {args.unlabelled} ({args.method}) …")
-    summary = adapt_encoder([r.text for r in rows], args.base, args.out, method=args.method,
-                            max_texts=args.max_texts, freeze_embeddings=args.freeze_embeddings,
-                            source=args.unlabelled, **training_kwargs(args))
+    summary = adapt_encoder([r.text for r in rows], args.base, args.out,
+                            training_settings(args, freeze_embeddings=args.freeze_embeddings), method=args.method,
+                            max_texts=args.max_texts, run=run_options(args), source=args.unlabelled)
     steps = f"{summary['steps']} step" + ("s" if summary["steps"] != 1 else "")
     resumed = f", resumed from {Path(summary['resumed_from']).name}" if summary["resumed_from"] else ""
     print(f"adapted {args.base} ({summary['method']}) on {summary['texts_used']} texts: {steps}, "

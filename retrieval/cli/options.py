@@ -15,7 +15,7 @@ from fewlabel.indexing.errors import InvalidArgumentError
 
 __all__ = ["ENCODE_BATCH_SIZE", "EPILOG", "PAIRS_HELP", "add_augment_options", "add_data_options", "add_global_options",
            "add_model_options", "add_training_options", "augmenter_from_args", "fmt_metric", "leaf_parsers",
-           "load_encoder", "open_cache", "read_labelled", "say", "training_kwargs"]
+           "load_encoder", "open_cache", "read_labelled", "say"]
 
 ENCODE_BATCH_SIZE = 32  # texts per encoder batch, for every command that encodes
 EPILOG = "Data files: .csv, .tsv/.txt, .jsonl. Models: " + ", ".join(
@@ -150,7 +150,8 @@ def add_faiss_device_option(p: argparse.ArgumentParser) -> None:
 
 def add_training_options(p: argparse.ArgumentParser, *, epochs: float = 2, lr: float = 2e-5,
                          max_length_help: str = "tokens per pair") -> None:
-    """The options every `fewlabel finetune` command shares (read back by :func:`training_kwargs`)."""
+    """The options every `fewlabel finetune` command shares (read back by `fewlabel.retrieval.cli.finetune`'s
+    ``training_settings`` and ``run_options``)."""
     p.add_argument("--epochs", type=positive_float, default=epochs, help=f"(default: {epochs:g})")
     p.add_argument("--lr", type=positive_float, default=lr, help=f"learning rate (default: {lr:g})")
     p.add_argument("--batch-size", type=positive_int, default=16, help="training batch (default: 16)")
@@ -188,13 +189,6 @@ def add_augment_options(p: argparse.ArgumentParser) -> None:
 
 
 # ---- reading them back --------------------------------------------------------------------------------------
-def training_kwargs(args: argparse.Namespace) -> dict:
-    """The trainers' keyword arguments from :func:`add_training_options`' options."""
-    return dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
-                warmup_ratio=args.warmup_ratio, seed=args.seed, resume=not args.no_resume, max_steps=args.max_steps,
-                device=args.device, show_progress=not args.quiet, keep_checkpoints=args.keep_checkpoints)
-
-
 def augmenter_from_args(args: argparse.Namespace):
     """The :class:`~fewlabel.indexing.augment.Augmenter` of :func:`add_augment_options`' options, or None without
     ``--augment`` (its settings alone are refused rather than ignored)."""
