@@ -146,3 +146,54 @@ def test_the_encoder_refuses_an_unfinished_training_folder(tmp_path, capsys):
                  str(tmp_path / "idx")]) == 2
     one_line(capsys, "unfinished fewlabel training run")
     assert not (tmp_path / "idx").exists()
+
+
+# ---- 14. stored method arrays that match their sha256 but not their shapes ---------------------------------
+def _rewrite_array(index: Path, key: str, change) -> None:
+    import hashlib
+    import io
+
+    import numpy as np
+
+    path = index / "method" / "arrays.npz"
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays[key] = change(arrays[key])
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+    meta = json.loads((index / "meta.json").read_text())
+    meta["method"]["files"]["arrays.npz"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    (index / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(("key", "change", "needle"), [
+    ("linear_coef", lambda a: a[:, :-1], "linear_coef"),
+    ("linear_intercept", lambda a: a[:-1], "linear_intercept"),
+    ("nb_coef", lambda a: a[:, : a.shape[1] // 2], "nb_coef"),
+    ("linear_coef", lambda a: a.astype("int64"), "int64"),
+])
+def test_stored_arrays_are_checked_against_labels_dimension_and_vocabulary(tmp_path, capsys, key, change, needle):
+    train = head(tmp_path / "train.tsv", 0, 40)
+    index = tmp_path / "idx"
+    assert main(["-q", "index", "build", str(train), *COLUMNS, "--model", "minilm", "--method", "ensemble",
+                 "--no-cache", "--out", str(index)]) == 0
+    _rewrite_array(index, key, change)
+    test = head(tmp_path / "test.tsv", 0, 5, "goemotions_ekman_test.tsv")
+    capsys.readouterr()
+    assert main(["-q", "predict", str(index), str(test), "--out", str(tmp_path / "p.csv")]) == 2
+    one_line(capsys, needle, "rebuild the index")
+    assert not (tmp_path / "p.csv").exists()
+
+
+# ---- 17. a training file whose rows all carry one label ------------------------------------------------------
+@pytest.mark.parametrize("method", ["auto", "linear", "nb", "ensemble", "knn"])
+def test_one_label_training_file_is_handled_the_same_by_every_method(tmp_path, capsys, method):
+    rows = (DEMO / "goemotions_ekman_train.tsv").read_text(encoding="utf-8").splitlines()[1:21]
+    train = tmp_path / "one.tsv"
+    train.write_text("text\tlabels\n" + "".join(f"{r.split(chr(9))[1]}\tjoy\n" for r in rows), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["index", "build", str(train), "--text-col", "text", "--label-col", "labels", "--model", "minilm",
+                 "--method", method, "--no-cache", "--out", str(tmp_path / "idx")]) == 2
+    one_line(capsys, "one.tsv", "only one label ('joy')")
+    assert not (tmp_path / "idx").exists()
