@@ -197,3 +197,29 @@ def test_one_label_training_file_is_handled_the_same_by_every_method(tmp_path, c
                  "--method", method, "--no-cache", "--out", str(tmp_path / "idx")]) == 2
     one_line(capsys, "one.tsv", "only one label ('joy')")
     assert not (tmp_path / "idx").exists()
+
+
+# ---- 15, 16. --engine ray reads its input with the local reader, before Ray starts ---------------------------
+@pytest.mark.parametrize(("name", "content", "needle"), [
+    ("dup.csv", b"id,text\nq1,hello\nq1,again\n", "duplicate id 'q1'"),
+    ("latin.csv", b"id,text\nq1,caf\xe9\n", "not valid UTF-8"),
+    ("blank.jsonl", b'{"id": "q1", "text": "  "}\n', "empty text"),
+])
+def test_ray_engine_refuses_bad_input_as_the_local_engine_does_before_ray_starts(tmp_path, capsys, monkeypatch,
+                                                                                 name, content, needle):
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    import fewlabel.retrieval.engines.ray_batch as ray_batch
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray started for an input the reader refuses")
+
+    monkeypatch.setattr(ray_batch, "_start", no_ray)
+    train = head(tmp_path / "train.tsv", 0, 20)
+    assert main(["-q", "index", "build", str(train), *COLUMNS, "--model", "minilm", "--method", "knn",
+                 "--no-cache", "--out", str(tmp_path / "idx")]) == 0
+    (tmp_path / name).write_bytes(content)
+    capsys.readouterr()
+    assert main(["-q", "predict", str(tmp_path / "idx"), str(tmp_path / name), "--id-col", "id", "--engine", "ray",
+                 "--out", str(tmp_path / "p.csv")]) == 2
+    one_line(capsys, name, needle)
+    assert not (tmp_path / "p.csv").exists()
