@@ -69,6 +69,8 @@ def prepare(w: Path) -> None:
     write(w / "pairs.csv", "sentence1,sentence2,label\na cat,a kitten,4.2\nrain,sun,0.5\n")
     run(["-q", "index", "build", "train.tsv", *COLS, "--id-col", "id", "--model", "minilm", "--out", "index"], w)
     run(["-q", "predict", "index", "test.tsv", "--id-col", "id", "--out", "ours.csv"], w)
+    run(["-q", "index", "build", "train.tsv", *COLS, "--id-col", "id", "--model", "minilm", "--method", "ensemble",
+         "--out", "ens"], w)  # an index with stored method arrays (linear and nb)
 
 
 def run(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -281,16 +283,16 @@ def round_two_cases() -> list[Case]:
     bench = ["bench", "slices", "train.tsv", "--text-col", "text", "--label-col", "labels", "--label-sep", ",",
              "--methods", "nb", "--slices", "10", "--seeds", "1"]
     return [
-        Case("method: linear_coef one column short (sha256 updated)", ["predict", "index", *test, "--out", "p.csv"],
-             protect=user, setup=lambda w: edit_array(w / "index", "linear_coef", lambda a: a[:, :-1])),
-        Case("method: linear_intercept one label short", ["predict", "index", *test, "--out", "p.csv"],
-             protect=user, setup=lambda w: edit_array(w / "index", "linear_intercept", lambda a: a[:-1])),
-        Case("method: nb vocabulary cut short", ["predict", "index", *test, "--out", "p.csv"], protect=user,
-             setup=lambda w: edit_array(w / "index", "nb_coef", lambda a: a[:, : a.shape[1] // 2])),
-        Case("method: coefficients as integers", ["predict", "index", *test, "--out", "p.csv"], protect=user,
-             setup=lambda w: edit_array(w / "index", "linear_coef", lambda a: a.astype("int64"))),
-        Case("method: a NaN coefficient", ["predict", "index", *test, "--out", "p.csv"], protect=user,
-             setup=lambda w: edit_array(w / "index", "linear_coef", lambda a: a * float("nan"))),
+        Case("method: linear_coef one column short (sha256 updated)", ["predict", "ens", *test, "--out", "p.csv"],
+             protect=user, setup=lambda w: edit_array(w / "ens", "linear_coef", lambda a: a[:, :-1])),
+        Case("method: linear_intercept one label short", ["predict", "ens", *test, "--out", "p.csv"],
+             protect=user, setup=lambda w: edit_array(w / "ens", "linear_intercept", lambda a: a[:-1])),
+        Case("method: nb vocabulary cut short", ["predict", "ens", *test, "--out", "p.csv"], protect=user,
+             setup=lambda w: edit_array(w / "ens", "nb_coef", lambda a: a[:, : a.shape[1] // 2])),
+        Case("method: coefficients as integers", ["predict", "ens", *test, "--out", "p.csv"], protect=user,
+             setup=lambda w: edit_array(w / "ens", "linear_coef", lambda a: a.astype("int64"))),
+        Case("method: a NaN coefficient", ["predict", "ens", *test, "--out", "p.csv"], protect=user,
+             setup=lambda w: edit_array(w / "ens", "linear_coef", lambda a: a * float("nan"))),
         Case("one-label file, method auto", ["index", "build", "one.tsv", *COLS, "--model", "minilm", "--out", "idx"],
              protect=user, setup=one_label_file),
         Case("one-label file, method knn", ["index", "build", "one.tsv", *COLS, "--model", "minilm", "--method",
