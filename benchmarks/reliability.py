@@ -496,8 +496,14 @@ def main() -> None:
 SECTIONS = ("cli", "round2", "http")
 
 
+def _section_note(results: list[dict]) -> str:
+    counts = {name: sum(1 for r in results if r.get("section", "cli") == name) for name in SECTIONS}
+    return ("cases per section: " + ", ".join(f"{name} {n}" for name, n in counts.items())
+            + " (the cli rows of this report come from its run of 2026-11-30 unless the command above ran them)")
+
+
 def write_results(out: Path, results: list[dict]) -> None:
-    rows = [[str(i), r["case"], f"`{r['command']}`", str(r["expected"]), str(r["exit"]),
+    rows = [[str(i), f"{r.get('section', 'cli')}: {r['case']}", f"`{r['command']}`", str(r["expected"]), str(r["exit"]),
              r["message"].replace("|", "\\|") or "(nothing)", "yes" if r["traceback"] else "no",
              "; ".join(r["lost"]) or "no"] for i, r in enumerate(results, start=1)]
     totals = {"cases": len(results), "clear": sum(r["clear"] for r in results),
@@ -509,11 +515,20 @@ def write_results(out: Path, results: list[dict]) -> None:
             "process was killed, -9, and a complete index stands at `--out`; the next command repaired and "
             "cleaned; Ctrl-C cases: exit 130 and the last line is `fewlabel: interrupted`, after any progress lines). "
             "'lost' lists protected paths whose bytes changed, or a fault case's problem.\n\n"
+            "Sections: **cli** (the first round's cases), **round2** (issue 28: stored method arrays that match "
+            "their sha256 but not each other, one-label files, outputs reached through links and users' folders, "
+            "serve's start-up token rules, the Ray engine's input checks, an unfinished model folder) and **http** "
+            "(requests against a real `fewlabel serve` with a token, --max-batch 8 and --max-text-length 500: "
+            "'exit' is the HTTP status, 'stderr' the answer's `error` line; a case is clear when the status is "
+            "the expected one, every refusal has one `error` line and none is a 500; 'lost' also counts a "
+            "refused request that changed the index files, or an answer that names a server path; a traceback "
+            "in the server's log would mark every HTTP case). `--sections` runs some of them and keeps the "
+            "others' rows from the previous report; " + _section_note(results) + "\n\n"
             + markdown_table(["#", "case", "command", "expected", "exit", "stderr (last line)", "traceback", "lost"],
                              rows)
             + f"\n\n**Totals:** {totals['cases']} cases; {totals['clear']} clear; {totals['tracebacks']} "
               f"tracebacks; {totals['data_loss']} data-loss cases.\n")
-    write_report(out, "reliability", "Bad input and faults through the CLI", body,
+    write_report(out, "reliability", "Bad input and faults through the CLI and the HTTP service", body,
                  {"results": results, "totals": totals}, data_note="retrieval/demo_data (GoEmotions-ekman sample)")
     print(totals)
 
