@@ -77,6 +77,8 @@ def prepare(w: Path) -> None:
     write(w / "pairs.csv", "sentence1,sentence2,label\na cat,a kitten,4.2\nrain,sun,0.5\n")
     run(["-q", "index", "build", "train.tsv", *COLS, "--id-col", "id", "--model", "minilm", "--out", "index"], w)
     run(["-q", "predict", "index", "test.tsv", "--id-col", "id", "--out", "ours.csv"], w)
+    run(["-q", "index", "build", "train.tsv", *COLS, "--id-col", "id", "--model", "minilm", "--method", "ensemble",
+         "--out", "ens"], w)  # an index with stored method arrays (linear and nb)
 
 
 def run(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -276,7 +278,116 @@ def cases() -> list[Case]:
              interrupt_after=6.0, protect=user, setup=lambda w: slice_tsv(DEMO / "goemotions_ekman_train.tsv",
                                                                           w / "big.tsv", 0, 800)),
     ]
-    return c
+    return c + round_two_cases()
+
+
+def round_two_cases() -> list[Case]:
+    """Issue 28: stored methods whose files match their sha256 but not each other, one-label files, bench's and
+    every other --out reached through a link or a user's folder, serve's start-up token rules, the Ray engine's
+    input checks, an unfinished training folder."""
+    data = ["train.tsv", *COLS]
+    user = ["train.tsv", "valid.tsv", "mine", "notes.csv", "index"]
+    test = ["test.tsv", "--id-col", "id"]
+    bench = ["bench", "slices", "train.tsv", "--text-col", "text", "--label-col", "labels", "--label-sep", ",",
+             "--methods", "nb", "--slices", "10", "--seeds", "1"]
+    return [
+        Case("method: linear_coef one column short (sha256 updated)", ["predict", "ens", *test, "--out", "p.csv"],
+             protect=user, setup=lambda w: edit_array(w / "ens", "linear_coef", lambda a: a[:, :-1])),
+        Case("method: linear_intercept one label short", ["predict", "ens", *test, "--out", "p.csv"],
+             protect=user, setup=lambda w: edit_array(w / "ens", "linear_intercept", lambda a: a[:-1])),
+        Case("method: nb vocabulary cut short", ["predict", "ens", *test, "--out", "p.csv"], protect=user,
+             setup=lambda w: edit_array(w / "ens", "nb_coef", lambda a: a[:, : a.shape[1] // 2])),
+        Case("method: coefficients as integers", ["predict", "ens", *test, "--out", "p.csv"], protect=user,
+             setup=lambda w: edit_array(w / "ens", "linear_coef", lambda a: a.astype("int64"))),
+        Case("method: a NaN coefficient", ["predict", "ens", *test, "--out", "p.csv"], protect=user,
+             setup=lambda w: edit_array(w / "ens", "linear_coef", lambda a: a * float("nan"))),
+        Case("one-label file, method auto", ["index", "build", "one.tsv", *COLS, "--model", "minilm", "--out", "idx"],
+             protect=user, setup=one_label_file),
+        Case("one-label file, method knn", ["index", "build", "one.tsv", *COLS, "--model", "minilm", "--method",
+             "knn", "--out", "idx"], protect=user, setup=one_label_file),
+        Case("one-label file, method linear", ["index", "build", "one.tsv", *COLS, "--model", "minilm", "--method",
+             "linear", "--out", "idx"], protect=user, setup=one_label_file),
+        Case("bench --out a folder holding command.txt and report.md", [*bench, "--out", "mine"], protect=user,
+             setup=lambda w: (write(w / "mine" / "command.txt", "my command\n"),
+                              write(w / "mine" / "report.md", "# mine\n"))),
+        Case("bench --out a folder holding someone's results.json", [*bench, "--out", "mine"], protect=user,
+             setup=lambda w: write(w / "mine" / "results.json", '{"mine": true}\n')),
+        Case("index add through a link (current -> real_v1)", ["-q", "index", "add", "current", "more_a.tsv", *COLS,
+             "--id-col", "id"], expect=0, protect=["train.tsv"], setup=link_index, check=link_kept),
+        Case("predict --out through a link to an earlier output", ["-q", "predict", "index", *test, "--out",
+             "latest.csv"], expect=0, protect=user, setup=lambda w: os.symlink("ours.csv", w / "latest.csv"),
+             check=lambda w: None if (w / "latest.csv").is_symlink() else "the link was replaced by a file"),
+        Case("build --out a link to a user's folder", ["index", "build", *data, "--model", "minilm", "--out",
+             "mylink"], protect=user, setup=lambda w: os.symlink("mine", w / "mylink")),
+        Case("serve --token ''", ["serve", "index", "--token", ""], protect=user),
+        Case("serve --token '   '", ["serve", "index", "--token", "   "], protect=user),
+        Case("serve with FEWLABEL_TOKEN empty", ["serve", "index"], env={"FEWLABEL_TOKEN": ""}, protect=user),
+        Case("serve --token with a non-ASCII character", ["serve", "index", "--token", "s\u00e9cret"], protect=user),
+        Case("serve --token with a trailing space", ["serve", "index", "--token", "abc "], protect=user),
+        Case("serve --token-file missing", ["serve", "index", "--token-file", "nope.txt"], protect=user),
+        Case("serve --token-file empty", ["serve", "index", "--token-file", "empty.txt"], protect=user,
+             setup=lambda w: write(w / "empty.txt", "\n")),
+        Case("serve --token and --token-file", ["serve", "index", "--token", "a", "--token-file", "notes.csv"],
+             protect=user),
+        Case("serve --host 0.0.0.0 without a token", ["serve", "index", "--host", "0.0.0.0"], protect=user),
+        Case("predict --engine ray, duplicate ids", ["predict", "index", "dupq.csv", "--id-col", "id", "--engine",
+             "ray", "--out", "p.csv"], protect=user, setup=lambda w: write(w / "dupq.csv", "id,text\nq1,a\nq1,b\n")),
+        Case("predict --engine ray, not UTF-8", ["predict", "index", "latinq.csv", "--engine", "ray", "--out",
+             "p.csv"], protect=user, setup=lambda w: (w / "latinq.csv").write_bytes(b"text\ncaf\xe9\n")),
+        Case("build --model an unfinished training folder", ["index", "build", *data, "--model", "half", "--out",
+             "idx"], protect=user, setup=unfinished_model),
+    ]
+
+
+def edit_array(index: Path, key: str, change) -> None:
+    """Change one stored array and record the new file's sha256, as someone who knows the format would."""
+    import hashlib
+    import io
+    import json
+
+    import numpy as np
+
+    path = index / "method" / "arrays.npz"
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays[key] = change(arrays[key])
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+    meta = json.loads((index / "meta.json").read_text())
+    meta["method"]["files"]["arrays.npz"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    (index / "meta.json").write_text(json.dumps(meta))
+
+
+def one_label_file(w: Path) -> None:
+    lines = (w / "train.tsv").read_text(encoding="utf-8").splitlines()[1:21]
+    write(w / "one.tsv", "id\ttext\tlabels\n" + "".join(f"{line.split(chr(9))[0]}\t{line.split(chr(9))[1]}\tjoy\n"
+                                                          for line in lines))
+
+
+def link_index(w: Path) -> None:
+    shutil.copytree(w / "index", w / "real_v1")
+    os.symlink("real_v1", w / "current")
+
+
+def link_kept(w: Path) -> str | None:
+    from fewlabel.indexing.store.label_index import LabelIndex
+
+    if not (w / "current").is_symlink():
+        return "the link was replaced by a folder"
+    n = len(LabelIndex.load(w / "real_v1"))
+    stray = [p.name for p in w.iterdir() if p.name.startswith(".current.")]
+    return None if n == 80 and not stray else f"real_v1 holds {n} rows; leftovers {stray}"
+
+
+def unfinished_model(w: Path) -> None:
+    from fewlabel.indexing.encoders.registry import REGISTRY
+
+    (w / "half" / "checkpoints").mkdir(parents=True)
+    for p in Path(REGISTRY["minilm"].locate()).iterdir():
+        if p.is_file():
+            os.symlink(p, w / "half" / p.name)
+    write(w / "half" / "checkpoints" / "fewlabel_run.json", '{"kind": "adapted-encoder"}\n')
 
 
 def retrained_model_index(w: Path) -> None:
@@ -320,7 +431,7 @@ def run_case(case: Case, w: Path) -> dict:
     seconds = time.perf_counter() - started
     lost = [p for p in case.protect if snapshot(w / p) != before[p]]
     problem = case.check(w) if case.check else None
-    if case.check and not case.concurrent:  # a fault case: the next command repairs and cleans
+    if case.check and not case.concurrent and case.expect == -9:  # a fault case: the next command repairs
         run(["index", "info", "idx"], w)
         leftovers = [p.name for p in w.iterdir() if p.name.startswith(".idx.") and not p.name.endswith(".lock")]
         problem = problem or (f"leftovers: {leftovers}" if leftovers else None)
@@ -339,6 +450,8 @@ def run_case(case: Case, w: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help="which parts to run (cli, round2, http); the others are kept from OUT/reliability.json")
     parser.add_argument("--report-only", action="store_true",
                         help="write the report again from OUT/reliability.json (classification rules changed)")
     args = parser.parse_args()
@@ -351,24 +464,54 @@ def main() -> None:
                 r["clear"] = r["exit"] == 130 and r["message"] == "fewlabel: interrupted"
         write_results(Path(args.out), results)
         return
+    sections = set(args.sections.split(","))
     results = []
+    if sections != set(SECTIONS):  # the other sections' results stand as the last full run wrote them
+        import json
+
+        kept = json.loads((Path(args.out) / "reliability.json").read_text(encoding="utf-8"))["results"]
+        results = [r for r in kept if r.get("section", "cli") not in sections]
+    all_cases = cases()
     with tempfile.TemporaryDirectory(prefix="fewlabel-reliability-") as tmp:
         base = Path(tmp) / "base"
         base.mkdir()
         prepare(base)
-        for i, case in enumerate(cases(), start=1):
+        for i, case in enumerate(all_cases, start=1):
+            section = "cli" if i <= len(all_cases) - len(round_two_cases()) else "round2"
+            if section not in sections:
+                continue
             w = Path(tmp) / f"case{i:03d}"
             shutil.copytree(base, w, symlinks=True)
-            results.append(run_case(case, w))
+            results.append({"section": section, **run_case(case, w)})
             r = results[-1]
             print(f"{i:3d} {'ok ' if r['clear'] and not r['lost'] and not r['traceback'] else 'BAD'} "
                   f"{r['exit']:>4} {r['case']}: {r['message']}", flush=True)
             shutil.rmtree(w, ignore_errors=True)
+        if "http" in sections:
+            from fewlabel.benchmarks.reliability_http import run_http_cases
+
+            w = Path(tmp) / "http"
+            shutil.copytree(base, w, symlinks=True)
+            for r in run_http_cases(w):
+                results.append(r)
+                print(f"    {'ok ' if r['clear'] and not r['lost'] and not r['traceback'] else 'BAD'} {r['exit']:>4} "
+                      f"{r['case']}: {r['message']}", flush=True)
+    order = {name: i for i, name in enumerate(SECTIONS)}
+    results.sort(key=lambda r: order[r.get("section", "cli")])
     write_results(Path(args.out), results)
 
 
+SECTIONS = ("cli", "round2", "http")
+
+
+def _section_note(results: list[dict]) -> str:
+    counts = {name: sum(1 for r in results if r.get("section", "cli") == name) for name in SECTIONS}
+    return ("cases per section: " + ", ".join(f"{name} {n}" for name, n in counts.items())
+            + " (the cli rows of this report come from its run of 2026-11-30 unless the command above ran them)")
+
+
 def write_results(out: Path, results: list[dict]) -> None:
-    rows = [[str(i), r["case"], f"`{r['command']}`", str(r["expected"]), str(r["exit"]),
+    rows = [[str(i), f"{r.get('section', 'cli')}: {r['case']}", f"`{r['command']}`", str(r["expected"]), str(r["exit"]),
              r["message"].replace("|", "\\|") or "(nothing)", "yes" if r["traceback"] else "no",
              "; ".join(r["lost"]) or "no"] for i, r in enumerate(results, start=1)]
     totals = {"cases": len(results), "clear": sum(r["clear"] for r in results),
@@ -380,11 +523,20 @@ def write_results(out: Path, results: list[dict]) -> None:
             "process was killed, -9, and a complete index stands at `--out`; the next command repaired and "
             "cleaned; Ctrl-C cases: exit 130 and the last line is `fewlabel: interrupted`, after any progress lines). "
             "'lost' lists protected paths whose bytes changed, or a fault case's problem.\n\n"
+            "Sections: **cli** (the first round's cases), **round2** (issue 28: stored method arrays that match "
+            "their sha256 but not each other, one-label files, outputs reached through links and users' folders, "
+            "serve's start-up token rules, the Ray engine's input checks, an unfinished model folder) and **http** "
+            "(requests against a real `fewlabel serve` with a token, --max-batch 8 and --max-text-length 500: "
+            "'exit' is the HTTP status, 'stderr' the answer's `error` line; a case is clear when the status is "
+            "the expected one, every refusal has one `error` line and none is a 500; 'lost' also counts a "
+            "refused request that changed the index files, or an answer that names a server path; a traceback "
+            "in the server's log would mark every HTTP case). `--sections` runs some of them and keeps the "
+            "others' rows from the previous report; " + _section_note(results) + "\n\n"
             + markdown_table(["#", "case", "command", "expected", "exit", "stderr (last line)", "traceback", "lost"],
                              rows)
             + f"\n\n**Totals:** {totals['cases']} cases; {totals['clear']} clear; {totals['tracebacks']} "
               f"tracebacks; {totals['data_loss']} data-loss cases.\n")
-    write_report(out, "reliability", "Bad input and faults through the CLI", body,
+    write_report(out, "reliability", "Bad input and faults through the CLI and the HTTP service", body,
                  {"results": results, "totals": totals}, data_note="retrieval/demo_data (GoEmotions-ekman sample)")
     print(totals)
 

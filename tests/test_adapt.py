@@ -107,3 +107,14 @@ def test_bad_settings_are_one_line_errors(corpus, tmp_path, capsys):
     (foreign / "notes.txt").write_text("mine")
     assert main(["adapt", str(corpus), "--base", "minilm", "--out", str(foreign), *FAST]) == 2
     assert "never replaces a folder it did not make" in capsys.readouterr().err
+
+
+def test_adapted_files_follow_the_umask(adapted):
+    """safetensors writes model.safetensors 0600 through mkstemp; every output follows the umask (issue 28)."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in adapted.rglob("*"):
+        if path.is_file():
+            assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path

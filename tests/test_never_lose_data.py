@@ -146,3 +146,80 @@ def test_the_encoder_refuses_an_unfinished_training_folder(tmp_path, capsys):
                  str(tmp_path / "idx")]) == 2
     one_line(capsys, "unfinished fewlabel training run")
     assert not (tmp_path / "idx").exists()
+
+
+# ---- 14. stored method arrays that match their sha256 but not their shapes ---------------------------------
+def _rewrite_array(index: Path, key: str, change) -> None:
+    import hashlib
+    import io
+
+    import numpy as np
+
+    path = index / "method" / "arrays.npz"
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays[key] = change(arrays[key])
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+    meta = json.loads((index / "meta.json").read_text())
+    meta["method"]["files"]["arrays.npz"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    (index / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(("key", "change", "needle"), [
+    ("linear_coef", lambda a: a[:, :-1], "linear_coef"),
+    ("linear_intercept", lambda a: a[:-1], "linear_intercept"),
+    ("nb_coef", lambda a: a[:, : a.shape[1] // 2], "nb_coef"),
+    ("linear_coef", lambda a: a.astype("int64"), "int64"),
+])
+def test_stored_arrays_are_checked_against_labels_dimension_and_vocabulary(tmp_path, capsys, key, change, needle):
+    train = head(tmp_path / "train.tsv", 0, 40)
+    index = tmp_path / "idx"
+    assert main(["-q", "index", "build", str(train), *COLUMNS, "--model", "minilm", "--method", "ensemble",
+                 "--no-cache", "--out", str(index)]) == 0
+    _rewrite_array(index, key, change)
+    test = head(tmp_path / "test.tsv", 0, 5, "goemotions_ekman_test.tsv")
+    capsys.readouterr()
+    assert main(["-q", "predict", str(index), str(test), "--out", str(tmp_path / "p.csv")]) == 2
+    one_line(capsys, needle, "rebuild the index")
+    assert not (tmp_path / "p.csv").exists()
+
+
+# ---- 17. a training file whose rows all carry one label ------------------------------------------------------
+@pytest.mark.parametrize("method", ["auto", "linear", "nb", "ensemble", "knn"])
+def test_one_label_training_file_is_handled_the_same_by_every_method(tmp_path, capsys, method):
+    rows = (DEMO / "goemotions_ekman_train.tsv").read_text(encoding="utf-8").splitlines()[1:21]
+    train = tmp_path / "one.tsv"
+    train.write_text("text\tlabels\n" + "".join(f"{r.split(chr(9))[1]}\tjoy\n" for r in rows), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["index", "build", str(train), "--text-col", "text", "--label-col", "labels", "--model", "minilm",
+                 "--method", method, "--no-cache", "--out", str(tmp_path / "idx")]) == 2
+    one_line(capsys, "one.tsv", "only one label ('joy')")
+    assert not (tmp_path / "idx").exists()
+
+
+# ---- 15, 16. --engine ray reads its input with the local reader, before Ray starts ---------------------------
+@pytest.mark.parametrize(("name", "content", "needle"), [
+    ("dup.csv", b"id,text\nq1,hello\nq1,again\n", "duplicate id 'q1'"),
+    ("latin.csv", b"id,text\nq1,caf\xe9\n", "not valid UTF-8"),
+    ("blank.jsonl", b'{"id": "q1", "text": "  "}\n', "empty text"),
+])
+def test_ray_engine_refuses_bad_input_as_the_local_engine_does_before_ray_starts(tmp_path, capsys, monkeypatch,
+                                                                                 name, content, needle):
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    import fewlabel.retrieval.engines.ray_batch as ray_batch
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray started for an input the reader refuses")
+
+    monkeypatch.setattr(ray_batch, "_start", no_ray)
+    train = head(tmp_path / "train.tsv", 0, 20)
+    assert main(["-q", "index", "build", str(train), *COLUMNS, "--model", "minilm", "--method", "knn",
+                 "--no-cache", "--out", str(tmp_path / "idx")]) == 0
+    (tmp_path / name).write_bytes(content)
+    capsys.readouterr()
+    assert main(["-q", "predict", str(tmp_path / "idx"), str(tmp_path / name), "--id-col", "id", "--engine", "ray",
+                 "--out", str(tmp_path / "p.csv")]) == 2
+    one_line(capsys, name, needle)
+    assert not (tmp_path / "p.csv").exists()

@@ -249,3 +249,8 @@ def test_token_file_is_read_without_its_newline(world, monkeypatch):
     monkeypatch.setenv("FEWLABEL_TOKEN", "from-env")
     assert resolve_token(build_parser().parse_args(["serve", "x"])) == "from-env"
     assert os.environ["FEWLABEL_TOKEN"] == "from-env"
+
+
+def test_zeroshot_refuses_a_blank_label_instead_of_dropping_it(world):
+    response = world["client"].post("/zeroshot", json={"texts": ["a sunny day"], "labels": ["weather", " "]})
+    refused(response, 422, "labels.1", "empty label")

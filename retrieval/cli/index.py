@@ -7,7 +7,7 @@ import json
 import time
 
 from fewlabel.indexing.encoders.registry import DEFAULT_MODEL
-from fewlabel.indexing.errors import InvalidArgumentError, SetupError
+from fewlabel.indexing.errors import DataError, InvalidArgumentError, SetupError
 from fewlabel.retrieval.cli.options import (
     EPILOG,
     add_augment_options,
@@ -192,8 +192,13 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     Encoder.check_name(args.model)
     store_options = _store_options(args)
     rows = read_labelled(args, args.data)
+    names = {label for row in rows for label in row.labels}
+    if len(names) == 1:  # every method alike: nothing to choose between, so no index (see docs/reliability.md)
+        raise DataError(f"every row carries only one label ('{next(iter(names))}'): an index labels by telling "
+                        "labels apart, so it needs rows of at least two labels (add examples of the others, or "
+                        "use `fewlabel zeroshot` with label names)", path=args.data, field=args.label_col)
     valid = read_labelled(args, args.valid) if args.valid else None
-    _check_valid_labels(args, valid, {label for row in rows for label in row.labels})
+    _check_valid_labels(args, valid, names)
     _check_method(args, len(rows), valid is not None)
     if args.store == "faiss":  # a factory FAISS cannot parse, or cannot train on this many rows: before encoding
         check_factory(args.factory, len(rows), args.search_params)

@@ -71,7 +71,7 @@ def add_engine_options(predict: argparse.ArgumentParser) -> None:
 def _predict_on_ray(args: argparse.Namespace, out: Path) -> int:
     """--engine ray: plain kNN (the zero-shot fallback runs with --engine local) on Ray, written as locally."""
     from fewlabel.indexing.store.label_index import LabelIndex
-    from fewlabel.retrieval.engines.ray_batch import check_index_for_ray, predict_on_ray
+    from fewlabel.retrieval.engines.ray_batch import check_index_for_ray, check_input_for_ray, predict_on_ray
     from fewlabel.retrieval.knn.saved_index import resolve_k_m
     from fewlabel.retrieval.outputs import write_predictions
 
@@ -82,6 +82,7 @@ def _predict_on_ray(args: argparse.Namespace, out: Path) -> int:
     if given:
         raise InvalidArgumentError(f"{given} applies to --engine local")
     check_index_for_ray(args.index_dir)  # before this process opens a Milvus Lite file
+    check_input_for_ray(args.input, text_col=args.text_col, id_col=args.id_col, header=not args.no_header)
     index = LabelIndex.load(args.index_dir)
     resolve_k_m(index, args.k, args.m)
     predictions = list(predict_on_ray(args.index_dir, args.input, text_col=args.text_col, id_col=args.id_col,

@@ -145,8 +145,12 @@ def _start(address: str | None, quiet: bool) -> tuple[float, bool]:
 
     if ray.is_initialized():
         return float(ray.cluster_resources().get("CPU", 1)), False
-    logging.getLogger("ray").setLevel(logging.WARNING if quiet else logging.INFO)
-    common: dict[str, Any] = dict(include_dashboard=False, log_to_driver=not quiet, logging_level=logging.WARNING)
+    verbose = os.environ.get("FEWLABEL_RAY_LOGS") == "1"
+    logging.getLogger("ray").setLevel(logging.INFO if verbose and not quiet else logging.WARNING)
+    # the workers' logs (tracebacks of a failed batch included) stay out of the user's stderr: the error that
+    # matters comes back as one line; FEWLABEL_RAY_LOGS=1 shows them
+    common: dict[str, Any] = dict(include_dashboard=False, log_to_driver=verbose and not quiet,
+                                  logging_level=logging.WARNING)
     try:
         if address:
             ray.init(address=address, **common)
@@ -156,6 +160,19 @@ def _start(address: str | None, quiet: bool) -> tuple[float, bool]:
     except Exception as exc:  # noqa: BLE001 - a cluster that cannot be reached: one line
         raise SetupError(f"cannot start Ray{f' at {address}' if address else ''}: {first_line(exc)}") from exc
     return float(ray.cluster_resources().get("CPU", 1)), True
+
+
+def check_input_for_ray(path: str, *, text_col: str, id_col: str | None, header: bool) -> None:
+    """Read a text input (CSV, TSV, JSONL) once with the local engine's own reader before Ray starts: the same
+    checks and the same one-line errors (encoding, NUL bytes, missing columns, empty texts, duplicate ids), and
+    no Ray traceback. Streams the file (only the ids seen are kept). Parquet, which the local reader does not
+    read, is checked by Ray's reader and the actors."""
+    from fewlabel.indexing.readers import iter_rows
+
+    if Path(path).suffix.lower() == ".parquet":
+        return
+    for _ in iter_rows(path, text_col=text_col, id_col=id_col, header=header):
+        pass
 
 
 def actor_cpus(total_cpus: float, workers: int) -> float:

@@ -110,6 +110,8 @@ def load_method(index) -> StoredMethod | None:
             folder={path[len(MODEL_DIR) + 1:]: data for path, data in files.items()
                     if path.startswith(MODEL_DIR + "/")})
         labels = list(spec["labels"])
+        check_arrays(name, parts.arrays, n_labels=len(labels), dim=int(index.encoder["dim"]),
+                     vocabulary=parts.vocabulary, where=f"{where}/{ARRAYS_FILE}")
         candidate = load(parts, labels)
     except IndexMismatchError:
         raise
@@ -118,3 +120,35 @@ def load_method(index) -> StoredMethod | None:
             from exc
     return StoredMethod(name=name, labels=labels, multi_label=bool(parts.settings.get("multi_label")),
                         candidate=candidate, settings=spec["settings"])
+
+
+# the arrays each stored method needs: name -> shape, "L" labels, "D" the encoder's dimension, "V" the
+# vocabulary's length, "*" any size (a SetFit body's width is its own)
+_SHAPES = {"linear": {"linear_coef": ("L", "D"), "linear_intercept": ("L",)},
+           "nb": {"nb_coef": ("L", "V"), "nb_intercept": ("L",)},
+           "setfit": {"head_coef": ("L", "*"), "head_intercept": ("L",)}}
+_SHAPES["ensemble"] = {**_SHAPES["linear"], **_SHAPES["nb"]}
+
+
+def check_arrays(name: str, arrays: dict[str, np.ndarray], *, n_labels: int, dim: int, vocabulary, where: str) -> None:
+    """Refuse stored arrays that match their sha256 but not each other: the sha256 proves the file is the one
+    recorded, not that it is coherent (an edited coefficient matrix, a vocabulary cut short, with the digest
+    updated). Every array must be finite floating point of the shape the labels, the encoder dimension and the
+    vocabulary give it, so a bad folder is one line at load instead of a numpy error mid-prediction."""
+    wanted = _SHAPES.get(name, {})
+    if any("V" in shape for shape in wanted.values()) and not (
+            isinstance(vocabulary, list) and all(isinstance(v, str) for v in vocabulary)):
+        raise IndexMismatchError(f"{where}: the method's vocabulary is missing or not a list of strings; "
+                                 "rebuild the index")
+    sizes = {"L": n_labels, "D": dim, "V": len(vocabulary) if isinstance(vocabulary, list) else -1}
+    for key, dims in wanted.items():
+        if key not in arrays:
+            raise IndexMismatchError(f"{where}: array '{key}' is missing; rebuild the index")
+        array = arrays[key]
+        expected = tuple(array.shape[i] if d == "*" and array.ndim == len(dims) else sizes.get(d, -1)
+                         for i, d in enumerate(dims))
+        if array.dtype.kind != "f" or array.shape != expected or not np.isfinite(array).all():
+            raise IndexMismatchError(f"{where}: array '{key}' is {array.dtype} {tuple(array.shape)}, expected "
+                                     f"finite floats of shape {expected} ({n_labels} labels, encoder dimension "
+                                     f"{dim}" + (f", {sizes['V']} vocabulary entries" if "V" in dims else "")
+                                     + "); rebuild the index")

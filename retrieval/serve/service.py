@@ -321,6 +321,9 @@ class Service:
         if len(labels) > self.settings.max_batch:
             raise RequestError(413, f"{len(labels)} labels; this server takes at most {self.settings.max_batch}",
                                ["body", "labels"])
+        blank = next((j for j, label in enumerate(labels) if not label.strip()), None)
+        if blank is not None:  # dropped silently, it would answer for other labels than were asked
+            raise RequestError(422, "empty label", ["body", "labels", blank])
         try:
             label_set = parse_labels(labels)
         except FewlabelError as exc:
