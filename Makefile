@@ -31,6 +31,7 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest -m "not slow"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
 test-slow: $(BIN)/.installed
 	$(BIN)/pytest -m slow
@@ -39,4 +40,4 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) fewlabel-demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) fewlabel-demo site .pytest_cache .ruff_cache
