@@ -150,12 +150,14 @@ def add_faiss_device_option(p: argparse.ArgumentParser) -> None:
 def add_training_options(p: argparse.ArgumentParser, *, epochs: float = 2, lr: float = 2e-5,
                          max_length_help: str = "tokens per pair") -> None:
     """The options every `fewlabel finetune` command shares (read back by :func:`training_kwargs`)."""
-    p.add_argument("--epochs", type=positive_float, default=epochs, help=f"(default: {epochs:g})")
+    p.add_argument("--epochs", type=positive_float, default=epochs,
+                   help=f"passes over the training data (default: {epochs:g})")
     p.add_argument("--lr", type=positive_float, default=lr, help=f"learning rate (default: {lr:g})")
     p.add_argument("--batch-size", type=positive_int, default=16, help="training batch (default: 16)")
     p.add_argument("--max-length", type=positive_int, default=128, help=f"{max_length_help} (default: 128)")
-    p.add_argument("--warmup-ratio", type=fraction, default=0.1, help="(default: 0.1)")
-    p.add_argument("--seed", type=int, default=42, help="(default: 42)")
+    p.add_argument("--warmup-ratio", type=fraction, default=0.1,
+                   help="share of the steps with a rising learning rate (default: 0.1)")
+    p.add_argument("--seed", type=int, default=42, help="random seed of the run (default: 42)")
     p.add_argument("--max-steps", type=positive_int, default=None, help="stop after N optimiser steps (smoke runs)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoints has a checkpoint")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep OUT/checkpoints after training")
@@ -183,7 +185,7 @@ def add_augment_options(p: argparse.ArgumentParser) -> None:
     group.add_argument("--augment-unit", choices=AUGMENT_UNITS, default=None,
                        help="word: whitespace-separated words (eojeol for Korean); char: single characters, spaces "
                             "kept (default: word)")
-    group.add_argument("--augment-seed", type=int, default=None, help="(default: 0)")
+    group.add_argument("--augment-seed", type=int, default=None, help="seed of the copies (default: 0)")
 
 
 # ---- reading them back --------------------------------------------------------------------------------------
