@@ -217,3 +217,17 @@ def test_every_option_of_every_command_has_help():
 
     walk(build_parser(), "fewlabel")
     assert not missing, missing
+
+
+def test_max_steps_caps_training_and_never_extends_it(tmp_path):
+    """`finetune … --epochs 1 --max-steps 4` on data of 2 steps an epoch trains 2 steps (the epochs' end), and
+    --max-steps 1 stops after 1."""
+    from fewlabel.finetune.runs import trainer_args
+    from fewlabel.finetune.settings import TrainSettings
+
+    def steps(max_steps: int) -> int:
+        settings = TrainSettings(epochs=1, batch_size=16, max_steps=max_steps)
+        return trainer_args(tmp_path, settings, 32, False, "cpu", False, metric="loss")["max_steps"]
+
+    assert steps(4) == -1  # -1: transformers runs num_train_epochs (1 epoch = 2 steps)
+    assert steps(1) == 1
