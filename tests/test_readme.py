@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -22,6 +24,7 @@ def test_readme_has_runnable_examples():
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
 
 
+@pytest.mark.slow  # builds and tunes two 800-row indexes: 13.7 min on the loaded shared 2 cores
 def test_readme_examples_run_on_the_bundled_data(tmp_path):
     """Run from a folder holding a link to the clone's retrieval/ (so `retrieval/demo_data` resolves as written)
     with the venv's `fewlabel` first on PATH; the files the examples write appear where they say."""
