@@ -114,7 +114,8 @@ def add_data_options(p: argparse.ArgumentParser, *, labels: bool, ids: bool = Tr
     """Columns of a labelled (``labels``) or unlabelled text file, and ``--no-header``."""
     p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
     if labels:
-        p.add_argument("--label-col", default="label", help="column holding the label(s) (default: label)")
+        p.add_argument("--label-col", default="label",
+                       help="column holding the label(s) (default: label, or labels when the file has only that)")
         p.add_argument("--label-sep", default=None,
                        type=separator, help="separator between several labels in one field, e.g. ',' or '|' "
                             "(a JSON list such as [\"a\",\"b\"] is always understood)")
@@ -226,11 +227,28 @@ def open_cache(args: argparse.Namespace):
 
 
 def read_labelled(args: argparse.Namespace, path: str):
-    """Labelled rows of ``path`` with the columns of :func:`add_data_options`."""
+    """Labelled rows of ``path`` with the columns of :func:`add_data_options`. The one convention: the label
+    column is ``label`` by default, and a file that has ``labels`` instead (the bundled GoEmotions sample does) is
+    read from that, with a note; a file with neither is the usual one-line error about ``label``."""
+    from fewlabel.indexing.errors import DataError
     from fewlabel.indexing.readers import read_rows
 
-    return read_rows(path, text_col=args.text_col, label_col=args.label_col, id_col=args.id_col,
-                     label_sep=args.label_sep, header=not args.no_header)
+    def read(label_col: str):
+        return read_rows(path, text_col=args.text_col, label_col=label_col, id_col=args.id_col,
+                         label_sep=args.label_sep, header=not args.no_header)
+
+    try:
+        return read(args.label_col)
+    except DataError as first:
+        if args.label_col != "label" or args.no_header:
+            raise
+        try:
+            rows = read("labels")
+        except DataError:
+            raise first from None
+        say(args, f"note: {path} has no 'label' column; reading its 'labels' column (--label-col labels)")
+        args.label_col = "labels"
+        return rows
 
 
 def read_unlabelled(args: argparse.Namespace, path: str):
