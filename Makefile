@@ -43,6 +43,7 @@ browser:
 test: $(BIN)/.installed typecheck browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest -m "not slow"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
 test-slow: $(BIN)/.installed
 	$(BIN)/pytest -m slow
@@ -57,4 +58,4 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) fewlabel-demo .pytest_cache .ruff_cache .mypy_cache .mutation
+	rm -rf $(VENV) fewlabel-demo site .pytest_cache .ruff_cache .mypy_cache .mutation

@@ -55,6 +55,10 @@ def trainer_args(ckpt_dir: Path, settings: TrainSettings, n_rows: int, has_dev: 
               "use_cpu": pick_device(device) == "cpu"}
     if has_dev:
         kwargs.update(metric_for_best_model=metric, greater_is_better=True)
+    # transformers trains max_steps whatever num_train_epochs says, so a cap above the epochs' steps would extend
+    # training (`--epochs 1 --max-steps 4` on 1 step an epoch trained 4): --max-steps caps, never extends
+    if kwargs.get("max_steps", -1) > 0 and kwargs["max_steps"] >= math.ceil(settings.epochs * steps_per_epoch):
+        kwargs["max_steps"] = -1
     return kwargs
 
 

@@ -198,3 +198,36 @@ def test_quiet_before_or_after_the_command(where, tmp_path):
     assert parsed.quiet is True
     assert build_parser().parse_args(args).quiet is False
     assert main(argv) == 2  # and it runs: the missing index is one line, exit 2
+
+
+def test_every_option_of_every_command_has_help():
+    """Walks every parser (sub-commands and the `bench` plugin included): an option without a help text, or with
+    only "(default: …)", fails here."""
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, f"{path} {name}")
+            elif not isinstance(action, argparse._HelpAction | argparse._VersionAction):
+                text = (action.help or "").strip()
+                if action.help != argparse.SUPPRESS and (not text or text.startswith("(default")):
+                    missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "fewlabel")
+    assert not missing, missing
+
+
+def test_max_steps_caps_training_and_never_extends_it(tmp_path):
+    """`finetune … --epochs 1 --max-steps 4` on data of 2 steps an epoch trains 2 steps (the epochs' end), and
+    --max-steps 1 stops after 1."""
+    from fewlabel.finetune.runs import trainer_args
+    from fewlabel.finetune.settings import TrainSettings
+
+    def steps(max_steps: int) -> int:
+        settings = TrainSettings(epochs=1, batch_size=16, max_steps=max_steps)
+        return trainer_args(tmp_path, settings, 32, False, "cpu", False, metric="loss")["max_steps"]
+
+    assert steps(4) == -1  # -1: transformers runs num_train_epochs (1 epoch = 2 steps)
+    assert steps(1) == 1

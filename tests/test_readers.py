@@ -434,3 +434,25 @@ def test_nsmc_test_split() -> None:
     assert all(len(row.labels) == 1 for row in rows)
     assert rows[0].line == 2 and rows[-1].line == 50_001
     assert len({row.id for row in rows}) == 50_000
+
+
+def test_label_col_default_reads_a_labels_column_when_it_is_the_only_one(tmp_path, capsys):
+    """`--label-col` defaults to `label`; a file with `labels` instead (the bundled GoEmotions sample) is read from
+    it with a note, and a file with neither still fails on `label`."""
+    import argparse
+
+    from fewlabel.indexing.errors import DataError
+    from fewlabel.retrieval.cli.options import read_labelled
+
+    args = argparse.Namespace(text_col="text", label_col="label", id_col=None, label_sep=",", no_header=False,
+                              quiet=False)
+    plural = tmp_path / "plural.csv"
+    plural.write_text("text,labels\nhello,\"a,b\"\nbye,a\n", encoding="utf-8")
+    rows = read_labelled(args, str(plural))
+    assert [r.labels for r in rows] == [("a", "b"), ("a",)] and args.label_col == "labels"
+    assert "'labels' column" in capsys.readouterr().err
+    neither = tmp_path / "neither.csv"
+    neither.write_text("text,tag\nhello,a\n", encoding="utf-8")
+    args.label_col = "label"
+    with pytest.raises(DataError, match="label"):
+        read_labelled(args, str(neither))

@@ -72,8 +72,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zeroshot-labels", default=None,
                    help="label descriptions in label order, e.g. '0=부정,1=긍정' (default: the label names)")
     p.add_argument("--zeroshot-template", default=None, help="hypothesis template with {} for the label")
-    p.add_argument("--nb-analyzer", default="auto", choices=["auto", "word", "char_wb"])
-    p.add_argument("--dev-fraction", type=fraction, default=0.1)
+    p.add_argument("--nb-analyzer", default="auto", choices=["auto", "word", "char_wb"],
+                   help="Naive Bayes features: words, character 1-3-grams, or auto (characters for mostly Korean text)")
+    p.add_argument("--dev-fraction", type=fraction, default=0.1,
+                   help="without --dev: the share of train held out as dev (default: 0.1)")
     p.add_argument("--dev-sample", type=non_negative_int, default=1000,
                    help="tune on a stratified sample of this many dev rows (0: all; default: 1000)")
     p.add_argument("--max-train", type=positive_int, default=None, help="cap the training pool ('all') at N rows")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -129,7 +130,7 @@ def export_fp32(source: str, weights: str, *, show_progress: bool = True) -> Pat
 
         from fewlabel.indexing.hf import quiet_hf
 
-        if show_progress:
+        if show_progress and not os.environ.get("FEWLABEL_QUIET"):  # `fewlabel -q` sets it
             print(f"fewlabel: exporting {source} to ONNX in {target} (once)", file=sys.stderr)
         with quiet_hf():
             tokenizer = AutoTokenizer.from_pretrained(source)

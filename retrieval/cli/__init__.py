@@ -32,6 +32,9 @@ def _quiet_third_parties() -> None:
     import warnings
 
     os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ["FEWLABEL_QUIET"] = "1"  # read where no args reach (the one-off ONNX export line), and by subprocesses
+    os.environ.setdefault("GLOG_minloglevel", "2")  # absl/glog start-up lines of native libraries
+    os.environ.setdefault("RAY_LOG_TO_STDERR", "0")
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
 

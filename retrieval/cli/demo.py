@@ -15,8 +15,10 @@ def add_demo_command(commands: argparse._SubParsersAction) -> None:
                                "index, let auto choose its method (leaderboard printed), label held-out texts, print "
                                "predictions and scores.")
     demo.add_argument("--model", default=DEFAULT_MODEL, help=f"encoder (default: {DEFAULT_MODEL})")
-    demo.add_argument("--dataset", choices=["all", "goemotions", "nsmc"], default="all")
-    demo.add_argument("--out", default="fewlabel-demo", help="folder for indexes and predictions")
+    demo.add_argument("--dataset", choices=["all", "goemotions", "nsmc"], default="all",
+                      help="which bundled sample to run (default: all)")
+    demo.add_argument("--out", default="fewlabel-demo",
+                      help="folder for indexes and predictions (default: fewlabel-demo)")
     demo.add_argument("--show", type=non_negative_int, default=6, help="held-out predictions to print per dataset")
     add_model_options(demo)
     demo.set_defaults(handler=cmd_demo)

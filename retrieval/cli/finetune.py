@@ -233,7 +233,8 @@ def add_adapt_command(commands: argparse._SubParsersAction) -> None:
     add_base_option(adapt)
     adapt.add_argument("--out", required=True, help="output encoder folder")
     adapt.add_argument("--method", choices=["simcse", "tsdae", "mlm"], default="simcse",
-                       help="(default: simcse)")
+                       help="simcse (dropout views), tsdae (denoising auto-encoder) or mlm (masked words) "
+                            "(default: simcse)")
     adapt.add_argument("--max-texts", type=positive_int, default=None,
                        help="train on a seeded random sample of at most N distinct texts (default: all)")
     adapt.add_argument("--freeze-embeddings", action="store_true",

@@ -115,7 +115,8 @@ def add_data_options(p: argparse.ArgumentParser, *, labels: bool, ids: bool = Tr
     """Columns of a labelled (``labels``) or unlabelled text file, and ``--no-header``."""
     p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
     if labels:
-        p.add_argument("--label-col", default="label", help="column holding the label(s) (default: label)")
+        p.add_argument("--label-col", default="label",
+                       help="column holding the label(s) (default: label, or labels when the file has only that)")
         p.add_argument("--label-sep", default=None,
                        type=separator, help="separator between several labels in one field, e.g. ',' or '|' "
                             "(a JSON list such as [\"a\",\"b\"] is always understood)")
@@ -152,12 +153,14 @@ def add_training_options(p: argparse.ArgumentParser, *, epochs: float = 2, lr: f
                          max_length_help: str = "tokens per pair") -> None:
     """The options every `fewlabel finetune` command shares (read back by `fewlabel.retrieval.cli.finetune`'s
     ``training_settings`` and ``run_options``)."""
-    p.add_argument("--epochs", type=positive_float, default=epochs, help=f"(default: {epochs:g})")
+    p.add_argument("--epochs", type=positive_float, default=epochs,
+                   help=f"passes over the training data (default: {epochs:g})")
     p.add_argument("--lr", type=positive_float, default=lr, help=f"learning rate (default: {lr:g})")
     p.add_argument("--batch-size", type=positive_int, default=16, help="training batch (default: 16)")
     p.add_argument("--max-length", type=positive_int, default=128, help=f"{max_length_help} (default: 128)")
-    p.add_argument("--warmup-ratio", type=fraction, default=0.1, help="(default: 0.1)")
-    p.add_argument("--seed", type=int, default=42, help="(default: 42)")
+    p.add_argument("--warmup-ratio", type=fraction, default=0.1,
+                   help="share of the steps with a rising learning rate (default: 0.1)")
+    p.add_argument("--seed", type=int, default=42, help="random seed of the run (default: 42)")
     p.add_argument("--max-steps", type=positive_int, default=None, help="stop after N optimiser steps (smoke runs)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoints has a checkpoint")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep OUT/checkpoints after training")
@@ -185,7 +188,7 @@ def add_augment_options(p: argparse.ArgumentParser) -> None:
     group.add_argument("--augment-unit", choices=AUGMENT_UNITS, default=None,
                        help="word: whitespace-separated words (eojeol for Korean); char: single characters, spaces "
                             "kept (default: word)")
-    group.add_argument("--augment-seed", type=int, default=None, help="(default: 0)")
+    group.add_argument("--augment-seed", type=int, default=None, help="seed of the copies (default: 0)")
 
 
 # ---- reading them back --------------------------------------------------------------------------------------
@@ -219,11 +222,28 @@ def open_cache(args: argparse.Namespace):
 
 
 def read_labelled(args: argparse.Namespace, path: str):
-    """Labelled rows of ``path`` with the columns of :func:`add_data_options`."""
+    """Labelled rows of ``path`` with the columns of :func:`add_data_options`. The one convention: the label
+    column is ``label`` by default, and a file that has ``labels`` instead (the bundled GoEmotions sample does) is
+    read from that, with a note; a file with neither is the usual one-line error about ``label``."""
+    from fewlabel.indexing.errors import DataError
     from fewlabel.indexing.readers import read_rows
 
-    return read_rows(path, text_col=args.text_col, label_col=args.label_col, id_col=args.id_col,
-                     label_sep=args.label_sep, header=not args.no_header)
+    def read(label_col: str):
+        return read_rows(path, text_col=args.text_col, label_col=label_col, id_col=args.id_col,
+                         label_sep=args.label_sep, header=not args.no_header)
+
+    try:
+        return read(args.label_col)
+    except DataError as first:
+        if args.label_col != "label" or args.no_header:
+            raise
+        try:
+            rows = read("labels")
+        except DataError:
+            raise first from None
+        say(args, f"note: {path} has no 'label' column; reading its 'labels' column (--label-col labels)")
+        args.label_col = "labels"
+        return rows
 
 
 def read_unlabelled(args: argparse.Namespace, path: str):

@@ -32,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
 
     parser = OneLineParser(prog="fewlabel", description="Label text when labels are few: "
-                                     "kNN over a FAISS index of labelled examples, with k and m tuned on "
-                                     "validation data.", epilog=EPILOG)
+                                     "an index of labelled examples (FAISS or Milvus) and the method auto chooses "
+                                     "on validation data (kNN vote, linear head, Naive Bayes, ensemble, SetFit, "
+                                     "fine-tuning); zero-shot, STS, relations, serving.", epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"fewlabel {version('fewlabel')}")
     add_global_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -24,10 +24,11 @@ from fewlabel.retrieval.cli.zeroshot import labels_from_args, routes_line
 
 def add_predict_command(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser("predict", help="label texts with an index", epilog=EPILOG,
-                                  description="Label every row of INPUT by kNN vote over the index; writes "
-                                  "id, labels, a score per label (vote fraction) and the nearest similarity.")
+                                  description="Label every row of INPUT with the index's method (kNN vote, linear "
+                                  "head, Naive Bayes, ensemble, SetFit or fine-tuned head, as index build chose); "
+                                  "writes id, labels, a score per label and the nearest similarity.")
     predict.add_argument("index_dir", help="index folder")
-    predict.add_argument("input", help="file with texts to label (labels, if present, are ignored)")
+    predict.add_argument("input", help="file with texts to label (its labels are scored when --label-col names them)")
     add_data_options(predict, labels=False)
     predict.add_argument("--out", required=True, help="output file, .csv or .jsonl")
     predict.add_argument("--k", type=positive_int, default=None, help="neighbours to vote (default: tuned k)")

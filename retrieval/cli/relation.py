@@ -88,7 +88,8 @@ def add_re_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("gold", help="labelled relation file")
     evaluate.add_argument("submission", help="CSV with id,pred_label,probs")
     evaluate.add_argument("--labels", required=True, help=LABELS_HELP + "; the order of probs")
-    evaluate.add_argument("--no-relation", default=None, help="(default: no_relation or Other)")
+    evaluate.add_argument("--no-relation", default=None, help="the relation that means none, left out of micro-F1 "
+                          "(default: no_relation or Other)")
     evaluate.add_argument("--out", default=None, metavar="PREFIX",
                           help="error analysis files: PREFIX.confusion.png (confusion matrix) and "
                                "PREFIX.per_class.csv / .md (precision, recall, F1 per relation) (default: beside the "
