@@ -21,6 +21,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from fewlabel.indexing.readers import label_matrix
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MODEL = "e5-small"  # the default encoder (fewlabel.indexing.encoders.registry.DEFAULT_MODEL)
-SETS = {
+SETS: dict[str, dict[str, Any]] = {
     "nsmc": dict(title="NSMC (Korean, binary)", multi_label=False, train="nsmc/rebuilt_ratings_train.txt", dev=None,
                  test="nsmc/rebuilt_ratings_test.txt", text_col="document", label_col="label", max_train=10000,
                  dev_sample=100, test_sample=1000),
@@ -248,15 +249,15 @@ def report(out: Path, state: dict, names: list[str]) -> None:
         auto_hits += auto_needed is not None and auto_needed <= 128
         checks = [r for key, r in state["checks"].items() if key.startswith(name + "|")]
         if checks:
-            cells = []
+            check_cells = []
             for field in ("precision@1x", "recall@1x", "precision@2x", "recall@2x", "flagged", "flagged_precision",
                           "flagged_recall"):
                 m, sd = _stats([c[field] for c in checks])
-                cells.append(f"{m:.3f} ± {sd:.3f}" if field != "flagged" else f"{m:.0f}")
+                check_cells.append(f"{m:.3f} ± {sd:.3f}" if field != "flagged" else f"{m:.0f}")
             body += [f"Check ({CHECK_ROWS:,} rows, {checks[0]['flips']} flipped; method "
                      f"{', '.join(sorted({c['method'] for c in checks}))}; {len(checks)} seeds):", "",
                      markdown_table(["P@1x", "R@1x", "P@2x", "R@2x", "cleanlab flagged", "flagged P", "flagged R"],
-                                    [cells]), ""]
+                                    [check_cells]), ""]
             check_hits += _stats([c["recall@2x"] for c in checks])[0] >= 0.6
     done = [n for n in names if any(k.startswith(n + "|") for k in state["runs"])]
     body += ["## Targets", "",
@@ -287,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in args.sets.split(",") if n]
     strategies = [s for s in args.strategies.split(",") if s]
     state_path = args.out / "active.json"
-    state = {"runs": {}, "checks": {}, "sets": {}}
+    state: dict[str, dict] = {"runs": {}, "checks": {}, "sets": {}}
     if state_path.is_file():
         loaded = json.loads(state_path.read_text())
         state = {key: loaded.get(key, {}) for key in ("runs", "checks", "sets")}
@@ -297,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         loaded_sets = {}
         # the runs in order of what the targets need first, seed-major inside each group, so that a run cut
         # short by --deadline leaves whole seeds of the most telling comparisons
+        jobs: list[tuple[str, int, str, int | None, str | None]]
         jobs = [("run", seed, name, 0, strategy) for seed in range(args.seeds) for name in names
                 for strategy in ("random", "auto") if strategy in strategies]
         jobs += [("check", seed, name, None, None) for seed in range(args.seeds) for name in names]
@@ -321,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                 state["checks"][key] = check_run(s, seed)
                 print(key, "check", state["checks"][key], flush=True)
             else:
+                assert strategy is not None and start is not None  # every "run" job has both
                 state["runs"][key] = r = simulate(s, strategy, start, seed)
                 print(key, f"{time.perf_counter() - started:.0f}s", r["scores"][-1], r["sizes"][-1], flush=True)
             args.out.mkdir(parents=True, exist_ok=True)

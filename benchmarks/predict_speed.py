@@ -57,8 +57,8 @@ def main() -> None:
     print(f"encoder: {encoder_rate:.1f} texts/s", flush=True)
     del encoder
     runs = []
-    with tempfile.TemporaryDirectory() as work:
-        work = Path(work)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
         big, small = work / "input.tsv", work / "small.tsv"
         write_input(texts, big, 1)
         write_input(texts[:20], small, 1)

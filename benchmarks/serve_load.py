@@ -231,7 +231,9 @@ def main() -> None:
     load_start = os.getloadavg()
     gemm = gemm_peak(args.gemm_n)
     print("gemm", gemm, flush=True)
-    results, memory, encoders = [], {}, {}
+    results: list[dict] = []
+    memory: dict[str, dict] = {}
+    encoders: dict[str, dict] = {}
     stopped_early = False
     with tempfile.TemporaryDirectory() as work:
         try:

@@ -22,16 +22,10 @@ STS_BI_KIND = "sts-bi-encoder"
 NLI_KIND = "nli-cross-encoder"
 RE_KIND = "re-cross-encoder"
 ADAPT_KIND = "adapted-encoder"  # an encoder adapted to unlabelled texts (`fewlabel adapt`): loads as any encoder
-KINDS = (STS_CROSS_KIND, STS_BI_KIND, NLI_KIND, RE_KIND, ADAPT_KIND)
 
 
 def marker_path(folder: str | os.PathLike) -> Path:
     return Path(folder).expanduser() / MARKER_FILE
-
-
-def is_finished(folder: str | os.PathLike) -> bool:
-    """Whether ``folder`` holds a complete model (its marker exists)."""
-    return marker_path(folder).is_file()
 
 
 def read_marker(folder: str | os.PathLike) -> dict | None:

@@ -36,6 +36,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fewlabel.finetune.adapt.card import model_card
 from fewlabel.finetune.runs import (
@@ -54,6 +55,10 @@ from fewlabel.indexing.encoders.encoder import transformer_folder
 from fewlabel.indexing.errors import DataError, InvalidArgumentError, ModelError, first_line
 from fewlabel.indexing.hf import pick_device, quiet_hf
 from fewlabel.indexing.model_folder import ADAPT_KIND
+
+if TYPE_CHECKING:
+    from torch.nn import Module
+    from transformers import Trainer
 
 __all__ = ["ADAPT_METHODS", "ADAPT_SETTINGS", "adapt_encoder", "prepare_pool"]
 
@@ -164,7 +169,7 @@ def _sentence_model(location: str, base: str, settings: TrainSettings, device: s
 
 
 def _train_sentence_loss(model, method: str, pool: list[str], prefix: str, settings: TrainSettings,
-                         ckpt_dir: Path, device: str | None, show_progress: bool, resume_from: str | None):
+                         ckpt_dir: Path, device: str | None, show_progress: bool, resume_from: str | None) -> Trainer:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import (
@@ -176,7 +181,7 @@ def _train_sentence_loss(model, method: str, pool: list[str], prefix: str, setti
     if method == "simcse":
         texts = [prefix + t for t in pool]
         dataset = Dataset.from_dict({"anchor": texts, "positive": texts})
-        loss = MultipleNegativesRankingLoss(model)
+        loss: Module = MultipleNegativesRankingLoss(model)
     else:
         noise = Augmenter("delete", copies=1, p=TSDAE_DELETION, seed=settings.seed)
         noisy = [prefix + (_first(noise.variants(t)) or t) for t in pool]
@@ -197,7 +202,7 @@ def _train_sentence_loss(model, method: str, pool: list[str], prefix: str, setti
 
 
 def _train_mlm(model, location: str, pool: list[str], prefix: str, settings: TrainSettings, ckpt_dir: Path,
-               device: str | None, show_progress: bool, resume_from: str | None) -> tuple[object, dict]:
+               device: str | None, show_progress: bool, resume_from: str | None) -> tuple[Trainer, dict]:
     """Masked-LM on the encoder's folder; the trained encoder weights are then copied into ``model``."""
     from datasets import Dataset
     from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments

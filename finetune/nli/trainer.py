@@ -87,9 +87,9 @@ class NLIHead(HeadTrainer[NLIPair]):
         train, dev = job.train, job.dev
         dataset = Dataset.from_dict({"premise": [p.premise for p in train],
                                      "hypothesis": [p.hypothesis for p in train],
-                                     "label": [LABEL2ID[p.label] for p in train]})
+                                     "label": [LABEL2ID[_label_of(p)] for p in train]})
         evaluator = (CrossEncoderClassificationEvaluator([[p.premise, p.hypothesis] for p in dev],
-                                                         [LABEL2ID[p.label] for p in dev], name=self.dev_name,
+                                                         [LABEL2ID[_label_of(p)] for p in dev], name=self.dev_name,
                                                          batch_size=self.settings.batch_size,
                                                          show_progress_bar=False, write_csv=False)
                      if dev else None)
@@ -159,3 +159,9 @@ def nli_metrics(predicted: Sequence[str], pairs: Sequence[NLIPair]) -> dict:
             "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                                  "support": int(support[i])} for i, name in enumerate(labels)},
             "confusion": {"labels": labels, "matrix": confusion_matrix(gold, list(predicted), labels=labels).tolist()}}
+
+
+def _label_of(pair: NLIPair) -> str:
+    """The label of a pair that the head's check let through (it refuses unlabelled ones)."""
+    assert pair.label is not None
+    return pair.label

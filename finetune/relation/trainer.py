@@ -149,6 +149,7 @@ def _loss_class():
             self.model = model
             self.label_smoothing = float(label_smoothing)
             self.focal_gamma = float(focal_gamma)
+            self.weight: torch.Tensor | None  # a buffer: moves with the module
             self.register_buffer("weight", None if weight is None else torch.tensor(list(weight), dtype=torch.float))
 
         def forward(self, inputs, labels, prompt=None, task=None):
@@ -275,19 +276,19 @@ class RelationHead(HeadTrainer[RelationRow]):
         label2id = {name: i for i, name in enumerate(self.labels)}
         train_pairs = self.pairs(job.train)
         dataset = Dataset.from_dict({"first": [p[0] for p in train_pairs], "second": [p[1] for p in train_pairs],
-                                     "label": [label2id[r.label] for r in job.train]})
+                                     "label": [label2id[_label_of(r)] for r in job.train]})
         options = self.options
         self.weight = class_weights(job.train, self.labels) if options["loss"] == "weighted" else None
         loss = relation_loss(model, weight=self.weight, label_smoothing=options["label_smoothing"],
                              focal_gamma=options["focal_gamma"] if options["loss"] == "focal" else 0.0)
-        evaluator = (relation_evaluator(self.pairs(job.dev), [r.label for r in job.dev], self.labels,
+        evaluator = (relation_evaluator(self.pairs(job.dev), [_label_of(r) for r in job.dev], self.labels,
                                         options["no_relation"], batch_size=self.settings.batch_size)
                      if job.dev else None)
         args = CrossEncoderTrainingArguments(**self.args(job, len(dataset)))
         return CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator)
 
     def score(self, model, rows: list[RelationRow]) -> dict:
-        return relation_metrics([r.label for r in rows], predict_probs(model, self.pairs(rows),
+        return relation_metrics([_label_of(r) for r in rows], predict_probs(model, self.pairs(rows),
                                                                        self.settings.batch_size),
                                 self.labels, self.options["no_relation"])
 
@@ -384,3 +385,9 @@ def add_entity_tokens(module) -> None:
 
 POOLING_TEXT = {"cls": "cls (the first token's vector)",
                 "entity-start": "entity-start (first token + subject and object opening markers, concatenated)"}
+
+
+def _label_of(row: RelationRow) -> str:
+    """The label of a row that the head's check let through (it refuses unlabelled ones)."""
+    assert row.label is not None
+    return row.label

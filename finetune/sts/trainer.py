@@ -111,6 +111,7 @@ class STSCrossEncoder(_STSHead):
     def __init__(self, settings: TrainSettings, run: RunOptions, *, both_orders: bool = True,
                  binary_objective: bool = False, binary_weight: float = 0.5) -> None:
         super().__init__(settings, run)
+        self.binary_weight = float(binary_weight)
         self.extra = {"both_orders": both_orders, "binary_objective": binary_objective,
                       "binary_weight": binary_weight if binary_objective else None}
 
@@ -132,16 +133,16 @@ class STSCrossEncoder(_STSHead):
         train, dev = job.train, job.dev
         first = [p.sentence1 for p in train]
         second = [p.sentence2 for p in train]
-        targets: list = [p.score / MAX_SCORE for p in train]
+        targets: list = [_gold(p)[0] / MAX_SCORE for p in train]
         if self.extra["binary_objective"]:
-            targets = [[p.score / MAX_SCORE, float(p.binary)] for p in train]
+            targets = [[_gold(p)[0] / MAX_SCORE, float(_gold(p)[1])] for p in train]
         if self.extra["both_orders"]:
             first, second, targets = first + second, second + first, targets + targets
         dataset = Dataset.from_dict({"sentence1": first, "sentence2": second, "label": targets})
-        loss = (sts_binary_aux_loss(model, weight=self.extra["binary_weight"]) if self.extra["binary_objective"]
+        loss = (sts_binary_aux_loss(model, weight=self.binary_weight) if self.extra["binary_objective"]
                 else BinaryCrossEntropyLoss(model))
         evaluator = (CrossEncoderCorrelationEvaluator([[p.sentence1, p.sentence2] for p in dev],
-                                                      [p.score for p in dev], name=self.dev_name,
+                                                      [_gold(p)[0] for p in dev], name=self.dev_name,
                                                       batch_size=self.settings.batch_size, show_progress_bar=False)
                      if dev else None)
         args = CrossEncoderTrainingArguments(**self.args(job, len(dataset)))
@@ -150,7 +151,9 @@ class STSCrossEncoder(_STSHead):
     def score(self, model, pairs: list[PairRow]) -> dict:
         predicted = MAX_SCORE * score_both_orders(model, [p.sentence1 for p in pairs], [p.sentence2 for p in pairs],
                                                   batch_size=self.settings.batch_size)
-        return pair_metrics(pairs, predicted)
+        scores = pair_metrics(pairs, predicted)
+        assert scores is not None  # the pairs are labelled: the head's check refused any without a score
+        return scores
 
     def head_record(self, job: Job[PairRow]) -> dict:
         return {"scale": MAX_SCORE, "max_length": self.settings.max_length, "both_orders_at_scoring": True,
@@ -201,10 +204,10 @@ class STSBiEncoder(_STSHead):
         train, dev, prefix = job.train, job.dev, self.prefix(job)
         dataset = Dataset.from_dict({"sentence1": [prefix + p.sentence1 for p in train],
                                      "sentence2": [prefix + p.sentence2 for p in train],
-                                     "label": [p.score / MAX_SCORE for p in train]})
+                                     "label": [_gold(p)[0] / MAX_SCORE for p in train]})
         evaluator = (EmbeddingSimilarityEvaluator([prefix + p.sentence1 for p in dev],
                                                   [prefix + p.sentence2 for p in dev],
-                                                  [p.score / MAX_SCORE for p in dev],
+                                                  [_gold(p)[0] / MAX_SCORE for p in dev],
                                                   batch_size=self.settings.batch_size,
                                                   similarity_fn_names=["cosine"], name=self.dev_name)
                      if dev else None)
@@ -224,7 +227,9 @@ class STSBiEncoder(_STSHead):
         return int(job.base_info["max_length"] or self.settings.max_length)
 
     def score(self, model, pairs: list[PairRow]) -> dict:
-        return pair_metrics(pairs, _bi_predict(self.folder, pairs, self.settings.batch_size, self.run.device))
+        scores = pair_metrics(pairs, _bi_predict(self.folder, pairs, self.settings.batch_size, self.run.device))
+        assert scores is not None  # the pairs are labelled: the head's check refused any without a score
+        return scores
 
     def head_record(self, job: Job[PairRow]) -> dict:
         return {"prefix": self.prefix(job), "max_length": self.encoder_max(job),
@@ -284,3 +289,9 @@ def _bi_predict(folder: Path, pairs: Sequence[PairRow], batch_size: int, device:
     a = encoder.encode([p.sentence1 for p in pairs], batch_size=batch_size)
     b = encoder.encode([p.sentence2 for p in pairs], batch_size=batch_size)
     return MAX_SCORE * np.clip(np.einsum("ij,ij->i", a, b), 0.0, 1.0)
+
+
+def _gold(pair: PairRow) -> tuple[float, int]:
+    """The score and binary label of a pair that the head's check let through (the reader sets both or neither)."""
+    assert pair.score is not None and pair.binary is not None
+    return pair.score, pair.binary

@@ -85,6 +85,8 @@ def out_of_fold(name: str, settings: dict, views: Views, y: np.ndarray, multi_la
                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (n, L), decisions (n, L)) of each row from the method ``name`` fitted on the other folds."""
     from fewlabel.retrieval.methods.auto import make_candidate
+    from fewlabel.retrieval.methods.knn import KNNCandidate
+    from fewlabel.retrieval.methods.registry import MethodContext
 
     fold = _folds(y, folds, seed)
     proba = np.zeros(y.shape, dtype=np.float64)
@@ -94,9 +96,10 @@ def out_of_fold(name: str, settings: dict, views: Views, y: np.ndarray, multi_la
         if not len(held):
             continue
         max_k = int(settings.get("k", 20)) if name == "knn" else 20
-        candidate = make_candidate(name, max_k=max_k).fit_views(views.take(fit), y[fit], multi_label)
+        candidate = make_candidate(name, MethodContext(max_k=max_k)).fit_views(views.take(fit), y[fit], multi_label)
         these = dict(settings)
         if name == "knn":
+            assert isinstance(candidate, KNNCandidate)  # the "knn" factory makes one
             these["k"] = min(int(settings["k"]), candidate.max_k_)
             these["m"] = min(float(settings["m"]), these["k"])
         state = candidate.state(views.take(held))

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,12 +20,22 @@ def method_name(index) -> str:
     return str((index.method or {}).get("name") or "knn")
 
 
+class FittedCandidate(Protocol):
+    """What :class:`IndexModel` uses of its candidate: a fitted LabellingMethod, or :class:`_Reordered`."""
+
+    def state(self, views: Views) -> dict[str, np.ndarray]: ...
+
+    def proba(self, state: dict[str, np.ndarray], settings: dict[str, Any]) -> np.ndarray: ...
+
+    def decide(self, state: dict[str, np.ndarray], settings: dict[str, Any]) -> np.ndarray: ...
+
+
 @dataclass
 class IndexModel:
     """A fitted candidate with its settings, and the label columns of its probabilities."""
 
     name: str
-    candidate: object
+    candidate: FittedCandidate
     settings: dict
     labels: list[str]
     multi_label: bool

@@ -109,6 +109,7 @@ def pick(x: np.ndarray, proba: np.ndarray | None, model, *, n: int, strategy: st
         return random_pick(len(x), n, seed), note
     if rule == "diverse":
         return diverse(x, n, seed, labelled_vectors), note
+    assert proba is not None  # every rule left (uncertainty, or auto's picks) comes with a model
     scores = uncertainty_scores(proba, model.multi_label, model.thresholds)
     return (uncertainty(scores, n) if rule == "uncertainty" else diverse_uncertain(x, scores, n, seed)), note
 

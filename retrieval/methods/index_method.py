@@ -33,12 +33,13 @@ __all__ = ["TRAINING_SHARE", "build_index", "fit_method", "index_vectors", "trai
 
 
 
-def index_vectors(index, encoder: IndexEncoder, cache: EmbeddingCache | None = None, batch_size: int = 32,
+def index_vectors(index, encoder: IndexEncoder | None, cache: EmbeddingCache | None = None, batch_size: int = 32,
                   show_progress: bool = False) -> np.ndarray:
     """The index's vectors in row order: read back from an exact FAISS index, else encoded again (from the
-    embedding cache when there is one)."""
+    embedding cache when there is one). ``encoder`` may be None only for an exact FAISS index."""
     if index.store.kind == "faiss" and index.factory == "Flat":
         return np.asarray(index.store.vectors(), dtype=np.float32)
+    assert encoder is not None, "this index's vectors are encoded again: it needs its encoder"
     return encode_with_cache(encoder, [r.text for r in index.rows], cache, batch_size=batch_size,
                              show_progress_bar=show_progress)
 

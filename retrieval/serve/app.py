@@ -330,7 +330,7 @@ def _declare_bearer(app: FastAPI) -> None:
         schema["security"] = [{"bearer": []}]
         return schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
 
 
 def app_from_env() -> FastAPI:

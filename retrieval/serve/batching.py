@@ -171,7 +171,8 @@ class Batcher:
                     return None
                 self._cond.wait()
             while True:
-                batch, rows, longest = [], 0, 0
+                batch: list[_Job] = []
+                rows, longest = 0, 0
                 for job in self._jobs:
                     if job.normalize != self._jobs[0].normalize:
                         break

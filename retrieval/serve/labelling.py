@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from importlib import resources
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -23,6 +23,10 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from fewlabel.indexing.errors import FewlabelError
+
+if TYPE_CHECKING:
+    from fewlabel.indexing.readers import Row
+    from fewlabel.retrieval.labelling.model import IndexModel
 
 __all__ = ["UI_PATHS", "register_labelling"]
 
@@ -52,10 +56,10 @@ class LabellingState:
     def __init__(self, pool_spec: dict | None) -> None:
         self.pool_spec = pool_spec
         self.lock = threading.Lock()
-        self.pool = None
-        self.pool_vectors = None
-        self.model = None
-        self.model_stamp = None
+        self.pool: list[Row] | None = None
+        self.pool_vectors: np.ndarray | None = None
+        self.model: IndexModel | None = None
+        self.model_stamp: tuple[int, Any] | None = None
         self.added = 0  # rows this server's page added (POST /labelling/refit is told by the page)
 
 
@@ -171,7 +175,7 @@ def refit(service, state: LabellingState, added: int) -> dict:
     the index lock as `fewlabel index add` saves; the new estimated score is in the answer."""
     from fewlabel.indexing.store.label_index import LabelIndex
     from fewlabel.retrieval.methods.index_method import fit_method
-    from fewlabel.retrieval.methods.names import MIN_CV_ROWS
+    from fewlabel.retrieval.methods.registry import MIN_CV_ROWS
     from fewlabel.retrieval.methods.store import method_record
 
     with service.lock.write():

@@ -355,7 +355,7 @@ class Service:
             row_id = None
             if row.get("id") is not None:
                 row_id = row["id"].strip()
-                loc = ["body", "rows", i, "id"]
+                loc: list[str | int] = ["body", "rows", i, "id"]
                 if not row_id:
                     raise RequestError(422, "empty id", loc)
                 if len(row_id) > MAX_ID_CHARS or not row_id.isprintable():
@@ -382,9 +382,11 @@ class Service:
                 clash = next((i for i, row_id in enumerate(ids) if row_id is not None and id_key(row_id) in known),
                              None)
                 if clash is not None:
-                    raise RequestError(409, f"id '{ids[clash]}' is already in the index"
-                                            + ("" if known[id_key(ids[clash])] == ids[clash]
-                                               else f" (as '{known[id_key(ids[clash])]}')"),
+                    clash_id = ids[clash]
+                    assert clash_id is not None  # only rows with an id can clash
+                    raise RequestError(409, f"id '{clash_id}' is already in the index"
+                                            + ("" if known[id_key(clash_id)] == clash_id
+                                               else f" (as '{known[id_key(clash_id)]}')"),
                                        ["body", "rows", clash, "id"])
                 labels_after = len(set(index.label_names) | new_labels)
                 if labels_after > max(self.settings.max_index_labels, len(index.label_names)):

@@ -33,7 +33,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.special import softmax as scipy_softmax
@@ -53,6 +53,9 @@ from fewlabel.retrieval.zeroshot.probabilities import (
     select_labels,
     single_label_nli_scores,
 )
+
+if TYPE_CHECKING:
+    from fewlabel.indexing.store.label_index import IndexEncoder
 
 __all__ = ["EMBED", "ROUTE_EMBED", "ROUTE_NLI", "EmbeddingZeroShot", "NLIZeroShot", "load_zero_shot",
            "model_choices", "resolve_nli_model"]
@@ -262,7 +265,7 @@ class EmbeddingZeroShot(_ZeroShotBase):
 
     kind, route = "embed", ROUTE_EMBED
 
-    def __init__(self, encoder: Encoder | str = DEFAULT_MODEL, *, labels=None, template: str | None = None,
+    def __init__(self, encoder: IndexEncoder | str = DEFAULT_MODEL, *, labels=None, template: str | None = None,
                  multi_label: bool = False, temperature: float = DEFAULT_TEMPERATURE, top_k: int | None = None,
                  threshold: float | None = None, aggregate: str = "max", batch_size: int = 32,
                  cache: EmbeddingCache | None = None, device: str | None = None, show_progress: bool = False) -> None:
