@@ -221,7 +221,7 @@ def test_metrics_need_the_token_and_count_requests_and_examples(served):
     assert metric(text, "fewlabel_requests_total", method="POST", route="/classify", status="200") >= 1
     assert metric(text, "fewlabel_requests_total", method="POST", route="/classify", status="422") >= 1
     assert metric(text, "fewlabel_requests_total", method="GET", route="/metrics", status="401") >= 1
-    assert metric(text, "fewlabel_requests_total", method="DELETE", route="/examples/{row_id}", status="200") == 1
+    assert metric(text, "fewlabel_requests_total", method="DELETE", route="/examples/{row_id:path}", status="200") == 1
     assert metric(text, "fewlabel_examples_added_total") == 2
     assert metric(text, "fewlabel_examples_deleted_total") == 1
     assert metric(text, "fewlabel_request_seconds_count", route="/classify") >= 2
