@@ -390,12 +390,14 @@ def test_finished_run_ignores_unfinished_and_damaged_folders(tmp_path):
 def test_a_trained_cross_encoder_scores_a_paraphrase_above_an_unrelated_pair(tmp_path):
     """Values, not only the range: after a short real training (every pair, a few epochs; the two-step fixture
     above has not learnt yet) a paraphrase scores above an unrelated pair, and each score is scale x similarity."""
+    from fewlabel.finetune.settings import RunOptions, TrainSettings
     from fewlabel.finetune.sts.trainer import train_sts_cross_encoder
 
     rows = pair_rows(EN_PAIRS)
     out = tmp_path / "ce"
-    train_sts_cross_encoder(rows, rows[16:], "minilm", out, epochs=6, lr=1e-4, batch_size=8, max_length=32,
-                            warmup_ratio=0.0, seed=0, device="cpu", show_progress=False)
+    train_sts_cross_encoder(rows, rows[16:], "minilm", out,
+                            TrainSettings(epochs=6, lr=1e-4, batch_size=8, max_length=32, warmup_ratio=0.0, seed=0),
+                            run=RunOptions(device="cpu", show_progress=False))
     scorer = STSScorer(str(out), device="cpu")
     pairs = [("A man is playing a flute.", "A man plays the flute."), ("A woman is writing.", "A cat is sleeping."),
              ("The man is riding a horse.", "A man rides a horse."), ("A panda slides down a slide.",
