@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed (pip ins
 httpx = pytest.importorskip("httpx", reason="the serve extra is not installed (pip install 'fewlabel[serve]')")
 
 from fewlabel.retrieval.cli import main  # noqa: E402
+from tests.support.server import running_server  # noqa: E402
 from tests.test_labelling import fresh_home  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
@@ -33,14 +31,6 @@ def _tsv(dst: Path, lines: list[str]) -> Path:
     return dst
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """An index of 40 NSMC rows (e5-small) served with a token and a pool of 120 other rows."""
@@ -51,35 +41,12 @@ def served(tmp_path_factory):
     index = d / "index"
     assert main(["-q", "index", "build", str(seed), "--id-col", "id", "--model", "e5-small", "--no-cache",
                  "--out", str(index)]) == 0
-    port = _free_port()
     env = {**os.environ, "FEWLABEL_TOKEN": TOKEN, "FEWLABEL_HOME": str(fresh_home(d / "home"))}
-    log = open(d / "server.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen([sys.executable, "-m", "fewlabel.retrieval.cli", "-q", "serve", str(index), "--port",
-                               str(port), "--pool", str(pool), "--pool-id-col", "id", "--max-batch", "16",
-                               "--timeout", "300"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=base, timeout=120)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, (d / "server.log").read_text()
-            try:
-                if client.get("/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start in 180 s"
-            time.sleep(0.5)
+    with running_server([str(index), "--pool", str(pool), "--pool-id-col", "id", "--max-batch", "16", "--timeout",
+                         "300"], d / "server.log", env=env, timeout_s=180) as (_, base), \
+            httpx.Client(base_url=base, timeout=120) as client:
         yield {"client": client, "base": base, "index": index, "seed": seed, "dir": d,
                "seed_texts": {line.split("\t")[1] for line in lines[1:41]}}
-    finally:
-        client.close()
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 def test_suggest_route_never_offers_indexed_texts(served):

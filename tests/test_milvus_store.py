@@ -15,6 +15,7 @@ pytest.importorskip("milvus_lite", reason="the milvus extra is not installed (pi
 
 from fewlabel.indexing.store.label_index import LabelIndex  # noqa: E402
 from fewlabel.retrieval.cli import main  # noqa: E402
+from tests.support.server import running_server  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
 COMMON = ["--text-col", "text", "--label-col", "labels", "--label-sep", ",", "--id-col", "id"]
@@ -125,10 +126,8 @@ def test_serve_on_a_milvus_lite_index_and_the_one_process_rule(built, tmp_path):
     """`fewlabel serve` works unchanged on a Milvus index (live add and delete reach the collection); while it holds
     the Milvus Lite file, another process is refused in one line, and so is serve --workers 2."""
     import os
-    import socket
     import subprocess
     import sys
-    import time
 
     httpx = pytest.importorskip("httpx", reason="the serve extra is not installed (pip install 'fewlabel[serve]')")
     pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 'fewlabel[serve]')")
@@ -136,27 +135,13 @@ def test_serve_on_a_milvus_lite_index_and_the_one_process_rule(built, tmp_path):
     build = [sys.executable, "-m", "fewlabel.retrieval.cli", "-q", "index", "build", str(built["train"]), *COMMON,
              "--model", "minilm", "--no-cache", "--out", str(folder), "--store", "milvus", "--milvus-uri", str(db)]
     subprocess.run(build, check=True, timeout=300)  # in a child: this process must not hold the file
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     two = subprocess.run([sys.executable, "-m", "fewlabel.retrieval.cli", "serve", str(folder), "--workers", "2"],
                          capture_output=True, text=True, timeout=120)
     assert two.returncode == 2 and "Milvus Lite" in two.stderr
-    server = subprocess.Popen([sys.executable, "-m", "fewlabel.retrieval.cli", "-q", "serve", str(folder), "--port",
-                               str(port), "--no-cache"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              env={**os.environ, "FEWLABEL_TOKEN": ""})
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            deadline = time.monotonic() + 120
-            while True:
-                assert server.poll() is None, server.stderr.read().decode()
-                try:
-                    if client.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline
-                time.sleep(0.5)
+    env = {k: v for k, v in os.environ.items() if k != "FEWLABEL_TOKEN"}  # no auth (an empty token is refused)
+    with running_server([str(folder), "--no-cache"], tmp_path / "server.log", env=env, timeout_s=120,
+                        stop_timeout_s=30) as (_, base):
+        with httpx.Client(base_url=base, timeout=60) as client:
             assert client.get("/info").json()["store"]["kind"] == "milvus"
             text = "zxqv wobble flarn: the quokka jubilation"
             assert client.post("/examples", json={"rows": [{"id": "m-1", "text": text, "labels": ["wonder"]}]}
@@ -169,9 +154,6 @@ def test_serve_on_a_milvus_lite_index_and_the_one_process_rule(built, tmp_path):
             assert busy.returncode == 2 and "Milvus Lite lets one process" in busy.stderr
             assert len(busy.stderr.strip().splitlines()) == 1
             assert client.delete("/examples/m-1").json()["n_rows"] == 80
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     reopened = subprocess.run([sys.executable, "-c", "from fewlabel.indexing.store.label_index import LabelIndex; "
                                f"i = LabelIndex.load({str(folder)!r}); print(len(i), i.store.count())"],
                               capture_output=True, text=True, timeout=120, check=True)

@@ -7,10 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ pytest.importorskip("uvicorn", reason="the serve extra is not installed (pip ins
 httpx = pytest.importorskip("httpx", reason="the serve extra is not installed (pip install 'fewlabel[serve]')")
 
 from fewlabel.retrieval.cli import main  # noqa: E402
+from tests.support.server import answers, health_ok, running_server  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
 TOKEN = "test-token"
@@ -33,12 +32,6 @@ def slice_tsv(src: Path, dst: Path, start: int, n: int) -> Path:
     return dst
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """An index of 80 GoEmotions rows (minilm) served with a token, small limits and a short timeout."""
@@ -49,34 +42,13 @@ def served(tmp_path_factory):
     index = d / "index"
     assert main(["-q", "index", "build", str(train), *COMMON, "--valid", str(valid), "--model", "minilm",
                  "--no-cache", "--max-k", "8", "--out", str(index)]) == 0
-    port = free_port()
     env = {**os.environ, "FEWLABEL_TOKEN": TOKEN}
-    log = open(d / "server.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen([sys.executable, "-m", "fewlabel.retrieval.cli", "-q", "serve", str(index),
-                               "--port", str(port), "--max-batch", "8", "--max-text-length", "500",
-                               "--timeout", "20", "--no-cache"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=base, timeout=60)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, (d / "server.log").read_text()
-            try:
-                if client.get("/health").status_code == 200 and client.get("/info", headers=AUTH).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start in 120 s"
-            time.sleep(0.5)
-        yield {"client": client, "index": index, "test": test, "dir": d, "server": server, "port": port}
-    finally:
-        client.close()
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+    with running_server([str(index), "--max-batch", "8", "--max-text-length", "500", "--timeout", "20", "--no-cache"],
+                        d / "server.log", env=env,
+                        ready=lambda c: health_ok(c) and c.get("/info", headers=AUTH).status_code == 200
+                        ) as (server, base), httpx.Client(base_url=base, timeout=60) as client:
+        yield {"client": client, "index": index, "test": test, "dir": d, "server": server,
+               "port": int(base.rsplit(":", 1)[1])}
 
 
 def test_health_and_docs_are_open_and_everything_else_needs_the_token(served):
@@ -244,36 +216,15 @@ def test_a_request_over_the_timeout_gets_504_from_the_real_server(served):
     """The timeout through `fewlabel serve` itself: a second server on the same index with --timeout 0.001, where
     encoding eight long texts cannot finish in time (a server still starting answers 504 too, so readiness is any
     HTTP answer)."""
-    port = free_port()
-    log = open(served["dir"] / "server-timeout.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen([sys.executable, "-m", "fewlabel.retrieval.cli", "-q", "serve", str(served["index"]),
-                               "--port", str(port), "--timeout", "0.001", "--no-cache"], stdout=log,
-                              stderr=subprocess.STDOUT, env={k: v for k, v in os.environ.items()
-                                                             if k != "FEWLABEL_TOKEN"})
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, (served["dir"] / "server-timeout.log").read_text()
-            try:
-                client.get("/health")
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "server did not start in 120 s"
-                time.sleep(0.5)
-        texts = [f"Review {i}: " + "the film was long, loud and, in the end, oddly moving. " * 8 for i in range(8)]
+    texts = [f"Review {i}: " + "the film was long, loud and, in the end, oddly moving. " * 8 for i in range(8)]
+    env = {k: v for k, v in os.environ.items() if k != "FEWLABEL_TOKEN"}
+    with running_server([str(served["index"]), "--timeout", "0.001", "--no-cache"],
+                        served["dir"] / "server-timeout.log", env=env, ready=answers
+                        ) as (_, base), httpx.Client(base_url=base, timeout=60) as client:
         response = client.post("/classify", json={"texts": texts})
         assert response.status_code == 504, response.text
         assert response.json() == {"error": "the request took longer than 0.001 s (--timeout); send fewer texts per "
                                             "request"}
-    finally:
-        client.close()
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 def test_guard_times_out_a_slow_request():

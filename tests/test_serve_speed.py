@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,7 +22,11 @@ httpx = pytest.importorskip("httpx", reason="the serve extra is not installed (p
 
 from fewlabel.retrieval.cli import main  # noqa: E402
 from fewlabel.retrieval.serve.batching import Batcher, QueueFull  # noqa: E402
-from tests.test_serve import AUTH, COMMON, DEMO, TOKEN, free_port, slice_tsv  # noqa: E402
+from tests.support.server import (  # noqa: E402
+    start_server as start_test_server,  # noqa: E402
+    stop_server,  # noqa: E402
+)
+from tests.test_serve import AUTH, COMMON, DEMO, TOKEN, slice_tsv  # noqa: E402
 
 TEXTS = [line.split("\t")[1] for line in (DEMO / "goemotions_ekman_test.tsv").read_text(encoding="utf-8")
          .splitlines()[1:41]]
@@ -42,33 +45,20 @@ def index_dir(tmp_path_factory) -> Path:
 
 def start_server(index: Path, log: Path, *extra: str, polls: list | None = None) -> tuple[subprocess.Popen, str]:
     """The server, once /info answers; ``polls`` gets one item per poll that the server answered."""
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "fewlabel.retrieval.cli", "-q", "serve", str(index),
-                               "--port", str(port), "--token", TOKEN, "--no-cache", *extra],
-                              stdout=subprocess.DEVNULL, stderr=open(log, "w"))  # noqa: SIM115 - the child owns it
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        assert server.poll() is None, log.read_text()
-        try:
-            answer = httpx.get(f"{base}/info", headers=AUTH, timeout=60)  # no client timeout: every poll counts
-            if polls is not None:
-                polls.append(answer.status_code)
-            if answer.status_code == 200:
-                return server, base
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "server did not start in 180 s"
-        time.sleep(0.3)
+
+    def ready(client: httpx.Client) -> bool:
+        answer = client.get("/info", headers=AUTH)
+        if polls is not None:
+            polls.append(answer.status_code)
+        return answer.status_code == 200
+
+    return start_test_server([str(index), "--token", TOKEN, "--no-cache", *extra],
+                             log=open(log, "w"),  # noqa: SIM115 - the child owns it
+                             log_text=log.read_text, ready=ready, timeout_s=180, poll_s=0.3)
 
 
 def stop(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    stop_server(server, timeout_s=30)
 
 
 @pytest.fixture(scope="module")
