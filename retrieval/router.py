@@ -156,10 +156,14 @@ class Predictor:
             for name, count in zip(index.label_names, index.label_matrix().sum(axis=0), strict=True):
                 counts[name] = int(count)
         self.label_counts_ = counts
+        # the index's own method labels unless k or m were given (they ask for the vote)
+        self.method_ = load_method(index) if index is not None and k is None and m is None else None
+        # a method that reads label descriptions (zeroshot, prior) covers every label it was fitted with, rows or not
+        described = set(self.method_.labels) if self.method_ is not None and self.method_.uses_descriptions else set()
         if zero_shot is None:
-            covered = [n for n in names if counts[n] > 0]
+            covered = [n for n in names if counts[n] > 0 or n in described]
         else:
-            covered = [n for n in names if counts[n] >= min_examples]
+            covered = [n for n in names if counts[n] >= min_examples or n in described]
         self.covered_labels_ = covered
         self.weak_labels_ = [n for n in names if n not in covered] if zero_shot is not None else []
         if zero_shot is None and len(covered) < len(names):
@@ -178,8 +182,6 @@ class Predictor:
             self.k, self.m = resolve_k_m(index, k, m)
         else:
             self.k, self.m = None, None
-        # the index's own method labels unless k or m were given (they ask for the vote)
-        self.method_ = load_method(index) if index is not None and k is None and m is None else None
 
     # ---- routing ------------------------------------------------------------------------------------------
     @property

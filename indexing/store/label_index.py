@@ -84,21 +84,28 @@ class LabelIndex:
     search_params: str | None = None
     method: dict | None = None  # meta.json["method"]: which method labels (None: the kNN vote), its leaderboard
     method_files: dict[str, bytes] = field(default_factory=dict)  # that method's files, kept in method/
+    # meta.json["label_descriptions"]: {"labels": {label: [description, …]}, "template": str | None}. What each
+    # label means in words (`index build --label-names`): the zero-shot and label-prior methods embed them, so an
+    # index can label with few rows or none. A label without a description is described by its own name.
+    descriptions: dict | None = None
 
     # ---- building -------------------------------------------------------------------------------
     @classmethod
     def build(cls, rows: Sequence[Row], encoder: IndexEncoder, *, factory: str = "Flat",
               multi_label: bool | None = None, cache: EmbeddingCache | None = None,
               batch_size: int = 32, show_progress: bool = False, search_params: str | None = None,
-              store: str = "faiss", store_options: dict | None = None) -> LabelIndex:
+              store: str = "faiss", store_options: dict | None = None,
+              descriptions: dict | None = None) -> LabelIndex:
         """Encode `rows` and index them. `multi_label=None` decides from the data: multi-label
         when any row carries two or more labels. `search_params` (e.g. ``efSearch=128``): see
         :func:`~fewlabel.indexing.store.faiss_factory.apply_search_params`. ``store="milvus"`` keeps the vectors in
         a Milvus collection (``store_options``: ``uri``, optional ``collection``; `factory` is then a Milvus index
-        type such as FLAT or HNSW)."""
+        type such as FLAT or HNSW). ``descriptions`` (see the field): labels described in words join the
+        index's labels even without rows, and an index of descriptions alone (no rows) is allowed."""
         rows = list(rows)
-        if not rows:
-            raise DataError("no labelled rows to index")
+        descriptions = check_descriptions(descriptions)
+        if not rows and descriptions is None:
+            raise DataError("no labelled rows to index (an index without rows needs label descriptions)")
         unlabelled = next((r for r in rows if not r.labels), None)
         if unlabelled is not None:
             raise DataError("row has no label", line=unlabelled.line, field="label")
@@ -106,12 +113,12 @@ class LabelIndex:
                                     show_progress_bar=show_progress)
         vector_store = create_store(store, vectors, rows, factory=factory, search_params=search_params,
                                     options=store_options, quiet=not show_progress)
-        names = sorted({label for r in rows for label in r.labels})
+        names = sorted({label for r in rows for label in r.labels} | set((descriptions or {}).get("labels", {})))
         if multi_label is None:
             multi_label = any(len(r.labels) > 1 for r in rows)
         meta = {**encoder.describe(normalize=True), **_weights_record(encoder)}
         return cls(encoder=meta, factory=factory, rows=rows, label_names=names, multi_label=multi_label,
-                   store=vector_store, search_params=search_params or None)
+                   store=vector_store, search_params=search_params or None, descriptions=descriptions)
 
     def add(self, rows: Sequence[Row], encoder: IndexEncoder, *, cache: EmbeddingCache | None = None,
             batch_size: int = 32, show_progress: bool = False, source: str | None = None,
@@ -148,7 +155,7 @@ class LabelIndex:
         self.store.remove(positions)
         drop = set(positions)
         self.rows = [r for i, r in enumerate(self.rows) if i not in drop]
-        used = {lab for r in self.rows for lab in r.labels}
+        used = {lab for r in self.rows for lab in r.labels} | set(self.described_labels())
         self.label_names = [name for name in self.label_names if name in used]
         self.tuning = None if self.tuning is None else {**self.tuning, "stale": True}
         self.method = None if self.method is None else {**self.method, "stale": True}
@@ -173,6 +180,11 @@ class LabelIndex:
         return rows
 
     # ---- using ----------------------------------------------------------------------------------
+    def described_labels(self) -> dict[str, list[str]]:
+        """Each label's descriptions (a label without any is described by its name), in `label_names` order."""
+        given = (self.descriptions or {}).get("labels", {})
+        return {name: list(given.get(name) or [name]) for name in self.label_names}
+
     def __len__(self) -> int:
         return len(self.rows)
 
@@ -267,6 +279,7 @@ class LabelIndex:
             "n_rows": len(self.rows),
             "data_fingerprint": self.fingerprint,
             "tuning": self.tuning,
+            **({"label_descriptions": self.descriptions} if self.descriptions else {}),
             **({"method": {**self.method, "files": {name: hashlib.sha256(data).hexdigest() for name, data
                                                     in sorted(self.method_files.items())}}} if self.method else {}),
             **self.extra,
@@ -367,15 +380,39 @@ class LabelIndex:
             raise IndexMismatchError(f"{folder}: rows carry labels missing from meta.json: {stray[:5]}")
         method, method_files = _read_method(folder, meta.get("method"))
         standard = {"format_version", "fewlabel_version", "encoder", "faiss", "store", "labels", "multi_label",
-                    "n_rows", "data_fingerprint", "tuning", "method"}
+                    "n_rows", "data_fingerprint", "tuning", "method", "label_descriptions"}
+        try:
+            descriptions = check_descriptions(meta.get("label_descriptions"), known)
+        except DataError as exc:
+            raise IndexMismatchError(f"{folder / META_FILE}: field 'label_descriptions': {exc}") from exc
         faiss_meta = meta.get("faiss") or {}
         loaded = cls(encoder=meta["encoder"], factory=faiss_meta.get("factory") or meta["store"].get("index_type"),
                      rows=rows, label_names=list(meta["labels"]), multi_label=bool(meta["multi_label"]), store=store,
                      tuning=meta.get("tuning"), extra={k: v for k, v in meta.items() if k not in standard},
-                     search_params=faiss_meta.get("search_params"), method=method, method_files=method_files)
+                     search_params=faiss_meta.get("search_params"), method=method, method_files=method_files,
+                     descriptions=descriptions)
         if encoder is not None:
             loaded.check_encoder(encoder)
         return loaded
+
+
+def check_descriptions(descriptions, labels: set[str] | None = None) -> dict | None:
+    """``descriptions`` as the index stores them, checked: ``{"labels": {label: [text, …]}, "template": str |
+    None}`` with non-empty strings (and, given ``labels``, only labels the index knows). None or no labels: None."""
+    if descriptions is None:
+        return None
+    given = descriptions.get("labels") if isinstance(descriptions, dict) else None
+    template = descriptions.get("template") if isinstance(descriptions, dict) else None
+    if not isinstance(given, dict) or not (template is None or isinstance(template, str)):
+        raise DataError('expected {"labels": {label: [description, …]}, "template": text or null}')
+    clean: dict[str, list[str]] = {}
+    for name, texts in given.items():
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise DataError(f"label '{name}': descriptions must be a non-empty list of non-empty texts")
+        if labels is not None and name not in labels:
+            raise DataError(f"label '{name}' is described but is not one of the index's labels")
+        clean[str(name)] = [t.strip() for t in texts]
+    return {"labels": clean, "template": template} if clean else None
 
 
 def _check_meta_fields(meta: dict, path: Path) -> None:

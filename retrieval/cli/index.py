@@ -33,8 +33,21 @@ def add_index_commands(commands: argparse._SubParsersAction) -> None:
                                   "labels (--method, default auto: kNN vote, linear head, Naive Bayes or an "
                                   "ensemble, scored on --valid, or by cross-validation on the training rows "
                                   "without it).")
-    build.add_argument("data", help="labelled training file")
+    build.add_argument("data", nargs="?", default=None,
+                       help="labelled training file (may be left out with --label-names or --labels-file: an index "
+                            "of label descriptions alone labels by zero-shot)")
     add_data_options(build, labels=True)
+    described = build.add_mutually_exclusive_group()
+    described.add_argument("--label-names", default=None,
+                           help="what each label means in words, kept in the index: 'pos=긍정적인 리뷰|좋은 영화,"
+                                "neg=부정적인 리뷰' (label=description|description; a label listed alone, or not "
+                                "listed, is described by its own name). Adds the zeroshot and prior candidates to "
+                                "auto (docs/few-labels.md)")
+    described.add_argument("--labels-file", default=None,
+                           help="the same from a file: one 'label=description|description' a line, or .json")
+    build.add_argument("--label-template", default=None,
+                       help="template that puts a description in a sentence, with {} where it goes (default: "
+                            "'This example is about {}.' / '이 글은 {}에 관한 내용이다.' by script)")
     build.add_argument("--valid", help="labelled validation file (same columns) to tune k and m on")
     build.add_argument("--model", default=DEFAULT_MODEL, help=f"encoder (default: {DEFAULT_MODEL})")
     build.add_argument("--factory", default="Flat",
@@ -123,7 +136,7 @@ def _check_method(args: argparse.Namespace, n_rows: int, has_valid: bool) -> Non
 
     if args.method in trained_names() and args.budget <= 0:
         raise InvalidArgumentError(f"--method {args.method} trains a model: give it time with --budget MINUTES")
-    if args.method not in ("knn", "auto") and not has_valid and n_rows < MIN_CV_ROWS:
+    if args.method not in ("knn", "auto", "zeroshot", "prior") and not has_valid and n_rows < MIN_CV_ROWS:
         raise InvalidArgumentError(f"--method {args.method} without --valid scores by cross-validation, which needs at "
                             f"least {MIN_CV_ROWS} rows (there are {n_rows}): give --valid or --method knn")
 
@@ -134,7 +147,7 @@ def _fit_method(args: argparse.Namespace, index, encoder, valid, cache, method: 
     from fewlabel.retrieval.methods.registry import MIN_CV_ROWS
     from fewlabel.retrieval.methods.store import method_record
 
-    if method == "auto" and valid is None and len(index) < MIN_CV_ROWS:
+    if method == "auto" and valid is None and len(index) < MIN_CV_ROWS and not index.descriptions:
         say(args, f"only {len(index)} rows and no --valid: too few to choose by cross-validation, so the kNN vote")
         method = "knn"
     if method == "knn":
@@ -144,7 +157,7 @@ def _fit_method(args: argparse.Namespace, index, encoder, valid, cache, method: 
                                      data_fingerprint=index.fingerprint)
         index.method_files = {}
         return
-    if valid is None:
+    if valid is None and len(index) >= MIN_CV_ROWS:
         say(args, f"no --valid: scoring by stratified {args.cv_folds}-fold cross-validation on the training rows")
     budget = getattr(args, "budget", None)  # index add refits with the budget the index was built with
     budget = float((index.method or {}).get("budget_minutes") or 0.0) if budget is None else budget
@@ -159,8 +172,10 @@ def _fit_method(args: argparse.Namespace, index, encoder, valid, cache, method: 
                         source=args.valid or "the training rows", label_field=args.label_col,
                         log=lambda message: say(args, "  " + message))
     best = record["leaderboard"][0] if record["leaderboard"] else None
+    scored = best is not None and best["score"] == best["score"]  # NaN: chosen without a score (too few rows)
     say(args, f"method: {record['name']}" + (f" ({record['protocol']['metric']}-F1 {best['score']:.4f} ± "
-                                             f"{best['spread']:.4f}, chosen by auto)" if method == "auto" and best
+                                             f"{best['spread']:.4f}, chosen by auto)" if method == "auto" and scored
+                                             else f" ({record['protocol']['note']})" if not scored and best
                                              else ""))
 
 
@@ -191,8 +206,12 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     claim_index_folder(args.out)  # before anything is read or loaded: a user's folder is never replaced
     Encoder.check_name(args.model)
     store_options = _store_options(args)
-    rows = read_labelled(args, args.data)
-    names = {label for row in rows for label in row.labels}
+    descriptions = _descriptions(args)
+    if args.data is None and descriptions is None:
+        raise InvalidArgumentError("give a labelled training file, or --label-names / --labels-file for an index of "
+                                   "label descriptions alone")
+    rows = read_labelled(args, args.data) if args.data is not None else []
+    names = {label for row in rows for label in row.labels} | set((descriptions or {}).get("labels", {}))
     if len(names) == 1:  # every method alike: nothing to choose between, so no index (see docs/reliability.md)
         raise DataError(f"every row carries only one label ('{next(iter(names))}'): an index labels by telling "
                         "labels apart, so it needs rows of at least two labels (add examples of the others, or "
@@ -213,10 +232,11 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     index = LabelIndex.build(rows, encoder, factory=args.factory, multi_label=args.multi_label, cache=cache,
                              batch_size=args.batch_size, show_progress=not args.quiet,
-                             search_params=args.search_params, store=args.store, store_options=store_options)
+                             search_params=args.search_params, store=args.store, store_options=store_options,
+                             descriptions=descriptions)
     index.extra["build_seconds"] = round(time.perf_counter() - started, 2)
     index.use_faiss_device(args.faiss_device)  # tuning and auto search on the GPU when there is one
-    index.extra["source"] = str(args.data)
+    index.extra["source"] = str(args.data) if args.data is not None else "label descriptions only"
     if augmenter is not None:
         index.extra["augment"] = {**augmenter.describe(), "labelled_rows": labelled_rows, "rows": len(rows)}
     try:
@@ -232,6 +252,21 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     print(f"indexed {len(index)} rows, {len(index.label_names)} labels ({kind}) with {args.model} "
           f"[{args.factory}], method {index.method['name']} -> {args.out}")
     return 0
+
+
+def _descriptions(args: argparse.Namespace) -> dict | None:
+    """--label-names / --labels-file as the index stores them (see `LabelIndex.descriptions`); a bad template
+    or label list is one line before anything loads."""
+    from fewlabel.retrieval.cli.zeroshot import labels_from_args
+    from fewlabel.retrieval.zeroshot.labels import check_template
+
+    label_set = labels_from_args(argparse.Namespace(labels=args.label_names, labels_file=args.labels_file))
+    template = check_template(args.label_template)
+    if label_set is None:
+        if args.label_template is not None:
+            raise InvalidArgumentError("--label-template applies with --label-names or --labels-file")
+        return None
+    return {"labels": {name: list(label_set.aliases[name]) for name in label_set.names}, "template": template}
 
 
 def faiss_device(args: argparse.Namespace) -> str:
@@ -287,12 +322,23 @@ def cmd_index_info(args: argparse.Namespace) -> int:
         "tuning      " + (f"k={tuning['k']}, m={tuning['m']:g}, {tuning['metric']}-F1 {tuning['score']:.4f} "
                           f"on {tuning['n_valid']} rows" + (" (stale: rows added since)" if tuning.get("stale")
                                                             else "") if tuning else "not tuned (no --valid)"),
+        *_description_lines(meta.get("label_descriptions")),
         *_method_lines(meta.get("method")),
         f"fingerprint {meta['data_fingerprint']}   format {meta['format_version']}, "
         f"fewlabel {meta['fewlabel_version']}",
     ]
     print("\n".join(lines))
     return 0
+
+
+def _description_lines(described: dict | None) -> list[str]:
+    """The label descriptions (`--label-names`), for `index info`."""
+    if not described:
+        return []
+    items = [f"{name}={'|'.join(texts)}" for name, texts in described["labels"].items()]
+    shown = ", ".join(items[:10]) + (" …" if len(items) > 10 else "")
+    template = described.get("template")
+    return [f"described   {shown}" + (f"  (template {template!r})" if template else "")]
 
 
 def _method_lines(method: dict | None) -> list[str]:

@@ -7,13 +7,22 @@ Two protocols, one rule (the rows a score is measured on never shaped the model 
   halves swap: the score is the mean of the two, the spread half their difference. Scoring on the same rows
   the settings were chosen on would favour the candidates with more knobs (kNN tries 210 (k, m) pairs, Naive
   Bayes none). The stored settings are then chosen on all validation rows.
-* **without validation rows** stratified k-fold cross-validation on the training rows: for fold f the
-  candidate is fitted on every fold but f and f+1, tuned on fold f+1 and scored on fold f; the score is the
-  mean over folds ± their standard deviation. The final model is fitted on all rows, with settings chosen on
-  the pooled out-of-fold predictions of the tuning folds.
+* **without validation rows** ("true few-shot": the choice sees the training rows only) repeated stratified
+  k-fold cross-validation on the training rows: for fold f the candidate is fitted on every fold but f and
+  f+1, tuned on fold f+1 and scored on fold f; the folds are drawn :data:`REPEATS_SMALL` times (with other
+  seeds) when there are at most :data:`SMALL_N` rows, once otherwise. The score is the mean over all folds,
+  the spread their standard deviation. The final model is fitted on all rows, with settings chosen on the
+  pooled out-of-fold predictions of the tuning folds (of the first repeat).
+* **without any rows** (an index of label descriptions alone) the zero-shot candidate, unscored.
 
 The best mean score (``metric``: micro or macro F1) wins; a tie goes to the cheaper candidate (the lower
-``rank`` in :mod:`fewlabel.retrieval.methods.registry`, which also lists the candidates)."""
+``rank`` in :mod:`fewlabel.retrieval.methods.registry`, which also lists the candidates). Under
+cross-validation the *one-standard-error rule* (Hastie, Tibshirani and Friedman, *Elements of Statistical
+Learning*, 7.10) applies on top: the simplest candidate (lowest rank: zeroshot, prior, knn, linear, nb,
+ensemble) whose mean is within one standard error of the best mean wins. At 8-32 rows a fold holds a few
+rows, fold scores swing by 0.1 or more, and the plain best is mostly the luckiest; the rule prefers the
+candidate with fewer knobs unless the data clearly say otherwise. The standard error is the spread over
+``sqrt(folds)`` (one repeat's worth: repeated folds reuse the same rows, so they are not independent)."""
 
 from __future__ import annotations
 
@@ -26,6 +35,7 @@ import numpy as np
 from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.retrieval.knn.saved_index import DEFAULT_MAX_K
 from fewlabel.retrieval.methods.common import Views, score, subset
+from fewlabel.retrieval.methods.descriptions import LabelDescriptions
 from fewlabel.retrieval.methods.registry import (
     MIN_CV_ROWS,
     LabellingMethod,
@@ -35,9 +45,11 @@ from fewlabel.retrieval.methods.registry import (
     make_candidate,
 )
 
-__all__ = ["Choice", "MIN_CV_ROWS", "cv_plan", "select_method"]
+__all__ = ["Choice", "MIN_CV_ROWS", "REPEATS_SMALL", "SMALL_N", "cv_plan", "select_method"]
 
 _TIE = 1e-9
+SMALL_N = 128  # at most this many training rows: the folds are drawn several times
+REPEATS_SMALL = 3
 
 
 @dataclass
@@ -85,13 +97,23 @@ def _summary(settings: dict) -> dict:
 def select_method(train: Views, y: np.ndarray, *, multi_label: bool, valid: Views | None = None,
                   y_valid: np.ndarray | None = None, methods: Sequence[str] | None = None, metric: str = "micro",
                   folds: int = 5, seed: int = 0, max_k: int = DEFAULT_MAX_K,
-                  log: Callable[[str], None] | None = None, trained: dict | None = None) -> Choice:
+                  log: Callable[[str], None] | None = None, trained: dict | None = None,
+                  descriptions: LabelDescriptions | None = None, repeats: int | None = None,
+                  one_se: bool = True) -> Choice:
     """Fit, tune and score each of ``methods`` (see the module docstring) and return the best. ``trained``
     maps setfit / finetune to (trainer, seconds, labels); they are scored on validation rows only (k-fold
-    cross-validation would train them k + 1 times)."""
+    cross-validation would train them k + 1 times). ``descriptions``: the labels' embedded descriptions (the
+    zeroshot and prior candidates need them, and join the default candidates when given). ``repeats``: how
+    many times the folds are drawn (default: :data:`REPEATS_SMALL` up to :data:`SMALL_N` rows, else 1);
+    ``one_se`` False keeps the plain best under cross-validation."""
     if metric not in ("micro", "macro"):
         raise InvalidArgumentError(f"metric must be 'micro' or 'macro', got {metric!r}")
-    methods = list(dict.fromkeys(candidate_names() if methods is None else methods))
+    methods = list(dict.fromkeys(candidate_names(descriptions is not None) if methods is None else methods))
+    needy = [name for name in methods if get_spec(name).uses_descriptions]
+    if needy and descriptions is None:
+        raise InvalidArgumentError(f"method '{needy[0]}' needs label descriptions (--label-names or --labels-file)")
+    if descriptions is not None and valid is None and len(train) < MIN_CV_ROWS:
+        return _unscored(train, y, methods, multi_label, descriptions)
     for name in methods:
         if get_spec(name).kind == "trained" and valid is None:
             raise InvalidArgumentError(
@@ -101,7 +123,7 @@ def select_method(train: Views, y: np.ndarray, *, multi_label: bool, valid: View
     say = log or (lambda message: None)
     if valid is not None:
         results = _on_validation(train, y, valid, np.asarray(y_valid, dtype=bool), methods, multi_label, metric,
-                                 seed, max_k, say, trained)
+                                 seed, max_k, say, trained, descriptions)
         protocol = {"kind": "validation", "n_valid": len(valid),
                     "note": "settings chosen on one half of the validation rows, scored on the other, and swapped"}
     else:
@@ -110,24 +132,61 @@ def select_method(train: Views, y: np.ndarray, *, multi_label: bool, valid: View
             raise InvalidArgumentError(
                 f"choosing a method without validation rows needs at least {MIN_CV_ROWS} training "
                                 f"rows for cross-validation, there are {len(train)}: give --valid, or a --method")
-        results = _cross_validated(train, y, methods, multi_label, metric, n_folds, seed, max_k, say)
-        protocol = {"kind": "cross-validation", "folds": n_folds, "seed": seed,
-                    "note": f"stratified {n_folds}-fold cross-validation on the training rows (no validation file): "
-                            "fitted on k-2 folds, tuned on one, scored on the other"}
+        repeats = int(repeats) if repeats is not None else REPEATS_SMALL if len(train) <= SMALL_N else 1
+        results = _cross_validated(train, y, methods, multi_label, metric, n_folds, seed, max_k, say, descriptions,
+                                   max(1, repeats))
+        protocol = {"kind": "cross-validation", "folds": n_folds, "repeats": max(1, repeats), "seed": seed,
+                    "rule": "one standard error" if one_se else "best mean",
+                    "note": f"stratified {n_folds}-fold cross-validation on the training rows, drawn {max(1, repeats)} "
+                            "time(s) (no validation file): fitted on k-2 folds, tuned on one, scored on the other"
+                            + ("; the simplest candidate within one standard error of the best" if one_se else "")}
     order = sorted(results, key=lambda name: (-results[name]["entry"]["score"], methods.index(name)))
     best = order[0]
     for name in order[1:]:  # a tie (to float noise) goes to the cheaper candidate (the lower registered rank)
         if results[name]["entry"]["score"] >= results[best]["entry"]["score"] - _TIE and \
                 get_spec(name).rank < get_spec(best).rank:
             best = name
+    if valid is None and one_se:
+        best = _one_standard_error(results, best, n_folds)
     leaderboard = [{**results[name]["entry"], "chosen": name == best} for name in order]
     return Choice(method=best, candidate=results[best]["candidate"], settings=results[best]["settings"],
                   leaderboard=leaderboard, protocol={**protocol, "metric": metric},
                   candidates={name: (r["candidate"], r["settings"]) for name, r in results.items()})
 
 
+def _one_standard_error(results: dict, best: str, n_folds: int) -> str:
+    """The simplest (lowest-rank) candidate whose mean is at least the best mean minus its standard error."""
+    entry = results[best]["entry"]
+    bar = entry["score"] - entry["spread"] / np.sqrt(n_folds) - _TIE
+    within = [name for name in results if results[name]["entry"]["score"] >= bar]
+    return min(within, key=lambda name: (get_spec(name).rank, -results[name]["entry"]["score"]))
+
+
+def _unscored(train: Views, y: np.ndarray, methods: list[str], multi_label: bool,
+              descriptions: LabelDescriptions) -> Choice:
+    """Too few rows to score anything (fewer than :data:`MIN_CV_ROWS`, no validation rows), but label
+    descriptions: with no rows the zero-shot candidate, with a few the label prior at its default weight (the
+    descriptions, nudged by the rows), fitted and not scored."""
+    usable = [name for name in methods if get_spec(name).min_rows == 0]
+    if not usable:
+        raise InvalidArgumentError(f"{len(train)} labelled rows are too few to score {', '.join(methods)}: add rows, "
+                                   "give --valid, or let auto use the label descriptions")
+    wanted = "zeroshot" if not len(train) else "prior"
+    name = wanted if wanted in usable else min(usable, key=lambda n: get_spec(n).rank)
+    candidate = make_candidate(name, MethodContext(descriptions=descriptions)).fit_views(train, y, multi_label)
+    settings = candidate.select(candidate.state(train.take(np.arange(0))), y[:0], "micro")
+    note = ("no labelled rows: the label descriptions alone, not scored" if not len(train) else
+            f"{len(train)} rows, too few to score by cross-validation: the label prior at its default weight, "
+            "not scored")
+    entry = {"method": name, "score": float("nan"), "spread": float("nan"), "scores": [], "seconds": 0.0,
+             "tuned": _summary(settings), "note": note, "chosen": True}
+    return Choice(method=name, candidate=candidate, settings=settings, leaderboard=[entry],
+                  protocol={"kind": "none", "note": note, "metric": "micro"}, candidates={name: (candidate, settings)})
+
+
 def _on_validation(train: Views, y: np.ndarray, valid: Views, y_valid: np.ndarray, methods: list[str],
-                   multi_label: bool, metric: str, seed: int, max_k: int, say, trained: dict | None = None) -> dict:
+                   multi_label: bool, metric: str, seed: int, max_k: int, say, trained: dict | None = None,
+                   descriptions: LabelDescriptions | None = None) -> dict:
     halves = None
     if len(valid) >= 4:
         from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
@@ -139,7 +198,7 @@ def _on_validation(train: Views, y: np.ndarray, valid: Views, y_valid: np.ndarra
     results = {}
     for name in methods:
         started = time.perf_counter()
-        context = MethodContext(max_k=max_k, fitted=fitted, trained=trained or {})
+        context = MethodContext(max_k=max_k, fitted=fitted, trained=trained or {}, descriptions=descriptions)
         candidate = make_candidate(name, context).fit_views(train, y, multi_label)
         fitted[name] = candidate
         state = candidate.state(valid)
@@ -162,33 +221,39 @@ def _on_validation(train: Views, y: np.ndarray, valid: Views, y_valid: np.ndarra
 
 
 def _cross_validated(train: Views, y: np.ndarray, methods: list[str], multi_label: bool, metric: str, n_folds: int,
-                     seed: int, max_k: int, say) -> dict:
-    plan = cv_plan(y, n_folds, seed)
-    max_k = max(1, min(max_k, min(len(fit) for fit, _, _ in plan)))  # every fold's states have the same shape
+                     seed: int, max_k: int, say, descriptions: LabelDescriptions | None = None,
+                     repeats: int = 1) -> dict:
+    plans = [cv_plan(y, n_folds, seed + r) for r in range(repeats)]
+    max_k = max(1, min(max_k, min(len(fit) for plan in plans for fit, _, _ in plan)))  # one state shape for all
     scores: dict[str, list[float]] = {name: [] for name in methods}
     seconds = dict.fromkeys(methods, 0.0)
     pooled: dict[str, dict] = {name: {} for name in methods}
-    for fit_rows, tune_rows, score_rows in plan:
-        fitted: dict = {}
-        fit_views, both = train.take(fit_rows), np.concatenate([tune_rows, score_rows])
-        for name in methods:
-            started = time.perf_counter()
-            candidate = make_candidate(name, MethodContext(max_k=max_k, fitted=fitted)).fit_views(
-                fit_views, y[fit_rows], multi_label)
-            fitted[name] = candidate
-            state = candidate.state(train.take(both))
-            tune_part, score_part = np.arange(len(tune_rows)), np.arange(len(tune_rows), len(both))
-            settings = candidate.select(subset(state, tune_part), y[tune_rows], metric)
-            scores[name].append(score(candidate.decide(subset(state, score_part), settings), y[score_rows], metric))
-            for key, value in subset(state, tune_part).items():  # out-of-fold states of the tuning rows
-                store = pooled[name].setdefault(key, np.zeros((len(train), *value.shape[1:]), dtype=value.dtype))
-                store[tune_rows] = value
-            seconds[name] += time.perf_counter() - started
+    for repeat, plan in enumerate(plans):
+        for fit_rows, tune_rows, score_rows in plan:
+            fitted: dict = {}
+            fit_views, both = train.take(fit_rows), np.concatenate([tune_rows, score_rows])
+            for name in methods:
+                started = time.perf_counter()
+                context = MethodContext(max_k=max_k, fitted=fitted, descriptions=descriptions)
+                candidate = make_candidate(name, context).fit_views(fit_views, y[fit_rows], multi_label)
+                fitted[name] = candidate
+                state = candidate.state(train.take(both))
+                tune_part, score_part = np.arange(len(tune_rows)), np.arange(len(tune_rows), len(both))
+                settings = candidate.select(subset(state, tune_part), y[tune_rows], metric)
+                scores[name].append(score(candidate.decide(subset(state, score_part), settings), y[score_rows],
+                                          metric))
+                if repeat == 0:  # out-of-fold states of the tuning rows: every row is one exactly once a repeat
+                    for key, value in subset(state, tune_part).items():
+                        store = pooled[name].setdefault(key, np.zeros((len(train), *value.shape[1:]),
+                                                                      dtype=value.dtype))
+                        store[tune_rows] = value
+                seconds[name] += time.perf_counter() - started
     results = {}
     fitted = {}
     for name in methods:
         started = time.perf_counter()
-        candidate = make_candidate(name, MethodContext(max_k=max_k, fitted=fitted)).fit_views(train, y, multi_label)
+        context = MethodContext(max_k=max_k, fitted=fitted, descriptions=descriptions)
+        candidate = make_candidate(name, context).fit_views(train, y, multi_label)
         fitted[name] = candidate
         settings = candidate.select(pooled[name], y, metric)  # every row was a tuning row exactly once
         seconds[name] += time.perf_counter() - started

@@ -23,7 +23,7 @@ from fewlabel.indexing.readers import Row, label_matrix
 from fewlabel.retrieval.knn.saved_index import DEFAULT_MAX_K
 from fewlabel.retrieval.methods.auto import select_method
 from fewlabel.retrieval.methods.common import Views
-from fewlabel.retrieval.methods.registry import candidate_names, method_choices, trained_names
+from fewlabel.retrieval.methods.registry import MIN_CV_ROWS, candidate_names, method_choices, trained_names
 from fewlabel.retrieval.methods.store import method_files, method_record
 
 if TYPE_CHECKING:
@@ -90,7 +90,14 @@ def fit_method(index, encoder: IndexEncoder, valid_rows: Sequence[Row] | None = 
     if valid_rows is not None and not valid_rows:
         raise DataError("no validation rows", path=source)
     trained = trained_plan(method, trainers, budget_minutes, valid_rows is not None, index.label_names, say)
-    names = [*candidate_names(), *(n for n in trained_names() if n in trained)] if method == "auto" else [method]
+    descriptions = None
+    if index.descriptions:
+        from fewlabel.retrieval.methods.descriptions import embed_descriptions
+
+        descriptions = embed_descriptions(index.described_labels(), index.descriptions.get("template"), encoder,
+                                          cache)
+    names = [*candidate_names(descriptions is not None), *(n for n in trained_names() if n in trained)] \
+        if method == "auto" else [method]
     vectors = index_vectors(index, encoder, cache, batch_size, show_progress)
     train = Views(vectors, [r.text for r in index.rows])
     y = index.label_matrix()
@@ -100,10 +107,12 @@ def fit_method(index, encoder: IndexEncoder, valid_rows: Sequence[Row] | None = 
         valid = Views(index.encode_queries(encoder, [r.text for r in valid_rows], cache=cache, batch_size=batch_size,
                                            show_progress=show_progress), [r.text for r in valid_rows])
     unscored = method in trained_names() and valid is None  # a named trained head without --valid: trained, not scored
-    scored = ["knn"] if unscored else names + (["knn"] if "knn" not in names else [])
+    too_few = valid is None and len(train) < MIN_CV_ROWS  # only the label descriptions can label
+    scored = ["knn"] if unscored else names + (["knn"] if "knn" not in names and not too_few else [])
     # knn is scored whatever the method: its k and m serve `--k/--m`-free evidence and the fallback's threshold
     choice = select_method(train, y, multi_label=index.multi_label, valid=valid, y_valid=y_valid, methods=scored,
-                           metric=metric, folds=folds, seed=seed, max_k=max_k, log=log, trained=trained)
+                           metric=metric, folds=folds, seed=seed, max_k=max_k, log=log, trained=trained,
+                           descriptions=descriptions)
     chosen = choice.method if method == "auto" else method
     if unscored:
         from fewlabel.retrieval.methods.trained import TrainedHead
@@ -112,7 +121,7 @@ def fit_method(index, encoder: IndexEncoder, valid_rows: Sequence[Row] | None = 
         candidate, settings = TrainedHead(method, *trained[method]).fit_views(train, y, index.multi_label), {}
     else:
         candidate, settings = choice.candidates[chosen]
-    knn, _ = choice.candidates["knn"]
+    knn = choice.candidates.get("knn", (None, None))[0]
     result = getattr(knn, "last_result_", None)  # its last select ran on all tuning rows
     if result is not None:
         where = str(source) if valid is not None else choice.protocol["note"]

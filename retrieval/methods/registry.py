@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from fewlabel.retrieval.methods.common import Views
+    from fewlabel.retrieval.methods.descriptions import LabelDescriptions
 
 __all__ = ["BUILTIN_MODULES", "MIN_CV_ROWS", "LabellingMethod", "MethodContext", "MethodParts", "MethodSpec",
            "candidate_names", "get_spec", "make_candidate", "method_choices", "method_help", "register",
@@ -38,6 +39,8 @@ BUILTIN_MODULES = (
     "fewlabel.retrieval.methods.nb",
     "fewlabel.retrieval.methods.ensemble",
     "fewlabel.retrieval.methods.trained",
+    "fewlabel.retrieval.methods.zeroshot",
+    "fewlabel.retrieval.methods.prior",
 )
 ENTRY_POINT_GROUP = "fewlabel.methods"
 MIN_CV_ROWS = 6  # three folds of two rows: fit, tune and score each need one
@@ -59,12 +62,14 @@ class MethodParts:
 @dataclass
 class MethodContext:
     """What a factory may need besides its own defaults: the largest k for kNN, this round's already fitted
-    candidates (the ensemble reuses linear and nb instead of fitting them twice) and, for trained heads, the
-    trainer with its time share and the label names."""
+    candidates (the ensemble reuses linear and nb instead of fitting them twice), for trained heads the
+    trainer with its time share and the label names, and the labels' descriptions embedded by the index's
+    encoder (the zero-shot and label-prior methods read them)."""
 
     max_k: int = 20
     fitted: dict[str, Any] = field(default_factory=dict)
     trained: dict[str, tuple[Callable[..., Any], float, list[str]]] = field(default_factory=dict)
+    descriptions: LabelDescriptions | None = None
 
 
 @runtime_checkable
@@ -96,9 +101,11 @@ class MethodSpec:
 
     ``rank`` orders the candidates: ties in `auto` go to the lower rank (the cheaper method), and help lists
     them in that order. ``kind`` "trained" methods move the encoder itself: auto scores them only within
-    ``--budget`` and on ``--valid``. ``in_auto`` False keeps a method out of auto's default list (it can still
-    be named with ``--method``). ``load`` is None for a method whose state lives in the index itself (knn keeps
-    its k and m in meta.json); otherwise it rebuilds the method from its :class:`MethodParts` and labels."""
+    ``--budget`` and on ``--valid``. ``uses_descriptions``: the method reads the labels' descriptions (auto
+    offers it only for an index that has them); ``min_rows`` 0: it labels with no rows at all. ``in_auto``
+    False keeps a method out of auto's default list (it can still be named with ``--method``). ``load`` is
+    None for a method whose state lives in the index itself (knn keeps its k and m in meta.json); otherwise it
+    rebuilds the method from its :class:`MethodParts` and labels."""
 
     name: str
     summary: str
@@ -107,6 +114,8 @@ class MethodSpec:
     kind: Kind = "fast"
     rank: int = 100
     in_auto: bool = True
+    uses_descriptions: bool = False
+    min_rows: int = 1
     bench: Literal["index", "own", "none"] = "index"  # how `bench slices` runs it (own: a benchmark class)
 
 
@@ -156,9 +165,11 @@ def get_spec(name: str) -> MethodSpec:
         raise InvalidArgumentError(f"unknown method '{name}'; choose from {', '.join(method_choices())}") from None
 
 
-def candidate_names() -> tuple[str, ...]:
-    """The fast methods `auto` scores by default, tie order first."""
-    return tuple(s.name for s in registered() if s.kind == "fast" and s.in_auto)
+def candidate_names(descriptions: bool = False) -> tuple[str, ...]:
+    """The fast methods `auto` scores by default, tie order first; those that read label descriptions only when
+    the index has ``descriptions``."""
+    return tuple(s.name for s in registered() if s.kind == "fast" and s.in_auto
+                 and (descriptions or not s.uses_descriptions))
 
 
 def trained_names() -> tuple[str, ...]:
@@ -178,9 +189,11 @@ def method_choices() -> tuple[str, ...]:
 
 def method_help() -> str:
     """The ``--method`` help text, one clause per registered method."""
-    parts = [f"how the index labels. auto (default) scores {', '.join(candidate_names())} on --valid (or by "
-             "stratified cross-validation on the training rows when there is no --valid) and keeps the best by "
-             "--metric"]
+    described = [n for n in candidate_names(True) if n not in candidate_names()]
+    parts = [f"how the index labels. auto (default) scores {', '.join(candidate_names())}"
+             + (f" (and, with --label-names, {', '.join(described)})" if described else "")
+             + " on --valid (or by repeated stratified cross-validation on the training rows when there is no "
+             "--valid, with a one-standard-error rule toward the simpler method) and keeps the best by --metric"]
     parts += [f"{s.name}: {s.summary}" for s in registered()]
     return "; ".join(parts)
 

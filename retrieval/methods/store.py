@@ -77,6 +77,7 @@ class StoredMethod:
     multi_label: bool
     candidate: LabellingMethod
     settings: dict[str, Any]
+    uses_descriptions: bool = False  # it labels from the labels' descriptions too, so labels without rows count
 
     def predict(self, vectors: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (n, L), chosen (n, L) bool) for queries given as vectors and texts."""
@@ -119,7 +120,8 @@ def load_method(index) -> StoredMethod | None:
         raise IndexMismatchError(f"{where}: incomplete or malformed method files ({type(exc).__name__}: {exc})") \
             from exc
     return StoredMethod(name=name, labels=labels, multi_label=bool(parts.settings.get("multi_label")),
-                        candidate=candidate, settings=spec["settings"])
+                        candidate=candidate, settings=spec["settings"],
+                        uses_descriptions=get_spec(name).uses_descriptions)
 
 
 # the arrays each stored method needs: name -> shape, "L" labels, "D" the encoder's dimension, "V" the
@@ -128,6 +130,7 @@ _SHAPES = {"linear": {"linear_coef": ("L", "D"), "linear_intercept": ("L",)},
            "nb": {"nb_coef": ("L", "V"), "nb_intercept": ("L",)},
            "setfit": {"head_coef": ("L", "*"), "head_intercept": ("L",)}}
 _SHAPES["ensemble"] = {**_SHAPES["linear"], **_SHAPES["nb"]}
+_SHAPES["prior"] = _SHAPES["zeroshot"] = {"description_vectors": ("*", "D"), "centroids": ("L", "D")}
 
 
 def check_arrays(name: str, arrays: dict[str, np.ndarray], *, n_labels: int, dim: int, vocabulary, where: str) -> None:
