@@ -270,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                 save()
     body = "\n\n".join(render_set(titles[name], done.get(name, [])) for name in titles) + "\n\n" + targets(
         {name: done.get(name, []) for name in titles})
-    write_report(out, args.name, "Few labels: candidates, auto and its regret at 0-256 rows, true few-shot vs a dev set",
-                 body, {"sets": done, "seeds": args.seeds, "sizes": args.sizes},
+    title = "Few labels: candidates, auto and its regret at 0-256 rows, true few-shot vs a dev set"
+    write_report(out, args.name, title, body, {"sets": done, "seeds": args.seeds, "sizes": args.sizes},
                  data_note="NSMC (rebuilt; e5-small), GoEmotions-ekman (minilm), SemEval-2010 Task 8 as text (minilm) "
                            "from ../shared/data; each capped at a stratified 10,000-row training pool, 1,000 dev rows "
                            "(protocol b only) and a 2,000-row test sample; label descriptions in "

@@ -32,8 +32,9 @@ def _rows(name: str, n: int):
 
 def test_builtin_methods_follow_the_protocol_and_store_only_what_they_load():
     specs = {s.name: s for s in registry.registered()}
-    assert list(specs) == ["knn", "linear", "nb", "ensemble", "setfit", "finetune"]
-    assert registry.candidate_names() == ("knn", "linear", "nb", "ensemble")
+    assert list(specs) == ["zeroshot", "prior", "knn", "linear", "nb", "ensemble", "setfit", "finetune"]
+    assert registry.candidate_names() == ("knn", "linear", "nb", "ensemble")  # no label descriptions
+    assert registry.candidate_names(descriptions=True) == ("zeroshot", "prior", "knn", "linear", "nb", "ensemble")
     assert registry.trained_names() == ("setfit", "finetune")
     assert specs["knn"].load is None and all(specs[n].load is not None for n in registry.stored_names())
     for name in ("knn", "linear", "nb", "ensemble"):
@@ -44,6 +45,8 @@ def test_builtin_methods_follow_the_protocol_and_store_only_what_they_load():
 
     with pytest.raises(FewlabelError, match="needs a trainer"):
         registry.make_candidate("setfit")
+    with pytest.raises(FewlabelError, match="needs label descriptions"):
+        registry.make_candidate("prior")
 
 
 def test_a_registered_method_reaches_auto_the_store_the_help_and_the_bench(toy, minilm, tmp_path):

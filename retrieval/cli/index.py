@@ -172,7 +172,7 @@ def _fit_method(args: argparse.Namespace, index, encoder, valid, cache, method: 
                         source=args.valid or "the training rows", label_field=args.label_col,
                         log=lambda message: say(args, "  " + message))
     best = record["leaderboard"][0] if record["leaderboard"] else None
-    scored = best is not None and best["score"] == best["score"]  # NaN: chosen without a score (too few rows)
+    scored = best is not None and best["score"] is not None  # None: chosen without a score (too few rows)
     say(args, f"method: {record['name']}" + (f" ({record['protocol']['metric']}-F1 {best['score']:.4f} ± "
                                              f"{best['spread']:.4f}, chosen by auto)" if method == "auto" and scored
                                              else f" ({record['protocol']['note']})" if not scored and best
@@ -355,8 +355,10 @@ def _method_lines(method: dict | None) -> list[str]:
         lines.append(f"leaderboard {protocol.get('metric', 'micro')}-F1 (mean ± spread), seconds, tuned:")
         for entry in board:
             tuned = ", ".join(f"{k}={v}" for k, v in entry.get("tuned", {}).items() if k != "thresholds")
-            lines.append(f"  {'*' if entry.get('chosen') else ' '} {entry['method']:<9} {entry['score']:.4f} ± "
-                         f"{entry['spread']:.4f}  {entry['seconds']:>7.1f}s  {tuned}")
+            value = (f"{entry['score']:.4f} ± {entry['spread']:.4f}" if entry.get("score") is not None
+                     else "not scored     ")
+            lines.append(f"  {'*' if entry.get('chosen') else ' '} {entry['method']:<9} {value}  "
+                         f"{entry['seconds']:>7.1f}s  {tuned}")
     return lines
 
 

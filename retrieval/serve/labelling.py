@@ -116,7 +116,7 @@ def status(service, state: LabellingState) -> dict:
         method = index.method or {}
         chosen = next((e for e in method.get("leaderboard") or [] if e.get("method") == method.get("name")), None)
         score = None
-        if chosen is not None:
+        if chosen is not None and chosen.get("score") is not None:  # None: chosen unscored (too few rows)
             score = {"value": round(float(chosen["score"]), 4), "spread": round(float(chosen.get("spread", 0)), 4),
                      "metric": (method.get("protocol") or {}).get("metric", "micro"),
                      "how": (method.get("protocol") or {}).get("note", "")}
