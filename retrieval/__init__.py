@@ -19,8 +19,9 @@ _EXPORTS = {
     "tune_index": "fewlabel.retrieval.knn.saved_index",
     "resolve_k_m": "fewlabel.retrieval.knn.saved_index",
     "evaluate": "fewlabel.retrieval.knn.saved_index",
-    # the index's method: auto chooses among knn, linear, nb and ensemble
+    # the index's method: auto chooses among knn, linear, nb and ensemble (and zeroshot, prior with descriptions)
     "build_index": "fewlabel.retrieval.methods.index_method",
+    "describe_labels": "fewlabel.retrieval.methods.descriptions",
     "fit_method": "fewlabel.retrieval.methods.index_method",
     "select_method": "fewlabel.retrieval.methods.auto",
     "load_method": "fewlabel.retrieval.methods.store",
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # the real types for checkers and IDEs; at run time the names
     )
     from fewlabel.retrieval.knn.tuning import tune_k_m as tune_k_m
     from fewlabel.retrieval.methods.auto import select_method as select_method
+    from fewlabel.retrieval.methods.descriptions import describe_labels as describe_labels
     from fewlabel.retrieval.methods.index_method import build_index as build_index, fit_method as fit_method
     from fewlabel.retrieval.methods.store import load_method as load_method
     from fewlabel.retrieval.outputs import Prediction as Prediction, write_predictions as write_predictions

@@ -258,15 +258,14 @@ def _descriptions(args: argparse.Namespace) -> dict | None:
     """--label-names / --labels-file as the index stores them (see `LabelIndex.descriptions`); a bad template
     or label list is one line before anything loads."""
     from fewlabel.retrieval.cli.zeroshot import labels_from_args
-    from fewlabel.retrieval.zeroshot.labels import check_template
+    from fewlabel.retrieval.methods.descriptions import describe_labels
 
     label_set = labels_from_args(argparse.Namespace(labels=args.label_names, labels_file=args.labels_file))
-    template = check_template(args.label_template)
     if label_set is None:
         if args.label_template is not None:
             raise InvalidArgumentError("--label-template applies with --label-names or --labels-file")
         return None
-    return {"labels": {name: list(label_set.aliases[name]) for name in label_set.names}, "template": template}
+    return describe_labels(label_set, args.label_template)
 
 
 def faiss_device(args: argparse.Namespace) -> str:

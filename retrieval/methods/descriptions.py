@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fewlabel.indexing.encoders.cache import EmbeddingCache, encode_with_cache
-from fewlabel.retrieval.zeroshot.labels import LabelSet, hypotheses
+from fewlabel.retrieval.zeroshot.labels import LabelSet, check_template, hypotheses, parse_labels
 from fewlabel.retrieval.zeroshot.probabilities import aggregate_by_label
 
 if TYPE_CHECKING:
     from fewlabel.indexing.store.label_index import IndexEncoder
 
-__all__ = ["LabelDescriptions", "embed_descriptions"]
+__all__ = ["LabelDescriptions", "describe_labels", "embed_descriptions"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,17 @@ class LabelDescriptions:
             return np.zeros((0, len(self.labels)), dtype=np.float64)
         sims = np.asarray(vectors, dtype=np.float64) @ np.asarray(self.vectors, dtype=np.float64).T
         return aggregate_by_label(sims, self.groups, len(self.labels), "max")
+
+
+def describe_labels(labels: LabelSet | str | Sequence[str] | Mapping[str, str | Sequence[str]],
+                    template: str | None = None) -> dict:
+    """The descriptions an index keeps (``LabelIndex.build(…, descriptions=…)``, `build_index`) from the
+    zero-shot syntax: ``"pos=긍정적인 리뷰|좋은 영화,neg=부정적인 리뷰"``, a list, or ``{label: [texts]}``.
+
+        index = build_index(rows, encoder, descriptions=describe_labels("pos=good film,neg=bad film"))"""
+    label_set = parse_labels(labels)
+    return {"labels": {name: list(label_set.aliases[name]) for name in label_set.names},
+            "template": check_template(template)}
 
 
 def embed_descriptions(described: Mapping[str, Sequence[str]], template: str | None, encoder: IndexEncoder,
