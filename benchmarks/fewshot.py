@@ -46,6 +46,9 @@ DESCRIBE: dict[str, tuple[Any, str | None]] = {
     "semeval": ("semeval", None),  # the relation's words, direction left out (a user's first try)
 }
 SIZES = (0, 8, 16, 32, 64, 128, 256)
+RUN_COMMAND = ("for d in nsmc goemotions semeval; do python -m fewlabel.benchmarks.fewshot --datasets $d --all-rows "
+               "--pool --out benchmarks/results; done; python -m fewlabel.benchmarks.fewshot --render "
+               "--out benchmarks/results")
 POOL = 5000
 
 
@@ -271,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n\n".join(render_set(titles[name], done.get(name, [])) for name in titles) + "\n\n" + targets(
         {name: done.get(name, []) for name in titles})
     title = "Few labels: candidates, auto and its regret at 0-256 rows, true few-shot vs a dev set"
+    command = RUN_COMMAND if args.render else None
     write_report(out, args.name, title, body, {"sets": done, "seeds": args.seeds, "sizes": args.sizes},
+                 command=command,
                  data_note="NSMC (rebuilt; e5-small), GoEmotions-ekman (minilm), SemEval-2010 Task 8 as text (minilm) "
                            "from ../shared/data; each capped at a stratified 10,000-row training pool, 1,000 dev rows "
                            "(protocol b only) and a 2,000-row test sample; label descriptions in "
