@@ -344,13 +344,14 @@ class Predictor:
         if state["ids"] is None:
             return []
         out = []
+        assert self.index is not None  # neighbour ids come from the index
+        pseudo = self.index.pseudo_ids()
         for sim, row_no in zip(state["sims"][i], state["ids"][i], strict=True):
             if row_no < 0:
                 continue
-            assert self.index is not None  # neighbour ids come from the index
             row = self.index.rows[int(row_no)]
             out.append({"row": int(row_no), "similarity": float(sim), "labels": list(row.labels), "id": row.id,
-                        "text": row.text})
+                        "text": row.text, **({"pseudo": True} if row.id in pseudo else {})})
         return out
 
     def tune(self, valid_rows: Sequence[Row], *, metric: str = "macro", source: str = "validation data",

@@ -174,3 +174,63 @@ def test_bad_label_names_are_one_line_before_any_model_loads(tmp_path, capsys):
                  "--out", str(out)]) == 2
     assert "template" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_pseudo_labelled_rows_round_trip_and_give_way_to_real_labels(minilm, tmp_path):
+    from fewlabel.indexing.readers import Row
+    from fewlabel.indexing.store.label_index import LabelIndex
+
+    index = LabelIndex.build(_rows("goemotions_ekman_train.tsv", 20), minilm)
+    guessed = [Row(text="What a lovely surprise, thank you!", labels=("joy",), id="pseudo-0", line=0),
+               Row(text="This is disgusting.", labels=("anger",), id="pseudo-1", line=0)]
+    index.add(guessed, minilm)
+    index.mark_pseudo(["pseudo-0", "pseudo-1"], source="pool.csv", bar=0.9)
+    index.save(tmp_path / "ix")
+    loaded = LabelIndex.load(tmp_path / "ix")
+    assert loaded.pseudo_ids() == {"pseudo-0", "pseudo-1"} and loaded.pseudo["source"] == "pool.csv"
+    loaded.add([Row(text="This is disgusting.", labels=("disgust",), id="real-1", line=2)], minilm)
+    assert loaded.replaced_pseudo_ == 1 and loaded.pseudo_ids() == {"pseudo-0"}
+    assert [r.labels for r in loaded.rows if r.text == "This is disgusting."] == [("disgust",)]
+    assert len(loaded) == 22 and loaded.store.ntotal == 22  # 20 + 2 guessed - 1 replaced + 1 real
+    loaded.remove(["pseudo-0"])
+    assert loaded.pseudo is None
+
+
+@pytest.mark.slow  # self-training runs auto's cross-validation four times: about 100 s on 2 busy cores
+def test_pseudo_labels_are_marked_explained_and_replaced_by_real_labels(tmp_path, capsys):
+    from fewlabel.indexing.store.label_index import LabelIndex
+
+    lines = (DEMO / "goemotions_ekman_train.tsv").read_text(encoding="utf-8").splitlines()
+    train, pool = tmp_path / "train.tsv", tmp_path / "pool.tsv"
+    train.write_text("\n".join(lines[:61]) + "\n", encoding="utf-8")
+    pool.write_text("\n".join(["id\ttext", *("\t".join(line.split("\t")[:2]) for line in lines[100:400])]) + "\n",
+                    encoding="utf-8")
+    out = tmp_path / "ix"
+    assert main(["-q", "index", "build", str(train), *COMMON, "--model", "minilm", "--label-names", "joy=joy|happiness",
+                 "--unlabelled", str(pool), "--out", str(out)]) == 0
+    index = LabelIndex.load(out)
+    pseudo = index.pseudo_ids()
+    assert pseudo and len(index) == 60 + len(pseudo)
+    pool_texts = {line.split("\t")[1] for line in lines[100:400]}
+    marked = [r for r in index.rows if r.id in pseudo]
+    assert {r.text for r in marked} <= pool_texts and all(r.labels for r in marked)
+    first = marked[0]
+    # predict --explain marks a pseudo-labelled neighbour
+    query = tmp_path / "q.csv"
+    query.write_text("text\n" + first.text.replace(",", " ").replace('"', "") + "\n", encoding="utf-8")
+    assert main(["-q", "predict", str(out), str(query), "--explain", "--out", str(tmp_path / "p.jsonl"),
+                 "--k", "3", "--m", "1"]) == 0
+    neighbours = json.loads((tmp_path / "p.jsonl").read_text().splitlines()[0])["neighbours"]
+    assert any(n.get("pseudo") for n in neighbours if n["id"] == first.id)
+    assert all("pseudo" not in n for n in neighbours if n["id"] not in pseudo)
+    # real labels for the same text replace the pseudo-labelled row
+    real = "sadness" if first.labels != ("sadness",) else "fear"
+    more = tmp_path / "more.tsv"
+    more.write_text(f"id\ttext\tlabels\nreal1\t{first.text}\t{real}\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["index", "add", str(out), str(more), *COMMON, "--no-cache"]) == 0
+    assert "1 pseudo-labelled rows replaced" in capsys.readouterr().out
+    after = LabelIndex.load(out)
+    assert first.id not in after.pseudo_ids() and first.id not in {r.id for r in after.rows}
+    assert [r.labels for r in after.rows if r.text == first.text] == [(real,)]
+    assert len(after) == len(index)

@@ -88,6 +88,11 @@ class LabelIndex:
     # label means in words (`index build --label-names`): the zero-shot and label-prior methods embed them, so an
     # index can label with few rows or none. A label without a description is described by its own name.
     descriptions: dict | None = None
+    # meta.json["pseudo_labelled"]: {"ids": [row ids], …how they were chosen}. Rows labelled by the index itself
+    # from unlabelled texts (self-training, `index build --unlabelled`), replaced when real labels for the same
+    # texts are added.
+    pseudo: dict | None = None
+    replaced_pseudo_: int = field(default=0, repr=False, compare=False)  # by the last add
 
     # ---- building -------------------------------------------------------------------------------
     @classmethod
@@ -131,6 +136,7 @@ class LabelIndex:
         rows = self.check_new_rows(rows, source=source, renumber=renumber)
         if not rows:
             return 0
+        self.replaced_pseudo_ = self._drop_pseudo({r.text for r in rows})
         vectors = encode_with_cache(encoder, [r.text for r in rows], cache, batch_size=batch_size,
                                     show_progress_bar=show_progress)
         self.store.add(vectors, rows)
@@ -155,6 +161,9 @@ class LabelIndex:
         self.store.remove(positions)
         drop = set(positions)
         self.rows = [r for i, r in enumerate(self.rows) if i not in drop]
+        if self.pseudo:
+            left = sorted(self.pseudo_ids() - wanted)
+            self.pseudo = {**self.pseudo, "ids": left} if left else None
         used = {lab for r in self.rows for lab in r.labels} | set(self.described_labels())
         self.label_names = [name for name in self.label_names if name in used]
         self.tuning = None if self.tuning is None else {**self.tuning, "stale": True}
@@ -180,6 +189,32 @@ class LabelIndex:
         return rows
 
     # ---- using ----------------------------------------------------------------------------------
+    def pseudo_ids(self) -> set[str]:
+        """Ids of the rows the index labelled itself (self-training)."""
+        return set((self.pseudo or {}).get("ids", []))
+
+    def mark_pseudo(self, ids: Sequence[str], **how) -> None:
+        """Record rows already added as pseudo-labelled (``how``: the bar, rounds, source)."""
+        known = {r.id for r in self.rows}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise DataError(f"id '{missing[0]}' is not in the index", field="id")
+        self.pseudo = {**(self.pseudo or {}), **how, "ids": sorted(self.pseudo_ids() | set(ids))}
+
+    def _drop_pseudo(self, texts: set[str]) -> int:
+        """Remove the pseudo-labelled rows whose text is in ``texts`` (real labels for them are coming)."""
+        pseudo = self.pseudo_ids()
+        positions = [i for i, r in enumerate(self.rows) if r.id in pseudo and r.text in texts]
+        if not positions:
+            return 0
+        dropped = {self.rows[i].id for i in positions}
+        self.store.remove(positions)
+        drop = set(positions)
+        self.rows = [r for i, r in enumerate(self.rows) if i not in drop]
+        left = sorted(pseudo - dropped)
+        self.pseudo = {**(self.pseudo or {}), "ids": left} if left else None
+        return len(positions)
+
     def described_labels(self) -> dict[str, list[str]]:
         """Each label's descriptions (a label without any is described by its name), in `label_names` order."""
         given = (self.descriptions or {}).get("labels", {})
@@ -280,6 +315,7 @@ class LabelIndex:
             "data_fingerprint": self.fingerprint,
             "tuning": self.tuning,
             **({"label_descriptions": self.descriptions} if self.descriptions else {}),
+            **({"pseudo_labelled": self.pseudo} if self.pseudo else {}),
             **({"method": {**self.method, "files": {name: hashlib.sha256(data).hexdigest() for name, data
                                                     in sorted(self.method_files.items())}}} if self.method else {}),
             **self.extra,
@@ -380,7 +416,11 @@ class LabelIndex:
             raise IndexMismatchError(f"{folder}: rows carry labels missing from meta.json: {stray[:5]}")
         method, method_files = _read_method(folder, meta.get("method"))
         standard = {"format_version", "fewlabel_version", "encoder", "faiss", "store", "labels", "multi_label",
-                    "n_rows", "data_fingerprint", "tuning", "method", "label_descriptions"}
+                    "n_rows", "data_fingerprint", "tuning", "method", "label_descriptions", "pseudo_labelled"}
+        pseudo = meta.get("pseudo_labelled")
+        if pseudo is not None and not (isinstance(pseudo, dict) and isinstance(pseudo.get("ids"), list)
+                                       and set(pseudo["ids"]) <= {r.id for r in rows}):
+            raise IndexMismatchError(f"{folder / META_FILE}: field 'pseudo_labelled' must name ids of rows.jsonl")
         try:
             descriptions = check_descriptions(meta.get("label_descriptions"), known)
         except DataError as exc:
@@ -390,7 +430,7 @@ class LabelIndex:
                      rows=rows, label_names=list(meta["labels"]), multi_label=bool(meta["multi_label"]), store=store,
                      tuning=meta.get("tuning"), extra={k: v for k, v in meta.items() if k not in standard},
                      search_params=faiss_meta.get("search_params"), method=method, method_files=method_files,
-                     descriptions=descriptions)
+                     descriptions=descriptions, pseudo=pseudo)
         if encoder is not None:
             loaded.check_encoder(encoder)
         return loaded

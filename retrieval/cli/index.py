@@ -45,6 +45,10 @@ def add_index_commands(commands: argparse._SubParsersAction) -> None:
                                 "auto (docs/few-labels.md)")
     described.add_argument("--labels-file", default=None,
                            help="the same from a file: one 'label=description|description' a line, or .json")
+    build.add_argument("--unlabelled", default=None, metavar="POOL",
+                       help="unlabelled texts (same text column) for self-training: the index labels the ones it is "
+                            "surest of, for 3 rounds, and keeps them as pseudo-labelled rows (marked; replaced by "
+                            "`index add` with real labels). Off by default: see benchmarks/results/fewshot.md")
     build.add_argument("--label-template", default=None,
                        help="template that puts a description in a sentence, with {} where it goes (default: "
                             "'This example is about {}.' / '이 글은 {}에 관한 내용이다.' by script)")
@@ -217,6 +221,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
                         "labels apart, so it needs rows of at least two labels (add examples of the others, or "
                         "use `fewlabel zeroshot` with label names)", path=args.data, field=args.label_col)
     valid = read_labelled(args, args.valid) if args.valid else None
+    pool = _read_pool(args) if args.unlabelled else None
     _check_valid_labels(args, valid, names)
     _check_method(args, len(rows), valid is not None)
     if args.store == "faiss":  # a factory FAISS cannot parse, or cannot train on this many rows: before encoding
@@ -240,6 +245,13 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     if augmenter is not None:
         index.extra["augment"] = {**augmenter.describe(), "labelled_rows": labelled_rows, "rows": len(rows)}
     try:
+        if pool is not None:
+            from fewlabel.retrieval.methods.index_method import pseudo_label
+
+            added = pseudo_label(index, encoder, pool, cache=cache, batch_size=args.batch_size,
+                                 show_progress=not args.quiet, source=args.unlabelled,
+                                 log=lambda message: say(args, "  " + message))
+            say(args, f"self-training: {added} pseudo-labelled rows from {args.unlabelled}")
         _fit_method(args, index, encoder, valid, cache, args.method)
         with folder_lock(args.out, waiting=lambda message: say(args, message)):
             claim_index_folder(args.out)  # again: something may have appeared there while encoding
@@ -252,6 +264,19 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     print(f"indexed {len(index)} rows, {len(index.label_names)} labels ({kind}) with {args.model} "
           f"[{args.factory}], method {index.method['name']} -> {args.out}")
     return 0
+
+
+def _read_pool(args: argparse.Namespace) -> list[str]:
+    """--unlabelled: its texts (same text column), read before any model loads."""
+    from fewlabel.retrieval.cli.options import read_unlabelled
+
+    if args.data is None:
+        raise InvalidArgumentError("--unlabelled needs labelled rows to learn from (self-training starts from them)")
+    texts = [row.text for row in read_unlabelled(argparse.Namespace(**{**vars(args), "id_col": None}),
+                                                 args.unlabelled)]
+    if not texts:
+        raise DataError("no texts", path=args.unlabelled, field=args.text_col)
+    return texts
 
 
 def _descriptions(args: argparse.Namespace) -> dict | None:
@@ -322,6 +347,9 @@ def cmd_index_info(args: argparse.Namespace) -> int:
                           f"on {tuning['n_valid']} rows" + (" (stale: rows added since)" if tuning.get("stale")
                                                             else "") if tuning else "not tuned (no --valid)"),
         *_description_lines(meta.get("label_descriptions")),
+        *([f"pseudo      {len(meta['pseudo_labelled']['ids'])} rows pseudo-labelled by self-training from "
+           f"{meta['pseudo_labelled'].get('source', '?')} (confidence bar {meta['pseudo_labelled'].get('bar')})"]
+          if meta.get("pseudo_labelled") else []),
         *_method_lines(meta.get("method")),
         f"fingerprint {meta['data_fingerprint']}   format {meta['format_version']}, "
         f"fewlabel {meta['fewlabel_version']}",
@@ -397,5 +425,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
                 index.method = {**index.method, "chosen_by": old.get("chosen_by", "user"),
                                 "leaderboard": old.get("leaderboard", []), "protocol": old.get("protocol"),
                                 "stale": True}
-    print(f"added {added} rows -> {args.index_dir} now holds {len(index)} rows")
+    replaced = f" ({index.replaced_pseudo_} pseudo-labelled rows replaced by their real labels)" \
+        if index.replaced_pseudo_ else ""
+    print(f"added {added} rows -> {args.index_dir} now holds {len(index)} rows{replaced}")
     return 0

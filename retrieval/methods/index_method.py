@@ -29,7 +29,7 @@ from fewlabel.retrieval.methods.store import method_files, method_record
 if TYPE_CHECKING:
     from fewlabel.indexing.store.label_index import IndexEncoder
 
-__all__ = ["TRAINING_SHARE", "build_index", "fit_method", "index_vectors", "trained_plan"]
+__all__ = ["TRAINING_SHARE", "build_index", "fit_method", "index_vectors", "pseudo_label", "trained_plan"]
 
 
 
@@ -90,12 +90,7 @@ def fit_method(index, encoder: IndexEncoder, valid_rows: Sequence[Row] | None = 
     if valid_rows is not None and not valid_rows:
         raise DataError("no validation rows", path=source)
     trained = trained_plan(method, trainers, budget_minutes, valid_rows is not None, index.label_names, say)
-    descriptions = None
-    if index.descriptions:
-        from fewlabel.retrieval.methods.descriptions import embed_descriptions
-
-        descriptions = embed_descriptions(index.described_labels(), index.descriptions.get("template"), encoder,
-                                          cache)
+    descriptions = index_descriptions(index, encoder, cache)
     names = [*candidate_names(descriptions is not None), *(n for n in trained_names() if n in trained)] \
         if method == "auto" else [method]
     vectors = index_vectors(index, encoder, cache, batch_size, show_progress)
@@ -135,6 +130,44 @@ def fit_method(index, encoder: IndexEncoder, valid_rows: Sequence[Row] | None = 
     index.method = record
     index.method_files = method_files(chosen, candidate, settings, index.label_names)
     return record
+
+
+def index_descriptions(index, encoder: IndexEncoder, cache: EmbeddingCache | None = None):
+    """The index's label descriptions embedded by ``encoder`` (None when it has none)."""
+    if not index.descriptions:
+        return None
+    from fewlabel.retrieval.methods.descriptions import embed_descriptions
+
+    return embed_descriptions(index.described_labels(), index.descriptions.get("template"), encoder, cache)
+
+
+def pseudo_label(index, encoder: IndexEncoder, pool: Sequence[str], *, cache: EmbeddingCache | None = None,
+                 batch_size: int = 32, show_progress: bool = False, seed: int = 0, source: str = "the pool",
+                 log: Callable[[str], None] | None = None) -> int:
+    """Self-training (:mod:`fewlabel.retrieval.methods.self_training`): label the ``pool`` texts the index
+    is most sure of and add them as pseudo-labelled rows (marked in ``index.pseudo``). Texts already in the
+    index, and repeats, are skipped. Returns the number added."""
+    from fewlabel.indexing.readers import Row
+    from fewlabel.retrieval.methods.self_training import self_train
+
+    known = {r.text for r in index.rows}
+    texts = [t for t in dict.fromkeys(t.strip() for t in pool) if t and t not in known]
+    if not texts:
+        return 0
+    pool_views = Views(encode_with_cache(encoder, texts, cache, batch_size=batch_size,
+                                         show_progress_bar=show_progress), texts)
+    train = Views(index_vectors(index, encoder, cache, batch_size), [r.text for r in index.rows])
+    _, _, record = self_train(train, index.label_matrix(), pool_views, multi_label=index.multi_label,
+                              descriptions=index_descriptions(index, encoder, cache), seed=seed, log=log)
+    if not len(record.rows):
+        return 0
+    taken = {r.id for r in index.rows}
+    ids = [f"pseudo-{n}" for n in range(len(index.rows) + len(record.rows) * 2) if f"pseudo-{n}" not in taken]
+    rows = [Row(text=texts[int(i)], labels=tuple(index.label_names[j] for j in np.flatnonzero(labels)),
+                id=ids[k], line=0) for k, (i, labels) in enumerate(zip(record.rows, record.labels, strict=True))]
+    index.add(rows, encoder, cache=cache, batch_size=batch_size)
+    index.mark_pseudo([r.id for r in rows], source=str(source), bar=record.bar, rounds=record.rounds)
+    return len(rows)
 
 
 def build_index(rows: Sequence[Row], encoder: IndexEncoder, valid_rows: Sequence[Row] | None = None, *,
