@@ -32,12 +32,15 @@ class DemoSet:
     label_col: str
     label_sep: str | None
     description: str
+    label_names: str | None = None  # descriptions for the "label names at work" step (docs/few-labels.md)
+    template: str | None = None
 
 
 DEMO_SETS = {
     "goemotions": DemoSet("goemotions", "goemotions_ekman", "labels", ",",
                           "GoEmotions-ekman sample (English Reddit comments, 7 emotions, multi-label)"),
-    "nsmc": DemoSet("nsmc", "nsmc", "label", None, "NSMC sample (Korean movie reviews, positive/negative)"),
+    "nsmc": DemoSet("nsmc", "nsmc", "label", None, "NSMC sample (Korean movie reviews, positive/negative)",
+                    label_names="positive=긍정,negative=부정", template="이 영화 리뷰는 {}적이다."),
 }
 
 
@@ -79,8 +82,35 @@ def run_one(demo: DemoSet, encoder: Encoder, out: Path, args: argparse.Namespace
         print(f" {mark} {','.join(pred.labels) or '(none)':<22} {','.join(gold.labels):<22} {shorten(gold.text)}")
     print(f"   held-out scores: micro-F1 {scores['micro_f1']:.3f}  macro-F1 {scores['macro_f1']:.3f}  "
           f"exact match {scores['accuracy']:.3f}  (n={scores['n']}, {seconds:.0f}s)")
-    return {"dataset": demo.name, "method": method["name"], "leaderboard": method["leaderboard"], "k": tuning["k"],
-            "m": tuning["m"], **scores, "seconds": round(seconds, 1)}
+    result = {"dataset": demo.name, "method": method["name"], "leaderboard": method["leaderboard"], "k": tuning["k"],
+              "m": tuning["m"], **scores, "seconds": round(seconds, 1)}
+    if demo.label_names:
+        result["label_names"] = label_names_at_work(demo, train, test, encoder, cache, args)
+    return result
+
+
+def label_names_at_work(demo: DemoSet, train, test, encoder: Encoder, cache: EmbeddingCache | None,
+                        args: argparse.Namespace) -> dict:
+    """The label descriptions alone (an index with 0 rows), then with 8 rows (4 a label) and no validation
+    file: auto chooses from the 8 rows alone."""
+    from fewlabel.retrieval.methods.descriptions import describe_labels
+
+    assert demo.label_names is not None
+    descriptions = describe_labels(demo.label_names, demo.template)
+    labels = sorted({label for row in train for label in row.labels})
+    eight = [row for label in labels for row in [r for r in train if r.labels == (label,)][:4]]
+    print(f"   label names at work ({demo.label_names}, template {demo.template!r}), no validation file:")
+    out = {}
+    for name, rows in (("names only, 0 rows", []), (f"names + {len(eight)} rows", eight),
+                       (f"{len(eight)} rows, no names", eight)):
+        index = LabelIndex.build(rows, encoder, cache=cache, batch_size=args.batch_size,
+                                 descriptions=None if "no names" in name else descriptions)
+        method = fit_method(index, encoder, None, method="auto", cache=cache, batch_size=args.batch_size)
+        predictions = Predictor(index, encoder, cache=cache, batch_size=args.batch_size).predict(test)
+        scores = evaluate(predictions, test, index.label_names)
+        out[name] = {"method": method["name"], "micro_f1": scores["micro_f1"]}
+        print(f"   {name:<22} auto -> {method['name']:<9} held-out micro-F1 {scores['micro_f1']:.3f}")
+    return out
 
 
 def run_demo(args: argparse.Namespace) -> int:
