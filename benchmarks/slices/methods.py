@@ -29,7 +29,7 @@ def method_names() -> tuple[str, ...]:
     and auto."""
     from fewlabel.retrieval.methods.registry import registered
 
-    fast = [s.name for s in registered() if s.kind == "fast"]
+    fast = [s.name for s in registered() if s.kind == "fast" and s.name != "zeroshot"]  # the baseline below
     trained = [s.name for s in registered() if s.kind == "trained"]
     return ("zeroshot", *fast, "auto", *trained)
 
@@ -78,10 +78,11 @@ class IndexMethod:
 
     constant = False
 
-    def __init__(self, method: str, encoder: str) -> None:
+    def __init__(self, method: str, encoder: str, label_spec: str | None = None, template: str | None = None) -> None:
         self.method, self.encoder_name = method, encoder
         self.name = f"{method}:{encoder}"
         self._encoder: Encoder | None = None
+        self.label_spec, self.template = label_spec, template  # descriptions for prior (and auto's zeroshot)
 
     def _views(self, texts: list[str]):
         from fewlabel.indexing.encoders.cache import encode_with_cache
@@ -99,11 +100,18 @@ class IndexMethod:
         if self._encoder is None:
             self._encoder = Encoder(self.encoder_name, device=task.device, backend=task.backend)
         self.task_ = task
-        names = list(candidate_names()) if self.method == "auto" else [self.method]
+        descriptions = None
+        if self.label_spec or self.method == "prior":  # the labels described (by their names when not given)
+            from fewlabel.retrieval.methods.descriptions import describe_labels, embed_descriptions
+
+            described = describe_labels(self.label_spec or list(task.labels), self.template)
+            given = {name: described["labels"].get(name, [name]) for name in task.labels}
+            descriptions = embed_descriptions(given, described["template"], self._encoder, task.cache)
+        names = list(candidate_names(descriptions is not None)) if self.method == "auto" else [self.method]
         choice = select_method(self._views([r.text for r in train]), label_matrix(train, task.labels, "train slice"),
                                multi_label=task.multi_label, valid=self._views([r.text for r in dev]),
                                y_valid=label_matrix(dev, task.labels, "dev"), methods=names, metric="micro",
-                               seed=task.seed)
+                               seed=task.seed, descriptions=descriptions)
         self.candidate_, self.settings_ = choice.candidate, choice.settings
         info = {"chosen": choice.method, "settings": {k: v for k, v in choice.settings.items() if k != "thresholds"}}
         if self.method == "auto":
@@ -346,6 +354,6 @@ def _plain_methods(names: list[str], *, encoders: list[str], bodies: list[str], 
         elif name == "finetune":
             out += [FineTuneMethod(b, max_steps=max_steps, epochs=finetune_epochs, max_rows=fit_max_rows)
                     for b in bodies]
-        else:  # auto, or any registered method on the embeddings (linear, ensemble, a new one)
-            out += [IndexMethod(name, e) for e in encoders]
+        else:  # auto, or any registered method on the embeddings (linear, ensemble, prior, a new one)
+            out += [IndexMethod(name, e, zeroshot_labels, zeroshot_template) for e in encoders]
     return out
