@@ -146,10 +146,10 @@ def test_auto_under_cross_validation_sees_only_the_training_rows(pool, described
     assert not seen & set(pool["test"].texts)
     assert choice.protocol["kind"] == "cross-validation" and choice.protocol["repeats"] == 3
     assert {e["method"] for e in choice.leaderboard} == {"zeroshot", "prior", "knn", "linear", "nb", "ensemble"}
-    assert all(len(e["scores"]) == 3 * choice.protocol["folds"] for e in choice.leaderboard)
+    assert all(len(e["scores"]) == 3 * 2 * choice.protocol["folds"] for e in choice.leaderboard)  # halves swap
 
 
-def test_one_standard_error_rule_prefers_the_simpler_candidate():
+def test_the_optional_one_standard_error_rule_prefers_the_simpler_candidate():
     from fewlabel.retrieval.methods.auto import _one_standard_error
 
     def entry(score, spread):

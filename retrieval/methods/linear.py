@@ -30,8 +30,11 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, multi_label: bool, c: float) -> t
     n_labels, dim = y.shape[1], x.shape[1]
     if multi_label:
         constant = [bool(y[:, j].all()) if y[:, j].all() or not y[:, j].any() else None for j in range(n_labels)]
+        # liblinear: one small binary problem per label, 2-4x faster than lbfgs here (auto cross-validates
+        # every label x C x fold, which made a 64-row GoEmotions build take minutes)
         models = [None if constant[j] is not None else
-                  LogisticRegression(C=c, max_iter=1000).fit(x, y[:, j].astype(int)) for j in range(n_labels)]
+                  LogisticRegression(C=c, max_iter=1000, solver="liblinear").fit(x, y[:, j].astype(int))
+                  for j in range(n_labels)]
         return one_vs_rest_arrays(models, constant, dim)
     target = y.argmax(1)
     present = np.unique(target)

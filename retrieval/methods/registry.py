@@ -193,7 +193,7 @@ def method_help() -> str:
     parts = [f"how the index labels. auto (default) scores {', '.join(candidate_names())}"
              + (f" (and, with --label-names, {', '.join(described)})" if described else "")
              + " on --valid (or by repeated stratified cross-validation on the training rows when there is no "
-             "--valid, with a one-standard-error rule toward the simpler method) and keeps the best by --metric"]
+             "--valid) and keeps the best by --metric"]
     parts += [f"{s.name}: {s.summary}" for s in registered()]
     return "; ".join(parts)
 
