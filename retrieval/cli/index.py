@@ -175,12 +175,14 @@ def _fit_method(args: argparse.Namespace, index, encoder, valid, cache, method: 
                         batch_size=args.batch_size, show_progress=not args.quiet,
                         source=args.valid or "the training rows", label_field=args.label_col,
                         log=lambda message: say(args, "  " + message))
-    best = record["leaderboard"][0] if record["leaderboard"] else None
-    scored = best is not None and best["score"] is not None  # None: chosen without a score (too few rows)
-    say(args, f"method: {record['name']}" + (f" ({record['protocol']['metric']}-F1 {best['score']:.4f} ± "
-                                             f"{best['spread']:.4f}, chosen by auto)" if method == "auto" and scored
-                                             else f" ({record['protocol']['note']})" if not scored and best
-                                             else ""))
+    best: dict = record["leaderboard"][0] if record["leaderboard"] else {}
+    if best.get("score") is not None and method == "auto":
+        how = f" ({record['protocol']['metric']}-F1 {best['score']:.4f} ± {best['spread']:.4f}, chosen by auto)"
+    elif best and best.get("score") is None:  # chosen without a score (too few rows)
+        how = f" ({record['protocol']['note']})"
+    else:
+        how = ""
+    say(args, f"method: {record['name']}{how}")
 
 
 def _check_valid_labels(args: argparse.Namespace, valid, known: set[str]) -> None:

@@ -192,7 +192,7 @@ def _unscored(train: Views, y: np.ndarray, methods: list[str], multi_label: bool
     note = ("no labelled rows: the label descriptions alone, not scored" if not len(train) else
             f"{len(train)} rows, too few to score by cross-validation: the label prior at its default weight, "
             "not scored")
-    entry = {"method": name, "score": None, "spread": None, "scores": [], "seconds": 0.0,
+    entry: dict = {"method": name, "score": None, "spread": None, "scores": [], "seconds": 0.0,
              "tuned": _summary(settings), "note": note, "chosen": True}
     return Choice(method=name, candidate=candidate, settings=settings, leaderboard=[entry],
                   protocol={"kind": "none", "note": note, "metric": "micro"}, candidates={name: (candidate, settings)})
