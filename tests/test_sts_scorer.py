@@ -22,6 +22,7 @@ from fewlabel.retrieval.sts.scorer import (
     model_kind,
     write_scores,
 )
+from tests.support.tiny_models import tiny_bert
 from tests.support.vectors import HashingEncoder
 
 PAIRS = [("a cat sits on the mat", "a cat is sitting on a mat"), ("the stock market fell", "a kitten sleeps"),
@@ -168,18 +169,7 @@ def test_a_bi_encoder_calibration_is_fitted_on_labelled_pairs(hashing):
 # ---- a cross-encoder --------------------------------------------------------------------------------------------
 def _tiny_cross_encoder(folder, num_labels: int = 1, marker: dict | None = None):
     """A randomly initialised one-layer BERT classifier with minilm's tokenizer: loads and scores in a second."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from fewlabel.indexing.encoders.registry import REGISTRY
-
-    tokenizer = AutoTokenizer.from_pretrained(REGISTRY["minilm"].locate())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64, num_labels=num_labels,
-                        initializer_range=0.5)  # wide weights: scores spread over (0, 1), not all 0.5
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    tiny_bert(folder, num_labels=num_labels)
     if marker is not None:
         (folder / "fewlabel_model.json").write_text(json.dumps(marker))
     return folder
