@@ -77,3 +77,46 @@ def test_cross_encoder_resumes_from_its_checkpoint_and_refuses_another_runs(base
     sim = scorer.similarity([("A cat sits.", "A dog runs.")])
     assert scorer.predict([("A cat sits.", "A dog runs.")]) == pytest.approx(scorer.scale * sim)
     assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_setfit_as_an_index_method_on_a_tiny_base_round_trips_and_refuses_a_tampered_weight(base, tmp_path):
+    """The slow test_methods.py check of SetFit as an index method (stopped by the clock, the same predictions
+    after save and load, safetensors only, a changed weight refused), with a tiny body instead of minilm."""
+    from pathlib import Path
+
+    from fewlabel.finetune.classify.index_heads import index_trainers
+    from fewlabel.indexing.encoders.encoder import Encoder
+    from fewlabel.indexing.errors import IndexMismatchError
+    from fewlabel.indexing.readers import read_rows
+    from fewlabel.indexing.store.label_index import LabelIndex
+    from fewlabel.retrieval.methods.index_method import build_index
+    from fewlabel.retrieval.router import Predictor
+
+    demo = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
+
+    def rows_of(name: str, n: int):
+        return read_rows(demo / name, text_col="text", label_col="label", id_col="id", label_sep=None)[:n]
+
+    encoder = Encoder(str(base), device="cpu")
+    test = [r.text for r in rows_of("nsmc_test.tsv", 8)]
+    index = build_index(rows_of("nsmc_train.tsv", 32), encoder, rows_of("nsmc_valid.tsv", 12), method="setfit",
+                        max_k=5, budget_minutes=0.05,  # 3 s of training, 75 % of it for the one head
+                        trainers=index_trainers(str(base), max_epochs=200, device="cpu"))
+    assert index.method["name"] == "setfit" and index.method["settings"] == {}
+    before = Predictor(index, encoder).predict(test)
+    index.save(tmp_path / "ix")
+    meta = json.loads((tmp_path / "ix" / "meta.json").read_text())
+    spec = json.loads((tmp_path / "ix" / "method" / "method.json").read_text())
+    assert 0 < spec["model"]["trained"]["trained_steps"] < spec["model"]["trained"]["steps"]  # the clock stopped it
+    weights = [n for n in meta["method"]["files"] if n.startswith("model/") and n.endswith(".safetensors")]
+    assert weights and not any(n.endswith((".pkl", ".joblib", ".bin")) for n in meta["method"]["files"])
+    after = Predictor.load(tmp_path / "ix", encoder).predict(test)
+    assert [p.labels for p in after] == [p.labels for p in before]
+    for b, a in zip(before, after, strict=True):
+        assert a.route == "setfit" and a.scores == pytest.approx(b.scores, abs=1e-5)
+    weight = tmp_path / "ix" / "method" / weights[0]
+    data = bytearray(weight.read_bytes())
+    data[-10] ^= 1
+    weight.write_bytes(bytes(data))
+    with pytest.raises(IndexMismatchError, match="changed after the index was written"):
+        LabelIndex.load(tmp_path / "ix")
