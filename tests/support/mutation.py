@@ -44,6 +44,8 @@ class Target:
     pytest_args: list[str] = field(default_factory=list)  # e.g. a -k leaving out slow checks of other parts
 
 
+DETECTED = ("killed", "timeout", "segfault")  # what counts towards the score (see run())
+
 # scikit-learn's estimator checks (several seconds each) test the labeler's API, not the vote or the tuning
 KNN_FAST = ["-k", "not check_estimator and not estimator_contract"]
 
@@ -144,9 +146,9 @@ def run(name: str) -> dict:
     return {"source": TARGETS[name].source, "scope": TARGETS[name].scope or "whole file",
             "tests": TARGETS[name].tests, "mutants": total, "counts": counts,
             "killed_share": round(counts.get("killed", 0) / total, 4) if total else None,
-            # a timeout is a mutant the tests noticed (it made them run 30 times longer than measured)
-            "detected_share": round((counts.get("killed", 0) + counts.get("timeout", 0)) / total, 4) if total
-            else None,
+            # a timeout is a mutant the tests noticed (it made them run 30 times longer than measured), and so is a
+            # "segfault" here: the test process died of SIGKILL (a fault point that fires on every call)
+            "detected_share": round(sum(counts.get(k, 0) for k in DETECTED) / total, 4) if total else None,
             "seconds": round(seconds, 1), "survivors": survivors}
 
 
@@ -163,8 +165,10 @@ def main(argv: list[str]) -> int:
         results[name]["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         r = results[name]
-        print(f"{name}: {r['counts'].get('killed', 0)}/{r['mutants']} killed ({r['killed_share']:.1%}) "
-              f"in {r['seconds']:.0f} s; not killed: {sorted(r['survivors'])}", flush=True)
+        print(f"{name}: {r['counts'].get('killed', 0)}/{r['mutants']} killed ({r['killed_share']:.1%}), "
+              f"{r['detected_share']:.1%} detected, in {r['seconds']:.0f} s; counts {r['counts']}", flush=True)
+        if r["counts"].get("not checked"):  # the run ended early (a mutant that killed mutmut itself, a timeout)
+            print(f"{name}: {r['counts']['not checked']} mutants were not checked: the run did not finish", flush=True)
     return 0
 
 
