@@ -59,7 +59,8 @@ TARGETS = {
     "method_store": Target("retrieval/methods/store.py", ["tests/test_method_store.py"]),
     "sts_scorer": Target("retrieval/sts/scorer.py", ["tests/test_sts_scorer.py"]),
     "serve_guard": Target("retrieval/serve/app.py", ["tests/test_serve_guard.py"],
-                          ["_error_line", "_send_json", "Guard.__call__", "Guard._limited"]),
+                          ["_open_path", "_json_or_absent", "_error_line", "_send_json", "Guard.__call__",
+                           "WriteTicket.commit", "WriteTicket.cancel"]),
 }
 
 
