@@ -86,6 +86,10 @@ def _fence(source: str, scope: list[str]) -> str:
             fences.append((first, node.end_lineno, " " * node.col_offset))
 
     visit(ast.parse(source).body, "")
+    if fences and max(last for _, last, _ in fences) >= len(lines):
+        # an `end` on the file's last line is a comment of the module's footer, which mutmut reads after every other
+        # comment ("cannot open no mutate context"): give it a statement to belong to
+        lines.append("pass  # staged copy only: the statement the last `no mutate end` belongs to")
     for first, last, indent in sorted(fences, reverse=True):
         lines.insert(last, f"{indent}# pragma: no mutate end")
         lines.insert(first - 1, f"{indent}# pragma: no mutate start")
