@@ -13,7 +13,9 @@ mutmut what to mutate and which tests guard it. Functions outside a module's sco
 `# pragma: no mutate start/end` in the staged copy only.
 
     .venv/bin/python -m tests.support.mutation files knn   # some modules; no argument: all of them
-    .venv/bin/python -m tests.support.mutation --report    # rewrite the summary from the saved results
+    MUTATION_BUDGET_S=420 MUTATION_RESUME=1 .venv/bin/python -m tests.support.mutation knn_voting
+                                                           # at most 7 minutes; a second call goes on from there
+    .venv/bin/python -m tests.support.mutation --collect knn_voting   # only read the staged copy's results
 
 Results: benchmarks/results/mutation.json (per module: counts and surviving mutants with their diffs);
 benchmarks/results/mutation.md is written by hand from it (each survivor killed or explained)."""
@@ -24,6 +26,7 @@ import ast
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -126,14 +129,45 @@ def _status(code) -> str:
     return status_by_exit_code[code]
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """End mutmut and the test processes it forked (its own session), politely first."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 20)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def run(name: str) -> dict:
-    """Stage, run mutmut, and return the module's counts and surviving mutants (with their diffs)."""
-    folder = stage(name)
+    """Stage, run mutmut, and return the module's counts and surviving mutants (with their diffs).
+
+    ``MUTATION_BUDGET_S``: stop mutmut after that many seconds and report what it checked (the rest are "not
+    checked"); ``MUTATION_RESUME=1``: keep the staged copy and mutmut's results, so a stopped run goes on where it
+    stopped (``--collect``: only read the results of the staged copy)."""
+    collect = os.environ.get("MUTATION_COLLECT") == "1"
+    resume = collect or (os.environ.get("MUTATION_RESUME") == "1" and (STAGE / name / "mutants").is_dir())
+    folder = STAGE / name if resume else stage(name)
     started = time.monotonic()
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     mutmut = [sys.executable, "-m", "mutmut"]
-    subprocess.run([*mutmut, "run", "--max-children", os.environ.get("MUTATION_CHILDREN", "2")], cwd=folder, env=env,
-                   check=False)
+    budget = float(os.environ["MUTATION_BUDGET_S"]) if os.environ.get("MUTATION_BUDGET_S") else None
+    stopped = False
+    if not collect:
+        proc = subprocess.Popen([*mutmut, "run", "--max-children", os.environ.get("MUTATION_CHILDREN", "2")],
+                                cwd=folder, env=env, start_new_session=True)
+        try:
+            proc.wait(timeout=budget)
+        except subprocess.TimeoutExpired:
+            stopped = True
+            _stop(proc)
+        except BaseException:  # SIGTERM from `timeout`, Ctrl-C: never leave mutmut running without the lock
+            _stop(proc)
+            raise
     seconds = time.monotonic() - started
     meta = json.loads((folder / "mutants" / "fewlabel" / (TARGETS[name].source + ".meta")).read_text())
     statuses = {key: _status(code) for key, code in meta["exit_code_by_key"].items()}
@@ -154,10 +188,17 @@ def run(name: str) -> dict:
             # a timeout is a mutant the tests noticed (it made them run 30 times longer than measured), and so is a
             # "segfault" here: the test process died of SIGKILL (a fault point that fires on every call)
             "detected_share": round(sum(counts.get(k, 0) for k in DETECTED) / total, 4) if total else None,
-            "seconds": round(seconds, 1), "survivors": survivors}
+            "seconds": round(seconds, 1), "stopped_by_budget": stopped, "survivors": survivors}
+
+
+def _terminate(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # so that run() stops mutmut before this process ends
 
 
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    if "--collect" in argv:
+        os.environ["MUTATION_COLLECT"] = "1"
     names = [a for a in argv if not a.startswith("-")] or list(TARGETS)
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
