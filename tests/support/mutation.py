@@ -153,7 +153,10 @@ def run(name: str) -> dict:
     resume = collect or (os.environ.get("MUTATION_RESUME") == "1" and (STAGE / name / "mutants").is_dir())
     folder = STAGE / name if resume else stage(name)
     started = time.monotonic()
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # one BLAS/OpenMP/torch thread: mutmut forks each mutant's test process from a warm one, and a thread pool the
+    # parent had started does not survive a fork (surviving knn mutants hung until mutmut's timeout)
+    threads = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **threads}
     mutmut = [sys.executable, "-m", "mutmut"]
     budget = float(os.environ["MUTATION_BUDGET_S"]) if os.environ.get("MUTATION_BUDGET_S") else None
     stopped = False
