@@ -398,9 +398,11 @@ def test_a_failed_replace_reports_its_own_error_not_the_cleanups(tmp_path, monke
 
 
 def test_exchange_reports_the_systems_error_for_the_path(tmp_path):
+    import ctypes
     import errno
 
     a = folder_with(tmp_path / "a", "x", "A")
+    ctypes.set_errno(0)  # the error must be this call's own, not one left by an earlier call
     with pytest.raises(FileNotFoundError) as caught:
         files._exchange(a, tmp_path / "missing")
     assert (caught.value.errno, caught.value.strerror, caught.value.filename) == (
@@ -473,3 +475,46 @@ def test_first_line_of_replaces_bad_bytes_and_strips_only_the_line_end(tmp_path)
     long = tmp_path / "long.csv"
     long.write_text("a" * 70000 + "\n")
     assert len(first_line_of(long)) == 65536  # at most 64 KiB of a first line is read
+
+
+def test_a_process_of_another_user_counts_as_alive(monkeypatch):
+    def not_permitted(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(files.os, "kill", not_permitted)
+    assert files._alive(dead_pid()) is True  # it exists; only its owner may signal it: never remove its copies
+
+
+def test_two_recoveries_at_once_never_fail_on_each_others_removals(tmp_path, monkeypatch):
+    """Every reader and writer recovers first, so two may remove the same dead leftovers: one that is already gone
+    is not an error (simulated by listing each leftover twice)."""
+    target = folder_with(tmp_path / "ix", "meta.json", "current")
+    pid = dead_pid()
+    folder_with(tmp_path / f".ix.tmp-{pid}-a", "meta.json", "half")
+    (tmp_path / f".ix.old-{pid}").symlink_to(tmp_path / "elsewhere")
+    listed = list(files._leftovers(target))
+    monkeypatch.setattr(files, "_leftovers", lambda t: iter(listed + listed))
+    recover_directory(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ix"] and contents(target) == {"meta.json": "current"}
+
+
+def test_atomic_directory_through_a_link_replaces_the_real_folder_and_keeps_the_link(tmp_path):
+    real = folder_with(tmp_path / "real_v1", "meta.json", "old")
+    (tmp_path / "current").symlink_to("real_v1")
+    with atomic_directory(tmp_path / "current") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".real_v1.tmp-")
+        (tmp / "meta.json").write_text("new")
+    assert (tmp_path / "current").is_symlink() and os.readlink(tmp_path / "current") == "real_v1"
+    assert contents(real) == {"meta.json": "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "real_v1"]
+    assert files.resolve_target(tmp_path / "current") == real and files.resolve_target(real) == real
+
+
+def test_a_leftover_that_cannot_be_removed_now_does_not_stop_the_command(tmp_path, monkeypatch):
+    """Removing a dead writer's copy is housekeeping: when it fails (a file held open on some file systems, a
+    permission), the reader or writer goes on, and the next recovery tries again."""
+    target = folder_with(tmp_path / "ix", "meta.json", "current")
+    folder_with(tmp_path / f".ix.tmp-{dead_pid()}-a", "meta.json", "half")
+    _rmtree_that_fails_unless_told_to_ignore(monkeypatch)
+    recover_directory(target)
+    assert contents(target) == {"meta.json": "current"}
