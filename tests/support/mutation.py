@@ -16,6 +16,7 @@ mutmut what to mutate and which tests guard it. Functions outside a module's sco
     MUTATION_BUDGET_S=420 MUTATION_RESUME=1 .venv/bin/python -m tests.support.mutation knn_voting
                                                            # at most 7 minutes; a second call goes on from there
     .venv/bin/python -m tests.support.mutation --collect knn_voting   # only read the staged copy's results
+    .venv/bin/python -m tests.support.mutation --report    # the per-module table of mutation.md
 
 Results: benchmarks/results/mutation.json (per module: counts and surviving mutants with their diffs);
 benchmarks/results/mutation.md is written by hand from it (each survivor killed or explained)."""
@@ -194,12 +195,32 @@ def run(name: str) -> dict:
             "seconds": round(seconds, 1), "stopped_by_budget": stopped, "survivors": survivors}
 
 
+def report_table(results: dict) -> str:
+    """The per-module table of mutation.md from mutation.json (the survivors' notes are written by hand)."""
+    rows = ["| module | mutants | killed | timeout | SIGKILLed | survived | no tests | not checked | killed % "
+            "| detected % | seconds | date |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name in TARGETS:
+        r = results.get(name)
+        if r is None:
+            rows.append(f"| `{TARGETS[name].source}` | not run | | | | | | | | | | |")
+            continue
+        c = r["counts"]
+        rows.append(f"| `{r['source']}` | {r['mutants']} | {c.get('killed', 0)} | {c.get('timeout', 0)} | "
+                    f"{c.get('segfault', 0)} | {c.get('survived', 0)} | {c.get('no tests', 0)} | "
+                    f"{c.get('not checked', 0)} | {r['killed_share']:.1%} | {r['detected_share']:.1%} | "
+                    f"{r['seconds']:.0f} | {r.get('date', '')} |")
+    return "\n".join(rows)
+
+
 def _terminate(signum, frame) -> None:
     raise SystemExit(128 + signum)  # so that run() stops mutmut before this process ends
 
 
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _terminate)
+    if "--report" in argv:
+        print(report_table(json.loads(RESULTS.read_text()) if RESULTS.exists() else {}))
+        return 0
     if "--collect" in argv:
         os.environ["MUTATION_COLLECT"] = "1"
     names = [a for a in argv if not a.startswith("-")] or list(TARGETS)
