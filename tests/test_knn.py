@@ -448,3 +448,59 @@ def test_scikit_learn_check_estimator() -> None:
     failed = {r["check_name"]: str(r["exception"]).splitlines()[0] for r in results if r["status"] == "failed"}
     assert set(failed) == set(KNOWN_FAILING_CHECKS), failed
     assert len(results) >= 40  # the suite really ran
+
+
+def test_every_voting_check_names_what_is_wrong() -> None:
+    """Each refusal in voting.py with its own message (mutation testing found them checked only by type)."""
+    from fewlabel.retrieval.knn.voting import single_label_choice
+
+    labels = np.array([[1, 0], [0, 1]], dtype=bool)
+    cases = [
+        (lambda: neighbour_label_tensor(labels[0], np.array([[0]])),
+         r"^label_matrix must be 2-D \(n_train, n_labels\), got shape \(2,\)$"),
+        (lambda: neighbour_label_tensor(labels, np.array([0, 1])),
+         r"^neighbour_ids must be 2-D \(n_queries, k\), got shape \(2,\)$"),
+        (lambda: neighbour_label_tensor(labels, np.array([[0.0, 1.0]])),
+         r"^neighbour_ids must be integers, got dtype float64$"),
+        (lambda: neighbour_label_tensor(labels, np.array([[0, 2]])),
+         r"^neighbour id 2 is out of range for a label matrix with 2 rows; the index and its labels do not "
+         r"belong together$"),
+        (lambda: vote_counts(np.zeros((1, 2)), np.zeros((1, 2)), 1, False),
+         r"^neighbour labels must be 3-D \(n_queries, k, n_labels\), got shape \(1, 2\)$"),
+        (lambda: vote_counts(np.zeros((1, 2, 2)), np.zeros((1, 3)), 1, False),
+         r"^similarities have shape \(1, 3\) but neighbour labels have \(1, 2\) \(n_queries, k\)$"),
+        (lambda: vote_counts(np.zeros((1, 2, 2)), np.zeros((1, 2)), 0, False),
+         r"^k must be an integer between 1 and 2 \(neighbours searched\), got 0$"),
+        (lambda: vote_counts(np.zeros((1, 2, 2)), np.zeros((1, 2)), True, False), r"got True$"),
+        (lambda: vote_counts(np.zeros((1, 2, 2)), np.zeros((1, 2)), 1.0, False), r"got 1\.0$"),
+        (lambda: multi_label_predict(np.zeros((1, 2)), -1),
+         r"^m \(votes needed for a label\) must be a positive number, got -1$"),
+        (lambda: multi_label_predict(np.zeros((1, 2)), True), r"got True$"),
+        (lambda: multi_label_predict(np.zeros((1, 2)), "2"), r"got '2'$"),
+        (lambda: single_label_choice(np.zeros((1, 3)), np.zeros((1, 2)), np.zeros((1, 2, 2))),
+         r"^counts have shape \(1, 3\), expected \(1, 2\) \(n_queries, n_labels\)$"),
+        (lambda: vote_fractions(np.zeros((1, 2)), 0), r"^k must be a positive integer, got 0$"),
+        (lambda: vote_fractions(np.zeros((1, 2)), False), r"got False$"),
+        (lambda: vote_fractions(np.zeros((1, 2)), 2, weighted=True),
+         r"^weighted vote fractions need the neighbour similarities \(sims\)$"),
+    ]
+    for call, message in cases:
+        with pytest.raises(FewlabelError, match=message):
+            call()
+    # the edges that are accepted
+    assert multi_label_predict(np.array([[0.5, 0.25]]), np.float32(0.5)).tolist() == [[True, False]]
+    assert vote_counts(np.ones((1, 2, 2)), np.ones((1, 2)), np.int64(2), False).tolist() == [[2.0, 2.0]]
+    assert vote_fractions(np.array([[1.0, 2.0]]), np.int32(2)).tolist() == [[0.5, 1.0]]
+    empty = single_label_choice(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2, 2)))
+    assert empty[0].shape == (0,) and empty[1].shape == (0,)
+    no_labels = single_label_choice(np.zeros((2, 0)), np.zeros((2, 1)), np.zeros((2, 1, 0)))
+    assert no_labels[0].tolist() == [-1, -1] and no_labels[1].tolist() == [0.0, 0.0]
+    assert neighbour_label_tensor(np.zeros((0, 2), dtype=bool), np.array([[-1]])).tolist() == [[[False, False]]]
+    unweighted = neighbour_weights_of(np.array([[0.5, -0.5]]))
+    assert unweighted.tolist() == [[1.0, 1.0]] and unweighted.dtype == np.float64
+
+
+def neighbour_weights_of(sims: np.ndarray) -> np.ndarray:
+    from fewlabel.retrieval.knn.voting import neighbour_weights
+
+    return neighbour_weights(sims, False)
