@@ -504,3 +504,42 @@ def neighbour_weights_of(sims: np.ndarray) -> np.ndarray:
     from fewlabel.retrieval.knn.voting import neighbour_weights
 
     return neighbour_weights(sims, False)
+
+
+def test_every_tuning_check_names_what_is_wrong() -> None:
+    neigh, sims, y = _book_case()
+    n_q, searched, n_labels = neigh.shape
+    cases = [
+        (dict(metric="weighted"), FewlabelError, r"^metric must be 'micro' or 'macro', got 'weighted'$"),
+        (dict(neigh=neigh[0]), FewlabelError,
+         r"^neighbour labels must be 3-D \(n_queries, max_k, n_labels\), got shape \(\d+, \d+\)$"),
+        (dict(sims=sims[:, :-1]), FewlabelError,
+         rf"^similarities have shape \({n_q}, {searched - 1}\), expected \({n_q}, {searched}\)$"),
+        (dict(y=y[:, :1]), DataError, rf"y_true has shape \({n_q}, 1\), expected \({n_q}, {n_labels}\) "
+                                      r"\(n_queries, n_labels\)"),
+        (dict(max_k=searched + 1), FewlabelError,
+         rf"^max_k must be an integer between 1 and {searched} \(neighbours searched\), got {searched + 1}$"),
+        (dict(max_k=0), FewlabelError, r"got 0$"),
+        (dict(max_k=True), FewlabelError, r"got True$"),
+        (dict(max_k=2.0), FewlabelError, r"got 2\.0$"),
+        (dict(neigh=neigh[:0], sims=sims[:0], y=y[:0]), DataError, r"no validation queries to tune \(k, m\) on"),
+        (dict(neigh=neigh[:, :, :0], y=y[:, :0]), DataError, r"no labels to tune \(k, m\) for"),
+        (dict(y=np.ones_like(y), multi_label=False), DataError,
+         r"validation row 0 has several true labels; single-label tuning needs at most one"),
+    ]
+    for change, kind, message in cases:
+        args = {"neigh": neigh, "sims": sims, "y": y, "max_k": 3, **change}
+        with pytest.raises(kind, match=message) as caught:
+            tune_k_m(args.pop("neigh"), args.pop("sims"), args.pop("y"), **args)
+        if kind is DataError:
+            assert caught.value.field == "labels"
+    assert tune_k_m(neigh, sims, y, max_k=np.int64(3)).k <= 3  # a numpy integer is a whole number too
+
+
+def test_f1_from_counts_follows_scikit_learns_zero_division_rule() -> None:
+    from fewlabel.retrieval.knn.tuning import f1_from_counts
+
+    micro, macro = f1_from_counts(np.array([2, 0, 0]), np.array([1, 0, 2]), np.array([1, 0, 0]))
+    assert micro == pytest.approx(4 / 8) and macro == pytest.approx((4 / 6 + 0 + 0) / 3)
+    micro, macro = f1_from_counts(np.zeros((2, 0)), np.zeros((2, 0)), np.zeros((2, 0)))
+    assert micro.tolist() == [0.0, 0.0] and macro.tolist() == [0.0, 0.0]
