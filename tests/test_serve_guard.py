@@ -121,8 +121,10 @@ def test_other_scopes_pass_through_untouched():
 
     async def app(scope, receive, send):
         seen.append(scope["type"])
+        await send({"type": "lifespan.startup.complete", "got": (await receive())["type"]})
 
-    assert call(guarded(app), scope_type="lifespan") == []
+    assert call(guarded(app), scope_type="lifespan") == [{"type": "lifespan.startup.complete",
+                                                          "got": "http.request"}]  # the server's own channels
     assert seen == ["lifespan"]
 
 
@@ -199,8 +201,14 @@ def test_a_write_that_had_not_begun_is_cancelled_and_says_nothing_was_saved():
 def test_reads_and_other_paths_get_no_ticket():
     for method, path in (("GET", "/examples"), ("POST", "/classify"), ("PUT", "/examples"), ("GET", "/info")):
         seen: list = []
-        call(guarded(writer(0.0, False, seen), token=None), path=path, method=method)
-        assert seen == [None], (method, path)
+        scopes: list = []
+
+        async def app(scope, receive, send, seen=seen, scopes=scopes):
+            scopes.append(scope)
+            await writer(0.0, False, seen)(scope, receive, send)
+
+        call(guarded(app, token=None), path=path, method=method)
+        assert seen == [None] and TICKET_KEY not in scopes[0], (method, path)
 
 
 def test_the_ticket_is_decided_once():
@@ -218,3 +226,35 @@ def test_an_error_inside_the_app_is_not_swallowed():
 
     with pytest.raises(RuntimeError, match="bug"):
         call(guarded(broken, token=None))
+
+
+def test_a_content_type_with_several_parameters_is_still_json():
+    headers = {"Authorization": "Bearer s3cret", "Content-Type": "application/json; charset=utf-8; v=2"}
+    assert call(guarded(), headers=headers)[0]["status"] == 200
+
+
+def test_a_request_scope_without_headers_is_checked_like_one_with_none():
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(guarded()({"type": "http", "path": "/info", "method": "GET"}, receive, send))
+    assert sent[0]["status"] == 401
+
+
+def test_after_a_413_the_app_hears_a_disconnect_and_no_second_answer_follows():
+    heard: list[dict] = []
+
+    async def reads_too_much_then_stalls(scope, receive, send):
+        heard.append(await receive())
+        heard.append(await receive())
+        await asyncio.sleep(3)  # past the timeout: the 413 already answered, so no 504 may follow
+
+    sent = call(guarded(reads_too_much_then_stalls, token=None, timeout=0.2), chunks=(b"x" * 60, b"y" * 60))
+    status, _, body = reply(sent)
+    assert status == 413 and body == {"error": "request body over 100 bytes"}
+    assert heard[1] == {"type": "http.disconnect"} and heard[0]["type"] == "http.request"
