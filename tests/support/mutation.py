@@ -181,7 +181,9 @@ def run(name: str) -> dict:
         counts[status] = counts.get(status, 0) + 1
     survivors = {}
     for key, status in sorted(statuses.items()):
-        if status != "killed":
+        if status == "not checked":  # a run stopped by its budget: listed, not shown (a second each)
+            survivors[key] = {"status": status, "seconds": 0.0, "diff": ""}
+        elif status != "killed":
             shown = subprocess.run([*mutmut, "show", key], cwd=folder, env=env, capture_output=True, text=True)
             survivors[key] = {"status": status, "seconds": round(durations.get(key, 0.0), 1),
                               "diff": shown.stdout.strip()}
