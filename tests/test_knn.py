@@ -467,9 +467,9 @@ def test_every_voting_check_names_what_is_wrong() -> None:
          r"belong together$"),
         (lambda: vote_counts(np.zeros((1, 2)), np.zeros((1, 2)), 1, False),
          r"^neighbour labels must be 3-D \(n_queries, k, n_labels\), got shape \(1, 2\)$"),
-        (lambda: vote_counts(np.zeros((1, 2, 2)), np.zeros((1, 3)), 1, False),
+        (lambda: vote_counts(np.zeros((1, 2, 3)), np.zeros((1, 3)), 1, False),
          r"^similarities have shape \(1, 3\) but neighbour labels have \(1, 2\) \(n_queries, k\)$"),
-        (lambda: vote_counts(np.zeros((1, 2, 2)), np.zeros((1, 2)), 0, False),
+        (lambda: vote_counts(np.zeros((1, 2, 3)), np.zeros((1, 2)), 0, False),
          r"^k must be an integer between 1 and 2 \(neighbours searched\), got 0$"),
         (lambda: vote_counts(np.zeros((1, 2, 2)), np.zeros((1, 2)), True, False), r"got True$"),
         (lambda: vote_counts(np.zeros((1, 2, 2)), np.zeros((1, 2)), 1.0, False), r"got 1\.0$"),
@@ -543,3 +543,41 @@ def test_f1_from_counts_follows_scikit_learns_zero_division_rule() -> None:
     assert micro == pytest.approx(4 / 8) and macro == pytest.approx((4 / 6 + 0 + 0) / 3)
     micro, macro = f1_from_counts(np.zeros((2, 0)), np.zeros((2, 0)), np.zeros((2, 0)))
     assert micro.tolist() == [0.0, 0.0] and macro.tolist() == [0.0, 0.0]
+
+
+def test_weights_clip_what_is_not_a_real_similarity_to_zero() -> None:
+    from fewlabel.retrieval.knn.voting import neighbour_weights
+
+    sims = np.array([[np.nan, np.inf, -np.inf, 0.5, -0.25]], dtype=np.float32)
+    weights = neighbour_weights(sims, True)
+    assert weights.dtype == np.float64 and weights.tolist() == [[0.0, 0.0, 0.0, 0.5, 0.0]]
+
+
+def test_single_label_choice_rules_at_their_edges() -> None:
+    from fewlabel.retrieval.knn.voting import single_label_choice
+
+    # one label: it is the answer, with its votes
+    labels, best = single_label_choice(np.array([[2.0]]), np.array([[0.9, 0.8]]), _neigh([[{0}, {0}]], 1))
+    assert labels.tolist() == [0] and best.tolist() == [2.0]
+    # equal votes and equal support: the label of the nearest voter wins, not the lowest index
+    labels, _ = single_label_choice(np.array([[1.0, 1.0]]), np.array([[0.5, 0.5]]), _neigh([[{1}, {0}]], 2))
+    assert labels.tolist() == [1]
+    # a label with no votes never wins over the one that has them, however late its voter comes
+    labels, best = single_label_choice(np.array([[0.0, 1.0]]), np.array([[0.9, 0.8, 0.7]]),
+                                       _neigh([[set(), set(), {1}]], 2))
+    assert labels.tolist() == [1] and best.tolist() == [1.0]
+    # float ties are ties within 1e-9 of the larger value: at 3.0, a gap of 2e-9 ties (votes and support) ...
+    labels, _ = single_label_choice(np.array([[3.0, 3.0 - 2e-9]]), np.array([[3.0 - 2e-9, 3.0]]),
+                                    _neigh([[{1}, {0}]], 2))
+    assert labels.tolist() == [1]  # tied twice, so the nearest voter's label
+    # ... and at 1.5 a gap of 1.8e-9 does not (the tolerance is relative, at least 1e-9)
+    labels, _ = single_label_choice(np.array([[1.5, 1.5 - 1.8e-9]]), np.array([[1.0, 1.0]]), _neigh([[{1}, {0}]], 2))
+    assert labels.tolist() == [0]
+    labels, _ = single_label_choice(np.array([[1.0, 1.0]]), np.array([[1.5 - 1.8e-9, 1.5]]), _neigh([[{1}, {0}]], 2))
+    assert labels.tolist() == [0]
+
+
+def test_weighted_fractions_divide_by_a_total_below_one_too() -> None:
+    sims = np.array([[0.3, 0.2]])
+    counts = vote_counts(_neigh([[{0}, {1}]], 2), sims, 2, True)
+    np.testing.assert_allclose(vote_fractions(counts, 2, weighted=True, sims=sims), [[0.6, 0.4]])
