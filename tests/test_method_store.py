@@ -236,3 +236,34 @@ def test_incomplete_or_malformed_files_are_one_named_error(ensemble, change, kin
 def test_stored_names_and_settings_file_name_are_the_documented_ones():
     assert (store.SETTINGS_FILE, store.ARRAYS_FILE, store.VOCABULARY_FILE, store.MODEL_DIR) == \
         ("method.json", "arrays.npz", "vocabulary.json", "model")
+
+
+# ---- what mutation testing found unchecked (benchmarks/results/mutation.md) -----------------------------------
+def test_the_method_files_are_readable_json(encoder):
+    """method.json (one-space indent) and vocabulary.json keep non-ASCII labels and n-grams as they are."""
+    extra = [Row(text="café crème brûlée", labels=("café",), id="c1", line=40),
+             Row(text="crème brûlée au café", labels=("café",), id="c2", line=41)]
+    index = build_index(rows() + extra, encoder, method="ensemble", folds=3)
+    spec = json.loads(index.method_files["method.json"])
+    assert index.method_files["method.json"] == json.dumps(spec, ensure_ascii=False, indent=1).encode()
+    assert list(spec)[:3] == ["method", "format", "labels"] and "café" in spec["labels"]
+    vocabulary = json.loads(index.method_files["vocabulary.json"])
+    assert index.method_files["vocabulary.json"] == json.dumps(vocabulary, ensure_ascii=False).encode()
+    assert any("é" in term for term in vocabulary)
+
+
+def test_a_multi_label_method_reads_back_as_multi_label(encoder, tmp_path):
+    both = [Row(text=f"{a} in {b}", labels=(la, lb), id=f"m{i}", line=50 + i)
+            for i, (a, la, b, lb) in enumerate([("apple pie", "food", "the rain", "weather"),
+                                                ("a football match", "sports", "the snow", "weather")])]
+    index = build_index(rows() + both, encoder, method="linear", folds=3)
+    assert index.multi_label is True
+    stored = load_method(fresh(index, tmp_path))
+    assert stored is not None and stored.multi_label is True
+
+
+def test_arrays_that_are_not_an_npz_are_refused_naming_the_file(ensemble):
+    index = _Index(ensemble)
+    index.method_files["arrays.npz"] = b"not an npz"
+    with pytest.raises(IndexMismatchError, match=r"^the index's method/ folder/arrays.npz: not a plain-array .npz "):
+        load_method(index)
