@@ -522,8 +522,9 @@ def test_every_tuning_check_names_what_is_wrong() -> None:
         (dict(max_k=0), FewlabelError, r"got 0$"),
         (dict(max_k=True), FewlabelError, r"got True$"),
         (dict(max_k=2.0), FewlabelError, r"got 2\.0$"),
-        (dict(neigh=neigh[:0], sims=sims[:0], y=y[:0]), DataError, r"no validation queries to tune \(k, m\) on"),
-        (dict(neigh=neigh[:, :, :0], y=y[:, :0]), DataError, r"no labels to tune \(k, m\) for"),
+        (dict(neigh=neigh[:0], sims=sims[:0], y=y[:0]), DataError,
+         r"^field 'labels': no validation queries to tune \(k, m\) on$"),
+        (dict(neigh=neigh[:, :, :0], y=y[:, :0]), DataError, r"^field 'labels': no labels to tune \(k, m\) for$"),
         (dict(y=np.ones_like(y), multi_label=False), DataError,
          r"validation row 0 has several true labels; single-label tuning needs at most one"),
     ]
@@ -581,3 +582,24 @@ def test_weighted_fractions_divide_by_a_total_below_one_too() -> None:
     sims = np.array([[0.3, 0.2]])
     counts = vote_counts(_neigh([[{0}, {1}]], 2), sims, 2, True)
     np.testing.assert_allclose(vote_fractions(counts, 2, weighted=True, sims=sims), [[0.6, 0.4]])
+
+
+def test_tuning_edges_one_k_quiet_by_default_and_the_first_bad_row(capsys) -> None:
+    neigh, sims, y = _book_case()
+    one = tune_k_m(neigh, sims, y, max_k=1)
+    assert (one.k, one.m) == (1, 1) and len(one.grid) == 1
+    capsys.readouterr()
+    tune_k_m(neigh, sims, y, max_k=3)
+    assert capsys.readouterr().err == ""  # no progress bar unless asked for
+    single = np.zeros_like(y)
+    single[:, 0] = True
+    single[1, 1] = True  # row 0 has one label, row 1 two
+    with pytest.raises(DataError, match=r"validation row 1 has several true labels"):
+        tune_k_m(neigh, sims, single, max_k=3, multi_label=False)
+
+
+def test_f1_from_counts_of_no_labels_is_a_plain_zero() -> None:
+    from fewlabel.retrieval.knn.tuning import f1_from_counts
+
+    micro, macro = f1_from_counts(np.zeros(0), np.zeros(0), np.zeros(0))
+    assert micro.shape == () and macro.shape == () and float(micro) == 0.0 and float(macro) == 0.0
