@@ -177,8 +177,9 @@ def _tiny_cross_encoder(folder, num_labels: int = 1, marker: dict | None = None)
 
 @pytest.fixture(scope="module")
 def cross_folder(tmp_path_factory):
-    return _tiny_cross_encoder(tmp_path_factory.mktemp("ce"), marker={"kind": "sts-cross-encoder", "scale": 4.0,
-                                                                      "max_length": 48, "base": "tiny"})
+    marker = {"kind": "sts-cross-encoder", "scale": 4.0, "max_length": 48, "base": "tiny",
+              "trained_at": "2026-12-05 10:00 UTC"}
+    return _tiny_cross_encoder(tmp_path_factory.mktemp("ce"), marker=marker)
 
 
 def test_a_cross_encoder_scores_scale_times_its_similarity_averaged_over_both_orders(cross_folder):
@@ -196,7 +197,7 @@ def test_a_cross_encoder_scores_scale_times_its_similarity_averaged_over_both_or
     assert scorer.predict([]).shape == (0,)
     described = scorer.describe()
     assert described == {"kind": CROSS_ENCODER, "model": str(cross_folder.resolve()), "scale": 4.0,
-                         "both_orders": True, "max_length": 48, "base": "tiny", "trained": None}
+                         "both_orders": True, "max_length": 48, "base": "tiny", "trained": "2026-12-05 10:00 UTC"}
 
 
 def test_a_cross_encoder_score_is_clipped_to_five(cross_folder):
@@ -242,3 +243,74 @@ def test_write_scores_writes_id_and_target_and_its_meta(tmp_path):
     with pytest.raises(InvalidArgumentError, match="^3 pairs but 2 scores$"):
         write_scores(rows, [1, 2], tmp_path / "short.csv")
     assert not (tmp_path / "short.csv").exists()
+
+
+# ---- what mutation testing found unchecked (benchmarks/results/mutation.md) -----------------------------------
+def test_calibration_takes_columns_and_keeps_isotonic_steps_inside_zero_to_five():
+    cal = Calibration("linear").fit([[0.0], [0.5], [1.0]], [[1.0], [2.0], [3.0]])
+    assert cal.predict([[0.25], [0.75]]).tolist() == pytest.approx([1.5, 2.5])
+    iso = Calibration("isotonic").fit([0.1, 0.4, 0.6, 0.9], [-1.0, 2.0, 3.0, 7.0])  # gold outside 0-5
+    assert iso.y_thresholds_.min() >= 0.0 and iso.y_thresholds_.max() <= 5.0
+    assert iso.x_thresholds_.dtype == iso.y_thresholds_.dtype == np.float64
+    fresh = Calibration("isotonic")
+    assert (fresh.coef_, fresh.intercept_, fresh.x_thresholds_, fresh.y_thresholds_) == (None, None, None, None)
+    unfitted = Calibration.from_dict({"method": "isotonic"})
+    assert unfitted.n_fit_ == 0 and unfitted.x_thresholds_ is None
+    with pytest.raises(InvalidArgumentError, match=r"^not a calibration record \(ValueError: x and y thresholds "
+                                                   r"differ in length\)$"):
+        Calibration.from_dict({"method": "isotonic", "n_fit": 2, "x": [0.1], "y": [1.0, 2.0]})
+    with pytest.raises(InvalidArgumentError, match="^calibration: similarities and scores must be finite numbers$"):
+        Calibration("linear").fit([0.1, float("nan")], [1.0, 2.0])
+
+
+def test_a_named_bi_encoder_loads_with_its_settings_and_uses_the_cache(tmp_path):
+    from fewlabel.indexing.encoders.cache import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    scorer = STSScorer("minilm", device="cpu", max_length=16, cache=cache)
+    assert scorer.kind == BI_ENCODER and scorer.cross_encoder is None and scorer.model_info == {}
+    assert scorer.encoder.describe()["model"] == "minilm" and scorer.encoder.describe()["max_length"] == 16
+    first = scorer.predict(PAIRS)
+    key = EmbeddingCache.key(scorer.encoder.fingerprint(normalize=True), PAIRS[0][0])
+    assert key in cache.get_many([key])  # the texts were cached ...
+    np.testing.assert_allclose(STSScorer("minilm", device="cpu", max_length=16, cache=cache).predict(PAIRS), first,
+                               rtol=1e-6)  # ... and read back
+    describe = scorer.describe()
+    assert describe["kind"] == BI_ENCODER and describe["model"] == "minilm"
+
+
+def test_an_object_that_only_encodes_is_not_an_encoder():
+    class Half:
+        def encode(self, texts):
+            return np.zeros((len(texts), 2))
+
+    with pytest.raises(InvalidArgumentError, match="not Half$"):
+        STSScorer(Half())
+
+
+def test_cross_encoder_edges(cross_folder, tmp_path, capfd):
+    scorer = STSScorer(str(cross_folder), device="cpu")
+    sim = scorer.similarity(PAIRS)
+    scorer.scale = 0.1  # scores below 1 stay as they are ...
+    np.testing.assert_allclose(scorer.predict(PAIRS), 0.1 * sim, rtol=1e-6)
+    scorer.scale = -1.0  # ... and nothing goes below 0
+    assert (scorer.predict(PAIRS) == 0.0).all()
+    with pytest.raises(InvalidArgumentError, match="^a cross-encoder scores 0-5 itself; calibration applies to "
+                                                   "bi-encoders only$"):
+        STSScorer(str(cross_folder), calibration="isotonic")
+    capfd.readouterr()
+    STSScorer(str(cross_folder), device="cpu").predict(PAIRS)
+    assert capfd.readouterr().err == ""  # quiet unless asked
+    STSScorer(str(cross_folder), device="cpu", show_progress=True).predict(PAIRS)
+    shown = capfd.readouterr().err
+    assert "Batches" in shown or "it/s" in shown
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"]}))
+    with pytest.raises(ModelError, match=r"^cannot load cross-encoder '"):
+        STSScorer(str(broken), device="cpu")
+
+
+def test_write_scores_makes_missing_folders(tmp_path):
+    rows = [PairRow(id="p0", sentence1="a", sentence2="b", score=None, binary=None, line=2)]
+    assert write_scores(rows, [1.0], tmp_path / "a" / "b" / "s.csv").is_file()
