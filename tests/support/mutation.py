@@ -200,16 +200,17 @@ def run(name: str) -> dict:
 def report_table(results: dict) -> str:
     """The per-module table of mutation.md from mutation.json (the survivors' notes are written by hand)."""
     rows = ["| module | mutants | killed | timeout | SIGKILLed | survived | no tests | not checked | killed % "
-            "| detected % | seconds | date |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "| detected % | killed % of checked | seconds | date |", "|---" * 13 + "|"]
     for name in TARGETS:
         r = results.get(name)
         if r is None:
-            rows.append(f"| `{TARGETS[name].source}` | not run | | | | | | | | | | |")
+            rows.append(f"| `{TARGETS[name].source}` | not run | | | | | | | | | | | |")
             continue
         c = r["counts"]
         rows.append(f"| `{r['source']}` | {r['mutants']} | {c.get('killed', 0)} | {c.get('timeout', 0)} | "
                     f"{c.get('segfault', 0)} | {c.get('survived', 0)} | {c.get('no tests', 0)} | "
                     f"{c.get('not checked', 0)} | {r['killed_share']:.1%} | {r['detected_share']:.1%} | "
+                    f"{c.get('killed', 0) / max(1, r['mutants'] - c.get('not checked', 0)):.1%} | "
                     f"{r['seconds']:.0f} | {r.get('date', '')} |")
     return "\n".join(rows)
 
