@@ -529,7 +529,9 @@ def write_results(out: Path, results: list[dict]) -> None:
             "(requests against a real `fewlabel serve` with a token, --max-batch 8 and --max-text-length 500: "
             "'exit' is the HTTP status, 'stderr' the answer's `error` line; a case is clear when the status is "
             "the expected one, every refusal has one `error` line and none is a 500; 'lost' also counts a "
-            "refused request that changed the index files, or an answer that names a server path; a traceback "
+            "refused request that changed the index files, an answer that names a server path, or an answer "
+            "given without the token that holds one of the index's labels or texts; the API docs, `/docs` and "
+            "`/openapi.json`, are open without the token by design: routes and field schemas only; a traceback "
             "in the server's log would mark every HTTP case). `--sections` runs some of them and keeps the "
             "others' rows from the previous report; " + _section_note(results) + "\n\n"
             + markdown_table(["#", "case", "command", "expected", "exit", "stderr (last line)", "traceback", "lost"],

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from fewlabel.finetune.model_card import ModelCard, fine_tuned_from, number, render, run_rows, source_lines
 from fewlabel.finetune.runs import (
+    discard_stage,
     finish_run,
     freeze_word_embeddings,
     prepare_out,
@@ -96,10 +97,15 @@ class HeadTrainer(Generic[Item]):
         test_items = self.checked(test, "test") if test else []
         location, base_info = resolve_base(base)
         out, ckpt_dir = prepare_out(out_dir)
-        resume_from = resume_point(ckpt_dir, self.run_record(base_info, train_items, dev_items), self.run.resume)
-        job = Job(train_items, dev_items, test_items, base, location, base_info, out, ckpt_dir, resume_from, sources)
-        with quiet_hf(logs=False, bars=not self.run.show_progress):
-            return self._fit(job)
+        try:
+            resume_from = resume_point(ckpt_dir, self.run_record(base_info, train_items, dev_items), self.run.resume)
+            job = Job(train_items, dev_items, test_items, base, location, base_info, out, ckpt_dir, resume_from,
+                      sources)
+            with quiet_hf(logs=False, bars=not self.run.show_progress):
+                return self._fit(job)
+        except BaseException:
+            discard_stage(out)  # a refused or failed run leaves no staging folder beside --out
+            raise
 
     def _fit(self, job: Job[Item]) -> dict:
         from transformers import set_seed

@@ -39,6 +39,13 @@ def prepare_out(out_dir: str | Path) -> tuple[Path, Path]:
     return stage, out / "checkpoints"
 
 
+def discard_stage(stage: Path) -> None:
+    """Remove the staging folder of a run that failed or was refused (another run's checkpoints, Ctrl-C) at once,
+    not at interpreter exit: a library caller's process may live on, and its folder beside --out with it."""
+    if _TARGETS.pop(Path(stage), None) is not None:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def final_folder(stage: Path) -> Path:
     """The ``--out`` a staging folder from :func:`prepare_out` replaces (the folder itself for any other)."""
     return _TARGETS.get(Path(stage), Path(stage))

@@ -50,7 +50,7 @@ from fewlabel.indexing.store.label_index import IndexEncoder, LabelIndex
 from fewlabel.retrieval.knn.estimator import KNNLabeler
 from fewlabel.retrieval.knn.saved_index import resolve_k_m
 from fewlabel.retrieval.knn.tuning import f1_from_counts
-from fewlabel.retrieval.methods.store import load_method
+from fewlabel.retrieval.methods.store import StoredMethod, load_method
 from fewlabel.retrieval.outputs import ROUTE_KNN, Prediction
 from fewlabel.retrieval.zeroshot.labels import LabelSet, parse_labels
 from fewlabel.retrieval.zeroshot.scorers import EmbeddingZeroShot
@@ -125,7 +125,8 @@ class Predictor:
     def __init__(self, index: LabelIndex | None, encoder: IndexEncoder | None = None, zero_shot=None, *,
                  labels=None, min_examples: int = DEFAULT_MIN_EXAMPLES, similarity_threshold: float | None = None,
                  weak_threshold: float | None = None, k: int | None = None, m: float | None = None,
-                 cache: EmbeddingCache | None = None, batch_size: int = 32, show_progress: bool = False) -> None:
+                 cache: EmbeddingCache | None = None, batch_size: int = 32, show_progress: bool = False,
+                 method: StoredMethod | None = None) -> None:
         if isinstance(min_examples, bool) or not isinstance(min_examples, int) or min_examples < 1:
             raise InvalidArgumentError(f"min_examples must be an integer >= 1, got {min_examples!r}")
         if index is None and zero_shot is None:
@@ -157,7 +158,11 @@ class Predictor:
                 counts[name] = int(count)
         self.label_counts_ = counts
         # the index's own method labels unless k or m were given (they ask for the vote)
-        self.method_ = load_method(index) if index is not None and k is None and m is None else None
+        # (``method``: the one a caller already loaded from ``index``, e.g. to refuse a bad one before the encoder)
+        if index is None or k is not None or m is not None:
+            self.method_ = None
+        else:
+            self.method_ = method if method is not None else load_method(index)
         # a method that reads label descriptions (zeroshot, prior) covers every label it was fitted with, rows or not
         described = set(self.method_.labels) if self.method_ is not None and self.method_.uses_descriptions else set()
         if zero_shot is None:

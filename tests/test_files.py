@@ -9,6 +9,9 @@ import json
 import os
 import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,8 +64,17 @@ def test_home_is_the_env_folder_else_xdg_else_the_user_cache(monkeypatch, tmp_pa
 # ---- leftovers of dead writers --------------------------------------------------------------------------------
 def test_alive_tells_living_from_dead_processes():
     assert files._alive(os.getpid()) is True
-    assert files._alive(os.getppid()) is True
     assert files._alive(dead_pid()) is False
+    # a living process of our own (not the parent: a probe that sent a real signal would hang up the test runner,
+    # as mutation testing's `os.kill(pid, 1)` did to mutmut): probed with signal 0, so it lives on
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert files._alive(child.pid) is True
+        time.sleep(0.2)
+        assert child.poll() is None
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_leftovers_match_only_this_targets_copies(tmp_path):
@@ -299,3 +311,210 @@ def test_first_line_of_reads_the_first_line_only(tmp_path):
     assert first_line_of(path) == "id,labels"
     assert first_line_of(path, limit=4) == "id,l"
     assert first_line_of(tmp_path / "missing.csv") == ""
+
+
+# ---- what mutation testing found unchecked (benchmarks/results/mutation.md) -----------------------------------
+class _Killed(BaseException):
+    """Raised by the fake os.kill below: the in-process stand-in for a SIGKILL at a fault point."""
+
+
+@pytest.mark.parametrize(("step", "at_kill"), [
+    # what stands beside the target at the instant of the kill (the fork tests above check the recovery after it)
+    ("directory:before-replace", {"ix": {"meta.json": "old"}, "tmp": {"meta.json": "new"}}),
+    ("directory:after-exchange", {"ix": {"meta.json": "new"}, "tmp": {"meta.json": "old"}}),
+    ("directory:between-renames", {"old": {"meta.json": "old"}, "tmp": {"meta.json": "new"}}),
+])
+def test_each_fault_point_kills_this_process_at_its_own_step(tmp_path, monkeypatch, step, at_kill):
+    """The kill tests fork, and mutmut records only what a test reaches in its own process: here the kill is a
+    fake that notes the state at that instant, so each step's name, its place and the fallback switch are checked
+    in-process."""
+    target = folder_with(tmp_path / "ix", "meta.json", "old")
+    seen: dict = {}
+
+    def fake_kill(pid, sig):
+        kinds = {"ix": "ix", ".ix.tmp-": "tmp", ".ix.old-": "old"}
+        for p in tmp_path.iterdir():
+            kind = next(k for prefix, k in kinds.items() if p.name.startswith(prefix))
+            seen[kind] = contents(p)
+        seen["signal"] = (pid, sig)
+        raise _Killed
+
+    monkeypatch.setattr(files.os, "kill", fake_kill)
+    monkeypatch.setenv(files.FAULT_ENV, step)
+    with pytest.raises(_Killed), atomic_directory(target) as tmp:
+        (tmp / "meta.json").write_text("new")
+    assert seen.pop("signal") == (os.getpid(), signal.SIGKILL)
+    assert seen == at_kill
+
+
+def test_no_fault_point_fires_without_the_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv(files.FAULT_ENV, raising=False)
+    monkeypatch.setattr(files.os, "kill", lambda pid, sig: pytest.fail(f"killed with {sig}"))
+    target = folder_with(tmp_path / "ix", "meta.json", "old")
+    with atomic_directory(target) as tmp:
+        (tmp / "meta.json").write_text("new")
+    assert contents(target) == {"meta.json": "new"}
+
+
+def _rmtree_that_fails_unless_told_to_ignore(monkeypatch):
+    real = files.shutil.rmtree
+
+    def rmtree(path, ignore_errors=False, **kwargs):
+        if not ignore_errors:
+            raise OSError(f"cannot remove {path}")
+        real(path, ignore_errors=True, **kwargs)
+
+    monkeypatch.setattr(files.shutil, "rmtree", rmtree)
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+def test_a_write_that_landed_is_not_failed_by_the_cleanup_of_the_replaced_copy(tmp_path, monkeypatch, exchange):
+    """Removing the replaced folder is housekeeping (recover_directory finishes it later): a failure there must not
+    turn a complete write into an error."""
+    if not exchange:
+        monkeypatch.setattr(files, "_exchange", lambda a, b: False)
+    _rmtree_that_fails_unless_told_to_ignore(monkeypatch)
+    target = folder_with(tmp_path / "ix", "meta.json", "old")
+    with atomic_directory(target) as tmp:
+        (tmp / "meta.json").write_text("new")
+    assert contents(target) == {"meta.json": "new"}
+
+
+def test_a_failed_replace_reports_its_own_error_not_the_cleanups(tmp_path, monkeypatch):
+    target = folder_with(tmp_path / "ix", "meta.json", "old")
+    monkeypatch.setattr(files, "_exchange", lambda a, b: False)
+    _rmtree_that_fails_unless_told_to_ignore(monkeypatch)
+    real_rename = os.rename
+
+    def failing_rename(src, dst):
+        if Path(src).name.startswith(".ix.tmp-"):
+            raise OSError("disk gone")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(files.os, "rename", failing_rename)
+    with pytest.raises(OSError, match="disk gone"), atomic_directory(target) as tmp:
+        (tmp / "meta.json").write_text("new")
+    assert contents(target) == {"meta.json": "old"}
+
+
+def test_exchange_reports_the_systems_error_for_the_path(tmp_path):
+    import ctypes
+    import errno
+
+    a = folder_with(tmp_path / "a", "x", "A")
+    ctypes.set_errno(0)  # the error must be this call's own, not one left by an earlier call
+    with pytest.raises(FileNotFoundError) as caught:
+        files._exchange(a, tmp_path / "missing")
+    assert (caught.value.errno, caught.value.strerror, caught.value.filename) == (
+        errno.ENOENT, os.strerror(errno.ENOENT), str(tmp_path / "missing"))
+
+
+def test_exchange_works_on_relative_paths(tmp_path, monkeypatch):
+    folder_with(tmp_path / "a", "x", "A")
+    folder_with(tmp_path / "b", "x", "B")
+    monkeypatch.chdir(tmp_path)  # relative names are resolved against the working folder (AT_FDCWD)
+    assert files._exchange(Path("a"), Path("b")) is True
+    assert contents(tmp_path / "a") == {"x": "B"}
+
+
+def test_exchange_says_false_where_the_system_cannot_swap(tmp_path, monkeypatch):
+    import ctypes
+    import errno
+
+    a, b = folder_with(tmp_path / "a", "x", "A"), folder_with(tmp_path / "b", "x", "B")
+
+    class NoSwap:
+        def __init__(self) -> None:
+            self.renameat2 = lambda *args: -1  # a plain function, so that argtypes can be set on it
+
+    for err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):  # a kernel or file system without RENAME_EXCHANGE
+        monkeypatch.setattr(files.ctypes, "CDLL", lambda *a, **k: NoSwap())
+        monkeypatch.setattr(files.ctypes, "get_errno", lambda err=err: err)
+        assert files._exchange(a, b) is False
+
+    def no_libc(*args, **kwargs):
+        raise OSError("no libc")
+
+    monkeypatch.setattr(files.ctypes, "CDLL", no_libc)
+    assert files._exchange(a, b) is False
+    monkeypatch.setattr(files.ctypes, "CDLL", ctypes.CDLL)
+    monkeypatch.setattr(files.sys, "platform", "darwin")
+    assert files._exchange(a, b) is False
+    assert contents(a) == {"x": "A"}  # nothing was swapped
+
+
+def test_a_link_to_our_own_folder_is_not_refused(tmp_path):
+    index = folder_with(tmp_path / "real_v1", "meta.json", json.dumps({"format_version": 3, "encoder": {}}))
+    (tmp_path / "current").symlink_to(index)
+    refuse_foreign(tmp_path / "current", folder=True, what="a fewlabel index", ours=is_index_folder)
+    note = tmp_path / "ours.csv"
+    note.write_text("id,labels\n")
+    (tmp_path / "latest.csv").symlink_to(note)
+    refuse_foreign(tmp_path / "latest.csv", folder=False, what="x", ours=lambda p: True)
+
+
+def test_five_entries_show_four_and_one_more(tmp_path):
+    five = folder_with(tmp_path / "five", "a", "1")
+    for name in "bcde":
+        (five / name).write_text("1")
+    assert "holds a, b, c, d and 1 more, and is not" in refusal(five)
+
+
+def test_a_staging_folder_makes_missing_parents(tmp_path):
+    stage = files.staging_directory(tmp_path / "new" / "deeper" / "ix")
+    assert stage.parent == tmp_path / "new" / "deeper" and stage.name.startswith(f".ix.tmp-{os.getpid()}-")
+
+
+def test_first_line_of_replaces_bad_bytes_and_strips_only_the_line_end(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"id,caf\xe9 \t\r\nrow\n")
+    assert first_line_of(bad) == "id,caf\ufffd \t"  # a stray byte: replaced, not an error; spaces kept
+    x = tmp_path / "x.csv"
+    x.write_text("labelX\nrow\n")
+    assert first_line_of(x) == "labelX"
+    long = tmp_path / "long.csv"
+    long.write_text("a" * 70000 + "\n")
+    assert len(first_line_of(long)) == 65536  # at most 64 KiB of a first line is read
+
+
+def test_a_process_of_another_user_counts_as_alive(monkeypatch):
+    def not_permitted(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(files.os, "kill", not_permitted)
+    assert files._alive(dead_pid()) is True  # it exists; only its owner may signal it: never remove its copies
+
+
+def test_two_recoveries_at_once_never_fail_on_each_others_removals(tmp_path, monkeypatch):
+    """Every reader and writer recovers first, so two may remove the same dead leftovers: one that is already gone
+    is not an error (simulated by listing each leftover twice)."""
+    target = folder_with(tmp_path / "ix", "meta.json", "current")
+    pid = dead_pid()
+    folder_with(tmp_path / f".ix.tmp-{pid}-a", "meta.json", "half")
+    (tmp_path / f".ix.old-{pid}").symlink_to(tmp_path / "elsewhere")
+    listed = list(files._leftovers(target))
+    monkeypatch.setattr(files, "_leftovers", lambda t: iter(listed + listed))
+    recover_directory(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ix"] and contents(target) == {"meta.json": "current"}
+
+
+def test_atomic_directory_through_a_link_replaces_the_real_folder_and_keeps_the_link(tmp_path):
+    real = folder_with(tmp_path / "real_v1", "meta.json", "old")
+    (tmp_path / "current").symlink_to("real_v1")
+    with atomic_directory(tmp_path / "current") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".real_v1.tmp-")
+        (tmp / "meta.json").write_text("new")
+    assert (tmp_path / "current").is_symlink() and os.readlink(tmp_path / "current") == "real_v1"
+    assert contents(real) == {"meta.json": "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "real_v1"]
+    assert files.resolve_target(tmp_path / "current") == real and files.resolve_target(real) == real
+
+
+def test_a_leftover_that_cannot_be_removed_now_does_not_stop_the_command(tmp_path, monkeypatch):
+    """Removing a dead writer's copy is housekeeping: when it fails (a file held open on some file systems, a
+    permission), the reader or writer goes on, and the next recovery tries again."""
+    target = folder_with(tmp_path / "ix", "meta.json", "current")
+    folder_with(tmp_path / f".ix.tmp-{dead_pid()}-a", "meta.json", "half")
+    _rmtree_that_fails_unless_told_to_ignore(monkeypatch)
+    recover_directory(target)
+    assert contents(target) == {"meta.json": "current"}

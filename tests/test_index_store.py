@@ -233,3 +233,103 @@ def test_saved_vectors_are_the_encoders(saved, encoder):
 
     stored = faiss.read_index(str(saved / "index.faiss")).reconstruct_n(0, 6)
     np.testing.assert_allclose(stored, encoder.encode([t for t, _ in TEXTS]), atol=1e-6)
+
+
+# ---- what mutation testing found unchecked (benchmarks/results/mutation.md) -----------------------------------
+def test_the_files_keep_non_ascii_text_readable_and_meta_json_indented(tmp_path, encoder):
+    """rows.jsonl and meta.json are files people read and grep: UTF-8 text as it is, not \\u escapes, and
+    meta.json indented by two spaces."""
+    index = LabelIndex.build(rows([("crème brûlée", ("dessert",)), ("날씨가 맑다", ("날씨",))]), encoder)
+    folder = index.save(tmp_path / "ix")
+    text = (folder / "rows.jsonl").read_text(encoding="utf-8")
+    assert '"text": "crème brûlée"' in text and '"labels": ["날씨"]' in text
+    meta = (folder / "meta.json").read_text(encoding="utf-8")
+    assert meta == json.dumps(meta_of(folder), ensure_ascii=False, indent=2) and '"날씨"' in meta
+
+
+def test_search_params_and_nested_method_files_round_trip(tmp_path, encoder):
+    index = LabelIndex.build(rows(), encoder, factory="HNSW8", search_params="efSearch=48")
+    index.method = {"name": "linear", "chosen_by": "user"}
+    index.method_files = {"model/1_Pooling/config.json": b"{}"}  # a model folder's subfolder
+    loaded = LabelIndex.load(index.save(tmp_path / "ix"))
+    assert loaded.search_params == "efSearch=48" and loaded.factory == "HNSW8"
+    assert loaded.method_files == {"model/1_Pooling/config.json": b"{}"}
+    assert "method" not in loaded.extra and loaded.extra == {}  # the method record is not an unknown field
+
+
+def test_inconsistent_folders_name_every_problem_in_one_line(saved):
+    rewrite_meta(saved, lambda m: m["encoder"].update(dim=65))
+    (saved / "rows.jsonl").write_text("".join((saved / "rows.jsonl").read_text().splitlines(True)[:5]))
+    with pytest.raises(IndexMismatchError) as caught:
+        LabelIndex.load(saved)
+    assert str(caught.value) == (f"{saved}: inconsistent index (index.faiss has dimension 64, meta.json says 65; "
+                                 "index.faiss holds 6 vectors, rows.jsonl has 5 rows; rows.jsonl does not match the "
+                                 "data fingerprint in meta.json)")
+
+
+def test_stray_labels_show_the_first_five(saved):
+    lines = (saved / "rows.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["labels"] = [f"x{i}" for i in range(7)]
+    (saved / "rows.jsonl").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    from fewlabel.indexing.store.label_index import data_fingerprint
+
+    items = [json.loads(x) for x in (saved / "rows.jsonl").read_text().splitlines()]
+    now = [Row(text=x["text"], labels=tuple(x["labels"]), id=str(x["id"]), line=i + 1) for i, x in enumerate(items)]
+    rewrite_meta(saved, lambda m: m.update(data_fingerprint=data_fingerprint(now)))  # sound rows, unknown labels
+    with pytest.raises(IndexMismatchError) as caught:
+        LabelIndex.load(saved)
+    assert str(caught.value) == (f"{saved}: rows carry labels missing from meta.json: "
+                                 "['x0', 'x1', 'x2', 'x3', 'x4']")
+
+
+def test_meta_field_errors_name_the_file(saved):
+    rewrite_meta(saved, lambda m: m.update(labels="food"))
+    with pytest.raises(IndexMismatchError) as caught:
+        LabelIndex.load(saved)
+    assert str(caught.value) == f"{saved / 'meta.json'}: field 'labels' should be a JSON list, it is a str"
+
+
+def test_a_store_index_needs_its_store_record_not_a_faiss_one(tmp_path):
+    meta = {"encoder": {"dim": 4, "model": "m"}, "store": {"kind": "milvus", "uri": "x.db"}, "labels": [],
+            "multi_label": False, "data_fingerprint": "f"}
+    li._check_meta_fields(meta, tmp_path / "meta.json")  # no "faiss" field is needed
+    with pytest.raises(IndexMismatchError, match="field 'faiss' should be a JSON dict, it is missing"):
+        li._check_meta_fields({**meta, "store": {"kind": "faiss"}}, tmp_path / "meta.json")
+
+
+def test_method_errors_name_the_file_the_reason_and_the_fix(saved, encoder):
+    rewrite_meta(saved, lambda m: m.update(method={"name": 3}))
+    with pytest.raises(IndexMismatchError) as caught:
+        LabelIndex.load(saved)
+    assert str(caught.value) == (f"{saved / 'meta.json'}: field 'method' should be a JSON object with a 'name' "
+                                 "and 'files'")
+    rewrite_meta(saved, lambda m: m.pop("method"))
+    with_method(saved, encoder, {"method.json": b'{"a": 1}'})
+    (saved / "method" / "method.json").write_bytes(b'{"a": 2}')
+    with pytest.raises(IndexMismatchError) as caught:
+        LabelIndex.load(saved)
+    assert str(caught.value) == (f"{saved}: method/method.json was changed after the index was written (its sha256 "
+                                 "does not match meta.json); refusing to use it: rebuild the index")
+    (saved / "method" / "method.json").unlink()
+    with pytest.raises(IndexMismatchError) as caught:
+        LabelIndex.load(saved)
+    assert str(caught.value) == (f"{saved}: the method's file method/method.json is missing or unreadable "
+                                 "(FileNotFoundError); rebuild the index")
+
+
+def test_only_a_meta_json_with_format_and_encoder_is_an_index(tmp_path):
+    for meta, ours in (({"format_version": 1, "encoder": {}}, True), ({"encoder": {"model": "x"}}, False),
+                       ({"format_version": 1}, False), ({}, False), ([1], False)):
+        folder = tmp_path / f"f{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        (folder / "meta.json").write_text(json.dumps(meta))
+        assert is_index_folder(folder) is ours, meta
+
+
+def test_claim_names_out_unless_told_otherwise(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("mine")
+    with pytest.raises(FewlabelError, match=rf"^--out {re.escape(str(mine))}: this folder holds thesis.txt"):
+        claim_index_folder(mine)

@@ -448,3 +448,158 @@ def test_scikit_learn_check_estimator() -> None:
     failed = {r["check_name"]: str(r["exception"]).splitlines()[0] for r in results if r["status"] == "failed"}
     assert set(failed) == set(KNOWN_FAILING_CHECKS), failed
     assert len(results) >= 40  # the suite really ran
+
+
+def test_every_voting_check_names_what_is_wrong() -> None:
+    """Each refusal in voting.py with its own message (mutation testing found them checked only by type)."""
+    from fewlabel.retrieval.knn.voting import single_label_choice
+
+    labels = np.array([[1, 0], [0, 1]], dtype=bool)
+    cases = [
+        (lambda: neighbour_label_tensor(labels[0], np.array([[0]])),
+         r"^label_matrix must be 2-D \(n_train, n_labels\), got shape \(2,\)$"),
+        (lambda: neighbour_label_tensor(labels, np.array([0, 1])),
+         r"^neighbour_ids must be 2-D \(n_queries, k\), got shape \(2,\)$"),
+        (lambda: neighbour_label_tensor(labels, np.array([[0.0, 1.0]])),
+         r"^neighbour_ids must be integers, got dtype float64$"),
+        (lambda: neighbour_label_tensor(labels, np.array([[0, 2]])),
+         r"^neighbour id 2 is out of range for a label matrix with 2 rows; the index and its labels do not "
+         r"belong together$"),
+        (lambda: vote_counts(np.zeros((1, 2)), np.zeros((1, 2)), 1, False),
+         r"^neighbour labels must be 3-D \(n_queries, k, n_labels\), got shape \(1, 2\)$"),
+        (lambda: vote_counts(np.zeros((1, 2, 3)), np.zeros((1, 3)), 1, False),
+         r"^similarities have shape \(1, 3\) but neighbour labels have \(1, 2\) \(n_queries, k\)$"),
+        (lambda: vote_counts(np.zeros((1, 2, 3)), np.zeros((1, 2)), 0, False),
+         r"^k must be an integer between 1 and 2 \(neighbours searched\), got 0$"),
+        (lambda: vote_counts(np.zeros((1, 2, 2)), np.zeros((1, 2)), True, False), r"got True$"),
+        (lambda: vote_counts(np.zeros((1, 2, 2)), np.zeros((1, 2)), 1.0, False), r"got 1\.0$"),
+        (lambda: multi_label_predict(np.zeros((1, 2)), -1),
+         r"^m \(votes needed for a label\) must be a positive number, got -1$"),
+        (lambda: multi_label_predict(np.zeros((1, 2)), True), r"got True$"),
+        (lambda: multi_label_predict(np.zeros((1, 2)), "2"), r"got '2'$"),
+        (lambda: single_label_choice(np.zeros((1, 3)), np.zeros((1, 2)), np.zeros((1, 2, 2))),
+         r"^counts have shape \(1, 3\), expected \(1, 2\) \(n_queries, n_labels\)$"),
+        (lambda: vote_fractions(np.zeros((1, 2)), 0), r"^k must be a positive integer, got 0$"),
+        (lambda: vote_fractions(np.zeros((1, 2)), False), r"got False$"),
+        (lambda: vote_fractions(np.zeros((1, 2)), 2, weighted=True),
+         r"^weighted vote fractions need the neighbour similarities \(sims\)$"),
+    ]
+    for call, message in cases:
+        with pytest.raises(FewlabelError, match=message):
+            call()
+    # the edges that are accepted
+    assert multi_label_predict(np.array([[0.5, 0.25]]), np.float32(0.5)).tolist() == [[True, False]]
+    assert vote_counts(np.ones((1, 2, 2)), np.ones((1, 2)), np.int64(2), False).tolist() == [[2.0, 2.0]]
+    assert vote_fractions(np.array([[1.0, 2.0]]), np.int32(2)).tolist() == [[0.5, 1.0]]
+    empty = single_label_choice(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2, 2)))
+    assert empty[0].shape == (0,) and empty[1].shape == (0,)
+    no_labels = single_label_choice(np.zeros((2, 0)), np.zeros((2, 1)), np.zeros((2, 1, 0)))
+    assert no_labels[0].tolist() == [-1, -1] and no_labels[1].tolist() == [0.0, 0.0]
+    assert neighbour_label_tensor(np.zeros((0, 2), dtype=bool), np.array([[-1]])).tolist() == [[[False, False]]]
+    unweighted = neighbour_weights_of(np.array([[0.5, -0.5]]))
+    assert unweighted.tolist() == [[1.0, 1.0]] and unweighted.dtype == np.float64
+
+
+def neighbour_weights_of(sims: np.ndarray) -> np.ndarray:
+    from fewlabel.retrieval.knn.voting import neighbour_weights
+
+    return neighbour_weights(sims, False)
+
+
+def test_every_tuning_check_names_what_is_wrong() -> None:
+    neigh, sims, y = _book_case()
+    n_q, searched, n_labels = neigh.shape
+    cases = [
+        (dict(metric="weighted"), FewlabelError, r"^metric must be 'micro' or 'macro', got 'weighted'$"),
+        (dict(neigh=neigh[0]), FewlabelError,
+         r"^neighbour labels must be 3-D \(n_queries, max_k, n_labels\), got shape \(\d+, \d+\)$"),
+        (dict(sims=sims[:, :-1]), FewlabelError,
+         rf"^similarities have shape \({n_q}, {searched - 1}\), expected \({n_q}, {searched}\)$"),
+        (dict(y=y[:, :1]), DataError, rf"y_true has shape \({n_q}, 1\), expected \({n_q}, {n_labels}\) "
+                                      r"\(n_queries, n_labels\)"),
+        (dict(max_k=searched + 1), FewlabelError,
+         rf"^max_k must be an integer between 1 and {searched} \(neighbours searched\), got {searched + 1}$"),
+        (dict(max_k=0), FewlabelError, r"got 0$"),
+        (dict(max_k=True), FewlabelError, r"got True$"),
+        (dict(max_k=2.0), FewlabelError, r"got 2\.0$"),
+        (dict(neigh=neigh[:0], sims=sims[:0], y=y[:0]), DataError,
+         r"^field 'labels': no validation queries to tune \(k, m\) on$"),
+        (dict(neigh=neigh[:, :, :0], y=y[:, :0]), DataError, r"^field 'labels': no labels to tune \(k, m\) for$"),
+        (dict(y=np.ones_like(y), multi_label=False), DataError,
+         r"validation row 0 has several true labels; single-label tuning needs at most one"),
+    ]
+    for change, kind, message in cases:
+        args = {"neigh": neigh, "sims": sims, "y": y, "max_k": 3, **change}
+        with pytest.raises(kind, match=message) as caught:
+            tune_k_m(args.pop("neigh"), args.pop("sims"), args.pop("y"), **args)
+        if kind is DataError:
+            assert caught.value.field == "labels"
+    assert tune_k_m(neigh, sims, y, max_k=np.int64(3)).k <= 3  # a numpy integer is a whole number too
+
+
+def test_f1_from_counts_follows_scikit_learns_zero_division_rule() -> None:
+    from fewlabel.retrieval.knn.tuning import f1_from_counts
+
+    micro, macro = f1_from_counts(np.array([2, 0, 0]), np.array([1, 0, 2]), np.array([1, 0, 0]))
+    assert micro == pytest.approx(4 / 8) and macro == pytest.approx((4 / 6 + 0 + 0) / 3)
+    micro, macro = f1_from_counts(np.zeros((2, 0)), np.zeros((2, 0)), np.zeros((2, 0)))
+    assert micro.tolist() == [0.0, 0.0] and macro.tolist() == [0.0, 0.0]
+
+
+def test_weights_clip_what_is_not_a_real_similarity_to_zero() -> None:
+    from fewlabel.retrieval.knn.voting import neighbour_weights
+
+    sims = np.array([[np.nan, np.inf, -np.inf, 0.5, -0.25]], dtype=np.float32)
+    weights = neighbour_weights(sims, True)
+    assert weights.dtype == np.float64 and weights.tolist() == [[0.0, 0.0, 0.0, 0.5, 0.0]]
+
+
+def test_single_label_choice_rules_at_their_edges() -> None:
+    from fewlabel.retrieval.knn.voting import single_label_choice
+
+    # one label: it is the answer, with its votes
+    labels, best = single_label_choice(np.array([[2.0]]), np.array([[0.9, 0.8]]), _neigh([[{0}, {0}]], 1))
+    assert labels.tolist() == [0] and best.tolist() == [2.0]
+    # equal votes and equal support: the label of the nearest voter wins, not the lowest index
+    labels, _ = single_label_choice(np.array([[1.0, 1.0]]), np.array([[0.5, 0.5]]), _neigh([[{1}, {0}]], 2))
+    assert labels.tolist() == [1]
+    # a label with no votes never wins over the one that has them, however late its voter comes
+    labels, best = single_label_choice(np.array([[0.0, 1.0]]), np.array([[0.9, 0.8, 0.7]]),
+                                       _neigh([[set(), set(), {1}]], 2))
+    assert labels.tolist() == [1] and best.tolist() == [1.0]
+    # float ties are ties within 1e-9 of the larger value: at 3.0, a gap of 2e-9 ties (votes and support) ...
+    labels, _ = single_label_choice(np.array([[3.0, 3.0 - 2e-9]]), np.array([[3.0 - 2e-9, 3.0]]),
+                                    _neigh([[{1}, {0}]], 2))
+    assert labels.tolist() == [1]  # tied twice, so the nearest voter's label
+    # ... and at 1.5 a gap of 1.8e-9 does not (the tolerance is relative, at least 1e-9)
+    labels, _ = single_label_choice(np.array([[1.5, 1.5 - 1.8e-9]]), np.array([[1.0, 1.0]]), _neigh([[{1}, {0}]], 2))
+    assert labels.tolist() == [0]
+    labels, _ = single_label_choice(np.array([[1.0, 1.0]]), np.array([[1.5 - 1.8e-9, 1.5]]), _neigh([[{1}, {0}]], 2))
+    assert labels.tolist() == [0]
+
+
+def test_weighted_fractions_divide_by_a_total_below_one_too() -> None:
+    sims = np.array([[0.3, 0.2]])
+    counts = vote_counts(_neigh([[{0}, {1}]], 2), sims, 2, True)
+    np.testing.assert_allclose(vote_fractions(counts, 2, weighted=True, sims=sims), [[0.6, 0.4]])
+
+
+def test_tuning_edges_one_k_quiet_by_default_and_the_first_bad_row(capsys) -> None:
+    neigh, sims, y = _book_case()
+    one = tune_k_m(neigh, sims, y, max_k=1)
+    assert (one.k, one.m) == (1, 1) and len(one.grid) == 1
+    capsys.readouterr()
+    tune_k_m(neigh, sims, y, max_k=3)
+    assert capsys.readouterr().err == ""  # no progress bar unless asked for
+    single = np.zeros_like(y)
+    single[:, 0] = True
+    single[1, 1] = True  # row 0 has one label, row 1 two
+    with pytest.raises(DataError, match=r"validation row 1 has several true labels"):
+        tune_k_m(neigh, sims, single, max_k=3, multi_label=False)
+
+
+def test_f1_from_counts_of_no_labels_is_a_plain_zero() -> None:
+    from fewlabel.retrieval.knn.tuning import f1_from_counts
+
+    micro, macro = f1_from_counts(np.zeros(0), np.zeros(0), np.zeros(0))
+    assert micro.shape == () and macro.shape == () and float(micro) == 0.0 and float(macro) == 0.0

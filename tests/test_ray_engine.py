@@ -15,6 +15,7 @@ import pytest
 
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'fewlabel[ray]')")
 
+from fewlabel.indexing.errors import DataError  # noqa: E402
 from fewlabel.retrieval.cli import main  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
@@ -110,3 +111,32 @@ def test_ray_mistakes_are_one_line(tmp_path, capsys):
     assert main(["predict", str(index), str(tmp_path / "in.csv"), "--out", str(tmp_path / "o.csv"), "--engine",
                  "ray", "--fallback", "embed"]) == 2
     assert "--fallback runs with --engine local only" in capsys.readouterr().err
+
+
+def test_the_actor_labels_a_tsv_batch_with_ids_and_explains_like_local(tmp_path):
+    """The fast guard of the slow test above (issue 29): one actor's labelling code (`_Labeller`, the part of the
+    Ray engine that is fewlabel's own), fed the TSV's rows as the pandas batch Ray Data would hand it, without Ray:
+    the ids it reports and its --explain records (labels, scores, neighbours) are the local engine's."""
+    import pandas as pd
+
+    from fewlabel.retrieval.engines.ray_batch import _Labeller
+
+    index, test, _ = _index_and_inputs(tmp_path, 20)
+    assert main(["-q", "predict", str(index), str(test), "--id-col", "id", "--explain", "--no-cache",
+                 "--out", str(tmp_path / "local.jsonl")]) == 0
+    local = [json.loads(line) for line in (tmp_path / "local.jsonl").read_text().splitlines()]
+    settings = dict(text_col="text", id_col="id", k=None, m=None, explain=True, batch_size=32, device="cpu",
+                    cache=False, cpus=1, input=str(test))
+    actor = _Labeller(str(index), settings)
+    batch = pd.read_csv(test, sep="\t", dtype=str, quoting=3)  # the TSV as Ray's reader gives it: strings, no quotes
+    items = [json.loads(item) for item in actor(batch)["prediction"]]
+    assert [i["id"] for i in items] == [r["id"] for r in local] == batch["id"].tolist()
+    for a, b in zip(local, items, strict=True):  # the JSONL writes 6 decimals; the actor's records are raw floats
+        assert (a["id"], a["labels"]) == (b["id"], b["labels"]) and a["scores"] == pytest.approx(b["scores"], abs=1e-6)
+        assert [n["id"] for n in a["neighbours"]] == [n["id"] for n in b["neighbours"]] and b["neighbours"]
+        assert [n["similarity"] for n in a["neighbours"]] == pytest.approx([n["similarity"] for n in b["neighbours"]],
+                                                                           abs=1e-5)
+    blank = batch.copy()
+    blank.loc[3, "id"] = " "
+    with pytest.raises(DataError, match="empty id"):
+        actor(blank)

@@ -11,11 +11,11 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 'fewlabel[serve]')")
 
-from fewlabel.retrieval.serve.app import Guard, _error_line  # noqa: E402
+from fewlabel.retrieval.serve.app import TICKET_KEY, Guard, WriteTicket, _error_line  # noqa: E402
 
 
 def call(guard: Guard, *, path: str = "/classify", headers: dict[str, str] | None = None,
-         chunks: tuple[bytes, ...] = (b"",), scope_type: str = "http") -> list[dict]:
+         chunks: tuple[bytes, ...] = (b"",), scope_type: str = "http", method: str = "POST") -> list[dict]:
     """Run one request through ``guard``; the messages it sent back."""
     sent: list[dict] = []
     queue = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
@@ -27,7 +27,7 @@ def call(guard: Guard, *, path: str = "/classify", headers: dict[str, str] | Non
         sent.append(message)
 
     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
-    asyncio.run(guard({"type": scope_type, "path": path, "headers": raw}, receive, send))
+    asyncio.run(guard({"type": scope_type, "path": path, "headers": raw, "method": method}, receive, send))
     return sent
 
 
@@ -121,11 +121,140 @@ def test_other_scopes_pass_through_untouched():
 
     async def app(scope, receive, send):
         seen.append(scope["type"])
+        await send({"type": "lifespan.startup.complete", "got": (await receive())["type"]})
 
-    assert call(guarded(app), scope_type="lifespan") == []
+    assert call(guarded(app), scope_type="lifespan") == [{"type": "lifespan.startup.complete",
+                                                          "got": "http.request"}]  # the server's own channels
     assert seen == ["lifespan"]
 
 
 def test_error_line_joins_the_location():
     assert _error_line(["body", "texts", 3], "too long") == "body.texts.3: too long"
     assert _error_line([], "too long") == "too long"
+
+
+def test_the_api_docs_and_their_assets_are_open_and_nothing_else_is():
+    for path in ("/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+                 "/static-offline-docs/swagger-ui.css"):
+        assert call(guarded(), path=path, method="GET")[0]["status"] == 200, path
+    for path in ("/info", "/docs/other", "/static-offline-docs", "/static-offline-docsx/a", "/openapi.json/x"):
+        assert call(guarded(), path=path, method="GET")[0]["status"] == 401, path
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", "APPLICATION/JSON",
+                                          "application/problem+json", " application/json ;q=1", None])
+def test_a_json_body_or_none_is_taken(content_type):
+    headers = {"Authorization": "Bearer s3cret", **({"Content-Type": content_type} if content_type else {})}
+    for method in ("POST", "PUT", "PATCH"):
+        assert call(guarded(), headers=headers, method=method)[0]["status"] == 200
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "text/json",
+                                          "application/jsonx", "multipart/form-data; boundary=x", "json"])
+def test_another_content_type_is_415_naming_it_and_the_header_to_send(content_type):
+    headers = {"Authorization": "Bearer s3cret", "Content-Type": content_type}
+    for method in ("POST", "PUT", "PATCH"):
+        status, _, body = reply(call(guarded(), headers=headers, method=method))
+        assert status == 415 and body == {"error": f"content type {content_type!r} is not JSON; send the body as "
+                                                   "JSON: -H 'Content-Type: application/json' (curl: --json '{…}')"}
+    # a request without a body is not checked
+    assert call(guarded(), headers={"Authorization": "Bearer s3cret", "Content-Type": content_type},
+                method="GET")[0]["status"] == 200
+
+
+def test_a_content_length_that_is_not_a_number_is_left_to_the_server():
+    sent = call(guarded(), headers={"Authorization": "Bearer s3cret", "Content-Length": "a lot"}, chunks=(b"x" * 10,))
+    assert sent[0]["status"] == 200
+
+
+def writer(seconds: float, commits: bool, seen: list):
+    """An app that, like the live-examples routes, asks the request's ticket before it saves, after ``seconds``."""
+    async def app(scope, receive, send):
+        seen.append(scope.get(TICKET_KEY))
+        await asyncio.sleep(seconds)
+        ticket = scope.get(TICKET_KEY)
+        if commits and ticket is not None and not ticket.commit():
+            return
+        await asyncio.sleep(0.3 if commits else 0)  # committing past the timeout
+        body = json.dumps({"saved": True}).encode()
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+    return app
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/examples"), ("DELETE", "/examples/r1")])
+def test_a_write_that_began_to_commit_answers_its_real_outcome_past_the_timeout(method, path):
+    seen: list = []
+    sent = call(guarded(writer(0.0, True, seen), token=None, timeout=0.1), path=path, method=method)
+    assert isinstance(seen[0], WriteTicket) and seen[0].state == "committing"
+    assert sent[0]["status"] == 201 and json.loads(sent[1]["body"]) == {"saved": True}
+
+
+def test_a_write_that_had_not_begun_is_cancelled_and_says_nothing_was_saved():
+    seen: list = []
+    status, _, body = reply(call(guarded(writer(0.3, True, seen), token=None, timeout=0.1), path="/examples"))
+    assert status == 504 and body == {"error": "the request took longer than 0.1 s (--timeout); send fewer texts per "
+                                               "request; nothing was saved"}
+    assert seen[0].state == "cancelled"
+
+
+def test_reads_and_other_paths_get_no_ticket():
+    for method, path in (("GET", "/examples"), ("POST", "/classify"), ("PUT", "/examples"), ("GET", "/info")):
+        seen: list = []
+        scopes: list = []
+
+        async def app(scope, receive, send, seen=seen, scopes=scopes):
+            scopes.append(scope)
+            await writer(0.0, False, seen)(scope, receive, send)
+
+        call(guarded(app, token=None), path=path, method=method)
+        assert seen == [None] and TICKET_KEY not in scopes[0], (method, path)
+
+
+def test_the_ticket_is_decided_once():
+    ticket = WriteTicket()
+    assert ticket.state == "open" and ticket.commit() is True and ticket.state == "committing"
+    assert ticket.cancel() is False and ticket.commit() is True and ticket.state == "committing"
+    other = WriteTicket()
+    assert other.cancel() is True and other.state == "cancelled"
+    assert other.commit() is False and other.cancel() is True and other.state == "cancelled"
+
+
+def test_an_error_inside_the_app_is_not_swallowed():
+    async def broken(scope, receive, send):
+        raise RuntimeError("bug")
+
+    with pytest.raises(RuntimeError, match="bug"):
+        call(guarded(broken, token=None))
+
+
+def test_a_content_type_with_several_parameters_is_still_json():
+    headers = {"Authorization": "Bearer s3cret", "Content-Type": "application/json; charset=utf-8; v=2"}
+    assert call(guarded(), headers=headers)[0]["status"] == 200
+
+
+def test_a_request_scope_without_headers_is_checked_like_one_with_none():
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(guarded()({"type": "http", "path": "/info", "method": "GET"}, receive, send))
+    assert sent[0]["status"] == 401
+
+
+def test_after_a_413_the_app_hears_a_disconnect_and_no_second_answer_follows():
+    heard: list[dict] = []
+
+    async def reads_too_much_then_stalls(scope, receive, send):
+        heard.append(await receive())
+        heard.append(await receive())
+        await asyncio.sleep(3)  # past the timeout: the 413 already answered, so no 504 may follow
+
+    sent = call(guarded(reads_too_much_then_stalls, token=None, timeout=0.2), chunks=(b"x" * 60, b"y" * 60))
+    status, _, body = reply(sent)
+    assert status == 413 and body == {"error": "request body over 100 bytes"}
+    assert heard[1] == {"type": "http.disconnect"} and heard[0]["type"] == "http.request"

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 from fewlabel.finetune.adapt.card import model_card
 from fewlabel.finetune.runs import (
+    discard_stage,
     finish_run,
     freeze_word_embeddings,
     prepare_out,
@@ -109,47 +110,53 @@ def adapt_encoder(texts: Sequence[str], base: str, out_dir: str | Path, settings
     pool, counts = prepare_pool(texts, max_texts=max_texts, seed=settings.seed)
     location, base_info = resolve_base(base)
     out, ckpt_dir = prepare_out(out_dir)
-    record = {"kind": ADAPT_KIND, "method": method, "base": base_info["name"], "texts": counts["fingerprint"],
-              "settings": resumable_settings(settings)}
-    resume_from = resume_point(ckpt_dir, record, run.resume)
-    prefix = base_info["prefix"] or ""
+    try:
+        record = {"kind": ADAPT_KIND, "method": method, "base": base_info["name"], "texts": counts["fingerprint"],
+                  "settings": resumable_settings(settings)}
+        resume_from = resume_point(ckpt_dir, record, run.resume)
+        prefix = base_info["prefix"] or ""
 
-    from transformers import set_seed
+        from transformers import set_seed
 
-    set_seed(settings.seed)
-    wall, cpu = time.perf_counter(), time.process_time()
-    model = _sentence_model(location, base, settings, device)
-    extra: dict = {}
-    if method == "mlm":
-        trainer, extra = _train_mlm(model, location, pool, prefix, settings, ckpt_dir, device, show_progress,
-                                    resume_from)
-    else:
-        trainer = _train_sentence_loss(model, method, pool, prefix, settings, ckpt_dir, device, show_progress,
-                                       resume_from)
-    seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
+        set_seed(settings.seed)
+        wall, cpu = time.perf_counter(), time.process_time()
+        model = _sentence_model(location, base, settings, device)
+        extra: dict = {}
+        if method == "mlm":
+            trainer, extra = _train_mlm(model, location, pool, prefix, settings, ckpt_dir, device, show_progress,
+                                        resume_from)
+        else:
+            trainer = _train_sentence_loss(model, method, pool, prefix, settings, ckpt_dir, device, show_progress,
+                                           resume_from)
+        seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
 
-    with quiet_hf():  # no "Writing model shards" bar
-        model.save_pretrained(str(out), create_model_card=False)
-    encoder_max = int(base_info["max_length"] or settings.max_length)
-    (out / "fewlabel_encoder.json").write_text(json.dumps(
-        {"prefix": prefix, "max_length": encoder_max, "pooling": "mean",
-         "source": f"adapted from {base_info['name']} by fewlabel ({method}, {int(trainer.state.global_step)} steps "
-                   f"on {counts['texts_used']} unlabelled texts)"}, indent=2) + "\n", encoding="utf-8")
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    info = {"kind": ADAPT_KIND, "method": method, "objective": LOSSES[method], "base": base_info["name"],
-            "prefix": prefix, "max_length": encoder_max, "trained_max_length": settings.max_length, "pooling": "mean",
-            "settings": settings.to_dict(), "data": {**counts, **({"source": source} if source else {})},
-            "steps": int(trainer.state.global_step),
-            "texts_seen": int(trainer.state.global_step) * settings.batch_size,
-            "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-            "train_seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
-            "device": pick_device(device), "resumed_from": resume_from, **extra,
-            "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "versions": _versions()}
-    out = finish_run(out, ckpt_dir, trainer, info, model_card=model_card(info),
-                     keep_checkpoints=run.keep_checkpoints)
-    return {"out_dir": str(out), **{k: info[k] for k in ("method", "steps", "texts_seen", "train_seconds",
-                                                         "cpu_seconds", "first_loss", "last_loss", "resumed_from")},
-            "texts_used": counts["texts_used"]}
+        with quiet_hf():  # no "Writing model shards" bar
+            model.save_pretrained(str(out), create_model_card=False)
+        encoder_max = int(base_info["max_length"] or settings.max_length)
+        (out / "fewlabel_encoder.json").write_text(json.dumps(
+            {"prefix": prefix, "max_length": encoder_max, "pooling": "mean",
+             "source": f"adapted from {base_info['name']} by fewlabel ({method}, "
+                       f"{int(trainer.state.global_step)} steps on {counts['texts_used']} unlabelled texts)"},
+            indent=2) + "\n", encoding="utf-8")
+        losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+        info = {"kind": ADAPT_KIND, "method": method, "objective": LOSSES[method], "base": base_info["name"],
+                "prefix": prefix, "max_length": encoder_max, "trained_max_length": settings.max_length,
+                "pooling": "mean",
+                "settings": settings.to_dict(), "data": {**counts, **({"source": source} if source else {})},
+                "steps": int(trainer.state.global_step),
+                "texts_seen": int(trainer.state.global_step) * settings.batch_size,
+                "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+                "train_seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
+                "device": pick_device(device), "resumed_from": resume_from, **extra,
+                "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "versions": _versions()}
+        out = finish_run(out, ckpt_dir, trainer, info, model_card=model_card(info),
+                         keep_checkpoints=run.keep_checkpoints)
+        return {"out_dir": str(out), **{k: info[k] for k in ("method", "steps", "texts_seen", "train_seconds",
+                                                             "cpu_seconds", "first_loss", "last_loss", "resumed_from")},
+                "texts_used": counts["texts_used"]}
+    except BaseException:
+        discard_stage(out)  # a refused or failed run (Ctrl-C included) leaves no staging folder beside --out
+        raise
 
 
 # ---- the model -----------------------------------------------------------------------------------------------

@@ -195,6 +195,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from fewlabel.indexing.store.faiss_factory import resolve_faiss_device
     from fewlabel.indexing.store.label_index import LabelIndex
     from fewlabel.retrieval.knn.saved_index import resolve_k_m
+    from fewlabel.retrieval.methods.store import load_method
     from fewlabel.retrieval.outputs import claim_output, output_format
     from fewlabel.retrieval.router import Predictor
     from fewlabel.retrieval.zeroshot.labels import check_template
@@ -224,11 +225,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.tune_fallback:
         valid = read_labelled(args, args.tune_fallback)
     index.check_weights()  # a model retrained in place: refused before it loads
+    # the stored method (its arrays checked against the labels and dimension) is read before the encoder loads, so
+    # a method folder that does not hold together is one line on stderr, not one after "loading encoder …"
+    method = load_method(index) if args.k is None and args.m is None else None
     encoder = load_encoder(args, index.encoder["model"], index.encoder)
     zero_shot = _zero_shot(args, index, encoder)
     kwargs = _router_settings(args, index, zero_shot, labels, tuning=valid is not None)
     predictor = Predictor(index, encoder, zero_shot, k=args.k, m=args.m, cache=open_cache(args),
-                          batch_size=args.batch_size, show_progress=not args.quiet, **kwargs)
+                          batch_size=args.batch_size, show_progress=not args.quiet, method=method, **kwargs)
     if predictor.weak_labels_:
         say(args, f"scored by zero-shot (fewer than {predictor.min_examples} examples in the index): "
                   f"{', '.join(predictor.weak_labels_)}")

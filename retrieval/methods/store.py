@@ -116,7 +116,7 @@ def load_method(index) -> StoredMethod | None:
         candidate = load(parts, labels)
     except IndexMismatchError:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # AttributeError: a method.json not an object
         raise IndexMismatchError(f"{where}: incomplete or malformed method files ({type(exc).__name__}: {exc})") \
             from exc
     return StoredMethod(name=name, labels=labels, multi_label=bool(parts.settings.get("multi_label")),
