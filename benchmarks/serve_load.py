@@ -352,7 +352,8 @@ def write_all(args, results, memory, encoders, gemm, load_start) -> None:
     errors = sum(sum(r["errors"].values()) for r in results)
     body = ("Server: `fewlabel serve` with one uvicorn worker and dynamic batching at its defaults (--max-batch-tokens "
             "8192, --max-wait-ms 5, --max-queue 1024), --no-cache (every text is encoded), --max-batch 16; index of "
-            "the 800 GoEmotions rows of the bundled sample (Flat, kNN vote); httpx keep-alive clients on loopback "
+            "the 800 GoEmotions rows of the bundled sample (Flat; the method `index build` chose: ensemble); "
+            "httpx keep-alive clients on loopback "
             "send POST /classify with 1 or 16 test texts. `encoder texts/s`: the same encoder and backend on the "
             "same texts in batches of 32, in this run, with the server idle; `ratio` = serving texts/s over it. "
             "`mean batch`: texts per encoder call in the server (from its /metrics). `/health max`: slowest "

@@ -86,16 +86,18 @@ def timed_child(args: list[str], env: dict) -> dict:
 
 
 def timed_runs(cli: list[str], index: Path, pool: Path, work: Path, env: dict, args, runs: list[dict]) -> None:
-    for strategy in args.strategies.split(","):
-        for repeat in range(args.repeats):
-            out = work / f"{strategy}-{repeat}.csv"
-            r = timed_child([*cli, "-q", "suggest", str(index), str(pool), "--n", "50", "--strategy", strategy,
-                             "--out", str(out)], env)
-            with open(out, encoding="utf-8") as fh:
-                r["suggested"] = sum(1 for _ in csv.reader(fh)) - 1
-            r.update(strategy=strategy, repeat=repeat)
-            runs.append(r)
-            print(r, flush=True)
+    scans = [None] + ([args.max_scan] if args.max_scan else [])
+    for strategy, scan, repeat in ((s, m, r) for s in args.strategies.split(",") for m in scans
+                                   for r in range(args.repeats)):
+        out = work / f"{strategy}-{scan}-{repeat}.csv"
+        extra = ["--max-scan", str(scan)] if scan else []
+        r = timed_child([*cli, "-q", "suggest", str(index), str(pool), "--n", "50", "--strategy", strategy,
+                         *extra, "--out", str(out)], env)
+        with open(out, encoding="utf-8") as fh:
+            r["suggested"] = sum(1 for _ in csv.reader(fh)) - 1
+        r.update(strategy=strategy, repeat=repeat, max_scan=scan)
+        runs.append(r)
+        print(r, flush=True)
 
 
 def main() -> None:
@@ -108,6 +110,8 @@ def main() -> None:
     parser.add_argument("--encode", type=int, default=2000, help="pool texts really encoded (the rest: copies)")
     parser.add_argument("--strategies", default="auto,diverse,uncertainty,random")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-scan", type=int, default=None,
+                        help="also time each strategy with `suggest --max-scan N` (a sample of N pool texts scored)")
     parser.add_argument("--note", default="")
     args = parser.parse_args()
     load_start = os.getloadavg()
@@ -132,10 +136,11 @@ def main() -> None:
     method = next((r["stdout"].split("method ", 1)[1].split(")", 1)[0] for r in runs if "method " in r["stdout"]),
                   "?")
     rows = []
-    for strategy in args.strategies.split(","):
-        mine = [r for r in runs if r["strategy"] == strategy]
+    for strategy, scan in dict.fromkeys((r["strategy"], r.get("max_scan")) for r in runs):
+        mine = [r for r in runs if r["strategy"] == strategy and r.get("max_scan") == scan]
         walls = [r["wall_s"] for r in mine]
-        rows.append([strategy, len(mine), f"{np.median(walls):.2f}", f"{min(walls):.2f}", f"{max(walls):.2f}",
+        rows.append([strategy, f"{scan:,}" if scan else "every text", len(mine), f"{np.median(walls):.2f}",
+                     f"{min(walls):.2f}", f"{max(walls):.2f}",
                      f"{np.median([r['cpu_s'] for r in mine]):.2f}", mine[0]["suggested"],
                      "yes" if np.median(walls) < 5 else "**no**"])
     body = (f"`fewlabel -q suggest INDEX POOL.tsv --n 50 --strategy S --out OUT.csv` as a child process, the pool's "
@@ -146,8 +151,8 @@ def main() -> None:
             f"rest their noisy copies, {planted['bytes'] / 2**20:.0f} MiB on disk (see the script's docstring for "
             "why that times a real second run). Wall: start to exit, Python start and imports included; CPU: the "
             "child's user + system time.\n\n"
-            + markdown_table(["strategy", "runs", "median wall s", "min s", "max s", "median CPU s", "suggested",
-                              "under 5 s"], rows)
+            + markdown_table(["strategy", "--max-scan", "runs", "median wall s", "min s", "max s", "median CPU s",
+                              "suggested", "under 5 s"], rows)
             + f"\n\nCPU flags: {cpu_flags()}. Load average (1, 5, 15 min) at the start "
               f"{tuple(round(x, 2) for x in load_start)}, at the end {tuple(round(x, 2) for x in load_end)}; each "
               "run's 1-minute load is in suggest_speed.json.\n" + (f"\n{args.note}\n" if args.note else ""))
