@@ -180,3 +180,50 @@ def test_suggest_refuses_bad_input_before_loading(tmp_path, capsys):
     assert "pool.tsv" in err and "text" in err
     assert main(["suggest", "-", str(pool), "--text-col", "body", "--out", str(tmp_path / "s.txt")]) == 2
     assert ".csv" in capsys.readouterr().err
+
+
+def test_random_and_diverse_score_only_the_rows_they_pick():
+    """A rule that does not read the scores asks the model only about its picks (a second `suggest` on a
+    100,000-text pool spent most of its time scoring every text with a Naive Bayes part, suggest_speed.md); the
+    guesses are the ones scoring the whole pool gives, and uncertainty still scores every candidate."""
+    from fewlabel.retrieval.labelling.model import IndexModel
+    from fewlabel.retrieval.labelling.suggest import suggest
+    from fewlabel.retrieval.methods.linear import LinearHead
+
+    x, y = blobs(40, 3)
+    labels = ["a", "b", "c"]
+    fitted = LinearHead((1.0,)).fit_views(Views(x[::4], [""] * len(x[::4])), np.eye(3, dtype=bool)[y[::4]], False)
+    model = IndexModel("linear", fitted, {"C": 1.0}, labels, False)
+    scored: list[int] = []
+    real_proba = model.proba
+
+    def counting_proba(views, chunk=20_000):
+        scored.append(len(views))
+        return real_proba(views, chunk)
+
+    model.proba = counting_proba  # type: ignore[method-assign]
+    pool = [Row(f"text {i}", (), f"p{i}", i + 2) for i in range(len(x))]
+    whole, decided = real_proba(Views(x, [r.text for r in pool]))
+
+    class Index:  # enough of a LabelIndex for suggest: rows, size, labels (40 rows: past the cold start)
+        rows = [Row(f"labelled {i}", ("a",), f"l{i}", i + 2) for i in range(40)]
+        label_names = labels
+        store = type("Store", (), {"kind": "milvus"})()
+
+        def __len__(self):
+            return len(self.rows)
+
+    for strategy in ("random", "diverse"):
+        scored.clear()
+        picked = suggest(Index(), pool, x, model, n=5, strategy=strategy)
+        assert scored == [5], strategy
+        for s in picked:
+            i = int(s.id[1:])
+            assert s.guess == [labels[j] for j in np.flatnonzero(decided[i])]
+            assert s.probabilities == {name: round(float(v), 4) for name, v in zip(labels, whole[i], strict=True)}
+    scored.clear()
+    suggest(Index(), pool, x, model, n=5, strategy="uncertainty")
+    assert scored == [len(x)]
+    scored.clear()
+    suggest(Index(), pool, x, model, n=5, strategy="auto")  # 40 rows, 3 labels: past the cold start
+    assert scored == [len(x)]
