@@ -74,8 +74,8 @@ def test_diverse_uncertain_spreads_a_batch_over_clusters():
     assert set(cluster[plain.rows]) == {0}  # plain uncertainty asks the same question 4 times
     spread = diverse_uncertain(x, scores, 4, seed=0)
     assert len(set(cluster[spread.rows])) >= 3
-    assert auto_strategy(0, 2) == "diverse" and auto_strategy(31, 2) == "diverse"
-    assert auto_strategy(32, 2) == "diverse-uncertain" and auto_strategy(60, 19) == "diverse"
+    assert auto_strategy(0, 2) == "diverse" and auto_strategy(255, 2) == "diverse"  # active.md: the range measured
+    assert auto_strategy(256, 2) == "diverse-uncertain" and auto_strategy(300, 100) == "diverse"
 
 
 def test_candidates_skip_indexed_texts_and_pool_duplicates():
@@ -205,8 +205,8 @@ def test_random_and_diverse_score_only_the_rows_they_pick():
     pool = [Row(f"text {i}", (), f"p{i}", i + 2) for i in range(len(x))]
     whole, decided = real_proba(Views(x, [r.text for r in pool]))
 
-    class Index:  # enough of a LabelIndex for suggest: rows, size, labels (40 rows: past the cold start)
-        rows = [Row(f"labelled {i}", ("a",), f"l{i}", i + 2) for i in range(40)]
+    class Index:  # enough of a LabelIndex for suggest: rows, size, labels (300 rows: past the cold start)
+        rows = [Row(f"labelled {i}", ("a",), f"l{i}", i + 2) for i in range(300)]
         label_names = labels
         store = type("Store", (), {"kind": "milvus"})()
 
@@ -225,5 +225,5 @@ def test_random_and_diverse_score_only_the_rows_they_pick():
     suggest(Index(), pool, x, model, n=5, strategy="uncertainty")
     assert scored == [len(x)]
     scored.clear()
-    suggest(Index(), pool, x, model, n=5, strategy="auto")  # 40 rows, 3 labels: past the cold start
+    suggest(Index(), pool, x, model, n=5, strategy="auto")  # 300 rows, 3 labels: past the cold start
     assert scored == [len(x)]
