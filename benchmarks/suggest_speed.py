@@ -117,7 +117,7 @@ def main() -> None:
     load_start = os.getloadavg()
     texts = distinct_texts(args.data)[0][:args.rows]
     cli = [sys.executable, "-m", "fewlabel.retrieval.cli"]
-    runs = []
+    runs: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         env = dict(os.environ)  # the user's cache: the encoder's ONNX export is there; the planted file is removed
