@@ -30,7 +30,7 @@ from fewlabel.benchmarks.slices.data import load_splits
 from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path, encode_with_cache
 from fewlabel.indexing.readers import label_matrix
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path("../shared/data")  # the project's convention (as --data in the other benchmarks): from the root
 MODEL = "e5-small"  # the default encoder (fewlabel.indexing.encoders.registry.DEFAULT_MODEL)
 SETS: dict[str, dict[str, Any]] = {
     "nsmc": dict(title="NSMC (Korean, binary)", multi_label=False, train="nsmc/rebuilt_ratings_train.txt", dev=None,
@@ -50,13 +50,13 @@ BATCH, BUDGET = 16, 256
 CHECK_ROWS, FLIP_SHARE = 1000, 0.10
 
 
-def load_set(name: str, cache: EmbeddingCache, encoder) -> dict:
+def load_set(name: str, cache: EmbeddingCache, encoder, data_dir: Path = DATA) -> dict:
     spec = SETS[name]
     opt = spec.get
-    data = load_splits(str(DATA / spec["train"]), dev=str(DATA / spec["dev"]) if spec["dev"] else None,
-                       test=str(DATA / spec["test"]), text_col=spec["text_col"], label_col=spec["label_col"],
+    data = load_splits(str(data_dir / spec["train"]), dev=str(data_dir / spec["dev"]) if spec["dev"] else None,
+                       test=str(data_dir / spec["test"]), text_col=spec["text_col"], label_col=spec["label_col"],
                        multi_label=spec["multi_label"], label_sep=opt("label_sep"), header=spec.get("header", True),
-                       label_names=str(DATA / spec["label_names"]) if opt("label_names") else None,
+                       label_names=str(data_dir / spec["label_names"]) if opt("label_names") else None,
                        max_train=opt("max_train"), dev_sample=opt("dev_sample"), test_sample=opt("test_sample"))
 
     def encode(rows):
@@ -282,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    p.add_argument("--data", type=Path, default=DATA, help="the shared data folder (default ../shared/data)")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--deadline", default=None, help="HH:MM UTC: start no new run after it")
     args = p.parse_args(argv)
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             if key in state["checks" if kind == "check" else "runs"]:
                 continue
             if name not in loaded_sets:
-                loaded_sets[name] = s = load_set(name, cache, encoder)
+                loaded_sets[name] = s = load_set(name, cache, encoder, args.data)
                 state["sets"][name] = {"title": s["spec"]["title"], "pool": len(s["y"]), "test": len(s["y_test"]),
                                        "labels": len(s["data"].labels), "notes": s["data"].notes}
             s = loaded_sets[name]

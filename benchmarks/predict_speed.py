@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from fewlabel.benchmarks.predict_large import write_input
-from fewlabel.benchmarks.report import markdown_table, write_report
+from fewlabel.benchmarks.report import cpu_flags, markdown_table, write_report
 from fewlabel.benchmarks.search_1m import distinct_texts
 
 DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
@@ -90,7 +90,8 @@ def main() -> None:
             f"in batches of 32 in this process: {encoder_rate:.1f} texts/s. 'fixed' is the same command on 20 of "
             "the rows (start, model and index load); 'net' is the other rows over the time they added, "
             "(rows - 20) / (wall - fixed).\n\n" + table
-            + f"\n\nLoad average (1, 5, 15 min) at the start {tuple(round(x, 2) for x in load_start)}, at the end "
+            + f"\n\nCPU flags: {cpu_flags()}. Load average (1, 5, 15 min) at the start "
+              f"{tuple(round(x, 2) for x in load_start)}, at the end "
               f"{tuple(round(x, 2) for x in load_end)}.\n" + (f"\n{args.note}\n" if args.note else ""))
     write_report(args.out, "predict_speed", "fewlabel predict against the encoder's own throughput", body,
                  {"runs": runs, "encoder_texts_per_s": round(encoder_rate, 1), "model": args.model,

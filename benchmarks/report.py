@@ -13,7 +13,8 @@ from pathlib import Path
 
 from fewlabel.retrieval.analysis import markdown_table
 
-__all__ = ["command_line", "machine_info", "markdown_table", "write_report"]  # markdown_table: analysis's, re-exported
+# markdown_table: analysis's, re-exported
+__all__ = ["command_line", "cpu_flags", "machine_info", "markdown_table", "write_report"]
 
 
 def machine_info() -> dict:
@@ -30,6 +31,20 @@ def machine_info() -> dict:
     except OSError:
         pass
     return info
+
+
+def cpu_flags() -> str:
+    """The SIMD flags that decide which kernels can run here (AVX2, AVX-512, VNNI, AMX), in words: a speed
+    report needs them, since int8 and bf16 only pay with VNNI or AMX."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = set(next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), []))
+    except OSError:
+        return "unknown"
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile")
+    have = [f for f in wanted if f in flags]
+    vnni = any(f in flags for f in ("avx512_vnni", "avx_vnni"))
+    return (", ".join(f.upper() for f in have) or "none of AVX2/AVX-512") + ("" if vnni else "; no VNNI")
 
 
 def command_line() -> str:

@@ -15,13 +15,19 @@ this process, server idle), and its arithmetic rate as a share of the CPU's fp32
 matmul (``--gemm-n``) in the same run. FLOPs per batch are counted from the real token lengths: per layer and
 token ``2 (4 d^2 + 2 d f)`` for the projections and feed-forward plus ``4 s d`` for attention, on the padded
 batches the encoder runs (sorted by length, 32 rows). With ``--baseline`` the onnx server is run once more with
-batching off (``--max-batch-tokens 0``) for the 1-text, 8-client phase: the server before issue 27."""
+batching off (``--max-batch-tokens 0``) for the 1-text, 8-client phase: the server before issue 27.
+
+On a shared 2-core machine the whole grid does not fit one 15-minute slot of the heavy-job lock, so ``--merge``
+adds this run's rows to the ``serve.json`` already in ``--out`` (a row measured again replaces the old one) and
+writes the report from all of them. Every ratio stays within one run: a row's encoder figure and fp32 peak are
+those measured in the same run as the row, and each run's command, date and load are listed."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import csv
+import json
 import os
 import socket
 import subprocess
@@ -32,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fewlabel.benchmarks.report import markdown_table, write_report
+from fewlabel.benchmarks.report import command_line, cpu_flags, markdown_table, write_report
 
 DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
 TOKEN = "load-test"
@@ -186,9 +192,10 @@ def metric_sum(base: str, name: str) -> float:
 def serve_runs(cli: list[str], index: Path, model: str, backend: str, texts: list[str], args, extra: list[str],
                shapes: list[tuple[int, int, int]]) -> tuple[list[dict], dict]:
     port = free_port()
+    log = tempfile.NamedTemporaryFile("w+", encoding="utf-8", suffix=".log", delete=False)  # noqa: SIM115
     server = subprocess.Popen([*cli, "serve", str(index), "--port", str(port), "--no-cache", "--max-batch", "16",
                                "--token", TOKEN, "--backend", backend, *extra],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     results, memory = [], {}
     try:
@@ -208,6 +215,13 @@ def serve_runs(cli: list[str], index: Path, model: str, backend: str, texts: lis
     finally:
         server.terminate()
         server.wait(timeout=60)
+        log.close()
+        server_errors = [line.rstrip() for line in Path(log.name).read_text(encoding="utf-8").splitlines()
+                         if line.strip() and not line.startswith("INFO")]
+        Path(log.name).unlink()
+    if any(r["errors"] for r in results):  # what the server said about its errors, for the report
+        for r in results:
+            r["server_stderr_tail"] = server_errors[-40:]
     return results, memory
 
 
@@ -223,6 +237,8 @@ def main() -> None:
     parser.add_argument("--gemm-n", type=int, default=2048)
     parser.add_argument("--baseline", action="store_true", help="also onnx without batching, 1 text, 8 clients")
     parser.add_argument("--note", default="", help="a sentence for the report (e.g. what else ran)")
+    parser.add_argument("--merge", action="store_true",
+                        help="add this run's rows to the serve.json already in --out instead of replacing it")
     args = parser.parse_args()
     with open(DEMO / "goemotions_ekman_test.tsv", encoding="utf-8") as fh:
         texts = [row["text"] for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)]
@@ -257,37 +273,87 @@ def run_all(args, work, texts, shapes, gemm, results, memory, encoders) -> None:
                             "--model", model, "--out", str(index)], check=True, timeout=1800)
             for backend in args.backends.split(","):
                 encoders[f"{model}/{backend}"] = enc = encoder_throughput(model, backend, texts)
+                enc["gemm_gflops"] = gemm["gflops"]  # the peak of this run: shares never mix runs
                 enc["share_of_peak_padded"] = round(enc["gflops_padded"] / gemm["gflops"], 3)
                 enc["share_of_peak_useful"] = round(enc["gflops_useful"] / gemm["gflops"], 3)
                 print(model, backend, enc, flush=True)
                 runs, mem = serve_runs(cli, index, model, backend, texts, args, [], shapes)
+                for r in runs:
+                    r["encoder_texts_per_s"] = enc["texts_per_s"]
                 results += runs
                 memory[f"{model}/{backend}"] = mem
                 if args.baseline and backend == "onnx":
                     runs, mem = serve_runs(cli, index, model, backend, texts, args, ["--max-batch-tokens", "0"],
                                            [(1, 8, args.requests)])
+                    for r in runs:
+                        r["encoder_texts_per_s"] = enc["texts_per_s"]
                     results += runs
                     memory[f"{model}/{backend}/no-batching"] = mem
 
 
+def row_key(r: dict) -> tuple:
+    return r["model"], r["backend"], r["batching"], r["texts_per_request"], r["clients"]
+
+
+def merge_previous(path: Path, run: dict, results: list[dict], memory: dict, encoders: dict
+                   ) -> tuple[list[dict], dict, dict, list[dict]]:
+    """This run's rows on top of those in ``path`` (a serve.json written by this script): a row, encoder or
+    memory record measured again replaces the old one; every row keeps the date of the run that measured it."""
+    if not path.is_file():
+        return results, memory, encoders, [run]
+    old = json.loads(path.read_text(encoding="utf-8"))
+    runs = old.get("runs") or [{"command": old.get("command"), "date": old.get("date"), "gemm": old.get("gemm"),
+                                "load_average_start": old.get("load_average_start"),
+                                "load_average_end": old.get("load_average_end"), "note": ""}]
+    old_encoders = old.get("encoders", {})
+    for enc in old_encoders.values():
+        enc.setdefault("gemm_gflops", (old.get("gemm") or {}).get("gflops"))
+        enc.setdefault("date", old.get("date"))
+    for r in old.get("results", []):
+        r.setdefault("date", old.get("date"))
+    new_keys = {row_key(r) for r in results}
+    kept = [r for r in old.get("results", []) if "model" in r and row_key(r) not in new_keys]
+    return (kept + results, {**old.get("memory_mib", {}), **memory}, {**old_encoders, **encoders},
+            [*runs, run])
+
+
 def write_all(args, results, memory, encoders, gemm, load_start) -> None:
     load_end = os.getloadavg()
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    for r in results:
+        r["date"] = date
+    for enc in encoders.values():
+        enc["date"] = date
+    run = {"command": command_line(), "date": date, "gemm": gemm, "load_average_start": load_start,
+           "load_average_end": load_end, "note": args.note}
+    runs = [run]
+    if args.merge:
+        results, memory, encoders, runs = merge_previous(args.out / "serve.json", run, results, memory, encoders)
+    order = {"torch": 0, "onnx": 1}
+    results = sorted(results, key=lambda r: (r["model"], order.get(r["backend"], 2), r["batching"] != "on",
+                                             r["texts_per_request"], r["clients"]))
     rows = []
     for r in results:
-        enc = encoders[f"{r['model']}/{r['backend']}"]
+        enc_rate = r.get("encoder_texts_per_s") or encoders[f"{r['model']}/{r['backend']}"]["texts_per_s"]
         rows.append([r["model"], r["backend"], r["batching"], r["texts_per_request"], r["clients"],
                      f"{r['ok']} of {r['requests_planned']}", r["requests_per_s"], r["texts_per_s"],
-                     enc["texts_per_s"], f"{r['texts_per_s'] / enc['texts_per_s']:.2f}x", r["p50_ms"], r["p95_ms"],
+                     enc_rate, f"{r['texts_per_s'] / enc_rate:.2f}x", r["p50_ms"], r["p95_ms"],
                      r["p99_ms"], sum(r["errors"].values()) if r["errors"] else 0, r["mean_batch_texts"],
                      r["health_max_ms"]])
     enc_rows = [[key, e["texts_per_s"], e["mean_tokens"], e["gflops_useful"], e["gflops_padded"],
-                 f"{e['share_of_peak_useful']:.0%}", f"{e['share_of_peak_padded']:.0%}"] for key, e in encoders.items()]
+                 e.get("gemm_gflops", gemm["gflops"]), f"{e['share_of_peak_useful']:.0%}",
+                 f"{e['share_of_peak_padded']:.0%}", e.get("date", date)] for key, e in sorted(encoders.items())]
+    run_lines = "".join(f"- {r['date']}: `{r['command']}`; fp32 peak {(r.get('gemm') or {}).get('gflops')} GFLOP/s; "
+                        f"load average at the start {tuple(round(x, 2) for x in r['load_average_start'] or ())}, at "
+                        f"the end {tuple(round(x, 2) for x in r['load_average_end'] or ())}"
+                        + (f". {r['note']}" if r.get("note") else "") + "\n" for r in runs)
     mem_rows = [[key, m["after_start"].get("VmRSS"), max(v.get("VmRSS", 0) for v in m.values()),
                  max(v.get("VmHWM", 0) for v in m.values())] for key, m in memory.items()]
     errors = sum(sum(r["errors"].values()) for r in results)
     body = ("Server: `fewlabel serve` with one uvicorn worker and dynamic batching at its defaults (--max-batch-tokens "
             "8192, --max-wait-ms 5, --max-queue 1024), --no-cache (every text is encoded), --max-batch 16; index of "
-            "the 800 GoEmotions rows of the bundled sample (Flat, kNN vote); httpx keep-alive clients on loopback "
+            "the 800 GoEmotions rows of the bundled sample (Flat; the method `index build` chose: ensemble); "
+            "httpx keep-alive clients on loopback "
             "send POST /classify with 1 or 16 test texts. `encoder texts/s`: the same encoder and backend on the "
             "same texts in batches of 32, in this run, with the server idle; `ratio` = serving texts/s over it. "
             "`mean batch`: texts per encoder call in the server (from its /metrics). `/health max`: slowest "
@@ -295,20 +361,23 @@ def write_all(args, results, memory, encoders, gemm, load_start) -> None:
             + markdown_table(["model", "backend", "batching", "texts per request", "clients", "requests answered",
                               "requests/s", "texts/s", "encoder texts/s", "ratio", "p50 ms", "p95 ms", "p99 ms",
                               "errors", "mean batch", "/health max ms"], rows)
-            + f"\n\nErrors: {errors}. Load average (1, 5, 15 min) at the start "
-              f"{tuple(round(x, 2) for x in load_start)}, at the end {tuple(round(x, 2) for x in load_end)}; "
-              "each row's 1-minute load is in serve.json.\n\n"
-              f"## The encoder against the CPU's peak\n\nfp32 peak: {gemm['gflops']} GFLOP/s, a {gemm['n']}x"
-              f"{gemm['n']} torch matmul on {gemm['torch_threads']} threads, in this run. Useful FLOPs count each "
+            + f"\n\nErrors: {errors}. CPU flags: {cpu_flags()}. Each row's date, 1-minute load average and "
+              "measured encoder figure are in serve.json.\n\n"
+              f"Runs in this report (the heavy-job lock of the shared machine gives at most 15 minutes a run, so the "
+              f"grid is measured in several; a row's ratio uses the encoder measured in its own run):\n\n{run_lines}\n"
+              f"## The encoder against the CPU's peak\n\nfp32 peak: a {gemm['n']}x{gemm['n']} torch matmul on "
+              f"{gemm['torch_threads']} threads, in the same run as the encoder figure. Useful FLOPs count each "
               "text's own tokens; padded FLOPs count what the batches of 32 (sorted by length) compute.\n\n"
             + markdown_table(["encoder/backend", "texts/s", "mean tokens", "useful GFLOP/s", "padded GFLOP/s",
-                              "useful share of peak", "padded share of peak"], enc_rows)
+                              "fp32 peak GFLOP/s", "useful share of peak", "padded share of peak", "measured"],
+                             enc_rows)
             + "\n\n## Server memory (resident MiB)\n\n"
             + markdown_table(["server", "after start", "largest after a phase", "peak (VmHWM)"], mem_rows)
-            + "\n" + (f"\n{args.note}\n" if args.note else ""))
+            + "\n")
     write_report(args.out, "serve", "Load test of fewlabel serve", body,
                  {"results": results, "encoders": encoders, "gemm": gemm, "memory_mib": memory,
-                  "load_average_start": load_start, "load_average_end": load_end},
+                  "load_average_start": load_start, "load_average_end": load_end, "runs": runs,
+                  "cpu_flags": cpu_flags()},
                  data_note="bundled GoEmotions-ekman sample (retrieval/demo_data): train indexed, valid tunes k and m, "
                            "test texts sent")
 

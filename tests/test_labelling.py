@@ -74,8 +74,8 @@ def test_diverse_uncertain_spreads_a_batch_over_clusters():
     assert set(cluster[plain.rows]) == {0}  # plain uncertainty asks the same question 4 times
     spread = diverse_uncertain(x, scores, 4, seed=0)
     assert len(set(cluster[spread.rows])) >= 3
-    assert auto_strategy(0, 2) == "diverse" and auto_strategy(31, 2) == "diverse"
-    assert auto_strategy(32, 2) == "diverse-uncertain" and auto_strategy(60, 19) == "diverse"
+    assert auto_strategy(0, 2) == "diverse" and auto_strategy(255, 2) == "diverse"  # active.md: the range measured
+    assert auto_strategy(256, 2) == "diverse-uncertain" and auto_strategy(300, 100) == "diverse"
 
 
 def test_candidates_skip_indexed_texts_and_pool_duplicates():
@@ -180,3 +180,50 @@ def test_suggest_refuses_bad_input_before_loading(tmp_path, capsys):
     assert "pool.tsv" in err and "text" in err
     assert main(["suggest", "-", str(pool), "--text-col", "body", "--out", str(tmp_path / "s.txt")]) == 2
     assert ".csv" in capsys.readouterr().err
+
+
+def test_random_and_diverse_score_only_the_rows_they_pick():
+    """A rule that does not read the scores asks the model only about its picks (a second `suggest` on a
+    100,000-text pool spent most of its time scoring every text with a Naive Bayes part, suggest_speed.md); the
+    guesses are the ones scoring the whole pool gives, and uncertainty still scores every candidate."""
+    from fewlabel.retrieval.labelling.model import IndexModel
+    from fewlabel.retrieval.labelling.suggest import suggest
+    from fewlabel.retrieval.methods.linear import LinearHead
+
+    x, y = blobs(40, 3)
+    labels = ["a", "b", "c"]
+    fitted = LinearHead((1.0,)).fit_views(Views(x[::4], [""] * len(x[::4])), np.eye(3, dtype=bool)[y[::4]], False)
+    model = IndexModel("linear", fitted, {"C": 1.0}, labels, False)
+    scored: list[int] = []
+    real_proba = model.proba
+
+    def counting_proba(views, chunk=20_000):
+        scored.append(len(views))
+        return real_proba(views, chunk)
+
+    model.proba = counting_proba  # type: ignore[method-assign]
+    pool = [Row(f"text {i}", (), f"p{i}", i + 2) for i in range(len(x))]
+    whole, decided = real_proba(Views(x, [r.text for r in pool]))
+
+    class Index:  # enough of a LabelIndex for suggest: rows, size, labels (300 rows: past the cold start)
+        rows = [Row(f"labelled {i}", ("a",), f"l{i}", i + 2) for i in range(300)]
+        label_names = labels
+        store = type("Store", (), {"kind": "milvus"})()
+
+        def __len__(self):
+            return len(self.rows)
+
+    for strategy in ("random", "diverse"):
+        scored.clear()
+        picked = suggest(Index(), pool, x, model, n=5, strategy=strategy)
+        assert scored == [5], strategy
+        for s in picked:
+            i = int(s.id[1:])
+            assert s.guess == [labels[j] for j in np.flatnonzero(decided[i])]
+            assert s.probabilities == {name: round(float(v), 4) for name, v in zip(labels, whole[i], strict=True)}
+    scored.clear()
+    suggest(Index(), pool, x, model, n=5, strategy="uncertainty")
+    assert scored == [len(x)]
+    scored.clear()
+    suggest(Index(), pool, x, model, n=5, strategy="auto")  # 300 rows, 3 labels: past the cold start
+    assert scored == [len(x)]

@@ -153,6 +153,43 @@ def test_batcher_keeps_to_the_token_budget_and_refuses_a_full_queue():
         slow.stop()
 
 
+def test_counting_tokens_in_request_threads_never_unpads_the_workers_batch():
+    """Found by the load test (serve.md): every request counts its tokens in its own thread as it arrives,
+    and it did so with the encoder's own fast tokenizer while the worker tokenized a padded batch with it.
+    Counting (no padding) switched the shared Rust tokenizer's padding off in the middle of the worker's call,
+    the batch came back ragged, and every request in it got a 500. Here request-side counting runs without a
+    pause in four threads while batches of texts of different lengths go through the worker: every batch must
+    come back whole and equal to the encoder's own vectors."""
+    from fewlabel.indexing.encoders.encoder import Encoder
+
+    encoder = Encoder("minilm", backend="onnx")
+    texts = [" ".join(TEXTS[i % len(TEXTS)].split()[: 1 + i % 23]) for i in range(8)]  # 1 to 8 words
+    expected = encoder.encode(texts)
+    batcher = Batcher(encoder, max_batch_tokens=8192, max_wait_ms=0, max_queue=1024)
+    done = threading.Event()
+
+    def arriving_requests() -> None:
+        while not done.is_set():
+            batcher._count_tokens(TEXTS[:2])  # what Batcher.encode does first for each request
+
+    counters = [threading.Thread(target=arriving_requests) for _ in range(4)]
+    errors: list[str] = []
+    try:
+        for t in counters:
+            t.start()
+        for _ in range(60):
+            try:
+                assert np.allclose(batcher.encode(texts), expected, atol=1e-4)
+            except ValueError as exc:
+                errors.append(repr(exc))
+    finally:
+        done.set()
+        for t in counters:
+            t.join(30)
+        batcher.stop()
+    assert not errors, f"{len(errors)} of 60 batches failed: {errors[0]}"
+
+
 # ---- a real server ---------------------------------------------------------------------------------------
 def test_info_says_backend_threads_and_batching(served):
     info = httpx.get(f"{served['base']}/info", headers=AUTH, timeout=30).json()

@@ -41,7 +41,7 @@ def add_labelling_commands(commands: argparse._SubParsersAction) -> None:
     add_data_options(suggest, labels=False)
     suggest.add_argument("--n", type=positive_int, default=50, help="how many texts to suggest (default: 50)")
     suggest.add_argument("--strategy", choices=STRATEGIES, default="auto",
-                         help="auto (default): diverse representatives while the index is small (under 32 rows or "
+                         help="auto (default): diverse representatives while the index is small (under 256 rows or "
                               "4 per label), then the most uncertain texts spread over clusters; uncertainty: the "
                               "smallest margin of the method's probabilities; diverse: k-means representatives; "
                               "random")

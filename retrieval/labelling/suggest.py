@@ -82,18 +82,35 @@ def suggest(index, pool: Sequence[Row], vectors: np.ndarray, model=None, *, n: i
         return []
     n = min(n, len(rows))
     x = np.asarray(vectors[rows], dtype=np.float32)
+    n_labelled = len(index) if index is not None else 0
+    n_labels = len(index.label_names) if index is not None else 0
     proba = decided = None
-    if model is not None:
+    if model is not None and needs_scores(strategy, n_labelled, n_labels):
         proba, decided = model.proba(Views(x, [pool[i].text for i in rows]))
     labelled = None
     if index is not None and strategy in ("auto", "diverse", "uncertainty"):
         from fewlabel.retrieval.methods.index_method import index_vectors
 
         labelled = _index_vectors(index, index_vectors)
-    picked, note = pick(x, proba, model, n=n, strategy=strategy, seed=seed,
-                        n_labelled=len(index) if index is not None else 0,
-                        n_labels=len(index.label_names) if index is not None else 0, labelled_vectors=labelled)
+    picked, note = pick(x, proba, model, n=n, strategy=strategy, seed=seed, n_labelled=n_labelled,
+                        n_labels=n_labels, labelled_vectors=labelled)
+    if model is not None and proba is None and len(picked.rows):
+        # a rule that does not read the scores (random, diverse): only the picked rows need the model's guess, so
+        # a second suggest on a 100,000-text pool does not score every text (a Naive Bayes part reads them all)
+        chosen = [int(rows[i]) for i in picked.rows]
+        some_proba, some_decided = model.proba(Views(x[picked.rows], [pool[i].text for i in chosen]))
+        proba = np.zeros((len(x), some_proba.shape[1]), dtype=some_proba.dtype)
+        decided = np.zeros((len(x), some_decided.shape[1]), dtype=bool)
+        proba[picked.rows], decided[picked.rows] = some_proba, some_decided
     return _rows_out(pool, rows, picked, proba, decided, model, strategy, note)
+
+
+def needs_scores(strategy: str, n_labelled: int, n_labels: int) -> bool:
+    """Whether the rule reads the model's probabilities of every candidate (uncertainty, and auto once past the
+    cold start) or only needs the guesses of the rows it picks (random, diverse)."""
+    if strategy == "uncertainty":
+        return True
+    return strategy == "auto" and auto_strategy(n_labelled, n_labels) != "diverse"
 
 
 def pick(x: np.ndarray, proba: np.ndarray | None, model, *, n: int, strategy: str, seed: int, n_labelled: int,

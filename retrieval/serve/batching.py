@@ -23,6 +23,7 @@ so every route that encodes (``/classify``, ``/embed``, ``/zeroshot``, ``/simila
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import threading
@@ -124,6 +125,12 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._rate = 0.0  # texts/s of recent batches, for Retry-After
+        # Requests count their tokens with a copy of the tokenizer, one thread at a time. A fast tokenizer keeps
+        # its padding and truncation settings in the shared Rust object: a count (no padding) made with the
+        # encoder's own tokenizer while the worker tokenized a padded batch switched padding off under it, and the
+        # ragged batch failed every request in it (a 500 in the load test, tests/test_serve_speed.py).
+        self._counter = copy.deepcopy(encoder.tokenizer)
+        self._counter_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="fewlabel-batcher", daemon=True)
         self._thread.start()
 
@@ -140,7 +147,8 @@ class Batcher:
     def _count_tokens(self, texts: Sequence[str]) -> int:
         """The longest text's token count, as the encoder will see it (prefix, truncation)."""
         encoder = self.encoder
-        lengths = encoder.tokenizer([encoder.prefix + t for t in texts], truncation=True,
+        with self._counter_lock:
+            lengths = self._counter([encoder.prefix + t for t in texts], truncation=True,
                                     max_length=encoder.max_length)["input_ids"]
         return max(len(ids) for ids in lengths)
 
