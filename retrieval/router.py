@@ -335,7 +335,7 @@ class Predictor:
                                                                                    strict=True) if on),
                                         scores=scores, top_similarity=float(state["top_sim"][i]),
                                         neighbours=self._neighbours(state, i) if explain else [],
-                                        route=route, reason=REASONS[reason]))
+                                        route=route, reason=REASONS[reason], kept=dict(row.extra)))
         return out
 
     def _neighbours(self, state: dict, i: int) -> list[dict]:
