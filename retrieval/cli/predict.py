@@ -243,10 +243,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         tuning = predictor.tuning_
         assert tuning is not None  # tune() records it
         threshold = predictor.similarity_threshold
-        say(args, f"tuned on {tuning['n_valid']} validation rows: similarity threshold "
-                  f"{'none' if threshold is None else f'{threshold:.4f}'}, {tuning['zero_shot_share']:.0%} of them "
-                  f"routed to zero-shot (in full or for weak labels), macro-F1 {tuning['score']:.4f} "
-                  f"(kNN alone {tuning['knn_alone']['macro_f1']:.4f})")
+        if not predictor.use_fallback:
+            say(args, f"tuned on {tuning['n_valid']} validation rows: no fallback (the index alone scores macro-F1 "
+                      f"{tuning['no_fallback_score']:.4f}, the best fallback setting "
+                      f"{tuning['best_fallback_score']:.4f}); every text is labelled by the index")
+        else:
+            say(args, f"tuned on {tuning['n_valid']} validation rows: similarity threshold "
+                      f"{'none' if threshold is None else f'{threshold:.4f}'}, {tuning['zero_shot_share']:.0%} of them "
+                      f"routed to zero-shot (in full or for weak labels), macro-F1 {tuning['score']:.4f} "
+                      f"(kNN alone {tuning['knn_alone']['macro_f1']:.4f})")
     predictions, counted = _label(args, out, predictor, zero_shot, rows, total)
     if args.save_fallback:  # on a fresh read under the write lock, so rows added meanwhile are kept
         with LabelIndex.update(args.index_dir, waiting=lambda message: say(args, message)) as fresh:
