@@ -126,7 +126,8 @@ def add_fallback_options(predict: argparse.ArgumentParser) -> None:
     group.add_argument("--label-col", default=None,
                        help="label column of the --tune-fallback file (default: label) and, when given, of INPUT: "
                             "INPUT's labels are then scored (per-label F1 printed; OUT.per_label.csv/.md, and "
-                            "OUT.confusion.png for single-label data)")
+                            "OUT.confusion.png for single-label data; OUT is the whole name, e.g. "
+                            "pred.csv.per_label.csv)")
     group.add_argument("--label-sep", default=None, help="label separator of the --tune-fallback file")
     group.add_argument("--save-fallback", action="store_true",
                        help="store the fallback settings (thresholds, labels) in the index's meta.json")
