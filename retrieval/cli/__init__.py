@@ -38,7 +38,6 @@ def _quiet_third_parties() -> None:
     os.environ["FEWLABEL_QUIET"] = "1"  # read where no args reach (the one-off ONNX export and e5 rebuild lines)
     os.environ.setdefault("GLOG_minloglevel", "2")  # absl/glog start-up lines of native libraries
     os.environ.setdefault("RAY_LOG_TO_STDERR", "0")
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # Ray's C++ core_worker lines (its errors still raise)
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
 
