@@ -96,3 +96,31 @@ def test_ray_predict_under_q_prints_nothing(data):
     done = _fewlabel(["-q", "predict", str(index), str(data["test"]), "--engine", "ray", "--out",
                       str(data["dir"] / "ray.csv")], home)
     assert done.stderr == "", done.stderr  # Ray's core_worker.cc "E" line was here
+
+
+def test_setfit_head_notice_is_silenced_where_fewlabel_loads_setfit(capfd):
+    """setfit logs "model_head.pkl not found … You should TRAIN this model" (through its own stderr handler) when
+    it loads a plain encoder, which is how a SetFit method starts: inside `quiet_hf`, where fewlabel loads it,
+    that notice is gone."""
+    import logging
+
+    from setfit import SetFitModel
+
+    from fewlabel.indexing.encoders.registry import REGISTRY
+    from fewlabel.indexing.hf import quiet_hf
+
+    disabled = logging.root.manager.disable  # an in-process `main(["-q", …])` earlier in the session disables logs
+    logging.disable(logging.NOTSET)
+    level = logging.getLogger("setfit").level
+    try:
+        logging.getLogger("setfit").setLevel(logging.INFO)
+        folder = str(REGISTRY["minilm"].locate())
+        capfd.readouterr()
+        SetFitModel.from_pretrained(folder)
+        assert "You should TRAIN" in capfd.readouterr().err  # the notice is real
+        with quiet_hf():
+            SetFitModel.from_pretrained(folder)
+        assert "You should TRAIN" not in capfd.readouterr().err
+    finally:
+        logging.getLogger("setfit").setLevel(level)
+        logging.disable(disabled)
