@@ -152,3 +152,12 @@ def test_kept_names_never_shadow_the_outputs_own_columns():
     item = json.loads(format_predictions([p], "jsonl", ["a"], kept=["id", "scores", "text"]))
     assert item["id"] == "7" and item["scores"] == {"a": 1.0} and item["input:scores"] == "s"
     assert item["input:id"] == "7" and item["text"] == "t"
+
+
+def test_suggest_keys_its_rows_by_the_pool_id_column(data):
+    out = data["dir"] / "suggest.csv"
+    assert main(["-q", "suggest", str(data["index"]), str(data["test"]), "--n", "4", "--no-cache",
+                 "--out", str(out)]) == 0
+    ids = {r["id"]: r["text"] for r in data["rows"]}
+    rows = _csv(out)
+    assert len(rows) == 4 and all(ids[r["id"]] == r["text"] for r in rows)  # the pool's ids, not row numbers

@@ -119,10 +119,12 @@ def column_names(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def add_data_options(p: argparse.ArgumentParser, *, labels: bool, ids: bool = True, predicting: bool = False) -> None:
+def add_data_options(p: argparse.ArgumentParser, *, labels: bool, ids: bool = True, predicting: bool = False,
+                     auto_id: bool = False) -> None:
     """Columns of a labelled (``labels``) or unlabelled text file, and ``--no-header``. ``predicting``: the input
     of a command that writes one prediction per row, keyed by its ``id`` column when it has one
-    (:func:`resolve_id_col`), with ``--keep-cols`` to carry input columns into the output."""
+    (:func:`resolve_id_col`), with ``--keep-cols`` to carry input columns into the output; ``auto_id``: the ``id``
+    column rule alone (`suggest`, whose output carries the text already)."""
     p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
     if labels:
         p.add_argument("--label-col", default="label",
@@ -132,7 +134,7 @@ def add_data_options(p: argparse.ArgumentParser, *, labels: bool, ids: bool = Tr
                             "(a JSON list such as [\"a\",\"b\"] is always understood)")
     if ids:
         p.add_argument("--id-col", default=None, help="column with row ids (default: " + (
-            "the input's id column when it has one, else the row number)" if predicting else "row number)"))
+            "the input's id column when it has one, else the row number)" if predicting or auto_id else "row number)"))
     if predicting:
         p.add_argument("--keep-cols", type=column_names, default=[], metavar="COL[,COL…]",
                        help="input columns to copy into the output after the predictions, e.g. text (a name the "
