@@ -81,13 +81,34 @@ def schedule_kwargs(settings: TrainSettings) -> dict:
     return kwargs
 
 
-def quiet_trainer(trainer, show_progress: bool) -> None:
-    """Without progress bars transformers prints every log line instead; quiet means quiet (the log
-    still goes to training_log.jsonl)."""
-    if not show_progress:
-        from transformers.trainer_callback import PrinterCallback
+#: the logged values shown on the training bar (the rest, runtimes and throughputs, stay in the log history)
+_BAR_SKIPS = ("runtime", "per_second", "total_flos", "epoch", "grad_norm")
 
+
+def quiet_trainer(trainer, show_progress: bool) -> None:
+    """How a transformers (or sentence-transformers, or setfit) trainer reports: without progress bars it prints
+    every log as a raw ``{'loss': …}`` dict, so quiet means that printer is removed; with them, its bar also
+    writes each log as a raw dict under the bar, so the bar is replaced by one that shows the latest loss and
+    metrics after it instead. The log history is kept either way (training_log.jsonl)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    if not show_progress:
         trainer.remove_callback(PrinterCallback)
+        return
+
+    class LossBar(ProgressCallback):
+        """transformers' training bar, with the logs as its postfix (``loss=0.4127, eval_f1=0.71``)."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or self.training_bar is None or not logs:
+                return
+            shown = {key: f"{value:.4g}" if isinstance(value, float) else value for key, value in logs.items()
+                     if isinstance(value, (int, float)) and not any(skip in key for skip in _BAR_SKIPS)}
+            if shown:
+                self.training_bar.set_postfix(shown)
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(LossBar())
 
 
 def resume_point(ckpt_dir: Path, run: dict, resume: bool) -> str | None:

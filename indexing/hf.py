@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fewlabel.indexing.errors import ModelError, SetupError, first_line
 
-_LOGGERS = ("sentence_transformers", "huggingface_hub")
+_LOGGERS = ("sentence_transformers", "huggingface_hub", "setfit")
 
 
 _DEVICE = re.compile(r"^(cpu|mps|(cuda|xpu)(:\d+)?)$")

@@ -15,7 +15,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypedDict
 
@@ -24,8 +24,8 @@ import numpy as np
 from fewlabel.indexing.errors import DataError
 from fewlabel.indexing.sniff import FORMATS, detect_format, type_name
 
-__all__ = ["FORMATS", "Row", "count_lines", "detect_format", "iter_rows", "label_matrix", "read_rows", "read_texts",
-           "split_label_cell"]
+__all__ = ["FORMATS", "Row", "count_lines", "detect_format", "has_column", "iter_rows", "label_matrix", "read_rows",
+           "read_texts", "split_label_cell"]
 
 PathLike = str | os.PathLike
 
@@ -45,6 +45,8 @@ class Row:
     labels: tuple[str, ...]  # () when no label column was requested (or allowed to be empty)
     id: str  # from id_col when given, else the 0-based data row number as a string
     line: int  # 1-based physical line where the record starts (a CSV/TSV header is line 1)
+    # the ``keep_cols`` columns as read (strings from CSV/TSV, any JSON value from JSONL), carried to the output
+    extra: dict[str, object] = field(default_factory=dict, hash=False)
 
 
 def label_matrix(items: Sequence[Row | Sequence[str]], names: Sequence[str],
@@ -158,29 +160,32 @@ def _clean_label_items(items: list, *, where: _Where) -> tuple[str, ...]:
 
 def read_rows(path: PathLike, *, text_col: str, label_col: str | None = None, id_col: str | None = None,
               label_sep: str | None = None, fmt: str | None = None, header: bool = True,
-              allow_empty_labels: bool = False) -> list[Row]:
+              allow_empty_labels: bool = False, keep_cols: Sequence[str] = ()) -> list[Row]:
     """Read every data row of a CSV, TSV or JSONL file, validating as it goes.
 
     ``fmt`` overrides the extension. With ``header=False`` (CSV/TSV only) columns are 0-based
     positions written as strings (``text_col="0"``). With ``allow_empty_labels`` a missing or
-    empty label gives ``labels=()`` instead of an error (for partly labelled files).
+    empty label gives ``labels=()`` instead of an error (for partly labelled files). ``keep_cols`` are read
+    into each ``Row.extra`` as they are (they must exist like any requested column).
     Raises :class:`DataError` on the first problem, naming file, line and field.
     """
     _check_file(path)
     fmt = _resolve_format(path, fmt)
     content = read_text_file(path)
     rows = list(_rows(content, path=path, fmt=fmt, header=header, text_col=text_col, label_col=label_col,
-                      id_col=id_col, label_sep=label_sep, allow_empty_labels=allow_empty_labels))
+                      id_col=id_col, label_sep=label_sep, allow_empty_labels=allow_empty_labels,
+                      keep_cols=keep_cols))
     if not rows:
         raise DataError("no rows: the file has no data rows", path=str(path))
     return rows
 
 
 def _rows(source, *, path: PathLike, fmt: str, header: bool, text_col: str, label_col: str | None,
-          id_col: str | None, label_sep: str | None, allow_empty_labels: bool) -> Iterator[Row]:
+          id_col: str | None, label_sep: str | None, allow_empty_labels: bool,
+          keep_cols: Sequence[str] = ()) -> Iterator[Row]:
     """Rows from ``source`` (the whole text, or its checked lines one at a time): the one record-to-row path that
     :func:`read_rows` and :func:`iter_rows` share, so both give the same rows and the same errors."""
-    wanted = [c for c in (text_col, label_col, id_col) if c is not None]
+    wanted = list(dict.fromkeys([c for c in (text_col, label_col, id_col) if c is not None] + list(keep_cols)))
     if fmt == "jsonl":
         records = _jsonl_records(source, path=path, wanted=wanted, optional={label_col})
     else:
@@ -189,20 +194,22 @@ def _rows(source, *, path: PathLike, fmt: str, header: bool, text_col: str, labe
     for index, (line, values) in enumerate(records):
         row = _make_row(values, index=index, line=line, path=path, text_col=text_col, label_col=label_col,
                         id_col=id_col, label_sep=label_sep, allow_empty_labels=allow_empty_labels)
+        if keep_cols:
+            row.extra.update((col, values[col]) for col in keep_cols)
         if id_col is not None:
             _check_unique_id(row, first_line_of_id, path=path, id_col=id_col)
         yield row
 
 
 def read_texts(path: PathLike, *, text_col: str, id_col: str | None = None, fmt: str | None = None,
-               header: bool = True) -> list[Row]:
+               header: bool = True, keep_cols: Sequence[str] = ()) -> list[Row]:
     """Read texts without labels (prediction inputs); every ``Row.labels`` is ``()``."""
-    return read_rows(path, text_col=text_col, id_col=id_col, fmt=fmt, header=header)
+    return read_rows(path, text_col=text_col, id_col=id_col, fmt=fmt, header=header, keep_cols=keep_cols)
 
 
 def iter_rows(path: PathLike, *, text_col: str, label_col: str | None = None, id_col: str | None = None,
               label_sep: str | None = None, fmt: str | None = None, header: bool = True,
-              allow_empty_labels: bool = False) -> Iterator[Row]:
+              allow_empty_labels: bool = False, keep_cols: Sequence[str] = ()) -> Iterator[Row]:
     """The rows of :func:`read_rows`, one at a time from the open file, with the same checks and messages: memory
     stays bounded by one record, however long the file (``fewlabel predict`` on millions of rows). The only
     state kept is the set of ids already seen when ``id_col`` is given (a repeated id is still an error).
@@ -213,11 +220,30 @@ def iter_rows(path: PathLike, *, text_col: str, label_col: str | None = None, id
     with open(path, encoding="utf-8-sig", newline="") as fh:
         for row in _rows(_checked_lines(fh, path), path=path, fmt=fmt, header=header, text_col=text_col,
                          label_col=label_col, id_col=id_col, label_sep=label_sep,
-                         allow_empty_labels=allow_empty_labels):
+                         allow_empty_labels=allow_empty_labels, keep_cols=keep_cols):
             count += 1
             yield row
     if not count:
         raise DataError("no rows: the file has no data rows", path=str(path))
+
+
+def has_column(path: PathLike, column: str, *, fmt: str | None = None) -> bool:
+    """Whether a CSV/TSV file's header, or a JSON Lines file's first record, has ``column``: how prediction
+    commands find an ``id`` column to key their output by without being told. Reads the first record only; a file
+    that cannot be read says False here and is reported by the reader that follows."""
+    try:
+        fmt = _resolve_format(path, fmt)
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            if fmt == "jsonl":
+                first = next((line for line in fh if line.strip()), "")
+                record = json.loads(first) if first else None
+                return isinstance(record, dict) and column in record
+            for _, fields in iter_records(_make_reader(fh, fmt), path):
+                if fields:
+                    return column in [name.strip() for name in fields]
+    except (OSError, UnicodeDecodeError, ValueError, DataError):
+        pass
+    return False
 
 
 def _checked_lines(fh: io.TextIOBase, path: PathLike) -> Iterator[str]:

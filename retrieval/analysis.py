@@ -168,16 +168,16 @@ def save_figure(fig, path: Path, *, dpi: int = 120) -> Path:
 
 
 def analysis_files(out: str | Path, *, plot: str | None = "confusion", table: str | None = None) -> dict[str, Path]:
-    """The files written beside an output ``OUT.ext``: ``OUT.<plot>.png`` and ``OUT.<table>.csv|.md``; the STS
-    plot is ``OUT.png`` itself (``plot=""``)."""
+    """The files written beside an output ``OUT`` (its whole name, extension included), by the one rule every
+    sidecar follows, ``OUT.meta.json`` too: ``OUT.<plot>.png`` and ``OUT.<table>.csv|.md`` (``pred.csv`` gets
+    ``pred.csv.per_label.csv``, ``pred.csv.confusion.png``; ``scores.csv`` gets ``scores.csv.scatter.png``)."""
     out = Path(out)
-    stem = out.with_suffix("")
     files: dict[str, Path] = {}
-    if plot is not None:
-        files["png"] = stem.with_name(stem.name + (f".{plot}" if plot else "") + ".png")
+    if plot:
+        files["png"] = out.with_name(f"{out.name}.{plot}.png")
     if table:
-        files["csv"] = stem.with_name(f"{stem.name}.{table}.csv")
-        files["md"] = stem.with_name(f"{stem.name}.{table}.md")
+        files["csv"] = out.with_name(f"{out.name}.{table}.csv")
+        files["md"] = out.with_name(f"{out.name}.{table}.md")
     return files
 
 

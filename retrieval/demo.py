@@ -51,9 +51,9 @@ def shorten(text: str, width: int = 70) -> str:
 
 def run_one(demo: DemoSet, encoder: Encoder, out: Path, args: argparse.Namespace,
             cache: EmbeddingCache | None) -> dict:
-    def rows(split: str):
+    def rows(split: str):  # the held-out texts are carried into the predictions file beside their labels
         return read_rows(DEMO_DATA / f"{demo.prefix}_{split}.tsv", text_col="text", label_col=demo.label_col,
-                         id_col="id", label_sep=demo.label_sep)
+                         id_col="id", label_sep=demo.label_sep, keep_cols=("text",) if split == "test" else ())
 
     train, valid, test = rows("train"), rows("valid"), rows("test")
     progress = not args.quiet
@@ -65,7 +65,7 @@ def run_one(demo: DemoSet, encoder: Encoder, out: Path, args: argparse.Namespace
     index.save(out / f"{demo.name}-index")
     predictions = Predictor(index, encoder, cache=cache, batch_size=args.batch_size,
                             show_progress=progress).predict(test)
-    write_predictions(predictions, out / f"{demo.name}-predictions.csv", index.label_names)
+    write_predictions(predictions, out / f"{demo.name}-predictions.csv", index.label_names, kept=["text"])
     scores = evaluate(predictions, test, index.label_names)
     seconds = time.perf_counter() - started
     tuning = index.tuning

@@ -18,8 +18,8 @@ from pathlib import Path
 from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.files import atomic_file, first_line_of, refuse_foreign
 
-__all__ = ["Prediction", "claim_output", "csv_header_line", "format_predictions", "output_format", "prediction_header",
-           "write_meta", "write_predictions"]
+__all__ = ["Prediction", "claim_output", "csv_header_line", "format_predictions", "kept_names", "output_format",
+           "prediction_header", "write_meta", "write_predictions"]
 
 ROUTE_KNN = "knn"
 
@@ -38,6 +38,7 @@ class Prediction:
     neighbours: list[dict] = field(default_factory=list)
     route: str = ROUTE_KNN
     reason: str = "neighbours"
+    kept: dict[str, object] = field(default_factory=dict)  # the input columns carried over (--keep-cols)
 
 
 def output_format(path: Path) -> str:
@@ -96,18 +97,40 @@ def _similarity(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 6)
 
 
-def prediction_header(label_names: Sequence[str], *, routes: bool = False, similarity: bool = True,
-                      explain: bool = False) -> list[str]:
-    """The CSV columns of :func:`write_predictions` (JSONL writes the same keys, without a header line)."""
+def _own_columns(label_names: Sequence[str], *, routes: bool, similarity: bool, explain: bool) -> list[str]:
     header = ["id", "labels", *(["route", "reason"] if routes else []), *[f"score:{n}" for n in label_names]]
     header += ["top_similarity"] if similarity else []
     return [*header, "neighbours"] if explain else header
 
 
+def kept_names(kept: Sequence[str], own: Sequence[str]) -> list[str]:
+    """Output names of the carried input columns: their own name, or ``input:<name>`` where that is one of the
+    output's own columns (an input's ``labels`` or ``id`` beside the predicted ones)."""
+    return [f"input:{name}" if name in own or name.startswith("input:") else name for name in kept]
+
+
+def prediction_header(label_names: Sequence[str], *, routes: bool = False, similarity: bool = True,
+                      explain: bool = False, kept: Sequence[str] = ()) -> list[str]:
+    """The CSV columns of :func:`write_predictions` (JSONL writes the same keys, without a header line): the
+    predictions' own, then the ``kept`` input columns (last, so that an output is still recognised by its first
+    columns, ``id,labels``)."""
+    own = _own_columns(label_names, routes=routes, similarity=similarity, explain=explain)
+    return [*own, *kept_names(kept, own)]
+
+
+def _cell(value: object) -> str:
+    """A kept input value as a CSV cell: strings as they were, anything else (JSONL numbers, lists) as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 def format_predictions(predictions: Sequence[Prediction], fmt: str, label_names: Sequence[str], *,
-                       routes: bool = False, similarity: bool = True, explain: bool = False) -> str:
+                       routes: bool = False, similarity: bool = True, explain: bool = False,
+                       kept: Sequence[str] = ()) -> str:
     """The lines of ``predictions`` in ``fmt`` (csv or jsonl), without the CSV header: what
-    :func:`write_predictions` writes, and what ``fewlabel predict`` appends chunk by chunk."""
+    :func:`write_predictions` writes, and what ``fewlabel predict`` appends chunk by chunk. ``kept``: the input
+    columns each prediction carries (``Prediction.kept``), written last under :func:`kept_names`."""
+    own = _own_columns(label_names, routes=routes, similarity=similarity, explain=explain)
+    names = kept_names(kept, [*own, "scores"] if fmt == "jsonl" else own)  # JSONL keeps the scores in one object
     buffer = io.StringIO(newline="")
     if fmt == "jsonl":
         for p in predictions:
@@ -119,6 +142,7 @@ def format_predictions(predictions: Sequence[Prediction], fmt: str, label_names:
                 item["top_similarity"] = _similarity(p.top_similarity)
             if explain:
                 item["neighbours"] = p.neighbours
+            item.update((name, p.kept[col]) for name, col in zip(names, kept, strict=True))
             buffer.write(json.dumps(item, ensure_ascii=False) + "\n")
         return buffer.getvalue()
     writer = csv.writer(buffer)
@@ -129,6 +153,7 @@ def format_predictions(predictions: Sequence[Prediction], fmt: str, label_names:
             line.append("" if math.isnan(p.top_similarity) else f"{p.top_similarity:.4f}")
         if explain:
             line.append(json.dumps(p.neighbours, ensure_ascii=False))
+        line += [_cell(p.kept[col]) for col in kept]
         writer.writerow(line)
     return buffer.getvalue()
 
@@ -141,16 +166,17 @@ def csv_header_line(columns: Sequence[str]) -> str:
 
 
 def write_predictions(predictions: Sequence[Prediction], path: str | Path, label_names: Sequence[str], *,
-                      routes: bool = False, similarity: bool = True) -> Path:
+                      routes: bool = False, similarity: bool = True, kept: Sequence[str] = ()) -> Path:
     """CSV ``id, labels (JSON list) [, route, reason], score:<label>…, top_similarity [, neighbours]`` or the
     same keys in JSONL (``scores`` as one object). ``routes`` adds the route columns (the zero-shot fallback and
     pure zero-shot); ``similarity=False`` leaves ``top_similarity`` out (pure zero-shot has no neighbours).
-    ``neighbours`` appears when any prediction carries them (explain mode)."""
+    ``neighbours`` appears when any prediction carries them (explain mode). ``kept``: input columns carried
+    over from each prediction's ``kept`` (``--keep-cols``), written last."""
     path = Path(path)
     fmt = output_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     explain = any(p.neighbours for p in predictions)
-    options = dict(routes=routes, similarity=similarity, explain=explain)
+    options = dict(routes=routes, similarity=similarity, explain=explain, kept=kept)
     with atomic_file(path) as fh:
         if fmt == "csv":
             fh.write(csv_header_line(prediction_header(label_names, **options)))

@@ -126,7 +126,7 @@ class Predictor:
                  labels=None, min_examples: int = DEFAULT_MIN_EXAMPLES, similarity_threshold: float | None = None,
                  weak_threshold: float | None = None, k: int | None = None, m: float | None = None,
                  cache: EmbeddingCache | None = None, batch_size: int = 32, show_progress: bool = False,
-                 method: StoredMethod | None = None) -> None:
+                 method: StoredMethod | None = None, use_fallback: bool = True) -> None:
         if isinstance(min_examples, bool) or not isinstance(min_examples, int) or min_examples < 1:
             raise InvalidArgumentError(f"min_examples must be an integer >= 1, got {min_examples!r}")
         if index is None and zero_shot is None:
@@ -134,6 +134,10 @@ class Predictor:
         if index is not None and encoder is None:
             encoder = index.load_encoder()  # the one meta.json names (and checked against it)
         self.index, self.encoder, self.zero_shot = index, encoder, zero_shot
+        # False when tuning found the index alone better than any fallback setting: predict() is then plain kNN
+        self.use_fallback = bool(use_fallback) or zero_shot is None
+        self._given_k_m = (k, m)
+        self._plain: Predictor | None = None
         self.min_examples = min_examples
         self.similarity_threshold = None if similarity_threshold is None else float(similarity_threshold)
         self.weak_threshold = None if weak_threshold is None else float(weak_threshold)
@@ -319,6 +323,8 @@ class Predictor:
     # ---- public API ---------------------------------------------------------------------------------------
     def predict(self, rows: Sequence[Row] | Sequence[str], *, explain: bool = False) -> list[Prediction]:
         """One :class:`Prediction` per row (or text), in order."""
+        if not self.use_fallback:
+            return self._without_fallback().predict(rows, explain=explain)
         items = _as_rows(rows)
         texts = [r.text for r in items]
         state = self._route(texts)
@@ -342,7 +348,7 @@ class Predictor:
                                                                                    strict=True) if on),
                                         scores=scores, top_similarity=float(state["top_sim"][i]),
                                         neighbours=self._neighbours(state, i) if explain else [],
-                                        route=route, reason=REASONS[reason]))
+                                        route=route, reason=REASONS[reason], kept=dict(row.extra)))
         return out
 
     def _neighbours(self, state: dict, i: int) -> list[dict]:
@@ -407,10 +413,36 @@ class Predictor:
         assert best is not None
         self.similarity_threshold, self.weak_threshold = best[1], best[2]
         alone = self._knn_alone(knn, y) if self.index is not None else None
-        self.tuning_ = {"metric": metric, "score": best[0], "zero_shot_share": best[3], "n_valid": len(valid_rows),
-                        "source": str(source), "knn_alone": alone,
+        # "no fallback" is a candidate too, and wins ties (fewest queries sent to zero-shot: none)
+        without = self._no_fallback_score(valid_rows, y, metric)
+        self.use_fallback = without is None or best[0] > without + _SCORE_TOL
+        self.tuning_ = {"metric": metric, "score": best[0] if self.use_fallback else without,
+                        "zero_shot_share": best[3] if self.use_fallback else 0.0, "n_valid": len(valid_rows),
+                        "source": str(source), "knn_alone": alone, "use_fallback": self.use_fallback,
+                        "best_fallback_score": best[0], "no_fallback_score": without,
                         "curve": [g for g in grid if g["weak_threshold"] == best[2]], "grid_size": len(grid)}
         return self
+
+    def _without_fallback(self) -> Predictor:
+        """The same index, encoder, k and m with no zero-shot scorer: what ``predict`` without ``--fallback``
+        labels by."""
+        if self._plain is None:
+            k, m = self._given_k_m
+            self._plain = Predictor(self.index, self.encoder, None, k=k, m=m, cache=self.cache,
+                                    batch_size=self.batch_size, show_progress=self.show_progress)
+        self._plain.show_progress = self.show_progress
+        return self._plain
+
+    def _no_fallback_score(self, valid_rows: list[Row], y: np.ndarray, metric: str) -> float | None:
+        """The validation score of the index alone (no zero-shot at all), over the same labels; None when some
+        label has no example in the index, so that only the zero-shot could ever give it."""
+        if self.index is None or any(self.label_counts_.get(n, 0) == 0 for n in self.label_names_):
+            return None
+        predictions = self._without_fallback().predict(valid_rows)
+        labels = np.array([[n in p.labels for n in self.label_names_] for p in predictions], dtype=bool)
+        tp = (labels & y).sum(axis=0)
+        micro, macro = f1_from_counts(tp, (labels & ~y).sum(axis=0), (~labels & y).sum(axis=0))
+        return float(macro if metric == "macro" else micro)
 
     def _knn_alone(self, knn: dict, y: np.ndarray) -> dict:
         """Micro/macro-F1 of the plain kNN vote (every index label votes, no fallback) on the same rows."""
@@ -430,7 +462,7 @@ class Predictor:
                 "min_examples": self.min_examples, "covered_labels": self.covered_labels_,
                 "weak_labels": self.weak_labels_, "similarity_threshold": self.similarity_threshold,
                 "weak_threshold": self.weak_threshold, "k": self.k, "m": self.m, "multi_label": self.multi_label,
-                "tuning": self.tuning_}
+                "use_fallback": self.use_fallback, "tuning": self.tuning_}
 
 
 def predict_rows(index: LabelIndex, encoder: IndexEncoder | None, rows: Sequence[Row] | Sequence[str], *,
@@ -447,7 +479,7 @@ def predictor_kwargs(settings: dict | None) -> dict:
     """Constructor arguments stored by :meth:`Predictor.settings` (thresholds, min_examples, labels)."""
     if not settings:
         return {}
-    out = {key: settings[key] for key in ("similarity_threshold", "weak_threshold", "min_examples")
+    out = {key: settings[key] for key in ("similarity_threshold", "weak_threshold", "min_examples", "use_fallback")
            if key in settings}
     if settings.get("labels"):
         out["labels"] = settings["labels"]

@@ -23,7 +23,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,11 +92,12 @@ def _write_progress(path: Path, key: dict, size: int, result: StreamResult) -> N
 def predict_to_file(predictor, rows: Iterable[Row], out: str | Path, *, key: dict,
                     chunk_size: int = DEFAULT_CHUNK_ROWS, explain: bool = False, routes: bool = False,
                     resume: bool = True, total: int | None = None, show_progress: bool = False,
-                    log: Callable[[str], None] = lambda message: None) -> StreamResult:
+                    log: Callable[[str], None] = lambda message: None, kept: Sequence[str] = ()) -> StreamResult:
     """Label ``rows`` with ``predictor`` (a :class:`~fewlabel.retrieval.router.Predictor`) chunk by chunk into
     ``out`` (.csv or .jsonl, the columns of :func:`~fewlabel.retrieval.outputs.write_predictions`), resuming a
     run of the same ``key`` (see :func:`resume_key`) unless ``resume`` is False. ``total``: rows expected, for
-    the progress bar's ETA (an estimate is fine). The caller has checked that ``out`` may be written
+    the progress bar's ETA (an estimate is fine). ``kept``: the input columns the rows carry (``Row.extra``) to
+    write after the predictions' own. The caller has checked that ``out`` may be written
     (:func:`~fewlabel.retrieval.outputs.claim_output`)."""
     from tqdm.auto import tqdm
 
@@ -105,7 +106,7 @@ def predict_to_file(predictor, rows: Iterable[Row], out: str | Path, *, key: dic
     out.parent.mkdir(parents=True, exist_ok=True)
     partial, progress = partial_path(out), progress_path(out)
     labels = predictor.label_names_
-    options = dict(routes=routes, explain=explain)
+    options = dict(routes=routes, explain=explain, kept=kept)
     result = StreamResult()
     started = time.perf_counter()
     with folder_lock(out, waiting=log):  # a second run on the same OUT waits instead of sharing the partial file
@@ -126,7 +127,7 @@ def predict_to_file(predictor, rows: Iterable[Row], out: str | Path, *, key: dic
             fh.seek(offset)
             if not offset:
                 if fmt == "csv":
-                    fh.write(csv_header_line(prediction_header(labels, explain=explain, routes=routes)).encode())
+                    fh.write(csv_header_line(prediction_header(labels, **options)).encode())
                 fh.flush()
                 os.fsync(fh.fileno())
                 _write_progress(progress, key, fh.tell(), result)

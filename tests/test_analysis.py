@@ -79,9 +79,9 @@ def test_confusion_figure_and_per_label_table():
 
 def test_files_are_written_atomically_and_never_over_a_users_file(tmp_path):
     files = analysis_files(tmp_path / "pred.csv", table="per_label")
-    assert files == {"png": tmp_path / "pred.confusion.png", "csv": tmp_path / "pred.per_label.csv",
-                     "md": tmp_path / "pred.per_label.md"}
-    assert analysis_files(tmp_path / "scores.csv", plot="") == {"png": tmp_path / "scores.png"}
+    assert files == {"png": tmp_path / "pred.csv.confusion.png", "csv": tmp_path / "pred.csv.per_label.csv",
+                     "md": tmp_path / "pred.csv.per_label.md"}  # one rule, as OUT.meta.json: OUT's whole name first
+    assert analysis_files(tmp_path / "scores.csv", plot="scatter") == {"png": tmp_path / "scores.csv.scatter.png"}
     claim_analysis_files(files)
     rows = per_label_scores(np.eye(2, dtype=bool), np.eye(2, dtype=bool), ["a", "b"])
     write_tables(rows, files["csv"], files["md"])
@@ -90,7 +90,7 @@ def test_files_are_written_atomically_and_never_over_a_users_file(tmp_path):
     assert tuple(next(csv.reader(files["csv"].open(encoding="utf-8")))) == TABLE_COLUMNS
     assert files["md"].read_text(encoding="utf-8").startswith("| label | precision")
     claim_analysis_files(files)  # our own files may be replaced
-    (tmp_path / "pred.confusion.png").write_bytes(b"\x89PNG my holiday photo")
+    (tmp_path / "pred.csv.confusion.png").write_bytes(b"\x89PNG my holiday photo")
     with pytest.raises(FewlabelError, match="never replaces a file it did not make"):
         claim_analysis_files(files)
 
@@ -110,13 +110,13 @@ def test_sts_score_writes_the_plot_for_labelled_pairs(tmp_path, capsys):
     pairs = labelled_pairs(tmp_path / "pairs.csv")
     out = tmp_path / "scores.csv"
     assert main(["-q", "sts", "score", str(pairs), "--model", "minilm", "--no-cache", "--out", str(out)]) == 0
-    assert f"error analysis -> {tmp_path / 'scores.png'}" in capsys.readouterr().out
-    assert PNG_MARK.encode() in (tmp_path / "scores.png").read_bytes()[:4096]
+    assert f"error analysis -> {tmp_path / 'scores.csv.scatter.png'}" in capsys.readouterr().out
+    assert PNG_MARK.encode() in (tmp_path / "scores.csv.scatter.png").read_bytes()[:4096]
     unlabelled = tmp_path / "unlabelled.csv"
     unlabelled.write_text("sentence1,sentence2\na,b\nc,d\n", encoding="utf-8")
     assert main(["-q", "sts", "score", str(unlabelled), "--model", "minilm", "--no-cache", "--out",
                  str(tmp_path / "u.csv")]) == 0
-    assert not (tmp_path / "u.png").exists()
+    assert not (tmp_path / "u.csv.scatter.png").exists()
 
 
 def test_sts_score_plot_shows_the_scores_it_wrote_and_names_the_calibration(tmp_path, monkeypatch):
@@ -138,7 +138,7 @@ def test_sts_score_plot_shows_the_scores_it_wrote_and_names_the_calibration(tmp_
     pearson = json.loads(Path(str(out) + ".meta.json").read_text(encoding="utf-8"))["metrics"]["pearson"]
     assert f"Pearson {pearson:.3f}" in scatter.get_title()
     assert "isotonic map fitted on pairs.csv" in figure._suptitle.get_text()
-    assert (tmp_path / "scores.png").is_file()
+    assert (tmp_path / "scores.csv.scatter.png").is_file()
 
 
 def test_re_evaluate_writes_confusion_matrix_and_per_class_tables(tmp_path, capsys):
@@ -183,12 +183,12 @@ def test_predict_on_labelled_input_scores_it(nsmc_index, tmp_path, capsys):
                  "--m", "3", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "per-label F1: negative" in printed and "positive" in printed and "20 labelled texts" in printed
-    table = list(csv.DictReader((tmp_path / "pred.per_label.csv").open(encoding="utf-8")))
+    table = list(csv.DictReader((tmp_path / "pred.csv.per_label.csv").open(encoding="utf-8")))
     assert [r["label"] for r in table] == ["negative", "positive", "(micro average)", "(macro average)"]
     assert sum(int(r["support"]) for r in table[:2]) == 20
-    assert (tmp_path / "pred.confusion.png").is_file()
+    assert (tmp_path / "pred.csv.confusion.png").is_file()
     assert main(["-q", "predict", str(nsmc_index), str(test), "--no-cache", "--out", str(tmp_path / "p2.csv")]) == 0
-    assert "per-label F1" not in capsys.readouterr().out and not (tmp_path / "p2.per_label.csv").exists()
+    assert "per-label F1" not in capsys.readouterr().out and not (tmp_path / "p2.csv.per_label.csv").exists()
 
 
 def test_predict_on_labelled_multi_label_input_writes_the_table_only(tmp_path, capsys):
@@ -203,7 +203,7 @@ def test_predict_on_labelled_multi_label_input_writes_the_table_only(tmp_path, c
     assert main(["-q", "predict", str(index), str(test), *common, "--no-cache", "--k", "5", "--m", "2", "--out",
                  str(tmp_path / "pred.jsonl")]) == 0
     assert "per-label F1:" in capsys.readouterr().out
-    assert (tmp_path / "pred.per_label.md").is_file() and not (tmp_path / "pred.confusion.png").exists()
+    assert (tmp_path / "pred.jsonl.per_label.md").is_file() and not (tmp_path / "pred.jsonl.confusion.png").exists()
 
 
 # ---- Hangul in the PNGs -----------------------------------------------------------------------------------------

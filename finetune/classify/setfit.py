@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fewlabel.finetune.runs import quiet_trainer
 from fewlabel.finetune.settings import resolve_base
 from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.hf import pick_device, quiet_hf
@@ -109,6 +110,7 @@ def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str
                                  show_progress_bar=show_progress, logging_steps=every, **on_dev)
         trainer = Trainer(model=model, args=args, train_dataset=dataset(train_texts, y_train), eval_dataset=dev_set,
                           callbacks=[deadline_callback(time_limit_s)] if time_limit_s else None)
+        quiet_trainer(trainer, show_progress)  # the loss on the bar, not printed as raw dicts
         trainer.train()
         st_state = trainer.st_trainer.state if getattr(trainer, "st_trainer", None) else None
         history = st_state.log_history if st_state is not None else []

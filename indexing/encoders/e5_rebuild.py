@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,6 +212,7 @@ def precompiled_charsmap(norm_map: dict[str, str]) -> bytes:
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
+    spm.set_min_log_level(1)  # its absl INFO lines ("Loading CharsMap …") are build noise; GLOG_* do not reach them
     normalizer = spm.SentencePieceNormalizer(norm_map=sorted(norm_map.items()))
     spec = model_pb2.NormalizerSpec()  # type: ignore[attr-defined]  # generated protobuf module: no stubs for it
     spec.ParseFromString(normalizer.serialized_normalizer_spec())
@@ -282,7 +284,9 @@ def rebuild_e5(source: str | Path, target: str | Path) -> Path:
     e5 = read_e5_file(source)
     model = build_bert(e5)
     tokenizer = build_tokenizer(e5)
-    with atomic_directory(target) as tmp:
+    from fewlabel.indexing.hf import quiet_hf
+
+    with atomic_directory(target) as tmp, quiet_hf():  # no "Writing model shards" bar: the one line said it all
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_sentence_transformers_files(tmp, max_length=e5.config["max_position_embeddings"],
@@ -308,7 +312,7 @@ def ensure_e5_small(*, show_progress: bool = True) -> Path:
     target = fewlabel_home() / "models" / f"e5-small-{file_digest(source)}-r{REBUILD_VERSION}"
     if (target / "fewlabel_encoder.json").is_file():
         return target
-    if show_progress:
+    if show_progress and not os.environ.get("FEWLABEL_QUIET"):  # `fewlabel -q` sets it
         import sys
 
         print(f"fewlabel: rebuilding multilingual-e5-small from {source.name} into {target} (once)",

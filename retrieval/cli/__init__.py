@@ -28,11 +28,14 @@ def build_parser():
 
 
 def _quiet_third_parties() -> None:
+    """What ``-q`` silences beyond fewlabel's own bars and chatter. Called before the parser is built (tqdm reads
+    TQDM_DISABLE once, when it is first imported, and parsing imports it), and again after parsing."""
     import logging
     import warnings
 
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    os.environ["FEWLABEL_QUIET"] = "1"  # read where no args reach (the one-off ONNX export line), and by subprocesses
+    os.environ.setdefault("TQDM_DISABLE", "1")  # every library's tqdm bar (sentence-transformers' model card, …)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights"/"Writing" bars
+    os.environ["FEWLABEL_QUIET"] = "1"  # read where no args reach (the one-off ONNX export and e5 rebuild lines)
     os.environ.setdefault("GLOG_minloglevel", "2")  # absl/glog start-up lines of native libraries
     os.environ.setdefault("RAY_LOG_TO_STDERR", "0")
     warnings.filterwarnings("ignore")
@@ -56,6 +59,8 @@ def main(argv: list[str] | None = None, *, prog: str = "fewlabel") -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if "-q" in argv or "--quiet" in argv:  # before any library is imported (see _quiet_third_parties)
+            _quiet_third_parties()
         args = build_parser().parse_args(argv)
         args.command_line = f"{prog} " + shlex.join(argv)  # what reports record as their command
         if args.quiet:

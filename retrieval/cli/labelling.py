@@ -19,6 +19,7 @@ from fewlabel.retrieval.cli.options import (
     open_cache,
     positive_int,
     read_unlabelled,
+    resolve_id_col,
     say,
 )
 
@@ -38,7 +39,7 @@ def add_labelling_commands(commands: argparse._SubParsersAction) -> None:
     suggest.add_argument("index_dir", metavar="INDEX",
                          help=f"index folder, or {NO_INDEX} when nothing is labelled yet (then give --model)")
     suggest.add_argument("pool", metavar="POOL", help="unlabelled texts (CSV, TSV or JSONL)")
-    add_data_options(suggest, labels=False)
+    add_data_options(suggest, labels=False, auto_id=True)
     suggest.add_argument("--n", type=positive_int, default=50, help="how many texts to suggest (default: 50)")
     suggest.add_argument("--strategy", choices=STRATEGIES, default="auto",
                          help="auto (default): diverse representatives while the index is small (under 256 rows or "
@@ -150,6 +151,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
             raise InvalidArgumentError("--model applies when INDEX is '-' (an index encodes with its own encoder)")
         index = LabelIndex.load(args.index_dir)
     started = time.perf_counter()
+    resolve_id_col(args, args.pool)  # suggestions keyed by the pool's own ids, ready for `index add --id-col id`
     pool = read_unlabelled(args, args.pool)
     texts = [r.text for r in pool]
     encoder = None

@@ -111,8 +111,20 @@ def leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParse
     return leaves
 
 
-def add_data_options(p: argparse.ArgumentParser, *, labels: bool, ids: bool = True) -> None:
-    """Columns of a labelled (``labels``) or unlabelled text file, and ``--no-header``."""
+def column_names(text: str) -> list[str]:
+    """Comma-separated column names (``--keep-cols text,source``), each once; an empty name is a mistake."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected column names separated by commas, got {text!r}")
+    return list(dict.fromkeys(names))
+
+
+def add_data_options(p: argparse.ArgumentParser, *, labels: bool, ids: bool = True, predicting: bool = False,
+                     auto_id: bool = False) -> None:
+    """Columns of a labelled (``labels``) or unlabelled text file, and ``--no-header``. ``predicting``: the input
+    of a command that writes one prediction per row, keyed by its ``id`` column when it has one
+    (:func:`resolve_id_col`), with ``--keep-cols`` to carry input columns into the output; ``auto_id``: the ``id``
+    column rule alone (`suggest`, whose output carries the text already)."""
     p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
     if labels:
         p.add_argument("--label-col", default="label",
@@ -121,7 +133,12 @@ def add_data_options(p: argparse.ArgumentParser, *, labels: bool, ids: bool = Tr
                        type=separator, help="separator between several labels in one field, e.g. ',' or '|' "
                             "(a JSON list such as [\"a\",\"b\"] is always understood)")
     if ids:
-        p.add_argument("--id-col", default=None, help="column with row ids (default: row number)")
+        p.add_argument("--id-col", default=None, help="column with row ids (default: " + (
+            "the input's id column when it has one, else the row number)" if predicting or auto_id else "row number)"))
+    if predicting:
+        p.add_argument("--keep-cols", type=column_names, default=[], metavar="COL[,COL…]",
+                       help="input columns to copy into the output after the predictions, e.g. text (a name the "
+                            "output already has, such as labels, is written as input:labels)")
     p.add_argument("--no-header", action="store_true",
                    help="CSV/TSV without a header: give columns by 0-based position, e.g. --text-col 0")
 
@@ -221,16 +238,27 @@ def open_cache(args: argparse.Namespace):
     return None if args.no_cache else EmbeddingCache(default_cache_path())
 
 
-def read_labelled(args: argparse.Namespace, path: str):
+def resolve_id_col(args: argparse.Namespace, path: str) -> None:
+    """Key a prediction command's output by INPUT's ``id`` column when it has one and ``--id-col`` is not given
+    (read from the header, or the first JSON Lines record); otherwise ids stay row numbers."""
+    from fewlabel.indexing.readers import has_column
+
+    if args.id_col is None and not args.no_header and has_column(path, "id"):
+        args.id_col = "id"
+
+
+def read_labelled(args: argparse.Namespace, path: str, *, keep_cols: list[str] | None = None, ids: bool = True):
     """Labelled rows of ``path`` with the columns of :func:`add_data_options`. The one convention: the label
     column is ``label`` by default, and a file that has ``labels`` instead (the bundled GoEmotions sample does) is
-    read from that, with a note; a file with neither is the usual one-line error about ``label``."""
+    read from that, with a note; a file with neither is the usual one-line error about ``label``. ``keep_cols``:
+    columns read into each row's ``extra`` (``--keep-cols``); ``ids=False`` numbers the rows whatever
+    ``--id-col`` says (a second file that need not have INPUT's id column)."""
     from fewlabel.indexing.errors import DataError
     from fewlabel.indexing.readers import read_rows
 
     def read(label_col: str):
-        return read_rows(path, text_col=args.text_col, label_col=label_col, id_col=args.id_col,
-                         label_sep=args.label_sep, header=not args.no_header)
+        return read_rows(path, text_col=args.text_col, label_col=label_col, id_col=args.id_col if ids else None,
+                         label_sep=args.label_sep, header=not args.no_header, keep_cols=keep_cols or ())
 
     try:
         return read(args.label_col)

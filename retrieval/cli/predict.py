@@ -17,6 +17,7 @@ from fewlabel.retrieval.cli.options import (
     positive_float,
     positive_int,
     read_labelled,
+    resolve_id_col,
     say,
 )
 from fewlabel.retrieval.cli.zeroshot import labels_from_args, routes_line
@@ -26,10 +27,11 @@ def add_predict_command(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser("predict", help="label texts with an index", epilog=EPILOG,
                                   description="Label every row of INPUT with the index's method (kNN vote, linear "
                                   "head, Naive Bayes, ensemble, SetFit or fine-tuned head, as index build chose); "
-                                  "writes id, labels, a score per label and the nearest similarity.")
+                                  "writes id (INPUT's id column when it has one, else the row number), labels, a "
+                                  "score per label and the nearest similarity, then any --keep-cols.")
     predict.add_argument("index_dir", help="index folder")
     predict.add_argument("input", help="file with texts to label (its labels are scored when --label-col names them)")
-    add_data_options(predict, labels=False)
+    add_data_options(predict, labels=False, predicting=True)
     predict.add_argument("--out", required=True, help="output file, .csv or .jsonl")
     predict.add_argument("--k", type=positive_int, default=None, help="neighbours to vote (default: tuned k)")
     predict.add_argument("--m", type=positive_float, default=None, help="votes a label needs (default: tuned m)")
@@ -124,7 +126,8 @@ def add_fallback_options(predict: argparse.ArgumentParser) -> None:
     group.add_argument("--label-col", default=None,
                        help="label column of the --tune-fallback file (default: label) and, when given, of INPUT: "
                             "INPUT's labels are then scored (per-label F1 printed; OUT.per_label.csv/.md, and "
-                            "OUT.confusion.png for single-label data)")
+                            "OUT.confusion.png for single-label data; OUT is the whole name, e.g. "
+                            "pred.csv.per_label.csv)")
     group.add_argument("--label-sep", default=None, help="label separator of the --tune-fallback file")
     group.add_argument("--save-fallback", action="store_true",
                        help="store the fallback settings (thresholds, labels) in the index's meta.json")
@@ -204,7 +207,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     output_format(out)  # fail on a bad output name, or something that is not ours at --out, before any encoding
     claim_output(out, "predictions")
     _check_fallback_options(args)
+    id_given = args.id_col is not None
+    resolve_id_col(args, args.input)
     if args.engine == "ray":
+        if args.keep_cols:
+            raise InvalidArgumentError("--keep-cols applies to --engine local")
         return _predict_on_ray(args, out)
     if args.ray_address or args.num_workers:
         raise InvalidArgumentError(
@@ -223,7 +230,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     args.label_col = args.label_col or "label"  # the --tune-fallback file's default
     valid = None
     if args.tune_fallback:
-        valid = read_labelled(args, args.tune_fallback)
+        valid = read_labelled(args, args.tune_fallback, ids=id_given)  # INPUT's own id column is not asked of it
     index.check_weights()  # a model retrained in place: refused before it loads
     # the stored method (its arrays checked against the labels and dimension) is read before the encoder loads, so
     # a method folder that does not hold together is one line on stderr, not one after "loading encoder …"
@@ -241,10 +248,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         tuning = predictor.tuning_
         assert tuning is not None  # tune() records it
         threshold = predictor.similarity_threshold
-        say(args, f"tuned on {tuning['n_valid']} validation rows: similarity threshold "
-                  f"{'none' if threshold is None else f'{threshold:.4f}'}, {tuning['zero_shot_share']:.0%} of them "
-                  f"routed to zero-shot (in full or for weak labels), macro-F1 {tuning['score']:.4f} "
-                  f"(kNN alone {tuning['knn_alone']['macro_f1']:.4f})")
+        if not predictor.use_fallback:
+            say(args, f"tuned on {tuning['n_valid']} validation rows: no fallback (the index alone scores macro-F1 "
+                      f"{tuning['no_fallback_score']:.4f}, the best fallback setting "
+                      f"{tuning['best_fallback_score']:.4f}); every text is labelled by the index")
+        else:
+            say(args, f"tuned on {tuning['n_valid']} validation rows: similarity threshold "
+                      f"{'none' if threshold is None else f'{threshold:.4f}'}, {tuning['zero_shot_share']:.0%} of them "
+                      f"routed to zero-shot (in full or for weak labels), macro-F1 {tuning['score']:.4f} "
+                      f"(kNN alone {tuning['knn_alone']['macro_f1']:.4f})")
     predictions, counted = _label(args, out, predictor, zero_shot, rows, total)
     if args.save_fallback:  # on a fresh read under the write lock, so rows added meanwhile are kept
         with LabelIndex.update(args.index_dir, waiting=lambda message: say(args, message)) as fresh:
@@ -273,7 +285,7 @@ def _read_input(args: argparse.Namespace):
 
     if args.label_col is not None:
         try:
-            rows = read_labelled(args, args.input)
+            rows = read_labelled(args, args.input, keep_cols=args.keep_cols)
             return rows, rows, len(rows)
         except DataError as exc:
             if not args.tune_fallback:
@@ -285,7 +297,8 @@ def _read_input(args: argparse.Namespace):
 def _stream_input(args: argparse.Namespace):
     from fewlabel.indexing.readers import iter_rows
 
-    return iter_rows(args.input, text_col=args.text_col, id_col=args.id_col, header=not args.no_header)
+    return iter_rows(args.input, text_col=args.text_col, id_col=args.id_col, header=not args.no_header,
+                     keep_cols=args.keep_cols)
 
 
 #: predict's options that do not change what is written (the rest key an unfinished run's resumption)
@@ -302,7 +315,8 @@ def _label(args: argparse.Namespace, out: Path, predictor, zero_shot, rows, tota
 
     if rows is not None:
         predictions = predictor.predict(rows, explain=args.explain)
-        write_predictions(predictions, out, predictor.label_names_, routes=zero_shot is not None)
+        write_predictions(predictions, out, predictor.label_names_, routes=zero_shot is not None,
+                          kept=args.keep_cols)
         return predictions, (len(predictions), sum(1 for p in predictions if p.labels), summarise_routes(predictions))
     predictor.show_progress = False  # one bar for the whole file, not one per chunk
     if zero_shot is not None and hasattr(zero_shot, "show_progress"):
@@ -312,7 +326,8 @@ def _label(args: argparse.Namespace, out: Path, predictor, zero_shot, rows, tota
     result = predict_to_file(predictor, _stream_input(args), out, key=resume_key(args.input, args.index_dir, settings),
                              chunk_size=args.chunk_size or DEFAULT_CHUNK_ROWS, explain=args.explain,
                              routes=zero_shot is not None, resume=not args.no_resume, total=total,
-                             show_progress=not args.quiet, log=lambda message: say(args, message))
+                             show_progress=not args.quiet, log=lambda message: say(args, message),
+                             kept=args.keep_cols)
     return None, (result.rows, result.labelled, result.routes)
 
 

@@ -93,7 +93,7 @@ def add_re_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", default=None, metavar="PREFIX",
                           help="error analysis files: PREFIX.confusion.png (confusion matrix) and "
                                "PREFIX.per_class.csv / .md (precision, recall, F1 per relation) (default: beside the "
-                               "submission, named after it)")
+                               "submission, its whole name as PREFIX: sub.csv.confusion.png)")
     evaluate.set_defaults(handler=cmd_re_evaluate)
 
 

@@ -72,10 +72,10 @@ def cmd_sts_score(args: argparse.Namespace) -> int:
         raise InvalidArgumentError("--calibration needs --calibrate-on TRAIN (labelled pairs to fit the map on)")
     rows = read_pairs(args.pairs)
     plot = None
-    if rows and all(r.score is not None for r in rows):  # labelled pairs: the error-analysis plot goes to OUT.png
+    if rows and all(r.score is not None for r in rows):  # labelled pairs: the plot goes to OUT.scatter.png
         from fewlabel.retrieval.analysis import analysis_files, claim_analysis_files
 
-        plot = analysis_files(out, plot="")
+        plot = analysis_files(out, plot="scatter")
         claim_analysis_files(plot)
     calib_rows = read_scored_pairs(args.calibrate_on, "--calibrate-on") if args.calibrate_on else None
     model = args.model

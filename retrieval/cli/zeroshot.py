@@ -16,6 +16,7 @@ from fewlabel.retrieval.cli.options import (
     open_cache,
     positive_float,
     positive_int,
+    resolve_id_col,
     say,
 )
 
@@ -24,7 +25,7 @@ ZEROSHOT_EPILOG = ("Labels: --labels 'joy,anger=anger|rage' (name=alias|alias gi
                    "{label: [aliases]}). "
                    "Templates hold {} where the name goes; by default a name with Hangul gets '이 글은 {}에 관한 "
                    "내용이다.' and any other 'This example is about {}.'. Output: id, labels, route, reason, "
-                   "score:<label> (+ OUT.meta.json with the model, template and settings).")
+                   "score:<label>, then any --keep-cols (+ OUT.meta.json with the model, template and settings).")
 
 
 def add_label_options(p: argparse.ArgumentParser, *, required: bool) -> None:
@@ -45,7 +46,7 @@ def add_zeroshot_command(commands: argparse._SubParsersAction) -> None:
                              "description (encoder --encoder). Train an NLI checkpoint with `fewlabel finetune nli`.")
     zs.add_argument("input", help="file with texts to label (CSV, TSV, JSONL)")
     add_label_options(zs, required=True)
-    add_data_options(zs, labels=False)
+    add_data_options(zs, labels=False, predicting=True)
     zs.add_argument("--label-col", default=None,
                     help="gold label column of INPUT: when given, micro/macro F1 are printed and saved")
     zs.add_argument("--label-sep", default=None, help="separator between several gold labels in one field")
@@ -105,8 +106,9 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
     check_template(args.template)
     if args.model != EMBED and args.temperature != 0.05:
         raise InvalidArgumentError("--temperature applies to --model embed only")
+    resolve_id_col(args, args.input)
     rows = read_rows(args.input, text_col=args.text_col, label_col=args.label_col, id_col=args.id_col,
-                     label_sep=args.label_sep, header=not args.no_header)
+                     label_sep=args.label_sep, header=not args.no_header, keep_cols=args.keep_cols)
     settings = dict(labels=labels, template=args.template, multi_label=args.multi_label, top_k=args.top_k,
                     threshold=args.threshold, aggregate=args.aggregate, batch_size=args.batch_size,
                     show_progress=not args.quiet)
@@ -122,7 +124,7 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     predictions = predictor.predict(rows)
     seconds = time.perf_counter() - started
-    write_predictions(predictions, out, predictor.label_names_, routes=True, similarity=False)
+    write_predictions(predictions, out, predictor.label_names_, routes=True, similarity=False, kept=args.keep_cols)
     metrics = evaluate(predictions, rows, predictor.label_names_) if args.label_col else None
     write_meta(out, {"input": str(args.input), "n": len(rows), "zero_shot": zero_shot.describe(),
                      "routes": summarise_routes(predictions), "metrics": metrics, "seconds": round(seconds, 2),

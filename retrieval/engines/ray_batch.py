@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -206,6 +207,9 @@ def predict_on_ray(index_dir: str, input_path: str, *, text_col: str, id_col: st
         raise SetupError("--engine ray needs the ray extra: pip install 'fewlabel[ray]'") from exc
     check_index_for_ray(index_dir)
     total, started = _start(address, quiet)
+    # On the Ray we started here, an actor is not restarted (there is no other node to restart it on): Ray Data
+    # keeps the actors' arguments in the object store, and with restarts on, Ray's core_worker prints an error
+    # line about it on every run (ray-project/ray#53727). On a cluster, Ray's default restarts stay.
     try:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # results come back in input order
@@ -216,10 +220,13 @@ def predict_on_ray(index_dir: str, input_path: str, *, text_col: str, id_col: st
         try:
             dataset, names = _read(input_path, text_col, id_col, header)
             settings.update(text_col=names[0], id_col=names[1] if id_col is not None else None)
-            labelled = dataset.map_batches(_Labeller, fn_constructor_args=(str(Path(index_dir).resolve()),
-                                                                           dict(settings)),
-                                           compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=cpus,
-                                           batch_size=ROWS_PER_BATCH, batch_format="pandas")
+            with warnings.catch_warnings():  # max_restarts has no named parameter yet: Ray warns on any remote arg
+                warnings.simplefilter("ignore", DeprecationWarning)
+                labelled = dataset.map_batches(_Labeller, fn_constructor_args=(str(Path(index_dir).resolve()),
+                                                                               dict(settings)),
+                                               compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=cpus,
+                                               batch_size=ROWS_PER_BATCH, batch_format="pandas",
+                                               **({"max_restarts": 0} if started else {}))
             number = 0
             for batch in labelled.iter_batches(batch_format="pandas", batch_size=None):
                 for item in batch["prediction"].tolist():
