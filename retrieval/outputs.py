@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.files import atomic_file, first_line_of, refuse_foreign
@@ -176,7 +177,7 @@ def write_predictions(predictions: Sequence[Prediction], path: str | Path, label
     fmt = output_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     explain = any(p.neighbours for p in predictions)
-    options = dict(routes=routes, similarity=similarity, explain=explain, kept=kept)
+    options: dict[str, Any] = dict(routes=routes, similarity=similarity, explain=explain, kept=kept)
     with atomic_file(path) as fh:
         if fmt == "csv":
             fh.write(csv_header_line(prediction_header(label_names, **options)))

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fewlabel.indexing.files import FAULT_ENV, atomic_file, fault_point, folder_lock, resolve_target
 from fewlabel.indexing.readers import Row
@@ -106,7 +107,7 @@ def predict_to_file(predictor, rows: Iterable[Row], out: str | Path, *, key: dic
     out.parent.mkdir(parents=True, exist_ok=True)
     partial, progress = partial_path(out), progress_path(out)
     labels = predictor.label_names_
-    options = dict(routes=routes, explain=explain, kept=kept)
+    options: dict[str, Any] = dict(routes=routes, explain=explain, kept=kept)
     result = StreamResult()
     started = time.perf_counter()
     with folder_lock(out, waiting=log):  # a second run on the same OUT waits instead of sharing the partial file
