@@ -214,7 +214,8 @@ def test_a_method_this_fewlabel_does_not_know_is_refused(ensemble):
     index = _Index(ensemble)
     index.method["name"] = "magic"
     with pytest.raises(IndexMismatchError, match=r"^the index's method/ folder: method 'magic' is not one this "
-                                                 r"fewlabel can use \(it knows knn, linear, nb, ensemble"):
+                                                 r"fewlabel can use \(it knows knn, zeroshot, prior, linear, nb, "
+                                                 r"ensemble"):
         load_method(index)
 
 

@@ -164,7 +164,7 @@ class LabelIndex:
         if self.pseudo:
             left = sorted(self.pseudo_ids() - wanted)
             self.pseudo = {**self.pseudo, "ids": left} if left else None
-        used = {lab for r in self.rows for lab in r.labels} | set(self.described_labels())
+        used = {lab for r in self.rows for lab in r.labels} | set((self.descriptions or {}).get("labels", {}))
         self.label_names = [name for name in self.label_names if name in used]
         self.tuning = None if self.tuning is None else {**self.tuning, "stale": True}
         self.method = None if self.method is None else {**self.method, "stale": True}
