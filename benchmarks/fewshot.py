@@ -115,7 +115,8 @@ def run_cell(s: dict, rows: np.ndarray, seed: int, protocol: str, pool: np.ndarr
                             "seconds": round(seconds, 2)}
     if 6 <= len(rows) <= 1000 and pool is None:  # today's auto: no label descriptions
         plain = select_method(train, y, multi_label=s["multi_label"], seed=seed, **valid)
-        cell["auto_no_names"] = test.get(plain.method, _test_scores(plain, s["test"], s["y_test"])[plain.method])
+        cell["auto_no_names"] = test[plain.method] if plain.method in test else \
+            _test_scores(plain, s["test"], s["y_test"])[plain.method]
         cell["chosen_no_names"] = plain.method
     cell["regret"] = round(max(test.values()) - test[choice.method], 4)
     return cell

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fewlabel.retrieval.methods.auto import cv_plan, select_method
-from fewlabel.retrieval.methods.common import Views
+from fewlabel.retrieval.methods.common import Views, subset
 from fewlabel.retrieval.methods.descriptions import LabelDescriptions
 from fewlabel.retrieval.methods.registry import MIN_CV_ROWS, MethodContext, make_candidate
 
@@ -60,9 +60,10 @@ def confidence_bar(train: Views, y: np.ndarray, method: str, multi_label: bool,
         candidate = make_candidate(method, MethodContext(descriptions=descriptions)).fit_views(
             train.take(fit_rows), y[fit_rows], multi_label)
         state = candidate.state(train.take(np.concatenate([tune_rows, score_rows])))
-        settings = candidate.select({k: v[:len(tune_rows)] for k, v in state.items()}, y[tune_rows], "micro")
-        proba = candidate.proba({k: v[len(tune_rows):] for k, v in state.items()}, settings)
-        pred = candidate.decide({k: v[len(tune_rows):] for k, v in state.items()}, settings)
+        tuned, scored = np.arange(len(tune_rows)), np.arange(len(tune_rows), len(tune_rows) + len(score_rows))
+        settings = candidate.select(subset(state, tuned), y[tune_rows], "micro")
+        proba = candidate.proba(subset(state, scored), settings)
+        pred = candidate.decide(subset(state, scored), settings)
         top[score_rows] = proba.max(axis=1)
         right[score_rows] = (pred == y[score_rows]).all(axis=1)
     for bar in BARS:

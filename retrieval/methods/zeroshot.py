@@ -9,7 +9,7 @@ answer when the rows cannot beat it, and an index with no rows at all labels wit
 from __future__ import annotations
 
 from fewlabel.retrieval.methods.prior import LabelPrior
-from fewlabel.retrieval.methods.registry import MethodContext, MethodParts, MethodSpec, register
+from fewlabel.retrieval.methods.registry import MethodContext, MethodSpec, register
 
 __all__ = ["ZeroShotCandidate"]
 
@@ -23,12 +23,6 @@ class ZeroShotCandidate(LabelPrior):
 
     def __init__(self, descriptions, lambdas: tuple[float, ...] = (INFINITE,), default: float = INFINITE) -> None:
         super().__init__(descriptions, (INFINITE,), INFINITE)
-
-    @classmethod
-    def from_files(cls, parts: MethodParts, labels: list[str] | None = None) -> ZeroShotCandidate:
-        method = super().from_files(parts, labels)
-        assert isinstance(method, ZeroShotCandidate)
-        return method
 
 
 def _make(context: MethodContext) -> ZeroShotCandidate:
