@@ -14,6 +14,9 @@ from tests.support.data import require_shared
 # No test may reach for the hub: a hub id must fail fast and clearly, as it does on an offline machine.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `index build` trains SetFit by default at 6-64 rows (a minute or more): tests that do not test that default
+# keep to the fast candidates, as `--budget 0` does; tests/test_setfit_default.py clears it to test the default.
+os.environ.setdefault("FEWLABEL_BUDGET", "0")
 
 
 

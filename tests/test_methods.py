@@ -218,13 +218,12 @@ def test_trained_heads_stop_on_time_round_trip_and_refuse_a_tampered_weight(meth
         LabelIndex.load(tmp_path / "ix")
 
 
-def test_auto_with_a_budget_scores_trained_heads_on_valid_only(minilm):
+def test_auto_with_a_budget_shares_it_between_the_trained_heads(minilm):
     from fewlabel.retrieval.methods.index_method import trained_plan
 
     said: list[str] = []
     calls = {"setfit": lambda *a, **k: None, "finetune": lambda *a, **k: None}
-    assert trained_plan("auto", calls, 10, False, ["0", "1"], said.append) == {}
-    assert "scored on --valid only" in said[0]
-    plan = trained_plan("auto", calls, 10, True, ["0", "1"], said.append)
-    assert set(plan) == {"setfit", "finetune"} and plan["setfit"][1] == pytest.approx(10 * 60 * 0.75 / 2)
+    for has_valid in (True, False):  # on --valid, or cross-validated (then each fold's fit takes its share)
+        plan = trained_plan("auto", calls, 10, has_valid, ["0", "1"], said.append)
+        assert set(plan) == {"setfit", "finetune"} and plan["setfit"][1] == pytest.approx(10 * 60 * 0.75 / 2)
     assert trained_plan("auto", calls, 0, True, ["0", "1"], said.append) == {}

@@ -10,9 +10,12 @@ runs as is (``num_iterations`` pairs per text, ``epochs``). ``max_steps`` caps t
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,6 +61,28 @@ class SetFitClassifier:
 
     def predict(self, texts: Sequence[str], threshold: float = 0.5, batch_size: int = 64) -> np.ndarray:
         return decide(self.predict_proba(texts, batch_size=batch_size), self.multi_label, threshold)
+
+
+@contextmanager
+def quiet_setfit() -> Iterator[None]:
+    """setfit's own chatter, silenced while it trains (the training bar stays): its "***** Running training
+    *****" block, the datasets "Map" bars, and torch's pin_memory warning on a CPU. auto cross-validates SetFit
+    by default at small N, so an `index build` would print them once per fold."""
+    import datasets
+
+    bars_were_on = datasets.is_progress_bar_enabled()
+    setfit_log = logging.getLogger("setfit")
+    level = setfit_log.level
+    datasets.disable_progress_bars()
+    setfit_log.setLevel(logging.WARNING)  # not transformers': its level decides whether the training bar shows
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*pin_memory.*", category=UserWarning)
+            yield
+    finally:
+        setfit_log.setLevel(level)
+        if bars_were_on:
+            datasets.enable_progress_bars()
 
 
 def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str]], labels: Sequence[str],
@@ -108,10 +133,12 @@ def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str
         args = TrainingArguments(output_dir=tmp, batch_size=batch_size, num_epochs=epochs, max_steps=total,
                                  num_iterations=num_iterations, seed=seed, report_to="none",
                                  show_progress_bar=show_progress, logging_steps=every, **on_dev)
-        trainer = Trainer(model=model, args=args, train_dataset=dataset(train_texts, y_train), eval_dataset=dev_set,
-                          callbacks=[deadline_callback(time_limit_s)] if time_limit_s else None)
-        quiet_trainer(trainer, show_progress)  # the loss on the bar, not printed as raw dicts
-        trainer.train()
+        with quiet_setfit():
+            callbacks = [deadline_callback(time_limit_s)] if time_limit_s else None
+            trainer = Trainer(model=model, args=args, train_dataset=dataset(train_texts, y_train),
+                              eval_dataset=dev_set, callbacks=callbacks)
+            quiet_trainer(trainer, show_progress)  # the loss on the bar, not printed as raw dicts
+            trainer.train()
         st_state = trainer.st_trainer.state if getattr(trainer, "st_trainer", None) else None
         history = st_state.log_history if st_state is not None else []
     dev_loss = [e["eval_embedding_loss"] for e in history if "eval_embedding_loss" in e]

@@ -111,14 +111,16 @@ def add_tuning_options(p: argparse.ArgumentParser, when: str) -> None:
 
 
 def add_method_options(p: argparse.ArgumentParser) -> None:
+    from fewlabel.retrieval.methods.index_method import SETFIT_MINUTES, SETFIT_ROWS
     from fewlabel.retrieval.methods.registry import method_choices, method_help
 
     p.add_argument("--method", choices=method_choices(), default="auto", help=method_help())
-    p.add_argument("--budget", type=_minutes, default=0.0,
-                   help="minutes for trained candidates (SetFit, fine-tuning), split between them: with --valid, "
-                        "auto scores them beside the fast ones; --method setfit|finetune trains that one. Default "
-                        "0: only the fast candidates, which take seconds to a few minutes on a CPU, where a "
-                        "trained head needs many minutes to beat them (benchmarks/results/methods.md)")
+    p.add_argument("--budget", type=_minutes, default=None,
+                   help="minutes for the trained candidates (SetFit, fine-tuning), split between them and between "
+                        "their cross-validation folds when there is no --valid; --method setfit|finetune trains "
+                        "that one. Default ($FEWLABEL_BUDGET when set): SetFit alone, for at most "
+                        f"{SETFIT_MINUTES:g} minutes in all, when there are at most {SETFIT_ROWS} rows "
+                        "(benchmarks/results/setfit_times.md); 0: only the fast candidates")
     p.add_argument("--cv-folds", type=positive_int, default=5,
                    help="folds of the cross-validation that scores the candidates when there is no --valid "
                         "(default: 5)")
@@ -136,9 +138,11 @@ def _minutes(text: str) -> float:
 
 def _check_method(args: argparse.Namespace, n_rows: int, has_valid: bool) -> None:
     """Method choices that cannot work, refused before any model loads."""
+    from fewlabel.retrieval.methods.index_method import default_budget
     from fewlabel.retrieval.methods.registry import MIN_CV_ROWS, trained_names
 
-    if args.method in trained_names() and args.budget <= 0:
+    budget = args.budget if args.budget is not None else default_budget()
+    if args.method in trained_names() and not (budget and budget > 0):
         raise InvalidArgumentError(f"--method {args.method} trains a model: give it time with --budget MINUTES")
     if args.method not in ("knn", "auto", "zeroshot", "prior") and not has_valid and n_rows < MIN_CV_ROWS:
         raise InvalidArgumentError(f"--method {args.method} without --valid scores by cross-validation, which needs at "
@@ -163,10 +167,14 @@ def _fit_method(args: argparse.Namespace, index, encoder, valid, cache, method: 
         return
     if valid is None and len(index) >= MIN_CV_ROWS:
         say(args, f"no --valid: scoring by stratified {args.cv_folds}-fold cross-validation on the training rows")
-    budget = getattr(args, "budget", None)  # index add refits with the budget the index was built with
-    budget = float((index.method or {}).get("budget_minutes") or 0.0) if budget is None else budget
+    from fewlabel.retrieval.methods.index_method import default_budget
+
+    if hasattr(args, "budget"):  # index build: --budget, else $FEWLABEL_BUDGET, else None (SetFit at small N)
+        budget = args.budget if args.budget is not None else default_budget()
+    else:  # index add refits with the budget the index was built with
+        budget = (index.method or {}).get("budget_minutes")
     trainers = None
-    if budget > 0:
+    if budget is None or budget > 0:
         from fewlabel.retrieval.cli.finetune import index_trainers_for
 
         trainers = index_trainers_for(index.encoder["model"], args.device, args.quiet)

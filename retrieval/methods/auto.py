@@ -114,24 +114,26 @@ def select_method(train: Views, y: np.ndarray, *, multi_label: bool, valid: View
                   descriptions: LabelDescriptions | None = None, repeats: int | None = None,
                   one_se: bool = False) -> Choice:
     """Fit, tune and score each of ``methods`` (see the module docstring) and return the best. ``trained``
-    maps setfit / finetune to (trainer, seconds, labels); they are scored on validation rows only (k-fold
-    cross-validation would train them k + 1 times). ``descriptions``: the labels' embedded descriptions (the
-    zeroshot and prior candidates need them, and join the default candidates when given). ``repeats``: how
-    many times the folds are drawn (default: :data:`REPEATS_SMALL` up to :data:`SMALL_N` rows, else 1);
-    ``one_se`` True applies the one-standard-error rule under cross-validation (off by default: measured below)."""
+    maps setfit / finetune to (trainer, seconds, labels): on validation rows they train once; under
+    cross-validation they train once per fold of the first draw and once on all rows (k + 1 fits), each fit
+    getting 1/(k + 1) of its seconds, and are scored on those folds only (the other draws would train them
+    again). ``descriptions``: the labels' embedded descriptions (the zeroshot and prior candidates need them,
+    and join the default candidates when given). ``repeats``: how many times the folds are drawn (default:
+    :data:`REPEATS_SMALL` up to :data:`SMALL_N` rows, else 1); ``one_se`` True applies the one-standard-error
+    rule under cross-validation (off by default: measured below)."""
     if metric not in ("micro", "macro"):
         raise InvalidArgumentError(f"metric must be 'micro' or 'macro', got {metric!r}")
-    methods = list(dict.fromkeys(candidate_names(descriptions is not None) if methods is None else methods))
+    if methods is None:  # the fast candidates, and the trained ones given a trainer and time
+        methods = [*candidate_names(descriptions is not None), *(trained or {})]
+    methods = list(dict.fromkeys(methods))
     needy = [name for name in methods if get_spec(name).uses_descriptions]
     if needy and descriptions is None:
         raise InvalidArgumentError(f"method '{needy[0]}' needs label descriptions (--label-names or --labels-file)")
     if descriptions is not None and valid is None and len(train) < MIN_CV_ROWS:
         return _unscored(train, y, methods, multi_label, descriptions)
-    for name in methods:
-        if get_spec(name).kind == "trained" and valid is None:
-            raise InvalidArgumentError(
-                f"scoring '{name}' needs validation rows (--valid): cross-validation would train "
-                                "it once per fold")
+    missing = [name for name in methods if get_spec(name).kind == "trained" and name not in (trained or {})]
+    if missing:
+        raise InvalidArgumentError(f"scoring '{missing[0]}' trains a model: it needs its trainer and a time budget")
     y = np.asarray(y, dtype=bool)
     say = log or (lambda message: None)
     if valid is not None:
@@ -147,7 +149,7 @@ def select_method(train: Views, y: np.ndarray, *, multi_label: bool, valid: View
                                 f"rows for cross-validation, there are {len(train)}: give --valid, or a --method")
         repeats = int(repeats) if repeats is not None else REPEATS_SMALL if len(train) <= SMALL_N else 1
         results = _cross_validated(train, y, methods, multi_label, metric, n_folds, seed, max_k, say, descriptions,
-                                   max(1, repeats))
+                                   max(1, repeats), trained)
         protocol = {"kind": "cross-validation", "folds": n_folds, "repeats": max(1, repeats), "seed": seed,
                     "rule": "one standard error" if one_se else "best mean",
                     "note": f"stratified {n_folds}-fold cross-validation on the training rows, drawn {max(1, repeats)} "
@@ -236,8 +238,10 @@ def _on_validation(train: Views, y: np.ndarray, valid: Views, y_valid: np.ndarra
 
 def _cross_validated(train: Views, y: np.ndarray, methods: list[str], multi_label: bool, metric: str, n_folds: int,
                      seed: int, max_k: int, say, descriptions: LabelDescriptions | None = None,
-                     repeats: int = 1) -> dict:
+                     repeats: int = 1, trained: dict | None = None) -> dict:
     plans = [cv_plan(y, n_folds, seed + r) for r in range(repeats)]
+    per_fit = {name: (trainer, seconds / (n_folds + 1), labels) for name, (trainer, seconds, labels) in
+               (trained or {}).items()}  # k fold fits and the final one share a trained candidate's time
     max_k = max(1, min(max_k, min(len(fit) for plan in plans for fit, _, _ in plan)))  # one state shape for all
     scores: dict[str, list[float]] = {name: [] for name in methods}
     seconds = dict.fromkeys(methods, 0.0)
@@ -250,8 +254,10 @@ def _cross_validated(train: Views, y: np.ndarray, methods: list[str], multi_labe
             fitted: dict = {}
             fit_views = train.take(fit_rows)
             for name in methods:
+                if repeat and name in per_fit:  # a trained candidate is cross-validated on the first draw only
+                    continue
                 started = time.perf_counter()
-                context = MethodContext(max_k=max_k, fitted=fitted, descriptions=descriptions)
+                context = MethodContext(max_k=max_k, fitted=fitted, descriptions=descriptions, trained=per_fit)
                 candidate = make_candidate(name, context).fit_views(fit_views, y[fit_rows], multi_label)
                 fitted[name] = candidate
                 state = candidate.state(train.take(held))
@@ -271,7 +277,7 @@ def _cross_validated(train: Views, y: np.ndarray, methods: list[str], multi_labe
     fitted = {}
     for name in methods:
         started = time.perf_counter()
-        context = MethodContext(max_k=max_k, fitted=fitted, descriptions=descriptions)
+        context = MethodContext(max_k=max_k, fitted=fitted, descriptions=descriptions, trained=per_fit)
         candidate = make_candidate(name, context).fit_views(train, y, multi_label)
         fitted[name] = candidate
         settings = candidate.select(pooled[name], y, metric)  # every row's state is out of fold

@@ -11,6 +11,7 @@ a candidate's settings, and `--k/--m` fall back to the vote)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -45,23 +46,57 @@ def index_vectors(index, encoder: IndexEncoder | None, cache: EmbeddingCache | N
 
 
 TRAINING_SHARE = 0.75  # of a trained candidate's share of the budget: the rest scores validation rows, saves
+# auto without --budget: SetFit is a candidate up to SETFIT_ROWS rows (benchmarks/results/setfit_times.md)
+SETFIT_ROWS = 64
+SETFIT_MINUTES = 1.5  # ... trained for at most this long in all (its cross-validation folds and its final fit)
+BUDGET_ENV = "FEWLABEL_BUDGET"  # the default of --budget / budget_minutes=None, in minutes ("0": fast candidates only)
 
 
-def trained_plan(method: str, trainers: dict | None, budget_minutes: float, has_valid: bool, labels: list[str],
-                  say: Callable[[str], None]) -> dict:
-    """setfit / finetune -> (trainer, seconds of training, labels) for what this call may train."""
+def default_budget() -> float | None:
+    """``$FEWLABEL_BUDGET`` as minutes, or None (the built-in default: SetFit alone, at small N)."""
+    text = os.environ.get(BUDGET_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise InvalidArgumentError(f"${BUDGET_ENV} must be a number of minutes >= 0, got {text!r}")
+    return value
+
+
+def default_trained_plan(trainers: dict | None, n_rows: int, labels: list[str], say: Callable[[str], None]) -> dict:
+    """auto's trained candidates when no budget is given: SetFit, for at most :data:`SETFIT_MINUTES` in all,
+    when there are at most :data:`SETFIT_ROWS` rows (and enough to cross-validate). Why SetFit alone and these
+    numbers: at 8-64 rows SetFit is the trained head that can beat the fast candidates (the SetFit paper; the
+    slices reports), one fit of the paper's recipe takes seconds there on a 2-core CPU, and cross-validating it
+    (one fit per fold, then one on all rows) stays within the bound; at 128 rows a fit alone takes longer than
+    the whole bound allows (``benchmarks/results/setfit_times.md``)."""
+    if not trainers or "setfit" not in trainers or not MIN_CV_ROWS <= n_rows <= SETFIT_ROWS:
+        return {}
+    say(f"SetFit is a candidate ({n_rows} rows <= {SETFIT_ROWS}), trained for at most {SETFIT_MINUTES:g} minutes in "
+        "all; --budget 0 leaves it out")
+    return {"setfit": (trainers["setfit"], SETFIT_MINUTES * 60.0, list(labels))}
+
+
+def trained_plan(method: str, trainers: dict | None, budget_minutes: float | None, has_valid: bool,
+                 labels: list[str], say: Callable[[str], None], n_rows: int = 0) -> dict:
+    """setfit / finetune -> (trainer, seconds of training, labels) for what this call may train.
+    ``budget_minutes`` None is the default (:func:`default_trained_plan` for auto, SetFit at small N); with
+    no validation rows auto cross-validates them, each fold's fit taking its share of the seconds."""
+    if budget_minutes is None:
+        budget_minutes = default_budget()
     if method in trained_names():
         if not trainers or method not in trainers:
             raise InvalidArgumentError(f"--method {method} trains a model: pass its trainer (the CLI does; library: "
                                 "fewlabel.finetune.classify.index_heads.index_trainers)")
-        if budget_minutes <= 0:
+        if not budget_minutes or budget_minutes <= 0:
             raise InvalidArgumentError(f"--method {method} trains a model: give it time with --budget MINUTES")
         names = [method]
+    elif method == "auto" and budget_minutes is None:
+        return default_trained_plan(trainers, n_rows, labels, say)
     elif method == "auto" and budget_minutes > 0 and trainers:
-        if not has_valid:
-            say("trained candidates (setfit, finetune) are scored on --valid only: without it auto chooses among "
-                "the fast candidates")
-            return {}
         names = [name for name in trained_names() if name in trainers]
     else:
         return {}
@@ -71,8 +106,9 @@ def trained_plan(method: str, trainers: dict | None, budget_minutes: float, has_
 
 def fit_method(index, encoder: IndexEncoder, valid_rows: Sequence[Row] | None = None, *, method: str = "auto",
                metric: str = "micro", folds: int = 5, seed: int = 0, max_k: int = DEFAULT_MAX_K,
-               budget_minutes: float = 0.0, trainers: dict | None = None, cache: EmbeddingCache | None = None,
-               batch_size: int = 32, show_progress: bool = False, source: str = "validation data",
+               budget_minutes: float | None = None, trainers: dict | None = None,
+               cache: EmbeddingCache | None = None, batch_size: int = 32, show_progress: bool = False,
+               source: str = "validation data",
                label_field: str = "label", log: Callable[[str], None] | None = None) -> dict:
     """Choose (``method="auto"``) or fit the named method on the index's rows, tuned on ``valid_rows`` (or by
     cross-validation on the index's rows when there are none), and store it in the index: the method's files
@@ -80,8 +116,10 @@ def fit_method(index, encoder: IndexEncoder, valid_rows: Sequence[Row] | None = 
     method record.
 
     ``trainers`` (setfit / finetune, from :func:`fewlabel.finetune.classify.index_heads.index_trainers`) with
-    ``budget_minutes`` > 0 add the trained candidates: auto scores them on ``valid_rows`` beside the fast ones,
-    each trained for at most its share of the budget (:data:`TRAINING_SHARE` of budget / candidates)."""
+    ``budget_minutes`` > 0 add the trained candidates: auto scores them beside the fast ones, on ``valid_rows``
+    or by cross-validation, each trained for at most its share of the budget (:data:`TRAINING_SHARE` of budget /
+    candidates, split between its folds). ``budget_minutes`` None (the default) is ``$FEWLABEL_BUDGET`` when set,
+    else SetFit alone at small N (:func:`default_trained_plan`); 0 keeps to the fast candidates."""
     if method not in method_choices():
         raise InvalidArgumentError(f"unknown method '{method}'; choose from {', '.join(method_choices())}")
     say = log or (lambda message: None)
@@ -89,7 +127,8 @@ def fit_method(index, encoder: IndexEncoder, valid_rows: Sequence[Row] | None = 
     valid_rows = list(valid_rows) if valid_rows is not None else None
     if valid_rows is not None and not valid_rows:
         raise DataError("no validation rows", path=source)
-    trained = trained_plan(method, trainers, budget_minutes, valid_rows is not None, index.label_names, say)
+    trained = trained_plan(method, trainers, budget_minutes, valid_rows is not None, index.label_names, say,
+                           n_rows=len(index))
     descriptions = index_descriptions(index, encoder, cache)
     names = [*candidate_names(descriptions is not None), *(n for n in trained_names() if n in trained)] \
         if method == "auto" else [method]
@@ -172,8 +211,8 @@ def pseudo_label(index, encoder: IndexEncoder, pool: Sequence[str], *, cache: Em
 
 def build_index(rows: Sequence[Row], encoder: IndexEncoder, valid_rows: Sequence[Row] | None = None, *,
                 method: str = "auto", metric: str = "micro", folds: int = 5, max_k: int = DEFAULT_MAX_K,
-                budget_minutes: float = 0.0, trainers: dict | None = None, cache: EmbeddingCache | None = None,
-                batch_size: int = 32, show_progress: bool = False, **build):
+                budget_minutes: float | None = None, trainers: dict | None = None,
+                cache: EmbeddingCache | None = None, batch_size: int = 32, show_progress: bool = False, **build):
     """`LabelIndex.build` plus :func:`fit_method`: the library's ``index build --method``."""
     from fewlabel.indexing.store.label_index import LabelIndex
 
