@@ -92,8 +92,9 @@ def quiet_trainer(trainer, show_progress: bool) -> None:
     metrics after it instead. The log history is kept either way (training_log.jsonl)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    if not show_progress:
+    if not show_progress:  # setfit's inner trainer picks its bar before it reads show_progress_bar: drop both
         trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
         return
 
     class LossBar(ProgressCallback):

@@ -127,7 +127,9 @@ class TrainedHead(LabellingMethod):
                            {"head_coef": coef, "head_intercept": intercept}, None, self._folder_files())
 
     def _folder_files(self) -> dict[str, bytes]:
-        with tempfile.TemporaryDirectory(prefix="fewlabel-trained-") as tmp:
+        from fewlabel.indexing.hf import quiet_hf
+
+        with tempfile.TemporaryDirectory(prefix="fewlabel-trained-") as tmp, quiet_hf():  # no "Writing shards" bar
             if self.name == "finetune":
                 self.model_.save(tmp)
             else:
