@@ -29,7 +29,8 @@ from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
 
 SIZES = (8, 16, 32, 64, 128)
 AUTO_SIZES = (8, 16, 32, 64)
-RUN_COMMAND = "python -m fewlabel.benchmarks.setfit_times --auto --out benchmarks/results"
+RUN_COMMAND = ("python -m fewlabel.benchmarks.setfit_times --sets nsmc --auto --auto-seeds 1 --out benchmarks/results; "
+               "python -m fewlabel.benchmarks.setfit_times --sets semeval --out benchmarks/results")
 
 
 def time_fits(s: dict, sizes: tuple[int, ...], seed: int) -> list[dict]:
@@ -95,7 +96,8 @@ def render(results: dict, out: Path, command: str | None = None) -> Path:
     lines = [
         f"CPU flags: {cpu_flags()}. The 2 cores were shared with other jobs; the 1-minute load average at each "
         "fit is in the json. Recipe: the SetFit paper's (20 pairs per text, one epoch, batch 16), no time limit, "
-        "then its logistic head; the seconds include loading the body and fitting the head.", "",
+        "word embeddings frozen (as the index's SetFit trains), then its logistic head; the seconds include "
+        "loading the body and fitting the head.", "",
         "## One SetFit fit", "",
         markdown_table(["set", "model", "rows", "seconds", "test micro-F1", "seeds"], rows), "",
     ]
@@ -146,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
             if args.auto:
                 auto = [c for seed in range(args.auto_seeds) for c in time_auto(s, AUTO_SIZES, seed)]
                 results["auto"] = [c for c in results.get("auto", []) if c["set"] != name] + auto
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(results, indent=1))  # what is measured so far survives a stop
             print(render(results, args.out, RUN_COMMAND))
     else:
         print(render(results, args.out))

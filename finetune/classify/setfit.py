@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fewlabel.finetune.runs import quiet_trainer
+from fewlabel.finetune.runs import freeze_word_embeddings, quiet_trainer
 from fewlabel.finetune.settings import resolve_base
 from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.hf import pick_device, quiet_hf
@@ -90,11 +90,13 @@ def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str
                  dev_labels: Sequence[Sequence[str]] | None = None, num_iterations: int = 20, epochs: float = 1,
                  max_steps: int | None = None, batch_size: int = 16, evals: int = 4, eval_pairs: int = 256,
                  seed: int = 42, device: str | None = None, show_progress: bool = False,
-                 time_limit_s: float | None = None) -> SetFitClassifier:
+                 time_limit_s: float | None = None, freeze_embeddings: bool = False) -> SetFitClassifier:
     """Train SetFit on ``base`` and return it. ``num_iterations`` pairs per text and epoch (the SetFit
     paper's 20); ``eval_pairs`` bounds the dev pairs scored at each evaluation (setfit draws ``2 *
     num_iterations`` pairs per dev text, so only the first ``eval_pairs / (2 * num_iterations)`` dev texts
-    are used). ``time_limit_s`` ends the body's training after that many seconds (then the head is fit)."""
+    are used). ``time_limit_s`` ends the body's training after that many seconds (then the head is fit).
+    ``freeze_embeddings`` keeps the word-embedding matrix fixed (see :class:`~fewlabel.finetune.settings.TrainSettings`:
+    most of e5-small's weights, and most of a CPU step's time; a few dozen texts touch few of its rows)."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
@@ -125,6 +127,8 @@ def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str
     with quiet_hf():
         model = SetFitModel.from_pretrained(location, multi_target_strategy="one-vs-rest" if multi_label else None,
                                             labels=labels, device=pick_device(device))
+    if freeze_embeddings:
+        freeze_word_embeddings(model.model_body)
     with tempfile.TemporaryDirectory(prefix="fewlabel-setfit-") as tmp:
         on_dev = ({"eval_strategy": "steps", "eval_steps": every, "save_strategy": "steps", "save_steps": every,
                    "save_total_limit": 1, "load_best_model_at_end": True,
