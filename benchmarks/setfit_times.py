@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,9 @@ RUN_COMMAND = ("python -m fewlabel.benchmarks.setfit_times --sets nsmc --auto --
                "python -m fewlabel.benchmarks.setfit_times --sets semeval --out benchmarks/results")
 
 
-def time_fits(s: dict, sizes: tuple[int, ...], seed: int) -> list[dict]:
-    """One SetFit fit per slice, untimed-out, with its training seconds and test micro-F1."""
+def time_fits(s: dict, sizes: tuple[int, ...], seed: int, keep: Callable[[dict], None]) -> list[dict]:
+    """One SetFit fit per slice, untimed-out, with its training seconds and test micro-F1; ``keep`` saves each
+    fit as it ends (a 128-row fit takes many minutes: a stopped run keeps the slices it finished)."""
     from fewlabel.finetune.classify.index_heads import index_trainers
     from fewlabel.retrieval.methods.common import f1_scores
     from fewlabel.retrieval.methods.trained import TrainedHead
@@ -51,6 +53,7 @@ def time_fits(s: dict, sizes: tuple[int, ...], seed: int) -> list[dict]:
                     "seconds": round(seconds, 1), "test_micro_f1": round(float(test), 4),
                     "load": round(os.getloadavg()[0], 2)})
         print(out[-1], flush=True)
+        keep(out[-1])
     return out
 
 
@@ -85,7 +88,7 @@ def time_auto(s: dict, sizes: tuple[int, ...], seed: int) -> list[dict]:
 
 
 def render(results: dict, out: Path, command: str | None = None) -> Path:
-    fits = results["fits"]
+    fits = results.get("fits") or []
     rows = []
     for name in dict.fromkeys(f["set"] for f in fits):
         for size in SIZES:
@@ -130,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", default="nsmc,semeval,goemotions", help="comma-separated sets of the fewshot benchmark")
     p.add_argument("--seeds", type=int, default=1, help="seeds of the single-fit timings")
+    p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated slice sizes of the fits")
     p.add_argument("--auto", action="store_true", help="also time auto with SetFit in (slow)")
     p.add_argument("--auto-seeds", type=int, default=2, help="seeds of the auto timings")
     p.add_argument("--no-fits", action="store_true", help="skip the single-fit timings (keep those in the json)")
@@ -143,8 +147,17 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.sets.split(","):
             s = load_set(name, DATA, cache)
             if not args.no_fits:
-                fits = [f for seed in range(args.seeds) for f in time_fits(s, SIZES, seed)]
-                results["fits"] = [f for f in results.get("fits", []) if f["set"] != name] + fits
+                sizes = tuple(int(size) for size in args.sizes.split(","))
+                results["fits"] = [f for f in results.get("fits", [])
+                                  if not (f["set"] == name and f["size"] in sizes)]
+
+                def keep(fit: dict) -> None:
+                    results["fits"].append(fit)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(json.dumps(results, indent=1))
+
+                for seed in range(args.seeds):
+                    time_fits(s, sizes, seed, keep)
             if args.auto:
                 auto = [c for seed in range(args.auto_seeds) for c in time_auto(s, AUTO_SIZES, seed)]
                 results["auto"] = [c for c in results.get("auto", []) if c["set"] != name] + auto

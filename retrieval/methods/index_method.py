@@ -96,10 +96,11 @@ def trained_plan(method: str, trainers: dict | None, budget_minutes: float | Non
         names = [method]
     elif method == "auto" and budget_minutes is None:
         return default_trained_plan(trainers, n_rows, labels, say)
-    elif method == "auto" and budget_minutes > 0 and trainers:
+    elif method == "auto" and budget_minutes is not None and budget_minutes > 0 and trainers:
         names = [name for name in trained_names() if name in trainers]
     else:
         return {}
+    assert budget_minutes is not None  # both branches that reach here checked it
     seconds = budget_minutes * 60.0 * TRAINING_SHARE / max(1, len(names))
     return {name: (trainers[name], seconds, list(labels)) for name in names}
 

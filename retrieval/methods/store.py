@@ -61,8 +61,9 @@ def method_files(name: str, candidate: LabellingMethod, settings: dict, labels: 
 
 def method_record(name: str, *, chosen_by: str, settings: dict, labels: list[str], data_fingerprint: str,
                   leaderboard: list[dict] | None = None, protocol: dict | None = None, seconds: float | None = None,
-                  budget_minutes: float = 0.0) -> dict:
-    """``meta.json["method"]`` (LabelIndex adds ``files`` with their sha256 when it saves)."""
+                  budget_minutes: float | None = 0.0) -> dict:
+    """``meta.json["method"]`` (LabelIndex adds ``files`` with their sha256 when it saves); ``budget_minutes``
+    None records the built-in default budget, which ``index add`` then applies again."""
     return {"name": name, "format": METHOD_FORMAT, "chosen_by": chosen_by, "settings": settings,
             "labels": list(labels), "data_fingerprint": data_fingerprint, "leaderboard": leaderboard or [],
             "protocol": protocol, "seconds": seconds, "budget_minutes": budget_minutes}
