@@ -7,19 +7,11 @@ import csv
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from fewlabel.retrieval.cli import build_parser, main
-
-DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
-
-
-def slice_tsv(src: Path, dst: Path, start: int, n: int) -> Path:
-    lines = src.read_text(encoding="utf-8").splitlines()
-    dst.write_text("\n".join([lines[0], *lines[1 + start:1 + start + n]]) + "\n", encoding="utf-8")
-    return dst
+from tests.support.demo import COMMON, DEMO, slice_tsv
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +24,6 @@ def files(tmp_path_factory):
         "test": slice_tsv(DEMO / "goemotions_ekman_test.tsv", d / "test.tsv", 0, 25),
         "dir": d,
     }
-
-
-COMMON = ["--text-col", "text", "--label-col", "labels", "--label-sep", ",", "--id-col", "id"]
 
 
 @pytest.fixture(scope="module")

@@ -183,8 +183,9 @@ def test_the_two_rename_fallback_replaces_the_folder(tmp_path, monkeypatch):
     assert contents(target) == {"meta.json": "new"} and sorted(p.name for p in tmp_path.iterdir()) == ["ix"]
 
 
-def test_the_fallback_puts_the_old_folder_back_when_the_second_rename_fails(tmp_path, monkeypatch):
-    target = folder_with(tmp_path / "ix", "meta.json", "old")
+def _staged_folder_cannot_be_renamed(monkeypatch):
+    """A file system without renameat2 whose rename fails for the staged ``.ix.tmp-*`` folder only (the fallback's
+    second rename); returns the real ``os.rename`` to put back."""
     monkeypatch.setattr(files, "_exchange", lambda a, b: False)
     real_rename = os.rename
 
@@ -194,6 +195,12 @@ def test_the_fallback_puts_the_old_folder_back_when_the_second_rename_fails(tmp_
         real_rename(src, dst)
 
     monkeypatch.setattr(files.os, "rename", failing_rename)
+    return real_rename
+
+
+def test_the_fallback_puts_the_old_folder_back_when_the_second_rename_fails(tmp_path, monkeypatch):
+    target = folder_with(tmp_path / "ix", "meta.json", "old")
+    real_rename = _staged_folder_cannot_be_renamed(monkeypatch)
     with pytest.raises(OSError, match="disk gone"), atomic_directory(target) as tmp:
         (tmp / "meta.json").write_text("new")
     monkeypatch.setattr(files.os, "rename", real_rename)
@@ -382,16 +389,8 @@ def test_a_write_that_landed_is_not_failed_by_the_cleanup_of_the_replaced_copy(t
 
 def test_a_failed_replace_reports_its_own_error_not_the_cleanups(tmp_path, monkeypatch):
     target = folder_with(tmp_path / "ix", "meta.json", "old")
-    monkeypatch.setattr(files, "_exchange", lambda a, b: False)
     _rmtree_that_fails_unless_told_to_ignore(monkeypatch)
-    real_rename = os.rename
-
-    def failing_rename(src, dst):
-        if Path(src).name.startswith(".ix.tmp-"):
-            raise OSError("disk gone")
-        real_rename(src, dst)
-
-    monkeypatch.setattr(files.os, "rename", failing_rename)
+    _staged_folder_cannot_be_renamed(monkeypatch)
     with pytest.raises(OSError, match="disk gone"), atomic_directory(target) as tmp:
         (tmp / "meta.json").write_text("new")
     assert contents(target) == {"meta.json": "old"}

@@ -14,6 +14,7 @@ from fewlabel.indexing.errors import IndexMismatchError
 from fewlabel.indexing.readers import Row
 from fewlabel.retrieval.methods.auto import cv_plan, select_method
 from fewlabel.retrieval.methods.common import Views, arrays_from_bytes, arrays_to_bytes
+from tests.support.trained_index import check_round_trip_and_tamper
 
 DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
 
@@ -186,9 +187,7 @@ def test_trained_heads_stop_on_time_round_trip_and_refuse_a_tampered_weight(meth
     """A trained head is fitted within its seconds (the deadline callback, not a step count, ends training),
     predicts the same after save and load as before, and a changed weight file is refused."""
     from fewlabel.finetune.classify.index_heads import index_trainers
-    from fewlabel.indexing.store.label_index import LabelIndex
     from fewlabel.retrieval.methods.index_method import build_index
-    from fewlabel.retrieval.router import Predictor
 
     train = _rows("nsmc_train.tsv", 48, label_col="label", sep=None)
     valid = _rows("nsmc_valid.tsv", 24, label_col="label", sep=None)
@@ -197,25 +196,9 @@ def test_trained_heads_stop_on_time_round_trip_and_refuse_a_tampered_weight(meth
                         trainers=index_trainers("minilm", max_epochs=200))
     trained = index.method["settings"] == {} and index.method["name"] == method
     assert trained and index.method["leaderboard"][0]["method"] == method
-    before = Predictor(index, minilm).predict(test)
-    index.save(tmp_path / "ix")
-    meta = json.loads((tmp_path / "ix" / "meta.json").read_text())
-    spec = json.loads((tmp_path / "ix" / "method" / "method.json").read_text())
+    spec = check_round_trip_and_tamper(index, minilm, test, method, tmp_path / "ix")
     steps = spec["model"]["trained"]["trained_steps"]
     assert 0 < steps < spec["model"]["trained"]["steps"]  # stopped by the clock long before its planned steps
-    weights = [name for name in meta["method"]["files"] if name.startswith("model/") and
-               name.endswith(".safetensors")]
-    assert weights and not any(name.endswith((".pkl", ".joblib", ".bin")) for name in meta["method"]["files"])
-    after = Predictor.load(tmp_path / "ix", minilm).predict(test)
-    assert [p.labels for p in after] == [p.labels for p in before]
-    for b, a in zip(before, after, strict=True):
-        assert a.route == method and a.scores == pytest.approx(b.scores, abs=1e-5)
-    weight = tmp_path / "ix" / "method" / weights[0]
-    data = bytearray(weight.read_bytes())
-    data[-10] ^= 1
-    weight.write_bytes(bytes(data))
-    with pytest.raises(IndexMismatchError, match="changed after the index was written"):
-        LabelIndex.load(tmp_path / "ix")
 
 
 def test_auto_with_a_budget_shares_it_between_the_trained_heads(minilm):

@@ -15,16 +15,8 @@ pytest.importorskip("milvus_lite", reason="the milvus extra is not installed (pi
 
 from fewlabel.indexing.store.label_index import LabelIndex  # noqa: E402
 from fewlabel.retrieval.cli import main  # noqa: E402
+from tests.support.demo import COMMON, DEMO, slice_tsv  # noqa: E402
 from tests.support.server import running_server  # noqa: E402
-
-DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
-COMMON = ["--text-col", "text", "--label-col", "labels", "--label-sep", ",", "--id-col", "id"]
-
-
-def slice_tsv(src: Path, dst: Path, start: int, n: int) -> Path:
-    lines = src.read_text(encoding="utf-8").splitlines()
-    dst.write_text("\n".join([lines[0], *lines[1 + start:1 + start + n]]) + "\n", encoding="utf-8")
-    return dst
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,8 @@ pytest.importorskip("ray", reason="the ray extra is not installed (pip install '
 
 from fewlabel.indexing.errors import DataError  # noqa: E402
 from fewlabel.retrieval.cli import main  # noqa: E402
+from tests.support.demo import COMMON, DEMO, slice_tsv  # noqa: E402
 
-DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
-COMMON = ["--text-col", "text", "--label-col", "labels", "--label-sep", ",", "--id-col", "id"]
 RAY_SCRIPT = """
 import os, sys
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -30,12 +29,6 @@ codes = [main(argv) for argv in {runs!r}]
 ray.shutdown()
 sys.exit(max(codes))
 """
-
-
-def slice_tsv(src: Path, dst: Path, start: int, n: int) -> Path:
-    lines = src.read_text(encoding="utf-8").splitlines()
-    dst.write_text("\n".join([lines[0], *lines[1 + start:1 + start + n]]) + "\n", encoding="utf-8")
-    return dst
 
 
 def assert_same_predictions(ray: list[list[str]], local: list[list[str]]) -> None:

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,18 +17,11 @@ pytest.importorskip("uvicorn", reason="the serve extra is not installed (pip ins
 httpx = pytest.importorskip("httpx", reason="the serve extra is not installed (pip install 'fewlabel[serve]')")
 
 from fewlabel.retrieval.cli import main  # noqa: E402
+from tests.support.demo import COMMON, DEMO, slice_tsv  # noqa: E402
 from tests.support.server import answers, health_ok, running_server  # noqa: E402
 
-DEMO = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-COMMON = ["--text-col", "text", "--label-col", "labels", "--label-sep", ",", "--id-col", "id"]
-
-
-def slice_tsv(src: Path, dst: Path, start: int, n: int) -> Path:
-    lines = src.read_text(encoding="utf-8").splitlines()
-    dst.write_text("\n".join([lines[0], *lines[1 + start:1 + start + n]]) + "\n", encoding="utf-8")
-    return dst
 
 
 @pytest.fixture(scope="module")

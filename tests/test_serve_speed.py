@@ -22,11 +22,12 @@ httpx = pytest.importorskip("httpx", reason="the serve extra is not installed (p
 
 from fewlabel.retrieval.cli import main  # noqa: E402
 from fewlabel.retrieval.serve.batching import Batcher, QueueFull  # noqa: E402
+from tests.support.demo import COMMON, DEMO, slice_tsv  # noqa: E402
 from tests.support.server import (  # noqa: E402
     start_server as start_test_server,  # noqa: E402
     stop_server,  # noqa: E402
 )
-from tests.test_serve import AUTH, COMMON, DEMO, TOKEN, slice_tsv  # noqa: E402
+from tests.test_serve import AUTH, TOKEN  # noqa: E402
 
 TEXTS = [line.split("\t")[1] for line in (DEMO / "goemotions_ekman_test.tsv").read_text(encoding="utf-8")
          .splitlines()[1:41]]

@@ -4,6 +4,8 @@ the SetFit / fine-tuning heads it trains (few steps, real minilm)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,6 +259,7 @@ def test_report_writer_on_canned_results(tmp_path):
 def test_setfit_and_fine_tuned_heads_learn_and_answer_in_label_order():
     from fewlabel.finetune.classify.setfit import train_setfit
     from fewlabel.finetune.classify.transformer import fine_tune_classifier
+    from fewlabel.finetune.settings import TrainSettings
 
     data = toy_data()
     texts, labels = [r.text for r in data.train], [r.labels for r in data.train]
@@ -267,13 +270,34 @@ def test_setfit_and_fine_tuned_heads_learn_and_answer_in_label_order():
     assert probs.shape == (2, 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
     assert probs[:, 3].max() == 0  # "fear" has no example: never predicted
     assert setfit.info["dev_embedding_loss"], "dev was scored during training"
-    tuned = fine_tune_classifier(texts, labels, data.labels, "minilm", multi_label=True, dev_texts=dev_texts,
-                                 dev_labels=dev_labels, max_steps=6, batch_size=8, lr=1e-4)
+    settings = TrainSettings(epochs=10, max_steps=6, batch_size=8, lr=1e-4)
+    tuned = fine_tune_classifier(texts, labels, data.labels, "minilm", settings, multi_label=True,
+                                 dev_texts=dev_texts, dev_labels=dev_labels)
     probs = tuned.predict_proba(["I feel so happy"])
     assert probs.shape == (1, 3) and ((probs >= 0) & (probs <= 1)).all()
     assert len(tuned.info["dev_micro_f1"]) >= 2 and tuned.info["best_step"] is not None
+    assert tuned.info["settings"] == settings.to_dict()
     with pytest.raises(DataError, match="unknown label 'joy'"):
-        fine_tune_classifier(texts, labels, ["anger", "sadness"], "minilm", multi_label=False, max_steps=1)
+        fine_tune_classifier(texts, labels, ["anger", "sadness"], "minilm", TrainSettings(max_steps=1),
+                             multi_label=False)
+
+
+def test_fine_tuned_head_keeps_frozen_word_embeddings_fixed():
+    import torch
+    from transformers import AutoModel
+
+    from fewlabel.finetune.classify.transformer import CLASSIFIER_SETTINGS, fine_tune_classifier
+    from fewlabel.finetune.settings import resolve_base
+    from fewlabel.indexing.encoders.encoder import transformer_folder
+
+    data = toy_data()
+    texts, labels = [r.text for r in data.train], [r.labels for r in data.train]
+    settings = replace(CLASSIFIER_SETTINGS, max_steps=2, batch_size=8, lr=1e-3, freeze_embeddings=True)
+    tuned = fine_tune_classifier(texts, labels, data.labels, "minilm", settings, multi_label=False)
+    base = AutoModel.from_pretrained(str(transformer_folder(Path(resolve_base("minilm")[0]))))
+    after = tuned.model.get_input_embeddings().weight
+    assert torch.equal(after.detach().cpu(), base.get_input_embeddings().weight.detach())
+    assert tuned.info["trained_steps"] == 2 and tuned.info["settings"]["freeze_embeddings"] is True
 
 
 class FixedProbabilities:

@@ -15,14 +15,7 @@ from fewlabel.indexing.errors import DataError, FewlabelError
 from fewlabel.indexing.sts.metrics import pair_metrics, sts_metrics
 from fewlabel.indexing.sts.pairs import PairRow, detect_pair_format, read_pairs
 from fewlabel.retrieval.cli import build_parser, main
-from fewlabel.retrieval.sts.scorer import (
-    BI_ENCODER,
-    CROSS_ENCODER,
-    Calibration,
-    STSScorer,
-    model_kind,
-    write_scores,
-)
+from fewlabel.retrieval.sts.scorer import BI_ENCODER, CROSS_ENCODER, Calibration, STSScorer, model_kind, write_scores
 from tests.support.data import require_shared
 
 

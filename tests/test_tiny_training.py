@@ -14,6 +14,7 @@ from fewlabel.indexing.errors import FewlabelError
 from fewlabel.indexing.sts.pairs import PairRow
 from fewlabel.retrieval.sts.scorer import BI_ENCODER, CROSS_ENCODER, STSScorer, model_kind
 from tests.support.tiny_models import tiny_bert
+from tests.support.trained_index import check_round_trip_and_tamper
 
 PAIRS = [("A plane is taking off.", "An air plane is taking off.", 5.0),
          ("A man is playing a large flute.", "A man is playing a flute.", 3.8),
@@ -86,11 +87,8 @@ def test_setfit_as_an_index_method_on_a_tiny_base_round_trips_and_refuses_a_tamp
 
     from fewlabel.finetune.classify.index_heads import index_trainers
     from fewlabel.indexing.encoders.encoder import Encoder
-    from fewlabel.indexing.errors import IndexMismatchError
     from fewlabel.indexing.readers import read_rows
-    from fewlabel.indexing.store.label_index import LabelIndex
     from fewlabel.retrieval.methods.index_method import build_index
-    from fewlabel.retrieval.router import Predictor
 
     demo = Path(__file__).resolve().parents[1] / "retrieval" / "demo_data"
 
@@ -103,20 +101,5 @@ def test_setfit_as_an_index_method_on_a_tiny_base_round_trips_and_refuses_a_tamp
                         max_k=5, budget_minutes=0.05,  # 3 s of training, 75 % of it for the one head
                         trainers=index_trainers(str(base), max_epochs=200, device="cpu"))
     assert index.method["name"] == "setfit" and index.method["settings"] == {}
-    before = Predictor(index, encoder).predict(test)
-    index.save(tmp_path / "ix")
-    meta = json.loads((tmp_path / "ix" / "meta.json").read_text())
-    spec = json.loads((tmp_path / "ix" / "method" / "method.json").read_text())
+    spec = check_round_trip_and_tamper(index, encoder, test, "setfit", tmp_path / "ix")
     assert 0 < spec["model"]["trained"]["trained_steps"] <= spec["model"]["trained"]["steps"]  # within its budget
-    weights = [n for n in meta["method"]["files"] if n.startswith("model/") and n.endswith(".safetensors")]
-    assert weights and not any(n.endswith((".pkl", ".joblib", ".bin")) for n in meta["method"]["files"])
-    after = Predictor.load(tmp_path / "ix", encoder).predict(test)
-    assert [p.labels for p in after] == [p.labels for p in before]
-    for b, a in zip(before, after, strict=True):
-        assert a.route == "setfit" and a.scores == pytest.approx(b.scores, abs=1e-5)
-    weight = tmp_path / "ix" / "method" / weights[0]
-    data = bytearray(weight.read_bytes())
-    data[-10] ^= 1
-    weight.write_bytes(bytes(data))
-    with pytest.raises(IndexMismatchError, match="changed after the index was written"):
-        LabelIndex.load(tmp_path / "ix")

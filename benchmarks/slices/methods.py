@@ -7,7 +7,7 @@ scores), so a test label cannot reach a tuner. ``predict`` returns an (n, L) boo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -281,14 +281,16 @@ class FineTuneMethod(_TrainedHeadMethod):
         self.name = f"finetune:{body}"
 
     def fit(self, train: list[Row], dev: list[Row], task: Task) -> dict:
-        from fewlabel.finetune.classify.transformer import fine_tune_classifier
+        from fewlabel.finetune.classify.transformer import CLASSIFIER_SETTINGS, fine_tune_classifier
+        from fewlabel.finetune.settings import RunOptions
 
         self.task_ = task
         train = self.capped(train, task)
+        settings = replace(CLASSIFIER_SETTINGS, epochs=self.epochs, max_steps=self.max_steps, seed=task.seed)
         self.model_ = fine_tune_classifier([r.text for r in train], [r.labels for r in train], task.labels,
-                                           self.body, multi_label=task.multi_label, dev_texts=[r.text for r in dev],
-                                           dev_labels=[r.labels for r in dev], epochs=self.epochs,
-                                           max_steps=self.max_steps, seed=task.seed, device=task.device, evals=4)
+                                           self.body, settings, multi_label=task.multi_label,
+                                           dev_texts=[r.text for r in dev], dev_labels=[r.labels for r in dev],
+                                           run=RunOptions(device=task.device, show_progress=False), evals=4)
         return {**self.model_.info, "trained_rows": len(train), **self.tune_threshold(dev)}
 
 

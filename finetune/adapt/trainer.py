@@ -38,18 +38,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fewlabel.finetune import runs  # the run workflow every trainer shares (finetune/heads.py too)
 from fewlabel.finetune.adapt.card import model_card
-from fewlabel.finetune.runs import (
-    discard_stage,
-    finish_run,
-    freeze_word_embeddings,
-    prepare_out,
-    quiet_trainer,
-    resumable_settings,
-    resume_point,
-    trainer_args,
-    transformers_model,
-)
 from fewlabel.finetune.settings import RunOptions, TrainSettings, resolve_base
 from fewlabel.indexing.augment import Augmenter
 from fewlabel.indexing.encoders.encoder import transformer_folder
@@ -109,11 +99,11 @@ def adapt_encoder(texts: Sequence[str], base: str, out_dir: str | Path, settings
         raise InvalidArgumentError("simcse needs --batch-size >= 2: the other texts of a batch are its negatives")
     pool, counts = prepare_pool(texts, max_texts=max_texts, seed=settings.seed)
     location, base_info = resolve_base(base)
-    out, ckpt_dir = prepare_out(out_dir)
+    out, ckpt_dir = runs.prepare_out(out_dir)
     try:
         record = {"kind": ADAPT_KIND, "method": method, "base": base_info["name"], "texts": counts["fingerprint"],
-                  "settings": resumable_settings(settings)}
-        resume_from = resume_point(ckpt_dir, record, run.resume)
+                  "settings": runs.resumable_settings(settings)}
+        resume_from = runs.resume_point(ckpt_dir, record, run.resume)
         prefix = base_info["prefix"] or ""
 
         from transformers import set_seed
@@ -149,13 +139,13 @@ def adapt_encoder(texts: Sequence[str], base: str, out_dir: str | Path, settings
                 "train_seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
                 "device": pick_device(device), "resumed_from": resume_from, **extra,
                 "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "versions": _versions()}
-        out = finish_run(out, ckpt_dir, trainer, info, model_card=model_card(info),
+        out = runs.finish_run(out, ckpt_dir, trainer, info, model_card=model_card(info),
                          keep_checkpoints=run.keep_checkpoints)
         return {"out_dir": str(out), **{k: info[k] for k in ("method", "steps", "texts_seen", "train_seconds",
                                                              "cpu_seconds", "first_loss", "last_loss", "resumed_from")},
                 "texts_used": counts["texts_used"]}
     except BaseException:
-        discard_stage(out)  # a refused or failed run (Ctrl-C included) leaves no staging folder beside --out
+        runs.discard_stage(out)  # a refused or failed run (Ctrl-C included) leaves no staging folder beside --out
         raise
 
 
@@ -201,9 +191,9 @@ def _train_sentence_loss(model, method: str, pool: list[str], prefix: str, setti
                                  f"{first_line(exc)}") from exc
     args = SentenceTransformerTrainingArguments(**_args(ckpt_dir, settings, len(dataset), device, show_progress))
     if settings.freeze_embeddings:  # after the loss: TSDAE's tie has made the decoder's matrix the encoder's
-        freeze_word_embeddings(model)
+        runs.freeze_word_embeddings(model)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
-    quiet_trainer(trainer, show_progress)
+    runs.quiet_trainer(trainer, show_progress)
     trainer.train(resume_from_checkpoint=resume_from)
     return trainer
 
@@ -229,10 +219,10 @@ def _train_mlm(model, location: str, pool: list[str], prefix: str, settings: Tra
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=MLM_PROBABILITY, seed=settings.seed)
     args = TrainingArguments(**_args(ckpt_dir, settings, len(dataset), device, show_progress))
     trainer = Trainer(model=mlm.to(pick_device(device)), args=args, train_dataset=dataset, data_collator=collator)
-    quiet_trainer(trainer, show_progress)
+    runs.quiet_trainer(trainer, show_progress)
     trainer.train(resume_from_checkpoint=resume_from)
 
-    encoder = transformers_model(model[0])
+    encoder = runs.transformers_model(model[0])
     result = encoder.load_state_dict(mlm.base_model.state_dict(), strict=False)
     missing = [k for k in result.missing_keys if not k.startswith("pooler.")]  # the MLM body has no pooler
     if missing or result.unexpected_keys:
@@ -246,7 +236,7 @@ def _train_mlm(model, location: str, pool: list[str], prefix: str, settings: Tra
 def _args(ckpt_dir: Path, settings: TrainSettings, n_rows: int, device: str | None, show_progress: bool) -> dict:
     """The shared trainer arguments (no dev set: the last step is kept), logging the first step's loss too: the
     loss before any update is the card's reference point (for mlm, the untrained head's)."""
-    return {**trainer_args(ckpt_dir, settings, n_rows, False, device, show_progress, metric="loss"),
+    return {**runs.trainer_args(ckpt_dir, settings, n_rows, False, device, show_progress, metric="loss"),
             "logging_first_step": True}
 
 

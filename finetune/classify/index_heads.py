@@ -18,6 +18,7 @@ cross-validate SetFit by default at small N."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 __all__ = ["index_trainers"]
 
@@ -38,10 +39,11 @@ def index_trainers(base: str, *, device: str | None = None, seed: int = 0, batch
 
     def finetune(texts: Sequence[str], label_rows: Sequence[Sequence[str]], labels: Sequence[str], *,
                  multi_label: bool, seconds: float):
-        from fewlabel.finetune.classify.transformer import fine_tune_classifier
+        from fewlabel.finetune.classify.transformer import CLASSIFIER_SETTINGS, fine_tune_classifier
+        from fewlabel.finetune.settings import RunOptions
 
-        return fine_tune_classifier(texts, label_rows, labels, base, multi_label=multi_label, epochs=max_epochs,
-                                    batch_size=batch_size, seed=seed, device=device, show_progress=show_progress,
-                                    time_limit_s=seconds)
+        settings = replace(CLASSIFIER_SETTINGS, epochs=max_epochs, batch_size=batch_size, seed=seed)
+        return fine_tune_classifier(texts, label_rows, labels, base, settings, multi_label=multi_label,
+                                    run=RunOptions(device=device, show_progress=show_progress), time_limit_s=seconds)
 
     return {"setfit": setfit, "finetune": finetune}

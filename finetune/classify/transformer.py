@@ -10,7 +10,7 @@ as the encoder does.
 How long to train is chosen on dev data only: with dev rows the model is scored (micro-F1; for multi-label
 data the best over decision thresholds) a few times
 during training (``evals``) and the best checkpoint is kept (``load_best_model_at_end``); without dev rows
-the last step is kept. ``max_steps`` caps the work, which is how a CPU budget is kept."""
+the last step is kept. ``settings.max_steps`` caps the work, which is how a CPU budget is kept."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from fewlabel.finetune.runs import quiet_trainer
-from fewlabel.finetune.settings import TrainSettings, resolve_base
+from fewlabel.finetune.settings import RunOptions, TrainSettings, resolve_base
 from fewlabel.indexing.encoders.encoder import transformer_folder
 from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.hf import pick_device, quiet_hf
@@ -33,29 +33,33 @@ from fewlabel.indexing.text_classifier import TextClassifier, decide
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-__all__ = ["TextClassifier", "decide", "fine_tune_classifier"]  # TextClassifier and decide: from indexing
+# TextClassifier and decide: from indexing
+__all__ = ["CLASSIFIER_SETTINGS", "TextClassifier", "decide", "fine_tune_classifier"]
+
+
+CLASSIFIER_SETTINGS = TrainSettings(epochs=10, lr=5e-5)
+"""The default schedule: a new head on few rows needs more epochs and a higher rate than the heads'
+:class:`TrainSettings` defaults (``max_steps`` or ``time_limit_s`` keep a CPU budget)."""
 
 
 def fine_tune_classifier(train_texts: Sequence[str], train_labels: Sequence[Sequence[str]], labels: Sequence[str],
-                         base: str, *, multi_label: bool, dev_texts: Sequence[str] | None = None,
-                         dev_labels: Sequence[Sequence[str]] | None = None, epochs: float = 10,
-                         max_steps: int | None = None, lr: float = 5e-5, batch_size: int = 16, max_length: int = 128,
-                         warmup_ratio: float = 0.1, seed: int = 42, evals: int = 5, device: str | None = None,
-                         show_progress: bool = False, work_dir: str | Path | None = None,
+                         base: str, settings: TrainSettings = CLASSIFIER_SETTINGS, *, multi_label: bool,
+                         dev_texts: Sequence[str] | None = None, dev_labels: Sequence[Sequence[str]] | None = None,
+                         evals: int = 5, run: RunOptions | None = None, work_dir: str | Path | None = None,
                          time_limit_s: float | None = None) -> TextClassifier:
     """Fine-tune ``base`` with a classification head on the rows and return the model that scored best
     on dev (micro-F1; the last one without dev rows). Checkpoints go to ``work_dir`` (a temporary folder
     by default, removed afterwards). ``time_limit_s`` ends training after that many seconds (the steps so far
-    are kept), whatever ``max_steps`` says."""
+    are kept), whatever ``settings.max_steps`` says. Of ``run`` only ``device`` and ``show_progress`` apply (no
+    progress bar by default): the checkpoints are a working copy, never resumed or kept."""
     labels = list(labels)
+    run = run or RunOptions(show_progress=False)
     if not train_texts:
         raise InvalidArgumentError("no training rows")
     if len(train_texts) != len(train_labels) or (dev_texts is not None and len(dev_texts) != len(dev_labels or [])):
         raise InvalidArgumentError("texts and labels differ in length")
     if len(labels) < 2:
         raise InvalidArgumentError(f"a classifier needs at least 2 labels, got {labels}")
-    settings = TrainSettings(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
-                             warmup_ratio=warmup_ratio, seed=seed, max_steps=max_steps)
     y_train = label_matrix(train_labels, labels, "train").astype(np.float32)
     y_dev = label_matrix(dev_labels, labels, "dev").astype(np.float32) if dev_texts and dev_labels else None
     location, base_info = resolve_base(base)
@@ -63,13 +67,13 @@ def fine_tune_classifier(train_texts: Sequence[str], train_labels: Sequence[Sequ
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="fewlabel-classifier-") as tmp:
             return _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location, prefix, settings,
-                          evals, device, show_progress, Path(tmp), base, time_limit_s)
+                          evals, run, Path(tmp), base, time_limit_s)
     return _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location, prefix, settings, evals,
-                  device, show_progress, Path(work_dir), base, time_limit_s)
+                  run, Path(work_dir), base, time_limit_s)
 
 
-def _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location, prefix, settings, evals, device,
-           show_progress, work_dir: Path, base: str, time_limit_s: float | None = None) -> TextClassifier:
+def _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location, prefix, settings: TrainSettings,
+           evals: int, run: RunOptions, work_dir: Path, base: str, time_limit_s: float | None = None) -> TextClassifier:
     from datasets import Dataset
     from transformers import (
         AutoModelForSequenceClassification,
@@ -88,6 +92,8 @@ def _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location
             folder, num_labels=len(labels), id2label=dict(enumerate(labels)),
             label2id={name: i for i, name in enumerate(labels)},
             problem_type="multi_label_classification" if multi_label else "single_label_classification")
+    if settings.freeze_embeddings:  # the optimiser takes only the parameters that require gradients
+        model.get_input_embeddings().weight.requires_grad_(False)
 
     def dataset(texts, y) -> Dataset:
         encoded = tokenizer([prefix + t for t in texts], truncation=True, max_length=settings.max_length)
@@ -118,12 +124,12 @@ def _train(train_texts, y_train, dev_texts, y_dev, labels, multi_label, location
         eval_strategy="steps" if dev_set is not None else "no", eval_steps=every, save_strategy="steps"
         if dev_set is not None else "no", save_steps=every, save_total_limit=1,
         load_best_model_at_end=dev_set is not None, metric_for_best_model="micro_f1", greater_is_better=True,
-        logging_steps=every, disable_tqdm=not show_progress, dataloader_num_workers=0,
-        use_cpu=pick_device(device) == "cpu", save_only_model=True)
+        logging_steps=every, disable_tqdm=not run.show_progress, dataloader_num_workers=0,
+        use_cpu=pick_device(run.device) == "cpu", save_only_model=True)
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
                       callbacks=[deadline_callback(time_limit_s)] if time_limit_s else None)
-    quiet_trainer(trainer, show_progress)
+    quiet_trainer(trainer, run.show_progress)
     trainer.train()
     dev_scores = [e["eval_micro_f1"] for e in trainer.state.log_history if "eval_micro_f1" in e]
     info = {"base": base, "steps": total, "eval_every": every, "dev_micro_f1": dev_scores,

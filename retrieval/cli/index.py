@@ -16,6 +16,7 @@ from fewlabel.retrieval.cli.options import (
     add_model_options,
     augmenter_from_args,
     load_encoder,
+    minutes,
     open_cache,
     positive_int,
     read_labelled,
@@ -115,7 +116,7 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
     from fewlabel.retrieval.methods.registry import method_choices, method_help
 
     p.add_argument("--method", choices=method_choices(), default="auto", help=method_help())
-    p.add_argument("--budget", type=_minutes, default=None,
+    p.add_argument("--budget", type=minutes, default=None,
                    help="minutes for the trained candidates (SetFit, fine-tuning), split between them and between "
                         "their cross-validation folds when there is no --valid; --method setfit|finetune trains "
                         "that one. Default ($FEWLABEL_BUDGET when set): SetFit alone, for at most "
@@ -124,16 +125,6 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cv-folds", type=positive_int, default=5,
                    help="folds of the cross-validation that scores the candidates when there is no --valid "
                         "(default: 5)")
-
-
-def _minutes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of minutes >= 0, got {text!r}")
-    return value
 
 
 def _check_method(args: argparse.Namespace, n_rows: int, has_valid: bool) -> None:

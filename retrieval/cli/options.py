@@ -47,15 +47,30 @@ def non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
 
 
-def positive_float(text: str) -> float:
-    """A finite number > 0 (epochs, learning rates, votes)."""
+def _finite_number(text: str, *, above_zero: bool, noun: str = "number") -> float:
+    bound = "> 0" if above_zero else ">= 0"
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a {noun} {bound}, got {text!r}") from None
+    if not (value > 0 if above_zero else value >= 0) or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite {noun} {bound}, got {text}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (epochs, learning rates, votes)."""
+    return _finite_number(text, above_zero=True)
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (waits, where 0 means none)."""
+    return _finite_number(text, above_zero=False)
+
+
+def minutes(text: str) -> float:
+    """A finite number of minutes >= 0 (a time budget, where 0 means none)."""
+    return _finite_number(text, above_zero=False, noun="number of minutes")
 
 
 def fraction(text: str) -> float:

@@ -12,6 +12,7 @@ from fewlabel.indexing.errors import InvalidArgumentError, SetupError
 from fewlabel.retrieval.cli.options import (
     add_faiss_device_option,
     add_model_options,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -20,17 +21,6 @@ from fewlabel.retrieval.cli.options import (
 
 TOKEN_ENV = "FEWLABEL_TOKEN"
 DEFAULT_DRAIN_S = 20.0  # as fewlabel.retrieval.serve.shutdown.DEFAULT_DRAIN_S (not imported: keeps --help light)
-
-
-def non_negative_float(text: str) -> float:
-    """A finite number >= 0 (waits, where 0 means none)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
 
 
 def add_serve_command(commands: argparse._SubParsersAction) -> None:
