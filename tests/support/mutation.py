@@ -68,6 +68,22 @@ TARGETS = {
 }
 
 
+# tqdm guards its bar registry with a multiprocessing lock: a semaphore in shared memory that every test process
+# mutmut forks shares with the others. A forked test killed while it held it (a timeout, a SIGKILL fault point)
+# leaves it taken for good, and from then on every mutant whose tests create a bar (even a disabled one: its
+# constructor takes the lock) hangs until its timeout (seen: gdb in sem_wait under tqdm.__new__; 20 kNN tuning
+# "timeouts" in a row). In the staged copy only, each process gets a lock of its own.
+FORK_SAFE_TQDM = """
+
+# staged copy only (tests/support/mutation.py, FORK_SAFE_TQDM): a per-process lock for tqdm, not a shared semaphore
+import threading as _mutation_threading  # noqa: E402
+
+import tqdm as _mutation_tqdm  # noqa: E402
+
+_mutation_tqdm.tqdm.set_lock(_mutation_threading.RLock())
+"""
+
+
 def _fence(source: str, scope: list[str]) -> str:
     """The source with every top-level function, class or method outside ``scope`` between
     ``# pragma: no mutate start`` and ``end`` lines (mutmut then leaves them as they are)."""
@@ -109,6 +125,8 @@ def stage(name: str) -> Path:
     for room in ROOMS:
         shutil.copytree(ROOT / room, folder / "fewlabel" / room, ignore=ignore)
     shutil.copytree(ROOT / "tests", folder / "tests", ignore=ignore)
+    conftest = folder / "tests" / "conftest.py"
+    conftest.write_text(conftest.read_text(encoding="utf-8") + FORK_SAFE_TQDM, encoding="utf-8")
     staged = folder / "fewlabel" / target.source
     staged.write_text(_fence(staged.read_text(encoding="utf-8"), target.scope), encoding="utf-8")
     settings = {
