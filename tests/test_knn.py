@@ -4,6 +4,7 @@ hand-built unit vectors (no encoders, no downloads)."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -267,9 +268,12 @@ def test_tune_validates_inputs() -> None:
         tune_k_m(neigh, sims, np.ones_like(y), max_k=3, multi_label=False)
 
 
-def test_tune_progress_bar_runs() -> None:
+def test_tune_progress_bar_runs(capsys) -> None:
     neigh, sims, y = _book_case()
+    capsys.readouterr()
     assert tune_k_m(neigh, sims, y, max_k=5, show_progress=True).k == 3
+    err = capsys.readouterr().err  # not a terminal, yet asked for: the bar is shown, named and counted in k
+    assert re.search(r"(^|\r)tuning k: 100%\|[^|]*\| 5/5 \[[^]]*(\?k/s|[\d.]+k/s|[\d.]+s/k)\]", err), err
 
 
 # ---------------------------------------------------------------------------- KNNLabeler
@@ -603,3 +607,12 @@ def test_f1_from_counts_of_no_labels_is_a_plain_zero() -> None:
 
     micro, macro = f1_from_counts(np.zeros(0), np.zeros(0), np.zeros(0))
     assert micro.shape == () and macro.shape == () and float(micro) == 0.0 and float(macro) == 0.0
+
+
+def test_f1_from_counts_of_narrow_integer_counts_does_not_overflow() -> None:
+    from fewlabel.retrieval.knn.tuning import f1_from_counts
+
+    # 2 * 200 does not fit a uint8: the counts must be widened before they are doubled
+    tp, fp, fn = (np.array([v], dtype=np.uint8) for v in (200, 1, 0))
+    micro, macro = f1_from_counts(tp, fp, fn)
+    assert float(micro) == pytest.approx(400 / 401) and float(macro) == pytest.approx(400 / 401)

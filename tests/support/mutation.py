@@ -68,6 +68,22 @@ TARGETS = {
 }
 
 
+# tqdm guards its bar registry with a multiprocessing lock: a semaphore in shared memory that every test process
+# mutmut forks shares with the others. A forked test killed while it held it (a timeout, a SIGKILL fault point)
+# leaves it taken for good, and from then on every mutant whose tests create a bar (even a disabled one: its
+# constructor takes the lock) hangs until its timeout (seen: gdb in sem_wait under tqdm.__new__; 20 kNN tuning
+# "timeouts" in a row). In the staged copy only, each process gets a lock of its own.
+FORK_SAFE_TQDM = """
+
+# staged copy only (tests/support/mutation.py, FORK_SAFE_TQDM): a per-process lock for tqdm, not a shared semaphore
+import threading as _mutation_threading  # noqa: E402
+
+import tqdm as _mutation_tqdm  # noqa: E402
+
+_mutation_tqdm.tqdm.set_lock(_mutation_threading.RLock())
+"""
+
+
 def _fence(source: str, scope: list[str]) -> str:
     """The source with every top-level function, class or method outside ``scope`` between
     ``# pragma: no mutate start`` and ``end`` lines (mutmut then leaves them as they are)."""
@@ -109,6 +125,8 @@ def stage(name: str) -> Path:
     for room in ROOMS:
         shutil.copytree(ROOT / room, folder / "fewlabel" / room, ignore=ignore)
     shutil.copytree(ROOT / "tests", folder / "tests", ignore=ignore)
+    conftest = folder / "tests" / "conftest.py"
+    conftest.write_text(conftest.read_text(encoding="utf-8") + FORK_SAFE_TQDM, encoding="utf-8")
     staged = folder / "fewlabel" / target.source
     staged.write_text(_fence(staged.read_text(encoding="utf-8"), target.scope), encoding="utf-8")
     settings = {
@@ -172,8 +190,28 @@ def run(name: str) -> dict:
         except BaseException:  # SIGTERM from `timeout`, Ctrl-C: never leave mutmut running without the lock
             _stop(proc)
             raise
+    meta_path = folder / "mutants" / "fewlabel" / (TARGETS[name].source + ".meta")
+    if not collect and not stopped:
+        # a timeout is measured in wall-clock seconds (mutmut: 15 x (the tests' time + 1 s)), so a burst of load on
+        # the shared machine, or a forked child stuck on a lock its parent held (tqdm, OpenMP), can time out a
+        # mutant that the tests would settle in seconds: check each timeout once more, alone, before counting it
+        timeouts = [key for key, code in json.loads(meta_path.read_text())["exit_code_by_key"].items()
+                    if code is not None and _status(code) == "timeout"]
+        left = None if budget is None else budget - (time.monotonic() - started)
+        if timeouts and (left is None or left > 30):
+            print(f"{name}: checking the {len(timeouts)} timeouts again", flush=True)
+            proc = subprocess.Popen([*mutmut, "run", "--max-children", "1", *timeouts], cwd=folder, env=env,
+                                    start_new_session=True)
+            try:
+                proc.wait(timeout=left)
+            except subprocess.TimeoutExpired:
+                stopped = True
+                _stop(proc)
+            except BaseException:
+                _stop(proc)
+                raise
     seconds = time.monotonic() - started
-    meta = json.loads((folder / "mutants" / "fewlabel" / (TARGETS[name].source + ".meta")).read_text())
+    meta = json.loads(meta_path.read_text())
     statuses = {key: _status(code) for key, code in meta["exit_code_by_key"].items()}
     durations = meta.get("durations_by_key", {})
     counts: dict[str, int] = {}
