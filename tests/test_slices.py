@@ -256,7 +256,25 @@ def test_report_writer_on_canned_results(tmp_path):
 
 
 # ---- the heads SetFit and fine-tuning train ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory) -> str:
+    from tests.support.tiny_models import tiny_bert
+
+    return str(tiny_bert(tmp_path_factory.mktemp("tiny") / "base"))
+
+
+def test_setfit_and_fine_tuned_heads_answer_in_label_order_on_a_tiny_base(tiny_base):
+    """The fast guard of the minilm test below (same checks; a few seconds instead of over a minute): the
+    plumbing of both heads (label order, a label without examples, dev scoring, unknown labels refused)."""
+    check_setfit_and_fine_tuned_heads(tiny_base)
+
+
+@pytest.mark.slow  # 80 s on the loaded 2 cores; the tiny-base test above runs the same checks in make test
 def test_setfit_and_fine_tuned_heads_learn_and_answer_in_label_order():
+    check_setfit_and_fine_tuned_heads("minilm")
+
+
+def check_setfit_and_fine_tuned_heads(base: str) -> None:
     from fewlabel.finetune.classify.setfit import train_setfit
     from fewlabel.finetune.classify.transformer import fine_tune_classifier
     from fewlabel.finetune.settings import TrainSettings
@@ -264,21 +282,21 @@ def test_setfit_and_fine_tuned_heads_learn_and_answer_in_label_order():
     data = toy_data()
     texts, labels = [r.text for r in data.train], [r.labels for r in data.train]
     dev_texts, dev_labels = [r.text for r in data.dev], [r.labels for r in data.dev]
-    setfit = train_setfit(texts, labels, data.labels + ["fear"], "minilm", multi_label=False, dev_texts=dev_texts,
+    setfit = train_setfit(texts, labels, data.labels + ["fear"], base, multi_label=False, dev_texts=dev_texts,
                           dev_labels=dev_labels, num_iterations=2, max_steps=4, batch_size=8)
     probs = setfit.predict_proba(["I feel so happy", "I feel furious"])
     assert probs.shape == (2, 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
     assert probs[:, 3].max() == 0  # "fear" has no example: never predicted
     assert setfit.info["dev_embedding_loss"], "dev was scored during training"
     settings = TrainSettings(epochs=10, max_steps=6, batch_size=8, lr=1e-4)
-    tuned = fine_tune_classifier(texts, labels, data.labels, "minilm", settings, multi_label=True,
+    tuned = fine_tune_classifier(texts, labels, data.labels, base, settings, multi_label=True,
                                  dev_texts=dev_texts, dev_labels=dev_labels)
     probs = tuned.predict_proba(["I feel so happy"])
     assert probs.shape == (1, 3) and ((probs >= 0) & (probs <= 1)).all()
     assert len(tuned.info["dev_micro_f1"]) >= 2 and tuned.info["best_step"] is not None
     assert tuned.info["settings"] == settings.to_dict()
     with pytest.raises(DataError, match="unknown label 'joy'"):
-        fine_tune_classifier(texts, labels, ["anger", "sadness"], "minilm", TrainSettings(max_steps=1),
+        fine_tune_classifier(texts, labels, ["anger", "sadness"], base, TrainSettings(max_steps=1),
                              multi_label=False)
 
 

@@ -123,7 +123,7 @@ def test_explain_in_chunks_names_the_same_neighbours(index_dir, tmp_path):
 
 # ---- interruption and resumption ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("fault", ["predict:after-chunk", "predict:mid-chunk"])
-def test_a_killed_run_resumes_to_the_same_file(index_dir, one_shot, tmp_path, fault):
+def test_a_killed_run_resumes_to_the_same_file(index_dir, one_shot, tmp_path, capsys, fault):
     out = tmp_path / "p.csv"
     args = ["predict", str(index_dir), str(TEST), "--text-col", "text", "--id-col", "id", "--chunk-size", "100",
             "--out", str(out)]
@@ -134,15 +134,15 @@ def test_a_killed_run_resumes_to_the_same_file(index_dir, one_shot, tmp_path, fa
     assert record["rows"] == 100 and partial_path(out).stat().st_size >= record["bytes"]
     if fault == "predict:mid-chunk":  # half of the second chunk is in the partial file, past the record
         assert partial_path(out).stat().st_size > record["bytes"]
-    resumed = fewlabel(*args)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming" in resumed.stderr and "100 rows were written by an earlier run" in resumed.stderr
-    assert "labelled 298 of 300 texts" in resumed.stdout
+    assert main(args) == 0  # the resumption in-process: only the kill needs a process of its own
+    resumed = capsys.readouterr()
+    assert "resuming" in resumed.err and "100 rows were written by an earlier run" in resumed.err
+    assert "labelled 298 of 300 texts" in resumed.out
     assert out.read_bytes() == one_shot["csv"].read_bytes()
     assert not partial_path(out).exists() and not progress_path(out).exists()
 
 
-def test_a_changed_input_or_no_resume_starts_afresh(index_dir, one_shot, tmp_path):
+def test_a_changed_input_or_no_resume_starts_afresh(index_dir, one_shot, tmp_path, capsys):
     data = tmp_path / "in.tsv"
     data.write_bytes(TEST.read_bytes())
     out = tmp_path / "p.csv"
@@ -150,12 +150,15 @@ def test_a_changed_input_or_no_resume_starts_afresh(index_dir, one_shot, tmp_pat
             "--out", str(out)]
     assert fewlabel(*args, env={"FEWLABEL_FAULT": "predict:after-chunk"}).returncode == -9
     os.utime(data, ns=(1, 1))  # the input changed (as far as its record can tell)
-    again = fewlabel(*args)
-    assert again.returncode == 0 and "afresh" in again.stderr and "resuming" not in again.stderr
+    capsys.readouterr()
+    assert main(args) == 0  # the runs that are not killed run in-process (each child pays torch's import)
+    again = capsys.readouterr().err
+    assert "afresh" in again and "resuming" not in again
     assert out.read_bytes() == one_shot["csv"].read_bytes()
     assert fewlabel(*args, env={"FEWLABEL_FAULT": "predict:after-chunk"}).returncode == -9
-    fresh = fewlabel(*args, "--no-resume")
-    assert fresh.returncode == 0 and "resuming" not in fresh.stderr
+    capsys.readouterr()
+    assert main([*args, "--no-resume"]) == 0
+    assert "resuming" not in capsys.readouterr().err
     assert out.read_bytes() == one_shot["csv"].read_bytes()
 
 
