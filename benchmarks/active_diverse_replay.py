@@ -43,7 +43,16 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--sizes", default="128,256")
+    p.add_argument("--kmeans-threads", type=int, default=None,
+                   help="FAISS threads for k-means (0: all, as before 2026-12-05; default: the module's setting)")
+    p.add_argument("--name", default="active_diverse_replay", help="report name under --out")
     args = p.parse_args()
+    if args.kmeans_threads is not None:
+        import faiss
+
+        from fewlabel.retrieval.labelling import strategies
+
+        strategies.KMEANS_THREADS = args.kmeans_threads or faiss.omp_get_max_threads()
     recorded = json.loads((args.out / "active.json").read_text())["runs"]
     sizes = [int(s) for s in args.sizes.split(",")]
     cache, encoder = EmbeddingCache(default_cache_path()), Encoder(active.MODEL, device="cpu")
@@ -77,8 +86,9 @@ def main() -> None:
             "over seeds, beside the value active.json recorded for the same set, seed and size.\n\n"
             + markdown_table(["set", "labels", "seeds", "micro-F1 now", "micro-F1 recorded (active.json)",
                               "pick s (16 batches)"], rows) + "\n")
-    write_report(args.out, "active_diverse_replay", "The active benchmark's diverse picks, replayed", body,
-                 {"results": results}, data_note="the active benchmark's sets (../shared/data), e5-small")
+    write_report(args.out, args.name, "The active benchmark's diverse picks, replayed", body,
+                 {"results": results, "kmeans_threads": args.kmeans_threads},
+                 data_note="the active benchmark's sets (../shared/data), e5-small")
 
 
 if __name__ == "__main__":

@@ -157,7 +157,7 @@ def main() -> None:
     body = (f"`fewlabel -q suggest INDEX POOL.tsv --n 50 --strategy S --out OUT.csv` as a child process, the pool's "
             f"vectors already in the pool cache (a second run). Pool: {len(texts):,} distinct real texts of the "
             f"shared data (the predict_100k order). Index: {args.index_rows} NSMC training rows, {args.model} (onnx, "
-            f"the CPU default), method {method} (chosen by `index build`). The pool cache was filled by this script: "
+            f"the CPU default), method {method} (`index build --method {args.method}`). The pool cache was filled by this script: "
             f"{planted['encoded']:,} pool texts encoded for real ({planted['encoded_texts_per_s']} texts/s), the "
             f"rest their noisy copies, {planted['bytes'] / 2**20:.0f} MiB on disk (see the script's docstring for "
             "why that times a real second run). Wall: start to exit, Python start and imports included; CPU: the "
