@@ -265,10 +265,13 @@ def test_auto_past_the_cold_start_scores_a_sample_of_a_large_pool(monkeypatch):
     assert scored == [len(x)]
 
 
-def test_kmeans_runs_faiss_on_one_thread_and_gives_the_threads_back():
+def test_kmeans_on_one_thread_gives_the_threads_back(monkeypatch):
     import faiss
 
+    from fewlabel.retrieval.labelling import strategies
     from fewlabel.retrieval.labelling.strategies import kmeans
+
+    monkeypatch.setattr(strategies, "KMEANS_THREADS", 1)
 
     before = faiss.omp_get_max_threads()
     x, cluster = blobs(30, 4)

@@ -31,10 +31,12 @@ DIVERSE_SAMPLE = 20_000
 #: it scores, about 8 s for 100,000 texts here, more than the 5 s a second `suggest` may take (issue 24).
 #: ``--max-scan`` overrides it; `--strategy uncertainty` still scores every text unless told otherwise.
 SCORE_SAMPLE = 10_000
-#: k-means (:func:`kmeans`) runs FAISS on one thread: on this 2-core machine shared with other jobs, FAISS's
-#: OpenMP threads made the 20,000 x 50 k-means of a 100,000-text pool take 5.5 s instead of 1.0 s (measured
-#: 2026-12-05, benchmarks/results/suggest_speed.md); the work per call is too small to gain from threads.
-KMEANS_THREADS = 1
+#: FAISS threads for :func:`kmeans`; 0 keeps FAISS's own count (the default). Beside other jobs on this 2-core
+#: machine (load about 5), FAISS's OpenMP threads made the 20,000 x 50 k-means of a 100,000-text pool take 5.5 s
+#: against 1.0 s on one thread (2026-12-05, suggest_speed.md); on a quiet machine both stay under 5 s. One thread
+#: rounds differently, which changes diverse picks after a few batches, and whether that leaves the active
+#: benchmark's scores as they were was not measured in the same run yet: so the default stays FAISS's own.
+KMEANS_THREADS = 0
 CANDIDATES_PER_PICK = 10  # diverse_uncertain: the 10n most uncertain texts are clustered into n groups
 
 
@@ -96,7 +98,8 @@ def kmeans(vectors: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarr
     km = faiss.Kmeans(x.shape[1], k, niter=20, nredo=3, seed=int(seed) + 1, spherical=True, verbose=False,
                       min_points_per_centroid=1)
     threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(KMEANS_THREADS)
+    if KMEANS_THREADS:
+        faiss.omp_set_num_threads(KMEANS_THREADS)
     try:
         km.train(x)
         sims, assign = km.index.search(x, 1)
