@@ -85,17 +85,18 @@ def timed_child(args: list[str], env: dict) -> dict:
             "stderr": done.stderr.strip()[-300:], "load_average": round(os.getloadavg()[0], 2)}
 
 
-def timed_runs(cli: list[str], index: Path, pool: Path, work: Path, env: dict, args, runs: list[dict]) -> None:
+def timed_runs(cli: list[str], index: Path, pool: Path, work: Path, env: dict, args, runs: list[dict],
+               code: str = "this checkout") -> None:
     scans = [None] + ([args.max_scan] if args.max_scan else [])
     for strategy, scan, repeat in ((s, m, r) for s in args.strategies.split(",") for m in scans
                                    for r in range(args.repeats)):
-        out = work / f"{strategy}-{scan}-{repeat}.csv"
+        out = work / f"{strategy}-{scan}-{repeat}-{len(runs)}.csv"
         extra = ["--max-scan", str(scan)] if scan else []
         r = timed_child([*cli, "-q", "suggest", str(index), str(pool), "--n", "50", "--strategy", strategy,
                          *extra, "--out", str(out)], env)
         with open(out, encoding="utf-8") as fh:
             r["suggested"] = sum(1 for _ in csv.reader(fh)) - 1
-        r.update(strategy=strategy, repeat=repeat, max_scan=scan)
+        r.update(strategy=strategy, repeat=repeat, max_scan=scan, code=code)
         runs.append(r)
         print(r, flush=True)
 
@@ -112,6 +113,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-scan", type=int, default=None,
                         help="also time each strategy with `suggest --max-scan N` (a sample of N pool texts scored)")
+    parser.add_argument("--method", default="auto", help="`index build --method` (auto: what build chooses)")
+    parser.add_argument("--baseline-python", default=None,
+                        help="also time the same commands with this interpreter (another checkout's venv: the code "
+                             "before a change), interleaved run by run with this checkout's")
     parser.add_argument("--note", default="")
     args = parser.parse_args()
     load_start = os.getloadavg()
@@ -125,40 +130,47 @@ def main() -> None:
         write_input(texts, pool, 1)
         index_sample(args.data, args.index_rows, labelled)
         subprocess.run([*cli, "-q", "index", "build", str(labelled), "--id-col", "id", "--model", args.model,
-                        "--out", str(index)], check=True, env=env, capture_output=True)
+                        "--method", args.method, "--out", str(index)], check=True, env=env, capture_output=True)
         planted = plant_pool(index, pool, args.encode, seed=0)
         print("planted", planted, flush=True)
         try:
-            timed_runs(cli, index, pool, work, env, args, runs)
+            codes = [("this checkout", cli)]
+            if args.baseline_python:
+                codes.insert(0, ("baseline", [args.baseline_python, "-m", "fewlabel.retrieval.cli"]))
+            for _ in range(args.repeats):  # interleaved, so both codes see the same machine load
+                for code, command in codes:
+                    args_once = argparse.Namespace(**{**vars(args), "repeats": 1})
+                    timed_runs(command, index, pool, work, env, args_once, runs, code)
         finally:
             Path(planted["path"]).unlink(missing_ok=True)  # the file this script wrote, nothing else
     load_end = os.getloadavg()
     method = next((r["stdout"].split("method ", 1)[1].split(")", 1)[0] for r in runs if "method " in r["stdout"]),
                   "?")
     rows = []
-    for strategy, scan in dict.fromkeys((r["strategy"], r.get("max_scan")) for r in runs):
-        mine = [r for r in runs if r["strategy"] == strategy and r.get("max_scan") == scan]
+    for code, strategy, scan in dict.fromkeys((r["code"], r["strategy"], r.get("max_scan")) for r in runs):
+        mine = [r for r in runs if r["code"] == code and r["strategy"] == strategy and r.get("max_scan") == scan]
         walls = [r["wall_s"] for r in mine]
-        rows.append([strategy, f"{scan:,}" if scan else "every text", len(mine), f"{np.median(walls):.2f}",
+        rows.append([code, strategy, f"{scan:,}" if scan else "every text", len(mine), f"{np.median(walls):.2f}",
                      f"{min(walls):.2f}", f"{max(walls):.2f}",
                      f"{np.median([r['cpu_s'] for r in mine]):.2f}", mine[0]["suggested"],
                      "yes" if np.median(walls) < 5 else "**no**"])
     body = (f"`fewlabel -q suggest INDEX POOL.tsv --n 50 --strategy S --out OUT.csv` as a child process, the pool's "
             f"vectors already in the pool cache (a second run). Pool: {len(texts):,} distinct real texts of the "
             f"shared data (the predict_100k order). Index: {args.index_rows} NSMC training rows, {args.model} (onnx, "
-            f"the CPU default), method {method} (chosen by `index build`). The pool cache was filled by this script: "
+            f"the CPU default), method {method} (`index build --method {args.method}`). The pool cache was filled by this script: "
             f"{planted['encoded']:,} pool texts encoded for real ({planted['encoded_texts_per_s']} texts/s), the "
             f"rest their noisy copies, {planted['bytes'] / 2**20:.0f} MiB on disk (see the script's docstring for "
             "why that times a real second run). Wall: start to exit, Python start and imports included; CPU: the "
             "child's user + system time.\n\n"
-            + markdown_table(["strategy", "--max-scan", "runs", "median wall s", "min s", "max s", "median CPU s",
-                              "suggested", "under 5 s"], rows)
+            + markdown_table(["code", "strategy", "--max-scan", "runs", "median wall s", "min s", "max s",
+                              "median CPU s", "suggested", "under 5 s"], rows)
             + f"\n\nCPU flags: {cpu_flags()}. Load average (1, 5, 15 min) at the start "
               f"{tuple(round(x, 2) for x in load_start)}, at the end {tuple(round(x, 2) for x in load_end)}; each "
               "run's 1-minute load is in suggest_speed.json.\n" + (f"\n{args.note}\n" if args.note else ""))
     write_report(args.out, "suggest_speed", "A second fewlabel suggest on a 100,000-text pool", body,
                  {"runs": runs, "planted": {k: v for k, v in planted.items() if k != "path"},
-                  "pool_rows": len(texts), "index_rows": args.index_rows, "model": args.model, "method": method,
+                  "baseline_python": args.baseline_python, "pool_rows": len(texts),
+                  "index_rows": args.index_rows, "model": args.model, "method": method,
                   "load_average_start": load_start, "load_average_end": load_end, "cpu_flags": cpu_flags()},
                  data_note=f"pool: {len(texts):,} distinct real texts of ../shared/data; index: {args.index_rows} "
                            "rows of NSMC train")

@@ -227,3 +227,55 @@ def test_random_and_diverse_score_only_the_rows_they_pick():
     scored.clear()
     suggest(Index(), pool, x, model, n=5, strategy="auto")  # 300 rows, 3 labels: past the cold start
     assert scored == [len(x)]
+
+
+def test_auto_past_the_cold_start_scores_a_sample_of_a_large_pool(monkeypatch):
+    """auto's diverse-uncertain reads only the 10n least certain texts, so on a pool larger than SCORE_SAMPLE it
+    scores a seeded sample of that many (a Naive Bayes part made scoring 100,000 texts take 8 s of a 5 s budget,
+    suggest_speed.md); --max-scan overrides the sample, and `uncertainty` still scores every text."""
+    from fewlabel.retrieval.labelling import suggest as suggest_module
+    from fewlabel.retrieval.labelling.model import IndexModel
+    from fewlabel.retrieval.methods.linear import LinearHead
+
+    monkeypatch.setattr(suggest_module, "SCORE_SAMPLE", 60)
+    x, y = blobs(40, 3)
+    labels = ["a", "b", "c"]
+    fitted = LinearHead((1.0,)).fit_views(Views(x[::4], [""] * len(x[::4])), np.eye(3, dtype=bool)[y[::4]], False)
+    model = IndexModel("linear", fitted, {"C": 1.0}, labels, False)
+    scored: list[int] = []
+    real_proba = model.proba
+    model.proba = lambda views, chunk=20_000: (scored.append(len(views)), real_proba(views, chunk))[1]  # type: ignore[method-assign]
+    pool = [Row(f"text {i}", (), f"p{i}", i + 2) for i in range(len(x))]
+
+    class Index:
+        rows = [Row(f"labelled {i}", ("a",), f"l{i}", i + 2) for i in range(300)]
+        label_names = labels
+        store = type("Store", (), {"kind": "milvus"})()
+
+        def __len__(self):
+            return len(self.rows)
+
+    picked = suggest_module.suggest(Index(), pool, x, model, n=5, strategy="auto")
+    assert scored == [60] and len(picked) == 5 and all(s.strategy == "auto:diverse-uncertain" for s in picked)
+    scored.clear()
+    suggest_module.suggest(Index(), pool, x, model, n=5, strategy="auto", max_scan=100)
+    assert scored == [100]
+    scored.clear()
+    suggest_module.suggest(Index(), pool, x, model, n=5, strategy="uncertainty")
+    assert scored == [len(x)]
+
+
+def test_kmeans_on_one_thread_gives_the_threads_back(monkeypatch):
+    import faiss
+
+    from fewlabel.retrieval.labelling import strategies
+    from fewlabel.retrieval.labelling.strategies import kmeans
+
+    monkeypatch.setattr(strategies, "KMEANS_THREADS", 1)
+
+    before = faiss.omp_get_max_threads()
+    x, cluster = blobs(30, 4)
+    assign, sims = kmeans(x, 4, seed=0)
+    assert faiss.omp_get_max_threads() == before
+    assert len(set(zip(cluster.tolist(), assign.tolist(), strict=True))) == 4  # each blob is one cluster
+    assert sims.min() > 0.9

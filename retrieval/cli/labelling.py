@@ -50,7 +50,8 @@ def add_labelling_commands(commands: argparse._SubParsersAction) -> None:
     suggest.add_argument("--seed", type=int, default=0, help="seed of k-means and random picks (default: 0)")
     suggest.add_argument("--max-scan", type=positive_int, default=None,
                          help="score a random sample of at most this many pool texts (bounds the time of a Naive "
-                              "Bayes method on a huge pool; default: every text)")
+                              "Bayes method on a huge pool; default: every text, but 10,000 for auto past its cold "
+                              "start)")
     suggest.add_argument("--model", default=None, help=f"encoder when INDEX is {NO_INDEX} (default: e5-small)")
     add_model_options(suggest)
     suggest.set_defaults(handler=cmd_suggest)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["COLD_START_PER_LABEL", "COLD_START_ROWS", "STRATEGIES", "Picked", "auto_strategy", "diverse",
-           "diverse_uncertain", "kmeans", "random_pick", "uncertainty", "uncertainty_scores"]
+__all__ = ["COLD_START_PER_LABEL", "COLD_START_ROWS", "SCORE_SAMPLE", "STRATEGIES", "Picked", "auto_strategy",
+           "diverse", "diverse_uncertain", "kmeans", "random_pick", "uncertainty", "uncertainty_scores"]
 
 STRATEGIES = ("auto", "uncertainty", "diverse", "random")
 #: auto's rule (see :func:`auto_strategy` and benchmarks/results/active.md): diverse representatives while the
@@ -26,6 +26,17 @@ STRATEGIES = ("auto", "uncertainty", "diverse", "random")
 COLD_START_ROWS = 256
 COLD_START_PER_LABEL = 4
 DIVERSE_SAMPLE = 20_000
+#: auto past the cold start scores a seeded sample of this many candidates of a larger pool (the rule reads only
+#: the 10n least certain of them): a Naive Bayes part (nb, ensemble) counts the character n-grams of every text
+#: it scores, about 8 s for 100,000 texts here, more than the 5 s a second `suggest` may take (issue 24).
+#: ``--max-scan`` overrides it; `--strategy uncertainty` still scores every text unless told otherwise.
+SCORE_SAMPLE = 10_000
+#: FAISS threads for :func:`kmeans`; 0 keeps FAISS's own count (the default). Beside other jobs on this 2-core
+#: machine (load about 5), FAISS's OpenMP threads made the 20,000 x 50 k-means of a 100,000-text pool take 5.5 s
+#: against 1.0 s on one thread (2026-12-05, suggest_speed.md); on a quiet machine both stay under 5 s. One thread
+#: rounds differently, which changes diverse picks after a few batches, and whether that leaves the active
+#: benchmark's scores as they were was not measured in the same run yet: so the default stays FAISS's own.
+KMEANS_THREADS = 0
 CANDIDATES_PER_PICK = 10  # diverse_uncertain: the 10n most uncertain texts are clustered into n groups
 
 
@@ -86,8 +97,14 @@ def kmeans(vectors: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarr
         return np.arange(len(x)), np.ones(len(x), dtype=np.float32)
     km = faiss.Kmeans(x.shape[1], k, niter=20, nredo=3, seed=int(seed) + 1, spherical=True, verbose=False,
                       min_points_per_centroid=1)
-    km.train(x)
-    sims, assign = km.index.search(x, 1)
+    threads = faiss.omp_get_max_threads()
+    if KMEANS_THREADS:
+        faiss.omp_set_num_threads(KMEANS_THREADS)
+    try:
+        km.train(x)
+        sims, assign = km.index.search(x, 1)
+    finally:
+        faiss.omp_set_num_threads(threads)
     return assign[:, 0].astype(np.int64), sims[:, 0]
 
 

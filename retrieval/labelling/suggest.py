@@ -16,6 +16,7 @@ import numpy as np
 from fewlabel.indexing.errors import InvalidArgumentError
 from fewlabel.indexing.readers import Row
 from fewlabel.retrieval.labelling.strategies import (
+    SCORE_SAMPLE,
     STRATEGIES,
     Picked,
     auto_strategy,
@@ -76,14 +77,16 @@ def suggest(index, pool: Sequence[Row], vectors: np.ndarray, model=None, *, n: i
         raise InvalidArgumentError(f"{len(vectors)} vectors for {len(pool)} pool rows")
     known = {r.text for r in index.rows} if index is not None else set()
     rows = candidates(pool, known)
+    n_labelled = len(index) if index is not None else 0
+    n_labels = len(index.label_names) if index is not None else 0
+    if max_scan is None and model is not None and strategy == "auto" and needs_scores(strategy, n_labelled, n_labels):
+        max_scan = SCORE_SAMPLE  # auto past the cold start reads the 10n least certain of a sample (see SCORE_SAMPLE)
     if max_scan is not None and len(rows) > max_scan:
         rows = np.sort(np.random.default_rng(seed).choice(rows, size=max_scan, replace=False))
     if not len(rows):
         return []
     n = min(n, len(rows))
     x = np.asarray(vectors[rows], dtype=np.float32)
-    n_labelled = len(index) if index is not None else 0
-    n_labels = len(index.label_names) if index is not None else 0
     proba = decided = None
     if model is not None and needs_scores(strategy, n_labelled, n_labels):
         proba, decided = model.proba(Views(x, [pool[i].text for i in rows]))
