@@ -76,9 +76,9 @@ def main() -> None:
     for name in ("nsmc", "goemotions", "semeval"):
         for size in sizes:
             mine = [r for r in results if r["set"] == name and r["size"] == size]
-            now = [r["micro_f1"] for r in mine]
+            scores = [r["micro_f1"] for r in mine]
             then = [r["recorded"] for r in mine if r["recorded"] is not None]
-            rows.append([name, size, len(mine), f"{np.mean(now):.3f} ± {np.std(now):.3f}",
+            rows.append([name, size, len(mine), f"{np.mean(scores):.3f} ± {np.std(scores):.3f}",
                          f"{np.mean(then):.3f} ± {np.std(then):.3f}" if then else "-",
                          f"{np.mean([r['pick_seconds'] for r in mine]):.1f}"])
     body = ("`diverse` from 0 rows, batches of 16, the active benchmark's sets, seeds and pick() call, picks replayed "
