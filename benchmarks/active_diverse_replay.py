@@ -12,6 +12,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,8 @@ def main() -> None:
     recorded = json.loads((args.out / "active.json").read_text())["runs"]
     sizes = [int(s) for s in args.sizes.split(",")]
     cache, encoder = EmbeddingCache(default_cache_path()), Encoder(active.MODEL, device="cpu")
-    results, rows = [], []
+    results: list[dict[str, Any]] = []
+    rows: list[list] = []
     for name in ("nsmc", "goemotions", "semeval"):
         s = active.load_set(name, cache, encoder, args.data)
         for seed in range(args.seeds):
