@@ -30,8 +30,9 @@ from fewlabel.indexing.encoders.cache import EmbeddingCache, default_cache_path
 
 SIZES = (8, 16, 32, 64, 128)
 AUTO_SIZES = (8, 16, 32, 64)
-RUN_COMMAND = ("python -m fewlabel.benchmarks.setfit_times --sets nsmc --auto --auto-seeds 1 --out benchmarks/results; "
-               "python -m fewlabel.benchmarks.setfit_times --sets semeval --out benchmarks/results")
+RUN_COMMAND = ("python -m fewlabel.benchmarks.setfit_times --sets nsmc,semeval --out benchmarks/results; "
+               "python -m fewlabel.benchmarks.setfit_times --sets nsmc --no-fits --auto --auto-seeds 1 "
+               "--out benchmarks/results")
 
 
 def time_fits(s: dict, sizes: tuple[int, ...], seed: int, keep: Callable[[dict], None]) -> list[dict]:
@@ -97,8 +98,9 @@ def render(results: dict, out: Path, command: str | None = None) -> Path:
                 rows.append([name, cells[0]["model"], size, f"{np.mean([c['seconds'] for c in cells]):.1f}",
                              f"{np.mean([c['test_micro_f1'] for c in cells]):.3f}", len(cells)])
     lines = [
-        f"CPU flags: {cpu_flags()}. The 2 cores were shared with other jobs; the 1-minute load average at each "
-        "fit is in the json. Recipe: the SetFit paper's (20 pairs per text, one epoch, batch 16), no time limit, "
+        f"CPU flags: {cpu_flags()}. The 1-minute load average at each fit is in the json (about 2 is this job's "
+        "own two threads on the 2 cores). Recipe: the SetFit paper's (20 pairs per text, one epoch, batch 16), "
+        "no time limit, "
         "word embeddings frozen (as the index's SetFit trains), then its logistic head; the seconds include "
         "loading the body and fitting the head.", "",
         "## One SetFit fit", "",

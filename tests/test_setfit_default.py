@@ -103,3 +103,17 @@ def test_a_bad_budget_variable_is_one_line_and_exit_2(training_file, tmp_path, m
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "FEWLABEL_BUDGET" in err[0] and "'soon'" in err[0]
     assert not (tmp_path / "ix").exists()
+
+
+def test_setfit_time_limit_counts_from_the_call_so_a_spent_budget_trains_one_step(body):
+    """An index's SetFit budget is wall time: loading the body spends it too. A limit already spent when training
+    begins still trains one step (the deadline is checked after each step), never the whole epoch."""
+    from fewlabel.finetune.classify.setfit import train_setfit
+
+    texts = ["좋은 영화", "최고의 연기", "지루한 영화", "최악의 각본"]
+    rows = [("pos",), ("pos",), ("neg",), ("neg",)]
+    spent = train_setfit(texts, rows, ["pos", "neg"], str(body), multi_label=False, num_iterations=4,
+                         batch_size=2, time_limit_s=1e-6)
+    whole = train_setfit(texts, rows, ["pos", "neg"], str(body), multi_label=False, num_iterations=4, batch_size=2)
+    assert spent.info["trained_steps"] == 1
+    assert whole.info["trained_steps"] == whole.info["steps"] > 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -94,7 +95,8 @@ def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str
     """Train SetFit on ``base`` and return it. ``num_iterations`` pairs per text and epoch (the SetFit
     paper's 20); ``eval_pairs`` bounds the dev pairs scored at each evaluation (setfit draws ``2 *
     num_iterations`` pairs per dev text, so only the first ``eval_pairs / (2 * num_iterations)`` dev texts
-    are used). ``time_limit_s`` ends the body's training after that many seconds (then the head is fit).
+    are used). ``time_limit_s`` counts from this call, loading the body included, and ends the body's training
+    when it is spent (then the head is fit): an index's time budget is wall time, not training steps alone.
     ``freeze_embeddings`` keeps the word-embedding matrix fixed (see :class:`~fewlabel.finetune.settings.TrainSettings`:
     most of e5-small's weights, and most of a CPU step's time; a few dozen texts touch few of its rows)."""
     from datasets import Dataset
@@ -102,6 +104,7 @@ def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str
 
     from fewlabel.finetune.runs import deadline_callback
 
+    called = time.monotonic()
     labels = list(labels)
     if not train_texts:
         raise InvalidArgumentError("no training rows")
@@ -138,7 +141,8 @@ def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str
                                  num_iterations=num_iterations, seed=seed, report_to="none",
                                  show_progress_bar=show_progress, logging_steps=every, **on_dev)
         with quiet_setfit():
-            callbacks = [deadline_callback(time_limit_s)] if time_limit_s else None
+            left = time_limit_s - (time.monotonic() - called) if time_limit_s else 0.0
+            callbacks = [deadline_callback(max(left, 0.0))] if time_limit_s else None
             trainer = Trainer(model=model, args=args, train_dataset=dataset(train_texts, y_train),
                               eval_dataset=dev_set, callbacks=callbacks)
             quiet_trainer(trainer, show_progress)  # the loss on the bar, not printed as raw dicts
