@@ -71,7 +71,7 @@ def run_set(name: str, spec: dict, slices: list, seed: int, data_dir: Path, cach
         from fewlabel.finetune.classify.index_heads import index_trainers
         from fewlabel.retrieval.methods.index_method import trained_plan
 
-        trained = trained_plan("auto", index_trainers(spec["model"], device="cpu", seed=seed), budget, True,
+        trained = trained_plan("auto", index_trainers(spec["model"], device="cpu", seed=seed), budget,
                                list(data.labels), print)
     for rows in nested_slices(y, slices, seed):
         started = time.perf_counter()

@@ -221,18 +221,18 @@ def run_outcome(trainer, scores: dict[str, dict | None], per_epoch: list[dict], 
                          "transformers": transformers.__version__}}
 
 
-def deadline_callback(seconds: float):
-    """A transformers ``TrainerCallback`` that ends training once ``seconds`` have passed since it began: how
-    a time budget (``index build --budget``) is kept whatever the speed of the machine, instead of guessing a
-    step count. The step under way finishes; what was trained so far is kept. setfit's Trainer takes the same
-    callbacks."""
+def deadline_callback(seconds: float, since: float | None = None):
+    """A transformers ``TrainerCallback`` that ends training once ``seconds`` have passed since ``since`` (a
+    ``time.monotonic()`` reading; default: when training begins): how a time budget (``index build --budget``)
+    is kept whatever the speed of the machine, instead of guessing a step count. The step under way finishes
+    (at least one step runs); what was trained so far is kept. setfit's Trainer takes the same callbacks."""
     import time
 
     from transformers import TrainerCallback
 
     class Deadline(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
-            self.ends = time.monotonic() + float(seconds)
+            self.ends = (time.monotonic() if since is None else since) + float(seconds)
             self.stopped_at = None
 
         def on_step_end(self, args, state, control, **kwargs):

@@ -80,17 +80,17 @@ def test_the_default_plan_has_setfit_alone_up_to_the_row_limit(monkeypatch):
     monkeypatch.delenv("FEWLABEL_BUDGET", raising=False)
     said: list[str] = []
     trainers = {"setfit": object(), "finetune": object()}
-    plan = trained_plan("auto", trainers, None, False, ["a", "b"], said.append, n_rows=SETFIT_ROWS)
+    plan = trained_plan("auto", trainers, None, ["a", "b"], said.append, n_rows=SETFIT_ROWS)
     assert list(plan) == ["setfit"] and plan["setfit"][1] == pytest.approx(SETFIT_MINUTES * 60)
     assert "--budget 0" in said[-1]
-    assert trained_plan("auto", trainers, None, False, ["a", "b"], said.append, n_rows=SETFIT_ROWS + 1) == {}
-    assert trained_plan("auto", trainers, None, False, ["a", "b"], said.append, n_rows=5) == {}  # too few to score
-    assert trained_plan("auto", trainers, 0.0, False, ["a", "b"], said.append, n_rows=8) == {}
-    assert trained_plan("knn", trainers, None, False, ["a", "b"], said.append, n_rows=8) == {}
+    assert trained_plan("auto", trainers, None, ["a", "b"], said.append, n_rows=SETFIT_ROWS + 1) == {}
+    assert trained_plan("auto", trainers, None, ["a", "b"], said.append, n_rows=5) == {}  # too few to score
+    assert trained_plan("auto", trainers, 0.0, ["a", "b"], said.append, n_rows=8) == {}
+    assert trained_plan("knn", trainers, None, ["a", "b"], said.append, n_rows=8) == {}
     monkeypatch.setenv("FEWLABEL_BUDGET", "0")
-    assert trained_plan("auto", trainers, None, False, ["a", "b"], said.append, n_rows=8) == {}
+    assert trained_plan("auto", trainers, None, ["a", "b"], said.append, n_rows=8) == {}
     monkeypatch.setenv("FEWLABEL_BUDGET", "4")  # a set budget: both trained candidates, sharing it, at any size
-    plan = trained_plan("auto", trainers, None, False, ["a", "b"], said.append, n_rows=1000)
+    plan = trained_plan("auto", trainers, None, ["a", "b"], said.append, n_rows=1000)
     assert set(plan) == {"setfit", "finetune"} and plan["setfit"][1] == pytest.approx(4 * 60 * 0.75 / 2)
 
 

@@ -141,8 +141,7 @@ def train_setfit(train_texts: Sequence[str], train_labels: Sequence[Sequence[str
                                  num_iterations=num_iterations, seed=seed, report_to="none",
                                  show_progress_bar=show_progress, logging_steps=every, **on_dev)
         with quiet_setfit():
-            left = time_limit_s - (time.monotonic() - called) if time_limit_s else 0.0
-            callbacks = [deadline_callback(max(left, 0.0))] if time_limit_s else None
+            callbacks = [deadline_callback(time_limit_s, since=called)] if time_limit_s else None
             trainer = Trainer(model=model, args=args, train_dataset=dataset(train_texts, y_train),
                               eval_dataset=dev_set, callbacks=callbacks)
             quiet_trainer(trainer, show_progress)  # the loss on the bar, not printed as raw dicts

@@ -127,12 +127,18 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
                         "(default: 5)")
 
 
+def _build_budget(args: argparse.Namespace) -> float | None:
+    """`index build`'s budget in minutes: --budget, else $FEWLABEL_BUDGET, else None (SetFit at small N)."""
+    from fewlabel.retrieval.methods.index_method import default_budget
+
+    return args.budget if args.budget is not None else default_budget()
+
+
 def _check_method(args: argparse.Namespace, n_rows: int, has_valid: bool) -> None:
     """Method choices that cannot work, refused before any model loads."""
-    from fewlabel.retrieval.methods.index_method import default_budget
     from fewlabel.retrieval.methods.registry import MIN_CV_ROWS, trained_names
 
-    budget = args.budget if args.budget is not None else default_budget()
+    budget = _build_budget(args)
     if args.method in trained_names() and not (budget and budget > 0):
         raise InvalidArgumentError(f"--method {args.method} trains a model: give it time with --budget MINUTES")
     if args.method not in ("knn", "auto", "zeroshot", "prior") and not has_valid and n_rows < MIN_CV_ROWS:
@@ -158,10 +164,8 @@ def _fit_method(args: argparse.Namespace, index, encoder, valid, cache, method: 
         return
     if valid is None and len(index) >= MIN_CV_ROWS:
         say(args, f"no --valid: scoring by stratified {args.cv_folds}-fold cross-validation on the training rows")
-    from fewlabel.retrieval.methods.index_method import default_budget
-
-    if hasattr(args, "budget"):  # index build: --budget, else $FEWLABEL_BUDGET, else None (SetFit at small N)
-        budget = args.budget if args.budget is not None else default_budget()
+    if hasattr(args, "budget"):  # index build
+        budget = _build_budget(args)
     else:  # index add refits with the budget the index was built with
         budget = (index.method or {}).get("budget_minutes")
     trainers = None

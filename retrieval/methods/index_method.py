@@ -80,27 +80,29 @@ def default_trained_plan(trainers: dict | None, n_rows: int, labels: list[str], 
     return {"setfit": (trainers["setfit"], SETFIT_MINUTES * 60.0, list(labels))}
 
 
-def trained_plan(method: str, trainers: dict | None, budget_minutes: float | None, has_valid: bool,
-                 labels: list[str], say: Callable[[str], None], n_rows: int = 0) -> dict:
+def trained_plan(method: str, trainers: dict | None, budget_minutes: float | None, labels: list[str],
+                 say: Callable[[str], None], n_rows: int = 0) -> dict:
     """setfit / finetune -> (trainer, seconds of training, labels) for what this call may train.
-    ``budget_minutes`` None is the default (:func:`default_trained_plan` for auto, SetFit at small N); with
-    no validation rows auto cross-validates them, each fold's fit taking its share of the seconds."""
+    ``budget_minutes`` None is the default (:func:`default_trained_plan` for auto, SetFit at small N). With
+    validation rows auto scores them there; without, it cross-validates them, each fold's fit taking its share
+    of the seconds (:func:`fewlabel.retrieval.methods.auto.select_method`)."""
     if budget_minutes is None:
         budget_minutes = default_budget()
     if method in trained_names():
         if not trainers or method not in trainers:
             raise InvalidArgumentError(f"--method {method} trains a model: pass its trainer (the CLI does; library: "
                                 "fewlabel.finetune.classify.index_heads.index_trainers)")
-        if not budget_minutes or budget_minutes <= 0:
+        if budget_minutes is None or budget_minutes <= 0:
             raise InvalidArgumentError(f"--method {method} trains a model: give it time with --budget MINUTES")
         names = [method]
-    elif method == "auto" and budget_minutes is None:
+    elif method != "auto":
+        return {}
+    elif budget_minutes is None:
         return default_trained_plan(trainers, n_rows, labels, say)
-    elif method == "auto" and budget_minutes is not None and budget_minutes > 0 and trainers:
+    elif budget_minutes > 0 and trainers:
         names = [name for name in trained_names() if name in trainers]
     else:
         return {}
-    assert budget_minutes is not None  # both branches that reach here checked it
     seconds = budget_minutes * 60.0 * TRAINING_SHARE / max(1, len(names))
     return {name: (trainers[name], seconds, list(labels)) for name in names}
 
@@ -128,8 +130,7 @@ def fit_method(index, encoder: IndexEncoder, valid_rows: Sequence[Row] | None = 
     valid_rows = list(valid_rows) if valid_rows is not None else None
     if valid_rows is not None and not valid_rows:
         raise DataError("no validation rows", path=source)
-    trained = trained_plan(method, trainers, budget_minutes, valid_rows is not None, index.label_names, say,
-                           n_rows=len(index))
+    trained = trained_plan(method, trainers, budget_minutes, index.label_names, say, n_rows=len(index))
     descriptions = index_descriptions(index, encoder, cache)
     names = [*candidate_names(descriptions is not None), *(n for n in trained_names() if n in trained)] \
         if method == "auto" else [method]
