@@ -35,7 +35,7 @@ RUN_COMMAND = ("python -m fewlabel.benchmarks.setfit_times --sets nsmc,semeval -
                "--out benchmarks/results")
 
 
-def time_fits(s: dict, sizes: tuple[int, ...], seed: int, keep: Callable[[dict], None]) -> list[dict]:
+def time_fits(s: dict, sizes: tuple[int, ...], seed: int, keep: Callable[[dict], None]) -> None:
     """One SetFit fit per slice, untimed-out, with its training seconds and test micro-F1; ``keep`` saves each
     fit as it ends (a 128-row fit takes many minutes: a stopped run keeps the slices it finished)."""
     from fewlabel.finetune.classify.index_heads import index_trainers
@@ -43,19 +43,17 @@ def time_fits(s: dict, sizes: tuple[int, ...], seed: int, keep: Callable[[dict],
     from fewlabel.retrieval.methods.trained import TrainedHead
 
     trainer = index_trainers(s["spec"]["model"], device="cpu", seed=seed)["setfit"]
-    out = []
     for size, rows in zip(sizes, nested_slices(s["y"], list(sizes), seed), strict=True):
         started = time.perf_counter()
         head = TrainedHead("setfit", trainer, 1e9, s["labels"]).fit_views(s["train"].take(rows), s["y"][rows],
                                                                          s["multi_label"])
         seconds = time.perf_counter() - started
         test = f1_scores(head.decide(head.state(s["test"]), {}), s["y_test"])[0]
-        out.append({"set": s["name"], "model": s["spec"]["model"], "size": size, "seed": seed,
-                    "seconds": round(seconds, 1), "test_micro_f1": round(float(test), 4),
-                    "load": round(os.getloadavg()[0], 2)})
-        print(out[-1], flush=True)
-        keep(out[-1])
-    return out
+        fit = {"set": s["name"], "model": s["spec"]["model"], "size": size, "seed": seed,
+               "seconds": round(seconds, 1), "test_micro_f1": round(float(test), 4),
+               "load": round(os.getloadavg()[0], 2)}
+        print(fit, flush=True)
+        keep(fit)
 
 
 def time_auto(s: dict, sizes: tuple[int, ...], seed: int) -> list[dict]:
@@ -155,17 +153,14 @@ def main(argv: list[str] | None = None) -> None:
 
                 def keep(fit: dict) -> None:
                     results["fits"].append(fit)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text(json.dumps(results, indent=1))
+                    render(results, args.out, RUN_COMMAND)
 
                 for seed in range(args.seeds):
                     time_fits(s, sizes, seed, keep)
             if args.auto:
                 auto = [c for seed in range(args.auto_seeds) for c in time_auto(s, AUTO_SIZES, seed)]
                 results["auto"] = [c for c in results.get("auto", []) if c["set"] != name] + auto
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(results, indent=1))  # what is measured so far survives a stop
-            print(render(results, args.out, RUN_COMMAND))
+            print(render(results, args.out, RUN_COMMAND))  # the json too: what is measured so far survives a stop
     else:
         print(render(results, args.out))
 
