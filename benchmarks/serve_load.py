@@ -5,10 +5,11 @@ the CPU's fp32 matmul peak in the same run. Writes `serve.md` and `serve.json`.
 
 For each encoder (``--models``) an index of the bundled GoEmotions sample is built; for each backend
 (``--backends``) the server runs as the user runs it (`fewlabel serve`, one uvicorn worker, dynamic batching at
-its defaults, ``--no-cache`` so every text is encoded) in its own process, and the clients are httpx (asyncio,
-keep-alive) in this one. Phases: requests of 1 and of 16 texts at each ``--clients`` count, each stopping after
-its request count or ``--limit-s``, whichever comes first. During every phase a separate connection polls
-``/health`` every 50 ms. Memory is the server's resident set (VmRSS now, VmHWM peak).
+its defaults, ``--no-cache`` so every text is encoded) in its own process, and the clients are aiohttp (uvloop,
+keep-alive) in this one; their CPU per request is reported, since they share the server's cores. Phases:
+requests of 1 and of 16 texts at each ``--clients`` count, each stopping after its request count or
+``--limit-s``, whichever comes first. During every phase a separate connection polls
+``/health`` every 50 ms from a thread of its own. Memory is the server's resident set (VmRSS now, VmHWM peak).
 
 Beside each server: the encoder's own batch throughput on the same texts (``Encoder.encode`` in batches of 32 in
 this process, server idle), and its arithmetic rate as a share of the CPU's fp32 peak, measured by a large torch
@@ -33,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -104,56 +106,81 @@ def encoder_throughput(model: str, backend: str, texts: list[str], seconds: floa
         encoder.encode(texts, batch_size=32)
         rounds += 1
     took = time.perf_counter() - began
-    return {"texts_per_s": round(rounds * len(texts) / took, 1),
+    small = {}  # what the encoder does on the unsorted few-text batches a server can form from 1-text requests
+    for size in (1, 4, 8):
+        done, began_small = 0, time.perf_counter()
+        while time.perf_counter() - began_small < seconds / 3:
+            start = (done * 7) % (len(texts) - size)
+            encoder.encode(texts[start:start + size], batch_size=32)
+            done += size
+        small[str(size)] = round(done / (time.perf_counter() - began_small), 1)
+    return {"texts_per_s": round(rounds * len(texts) / took, 1), "unsorted_batch_texts_per_s": small,
             "gflops_padded": round(rounds * padded_flops / took / 1e9, 1),
             "gflops_useful": round(rounds * useful_flops / took / 1e9, 1),
             "mean_tokens": round(float(np.mean(lengths)), 1), "layers": layers, "hidden": d}
 
 
+class HealthProbe(threading.Thread):
+    """GET /health every 50 ms on its own blocking connection, in a thread beside the clients' event loop: a
+    probe inside that loop would add the loop's own delays (32 clients' callbacks) to the server's answer."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.running = port, True
+        self.seconds: list[float] = []
+
+    def run(self) -> None:
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        while self.running:
+            began = time.perf_counter()
+            conn.request("GET", "/health")
+            response = conn.getresponse()
+            response.read()
+            if response.status == 200:
+                self.seconds.append(time.perf_counter() - began)
+            time.sleep(0.05)
+        conn.close()
+
+
 async def phase(base: str, texts: list[str], per_request: int, requests: int, clients: int, limit_s: float) -> dict:
-    import httpx
+    import aiohttp
 
     latencies: list[float] = []
-    health: list[float] = []
     errors: dict[str, int] = {}
     counter = iter(range(requests))
     deadline = time.perf_counter() + limit_s
-    running = True
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
+    async def client_loop(session: aiohttp.ClientSession) -> None:
         for i in counter:
             if time.perf_counter() > deadline:
                 return
             start = (i * per_request) % (len(texts) - per_request)
             began = time.perf_counter()
             try:
-                response = await client.post("/classify", json={"texts": texts[start:start + per_request]})
-                if response.status_code != 200:
-                    errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
-                    continue
-            except httpx.HTTPError as exc:
+                async with session.post(f"{base}/classify", json={"texts": texts[start:start + per_request]}) as r:
+                    await r.read()
+                    if r.status != 200:
+                        errors[str(r.status)] = errors.get(str(r.status), 0) + 1
+                        continue
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 continue
             latencies.append(time.perf_counter() - began)
 
-    async def health_loop() -> None:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as probe:
-            while running:
-                began = time.perf_counter()
-                if (await probe.get("/health")).status_code == 200:
-                    health.append(time.perf_counter() - began)
-                await asyncio.sleep(0.05)
-
-    began = time.perf_counter()
-    prober = asyncio.create_task(health_loop())
-    async with httpx.AsyncClient(base_url=base, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"},
-                                 limits=httpx.Limits(max_connections=clients)) as client:
-        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
-    wall = time.perf_counter() - began
-    running = False
-    await prober
+    probe = HealthProbe(int(base.rsplit(":", 1)[1]))
+    probe.start()
+    began, cpu_began = time.perf_counter(), time.process_time()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients),
+                                     timeout=aiohttp.ClientTimeout(total=60),
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as session:
+        await asyncio.gather(*(client_loop(session) for _ in range(clients)))
+    wall, client_cpu = time.perf_counter() - began, time.process_time() - cpu_began
+    probe.running = False
+    probe.join(5)
     ms = np.array(latencies) * 1000
-    hms = np.array(health) * 1000
+    hms = np.array(probe.seconds) * 1000
     done = len(latencies) + sum(errors.values())
     return {"texts_per_request": per_request, "clients": clients, "requests_planned": requests,
             "requests_sent": done, "ok": len(latencies), "errors": errors, "wall_s": round(wall, 1),
@@ -163,6 +190,7 @@ async def phase(base: str, texts: list[str], per_request: int, requests: int, cl
             "p99_ms": round(float(np.percentile(ms, 99)), 1),
             "health_max_ms": round(float(hms.max()), 1) if len(hms) else None,
             "health_p99_ms": round(float(np.percentile(hms, 99)), 1) if len(hms) else None,
+            "client_cpu_ms_per_request": round(client_cpu * 1000 / max(1, done), 2),
             "stopped_by_time_limit": done < requests}
 
 
@@ -189,8 +217,18 @@ def metric_sum(base: str, name: str) -> float:
     return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples if s.name == name)
 
 
+def run_loop(coroutine):
+    """The clients' event loop: uvloop's (it comes with the serve extra's uvicorn[standard]) spends less of the
+    shared cores per request than asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
 def serve_runs(cli: list[str], index: Path, model: str, backend: str, texts: list[str], args, extra: list[str],
-               shapes: list[tuple[int, int, int]]) -> tuple[list[dict], dict]:
+               shapes: list[tuple[int, int, int]], label: str = "on") -> tuple[list[dict], dict]:
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", encoding="utf-8", suffix=".log", delete=False)  # noqa: SIM115
     server = subprocess.Popen([*cli, "serve", str(index), "--port", str(port), "--no-cache", "--max-batch", "16",
@@ -201,12 +239,12 @@ def serve_runs(cli: list[str], index: Path, model: str, backend: str, texts: lis
     try:
         wait_ready(base, server)
         memory["after_start"] = memory_mib(server.pid)
-        asyncio.run(phase(base, texts, 1, 50, 8, 60))  # warm-up, not reported
+        run_loop(phase(base, texts, 1, 50, 8, 60))  # warm-up, not reported
         for per_request, clients, count in shapes:
             batches0 = metric_sum(base, "fewlabel_batch_texts_count")
-            result = asyncio.run(phase(base, texts, per_request, count, clients, args.limit_s))
+            result = run_loop(phase(base, texts, per_request, count, clients, args.limit_s))
             batches = metric_sum(base, "fewlabel_batch_texts_count") - batches0
-            result.update(model=model, backend=backend, batching="off" if "0" in extra else "on",
+            result.update(model=model, backend=backend, batching=label,
                           mean_batch_texts=round(result["ok"] * per_request / batches, 1) if batches else None,
                           load_average=round(os.getloadavg()[0], 2))
             results.append(result)
@@ -236,6 +274,8 @@ def main() -> None:
     parser.add_argument("--limit-s", type=float, default=420.0, help="time limit of each phase")
     parser.add_argument("--gemm-n", type=int, default=2048)
     parser.add_argument("--baseline", action="store_true", help="also onnx without batching, 1 text, 8 clients")
+    parser.add_argument("--lanes", type=int, default=0,
+                        help="also onnx with --encode-lanes N: 1-text phases and 16 texts at 1 client")
     parser.add_argument("--note", default="", help="a sentence for the report (e.g. what else ran)")
     parser.add_argument("--merge", action="store_true",
                         help="add this run's rows to the serve.json already in --out instead of replacing it")
@@ -284,11 +324,20 @@ def run_all(args, work, texts, shapes, gemm, results, memory, encoders) -> None:
                 memory[f"{model}/{backend}"] = mem
                 if args.baseline and backend == "onnx":
                     runs, mem = serve_runs(cli, index, model, backend, texts, args, ["--max-batch-tokens", "0"],
-                                           [(1, 8, args.requests)])
+                                           [(1, 8, args.requests)], label="off")
                     for r in runs:
                         r["encoder_texts_per_s"] = enc["texts_per_s"]
                     results += runs
                     memory[f"{model}/{backend}/no-batching"] = mem
+                if args.lanes > 1 and backend == "onnx":
+                    runs, mem = serve_runs(cli, index, model, backend, texts, args,
+                                           ["--encode-lanes", str(args.lanes)],
+                                           [s for s in shapes if s[0] == 1] + [(16, 1, args.requests_16)],
+                                           label=f"on, {args.lanes} lanes")
+                    for r in runs:
+                        r["encoder_texts_per_s"] = enc["texts_per_s"]
+                    results += runs
+                    memory[f"{model}/{backend}/{args.lanes}-lanes"] = mem
 
 
 def row_key(r: dict) -> tuple:
@@ -339,10 +388,12 @@ def write_all(args, results, memory, encoders, gemm, load_start) -> None:
                      f"{r['ok']} of {r['requests_planned']}", r["requests_per_s"], r["texts_per_s"],
                      enc_rate, f"{r['texts_per_s'] / enc_rate:.2f}x", r["p50_ms"], r["p95_ms"],
                      r["p99_ms"], sum(r["errors"].values()) if r["errors"] else 0, r["mean_batch_texts"],
-                     r["health_max_ms"]])
+                     r["health_max_ms"], r.get("client_cpu_ms_per_request", "")])
     enc_rows = [[key, e["texts_per_s"], e["mean_tokens"], e["gflops_useful"], e["gflops_padded"],
                  e.get("gemm_gflops", gemm["gflops"]), f"{e['share_of_peak_useful']:.0%}",
-                 f"{e['share_of_peak_padded']:.0%}", e.get("date", date)] for key, e in sorted(encoders.items())]
+                 f"{e['share_of_peak_padded']:.0%}",
+                 " / ".join(str(v) for v in (e.get("unsorted_batch_texts_per_s") or {}).values()) or "not measured",
+                 e.get("date", date)] for key, e in sorted(encoders.items())]
     run_lines = "".join(f"- {r['date']}: `{r['command']}`; fp32 peak {(r.get('gemm') or {}).get('gflops')} GFLOP/s; "
                         f"load average at the start {tuple(round(x, 2) for x in r['load_average_start'] or ())}, at "
                         f"the end {tuple(round(x, 2) for x in r['load_average_end'] or ())}"
@@ -350,26 +401,32 @@ def write_all(args, results, memory, encoders, gemm, load_start) -> None:
     mem_rows = [[key, m["after_start"].get("VmRSS"), max(v.get("VmRSS", 0) for v in m.values()),
                  max(v.get("VmHWM", 0) for v in m.values())] for key, m in memory.items()]
     errors = sum(sum(r["errors"].values()) for r in results)
-    body = ("Server: `fewlabel serve` with one uvicorn worker and dynamic batching at its defaults (--max-batch-tokens "
-            "8192, --max-wait-ms 5, --max-queue 1024), --no-cache (every text is encoded), --max-batch 16; index of "
+    body = ("Server: `fewlabel serve` (uvicorn with uvloop and httptools) with one uvicorn worker and dynamic batching "
+            "at its defaults (--max-batch-tokens 8192, --max-wait-ms 5 once requests come concurrently, "
+            "--encode-lanes 1, --max-queue 1024), --no-cache (every text is encoded), --max-batch 16; index of "
             "the 800 GoEmotions rows of the bundled sample (Flat; the method `index build` chose: ensemble); "
-            "httpx keep-alive clients on loopback "
-            "send POST /classify with 1 or 16 test texts. `encoder texts/s`: the same encoder and backend on the "
+            "aiohttp keep-alive clients (uvloop) on loopback send POST /classify with 1 or 16 test texts; `client "
+            "CPU ms`: the clients' own CPU per request, taken from the same 2 cores. `batching`: on (the defaults), "
+            "off (--max-batch-tokens 0: each request encodes on its own thread), or on with --encode-lanes. "
+            "`encoder texts/s`: the same encoder and backend on the "
             "same texts in batches of 32, in this run, with the server idle; `ratio` = serving texts/s over it. "
             "`mean batch`: texts per encoder call in the server (from its /metrics). `/health max`: slowest "
-            "/health answer while the phase ran (polled every 50 ms on its own connection).\n\n"
+            "/health answer while the phase ran (polled every 50 ms on its own connection, from its own thread).\n\n"
             + markdown_table(["model", "backend", "batching", "texts per request", "clients", "requests answered",
                               "requests/s", "texts/s", "encoder texts/s", "ratio", "p50 ms", "p95 ms", "p99 ms",
-                              "errors", "mean batch", "/health max ms"], rows)
+                              "errors", "mean batch", "/health max ms", "client CPU ms"], rows)
             + f"\n\nErrors: {errors}. CPU flags: {cpu_flags()}. Each row's date, 1-minute load average and "
               "measured encoder figure are in serve.json.\n\n"
               f"Runs in this report (the heavy-job lock of the shared machine gives at most 15 minutes a run, so the "
               f"grid is measured in several; a row's ratio uses the encoder measured in its own run):\n\n{run_lines}\n"
               f"## The encoder against the CPU's peak\n\nfp32 peak: a {gemm['n']}x{gemm['n']} torch matmul on "
               f"{gemm['torch_threads']} threads, in the same run as the encoder figure. Useful FLOPs count each "
-              "text's own tokens; padded FLOPs count what the batches of 32 (sorted by length) compute.\n\n"
+              "text's own tokens; padded FLOPs count what the batches of 32 (sorted by length) compute. The last "
+              "figures are the same encoder on unsorted windows of 1, 4 and 8 of the same texts: the batches "
+              "that 1-text requests make, so the most a server of 1-text requests could reach.\n\n"
             + markdown_table(["encoder/backend", "texts/s", "mean tokens", "useful GFLOP/s", "padded GFLOP/s",
-                              "fp32 peak GFLOP/s", "useful share of peak", "padded share of peak", "measured"],
+                              "fp32 peak GFLOP/s", "useful share of peak", "padded share of peak",
+                              "texts/s on unsorted batches of 1 / 4 / 8", "measured"],
                              enc_rows)
             + "\n\n## Server memory (resident MiB)\n\n"
             + markdown_table(["server", "after start", "largest after a phase", "peak (VmHWM)"], mem_rows)

@@ -246,8 +246,9 @@ class Encoder:
             return out
         order = np.argsort([-len(t) for t in items], kind="stable")
         starts = range(0, len(items), batch_size)
-        bar = tqdm(starts, desc="encoding", unit="batch", disable=not show_progress_bar)
-        for start in bar:
+        # no bar object at all without the bar: tqdm takes a process-wide lock even when disabled, on every
+        # request a server encodes
+        for start in tqdm(starts, desc="encoding", unit="batch") if show_progress_bar else starts:
             idx = order[start:start + batch_size]
             out[idx] = self._encode_batch([self.prefix + items[i] for i in idx], normalize)
         return out[0] if single else out

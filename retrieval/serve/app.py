@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import secrets
 import sys
@@ -200,6 +201,16 @@ def _refusal(exc: RequestError) -> JSONResponse:
     return JSONResponse(payload, status_code=exc.status)
 
 
+def freeze_loaded_objects() -> None:
+    """Move everything loaded so far (the models, the tokenizers, the index) out of the garbage collector's
+    reach. Requests make short-lived objects, and each full collection otherwise walks the millions the models
+    hold: a pause of about 100 ms that every request waiting on the event loop felt, /health too (its slowest
+    answer at 32 clients fell from 112 to 18 ms with this, serving-speed.md). The frozen objects are never
+    freed, which is what a server's models are anyway."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: ServeSettings, service: Service | None = None) -> FastAPI:
     """The application for ``settings``; the lifespan loads the :class:`Service` (or uses ``service``, already
     loaded, in tests)."""
@@ -212,6 +223,7 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
             print(f"fewlabel: error: {exc}", file=sys.stderr, flush=True)
             raise
         app.state.metrics.watch(app.state.service.encoder)
+        freeze_loaded_objects()
         yield
         await asyncio.to_thread(app.state.stop_service, app.state.service)
 

@@ -8,7 +8,9 @@ throughput (text-embeddings-inference batches the same way: a token budget, a sh
 
 - The worker takes the oldest request and then more, in arrival order, while the batch stays within
   ``max_batch_tokens`` padded tokens (rows x longest row); it waits at most ``max_wait_ms`` after the oldest
-  request arrived for more to come, and not at all once the budget is full. One request larger than the budget
+  request arrived for more to come, and not at all once the budget is full, nor when requests do not overlap
+  (none of those queued arrived while another was queued or being encoded): a lone client is not made to wait
+  for company that is not coming. One request larger than the budget
   is encoded alone (the encoder splits it into its usual sorted sub-batches).
 - The queue holds at most ``max_queue`` texts. A request that would overflow it is refused at once with a 503
   and ``Retry-After`` (:class:`QueueFull`), never left to hang until its timeout.
@@ -16,6 +18,10 @@ throughput (text-embeddings-inference batches the same way: a token budget, a sh
   ``batch_size`` sub-batches there: little padding, as in `fewlabel predict`.
 - :func:`limit_compute_threads` sets torch, onnxruntime and FAISS to share the process's cores (divided by the
   number of worker processes), so the process never runs more compute threads than cores.
+- ``lanes`` (``--encode-lanes``): that many worker threads take batches from the one queue, each encoding with
+  ``cores // lanes`` threads. Two single-threaded lanes do more small batches a second than one lane of two
+  threads (a 20-token matmul parallelises poorly), but a lone large request then gets one core: the default is
+  one lane, and serving-speed.md has the measurements.
 
 :class:`BatchedEncoder` stands in for the service's encoder (every attribute but ``encode`` is the encoder's),
 so every route that encodes (``/classify``, ``/embed``, ``/zeroshot``, ``/similarity`` with the index's encoder,
@@ -59,12 +65,13 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def limit_compute_threads(encoder, workers: int = 1) -> int:
-    """Give torch, onnxruntime and FAISS ``cores // workers`` threads each (at least 1), torch one inter-op
-    thread, and the tokenizers none of their own. Only the batch worker encodes, so at most that many compute
-    threads run at once in this process. onnxruntime's threads are also told not to spin between calls: a
-    spinning pool takes the cores the HTTP side needs between batches. Returns the thread count."""
-    threads = max(1, available_cores() // max(1, workers))
+def limit_compute_threads(encoder, workers: int = 1, lanes: int = 1) -> int:
+    """Give torch, onnxruntime and FAISS ``cores // (workers * lanes)`` threads each (at least 1), torch one
+    inter-op thread, and the tokenizers none of their own. Only the batch workers (``lanes`` of them) encode, so
+    at most ``cores // workers`` compute threads run at once in this process. onnxruntime's threads are also
+    told not to spin between calls: a spinning pool takes the cores the HTTP side needs between batches.
+    Returns the thread count."""
+    threads = max(1, available_cores() // (max(1, workers) * max(1, lanes)))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no rayon pool per request thread beside these
     try:
         import torch
@@ -96,6 +103,7 @@ class _Job:
     texts: list[str]
     normalize: bool
     tokens: int  # the longest text's token count
+    overlapped: bool = False  # it arrived while another request was queued or being encoded
     arrived: float = field(default_factory=time.monotonic)
     future: Future = field(default_factory=Future)
 
@@ -114,7 +122,8 @@ class Batcher:
     threads and blocks until the request's rows are ready (or raises what the encoder raised)."""
 
     def __init__(self, encoder, *, max_batch_tokens: int = 8192, max_wait_ms: float = 5.0, max_queue: int = 1024,
-                 batch_size: int = 32, on_batch: Callable[[int, int, float], None] | None = None) -> None:
+                 batch_size: int = 32, lanes: int = 1,
+                 on_batch: Callable[[int, int, float], None] | None = None) -> None:
         self.encoder = encoder
         self.max_batch_tokens, self.max_wait_s = int(max_batch_tokens), float(max_wait_ms) / 1000
         self.max_queue, self.batch_size = int(max_queue), int(batch_size)
@@ -125,14 +134,19 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._rate = 0.0  # texts/s of recent batches, for Retry-After
+        self._encoding = 0  # lanes encoding a batch now
         # Requests count their tokens with a copy of the tokenizer, one thread at a time. A fast tokenizer keeps
         # its padding and truncation settings in the shared Rust object: a count (no padding) made with the
         # encoder's own tokenizer while the worker tokenized a padded batch switched padding off under it, and the
         # ragged batch failed every request in it (a 500 in the load test, tests/test_serve_speed.py).
         self._counter = copy.deepcopy(encoder.tokenizer)
         self._counter_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="fewlabel-batcher", daemon=True)
-        self._thread.start()
+        self.lanes = max(1, int(lanes))
+        self._stats_lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, name=f"fewlabel-batcher-{lane}", daemon=True)
+                         for lane in range(self.lanes)]
+        for thread in self._threads:
+            thread.start()
 
     # ---- the request side -----------------------------------------------------------------------------------
     @property
@@ -142,7 +156,7 @@ class Batcher:
 
     def settings(self) -> dict:
         return {"max_batch_tokens": self.max_batch_tokens, "max_wait_ms": self.max_wait_s * 1000,
-                "max_queue": self.max_queue, "batch_size": self.batch_size}
+                "max_queue": self.max_queue, "batch_size": self.batch_size, "encode_lanes": self.lanes}
 
     def _count_tokens(self, texts: Sequence[str]) -> int:
         """The longest text's token count, as the encoder will see it (prefix, truncation)."""
@@ -164,6 +178,7 @@ class Batcher:
                 wait = self._queued_texts / self._rate if self._rate else 1.0
                 raise QueueFull(f"the encoding queue is full ({self._queued_texts} texts waiting, --max-queue "
                                 f"{self.max_queue}); retry later", max(1, math.ceil(wait)))
+            job.overlapped = bool(self._jobs) or self._encoding > 0
             self._jobs.append(job)
             self._queued_texts += len(texts)
             self._cond.notify()
@@ -172,13 +187,18 @@ class Batcher:
     # ---- the worker -----------------------------------------------------------------------------------------
     def _take(self) -> list[_Job] | None:
         """The next batch: the oldest job, then later ones of the same kind while the padded tokens fit; waits
-        up to max_wait after the oldest arrived while the budget is not full."""
+        up to max_wait after the oldest arrived while the budget is not full, but only while requests come
+        concurrently (one of those queued arrived while another was queued or being encoded): a lone client's
+        request is encoded at once, since no other request is coming to share its batch (waiting there only
+        added max_wait to every request: 72 against 134 texts/s at 1 client, serving-speed.md). With several
+        lanes another lane may take the jobs while this one waits, so the plan is made again after every
+        wait."""
         with self._cond:
-            while not self._jobs:
-                if self._stopping:
-                    return None
-                self._cond.wait()
             while True:
+                while not self._jobs:
+                    if self._stopping:
+                        return None
+                    self._cond.wait()
                 batch: list[_Job] = []
                 rows, longest = 0, 0
                 for job in self._jobs:
@@ -191,13 +211,14 @@ class Batcher:
                     rows, longest = grown_rows, grown_longest
                 full = len(batch) < len(self._jobs) or rows * longest >= self.max_batch_tokens
                 left = self._jobs[0].arrived + self.max_wait_s - time.monotonic()
-                if full or left <= 0 or self._stopping:
-                    break
+                concurrent = any(job.overlapped for job in self._jobs)
+                if full or left <= 0 or self._stopping or not concurrent:
+                    for _ in batch:
+                        self._jobs.popleft()
+                    self._queued_texts -= rows
+                    self._encoding += 1
+                    return batch
                 self._cond.wait(left)
-            for _ in batch:
-                self._jobs.popleft()
-            self._queued_texts -= rows
-            return batch
 
     def _run(self) -> None:
         while True:
@@ -212,11 +233,15 @@ class Batcher:
                 for job in batch:
                     job.future.set_exception(exc)
                 continue
+            finally:
+                with self._cond:
+                    self._encoding -= 1
             took = time.perf_counter() - began
-            self._rate = len(texts) / took if took > 0 else self._rate
-            self.stats.batches += 1
-            self.stats.texts += len(texts)
-            self.stats.largest = max(self.stats.largest, len(texts))
+            with self._stats_lock:
+                self._rate = len(texts) / took * self.lanes if took > 0 else self._rate
+                self.stats.batches += 1
+                self.stats.texts += len(texts)
+                self.stats.largest = max(self.stats.largest, len(texts))
             if self.on_batch is not None:
                 self.on_batch(len(texts), len(texts) * max(job.tokens for job in batch), took)
             start = 0
@@ -229,7 +254,9 @@ class Batcher:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._thread.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class BatchedEncoder:
@@ -265,10 +292,11 @@ class BatchedEncoder:
 def batched_encoder(encoder, settings) -> BatchedEncoder:
     """The service's encoder for ``settings`` (a ServeSettings): threads limited, and batched unless
     ``max_batch_tokens`` is 0."""
-    threads = limit_compute_threads(encoder, getattr(settings, "workers", 1))
+    lanes = getattr(settings, "encode_lanes", 1)
+    threads = limit_compute_threads(encoder, getattr(settings, "workers", 1), lanes)
     tokens = getattr(settings, "max_batch_tokens", 8192)
     batcher = Batcher(encoder, max_batch_tokens=tokens, max_wait_ms=getattr(settings, "max_wait_ms", 5.0),
-                      max_queue=getattr(settings, "max_queue", 1024), batch_size=settings.batch_size) \
+                      max_queue=getattr(settings, "max_queue", 1024), batch_size=settings.batch_size, lanes=lanes) \
         if tokens > 0 else None
     wrapped = BatchedEncoder(encoder, batcher)
     wrapped.__dict__["compute_threads"] = threads

@@ -63,6 +63,7 @@ class ServeSettings:
     # dynamic batching and process settings (see .batching and .shutdown); max_batch_tokens 0: no batching
     max_batch_tokens: int = 8192
     max_wait_ms: float = 5.0
+    encode_lanes: int = 1
     max_queue: int = 1024
     workers: int = 1
     drain_s: float = 20.0

@@ -8,6 +8,7 @@ that the app module keeps its routes and its error contract and this stays in mo
 
 from __future__ import annotations
 
+import gc
 import os
 from functools import partial
 
@@ -47,4 +48,4 @@ def serving_info(service, settings) -> dict:
             "compute_threads": getattr(encoder, "compute_threads", None), "torch_threads": torch_threads,
             "batching": {"enabled": batcher is not None, **(batcher.settings() if batcher is not None else {}),
                          "queue_texts": batcher.depth if batcher is not None else 0},
-            "drain_timeout_s": settings.drain_s}
+            "drain_timeout_s": settings.drain_s, "gc_frozen_objects": gc.get_freeze_count()}
