@@ -62,8 +62,8 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
                        help="dynamic batching: longest wait for more requests to join a batch, once requests come "
                             "concurrently; a lone client's request is encoded at once (default: 5)")
     serve.add_argument("--encode-lanes", type=positive_int, default=1,
-                       help="dynamic batching: batches encoded at once, each on cores/lanes threads; 2 on a 2-core "
-                            "machine serves many 1-text clients about 10%% faster but a lone large request slower "
+                       help="dynamic batching: batches encoded at once, each on cores/lanes threads; for many "
+                            "cores and short texts (on 2 cores, 2 lanes measured slower: docs/serving-speed.md) "
                             "(default: 1)")
     serve.add_argument("--max-queue", type=positive_int, default=1024,
                        help="dynamic batching: most texts waiting to be encoded; a request past it gets a 503 with "
