@@ -64,9 +64,9 @@ def stop(server: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def served(index_dir, tmp_path_factory):
-    """A server that waits up to 150 ms to fill a batch and queues at most 4 texts."""
+    """A server that waits up to 150 ms to fill a batch and queues at most 8 texts."""
     log = tmp_path_factory.mktemp("speedlog") / "server.log"
-    server, base = start_server(index_dir, log, "--max-wait-ms", "150", "--max-queue", "4", "--max-batch", "8")
+    server, base = start_server(index_dir, log, "--max-wait-ms", "150", "--max-queue", "8", "--max-batch", "8")
     try:
         yield {"base": base, "server": server, "index": index_dir, "log": log}
     finally:
@@ -252,7 +252,7 @@ def test_info_says_backend_threads_and_batching(served):
     info = httpx.get(f"{served['base']}/info", headers=AUTH, timeout=30).json()
     serving = info["serving"]
     assert serving["backend"] in ("torch", "onnx", "onnx-int8")
-    assert serving["batching"] == {"enabled": True, "max_batch_tokens": 8192, "max_wait_ms": 150.0, "max_queue": 4,
+    assert serving["batching"] == {"enabled": True, "max_batch_tokens": 8192, "max_wait_ms": 150.0, "max_queue": 8,
                                    "batch_size": 32, "encode_lanes": 1, "queue_texts": 0}
     assert serving["gc_frozen_objects"] > 100_000  # the models' objects, out of the collector's reach
     assert 1 <= serving["compute_threads"] <= serving["cores"] and serving["workers"] == 1
@@ -262,7 +262,9 @@ def test_concurrent_http_requests_share_a_batch_and_get_their_own_answers(served
     """Requests that overlap (here: four that arrive while a long request is encoded) wait for each other and
     share an encoder call; each gets its own rows."""
     base, texts = served["base"], TEXTS[:4]
-    long_request = {"texts": [" ".join(TEXTS)] * 8}  # 8 texts cut at the encoder's longest: a slow batch
+    # 4 texts cut at the encoder's longest: a slow batch; with the 4 short ones that is the queue's 8 at most, so
+    # none is refused even if the long one is still queued when they arrive
+    long_request = {"texts": [" ".join(TEXTS)] * 4}
     with httpx.Client(base_url=base, headers=AUTH, timeout=60) as client:
         alone = [client.post("/embed", json={"texts": [t]}).json()["embeddings"][0] for t in texts]
         before = client.get("/metrics").text
@@ -279,16 +281,16 @@ def test_concurrent_http_requests_share_a_batch_and_get_their_own_answers(served
         assert np.allclose(answer.json()["embeddings"][0], single, atol=1e-5)
     batches = metric(after, "fewlabel_batch_texts_count") - metric(before, "fewlabel_batch_texts_count")
     encoded = metric(after, "fewlabel_texts_encoded_total") - metric(before, "fewlabel_texts_encoded_total")
-    assert encoded == 12 and 2 <= batches < 5  # the long one, then the four short ones in fewer than four calls
+    assert encoded == 8 and 2 <= batches < 5  # the long one, then the four short ones in fewer than four calls
 
 
 def test_a_full_queue_answers_503_with_retry_after_at_once(served):
     base = served["base"]
     began = time.monotonic()
-    # three requests of 4 texts at once on a queue of 4: the first is taken (or queued), and a later one finds
-    # 4 texts queued (one that overlaps another waits there up to --max-wait-ms 150 for company)
-    answers = concurrently([lambda i=i: httpx.post(f"{base}/classify", json={"texts": TEXTS[i:i + 4]},
-                                                   headers=AUTH, timeout=60) for i in (0, 4, 8)])
+    # three requests of 8 texts at once on a queue of 8: the first is taken (or queued), and a later one finds
+    # 8 texts queued (one that overlaps another waits there up to --max-wait-ms 150 for company)
+    answers = concurrently([lambda i=i: httpx.post(f"{base}/classify", json={"texts": TEXTS[i:i + 8]},
+                                                   headers=AUTH, timeout=60) for i in (0, 8, 16)])
     codes = sorted(a.status_code for a in answers)
     assert 200 in codes and 503 in codes and set(codes) <= {200, 503}, [a.text for a in answers]
     refused = next(a for a in answers if a.status_code == 503)
