@@ -317,28 +317,21 @@ def run_all(args, work, texts, shapes, gemm, results, memory, encoders) -> None:
                 enc["share_of_peak_padded"] = round(enc["gflops_padded"] / gemm["gflops"], 3)
                 enc["share_of_peak_useful"] = round(enc["gflops_useful"] / gemm["gflops"], 3)
                 print(model, backend, enc, flush=True)
-                runs, mem = serve_runs(cli, index, model, backend, texts, args, [], shapes)
-                for r in runs:
-                    r["encoder_texts_per_s"] = enc["texts_per_s"]
-                results += runs
-                memory[f"{model}/{backend}"] = mem
+                # each server setting: its extra options, phases, row label and memory key
+                variants: list[tuple[list[str], list, str, str]] = [([], shapes, "on", f"{model}/{backend}")]
                 if args.baseline and backend == "onnx":
-                    runs, mem = serve_runs(cli, index, model, backend, texts, args, ["--max-batch-tokens", "0"],
-                                           [(1, 8, args.requests)], label="off")
-                    for r in runs:
-                        r["encoder_texts_per_s"] = enc["texts_per_s"]
-                    results += runs
-                    memory[f"{model}/{backend}/no-batching"] = mem
+                    variants.append((["--max-batch-tokens", "0"], [(1, 8, args.requests)], "off",
+                                     f"{model}/{backend}/no-batching"))
                 if args.lanes > 1 and backend == "onnx":
-                    runs, mem = serve_runs(cli, index, model, backend, texts, args,
-                                           ["--encode-lanes", str(args.lanes)],
-                                           [s for s in shapes if s[0] == 1] + [(16, 1, args.requests_16)],
-                                           label=f"on, {args.lanes} lanes")
+                    variants.append((["--encode-lanes", str(args.lanes)],
+                                     [s for s in shapes if s[0] == 1] + [(16, 1, args.requests_16)],
+                                     f"on, {args.lanes} lanes", f"{model}/{backend}/{args.lanes}-lanes"))
+                for extra, variant_shapes, label, memory_key in variants:
+                    runs, mem = serve_runs(cli, index, model, backend, texts, args, extra, variant_shapes, label)
                     for r in runs:
-                        r["encoder_texts_per_s"] = enc["texts_per_s"]
+                        r["encoder_texts_per_s"] = enc["texts_per_s"]  # the ratio stays within this run
                     results += runs
-                    memory[f"{model}/{backend}/{args.lanes}-lanes"] = mem
-
+                    memory[memory_key] = mem
 
 def row_key(r: dict) -> tuple:
     return r["model"], r["backend"], r["batching"], r["texts_per_request"], r["clients"]

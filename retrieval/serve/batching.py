@@ -143,7 +143,6 @@ class Batcher:
         self._counter = copy.deepcopy(encoder.tokenizer)
         self._counter_lock = threading.Lock()
         self.lanes = max(1, int(lanes))
-        self._stats_lock = threading.Lock()
         self._threads = [threading.Thread(target=self._run, name=f"fewlabel-batcher-{lane}", daemon=True)
                          for lane in range(self.lanes)]
         for thread in self._threads:
@@ -238,7 +237,7 @@ class Batcher:
                 with self._cond:
                     self._encoding -= 1
             took = time.perf_counter() - began
-            with self._stats_lock:
+            with self._cond:  # several lanes update these
                 self._rate = len(texts) / took * self.lanes if took > 0 else self._rate
                 self.stats.batches += 1
                 self.stats.texts += len(texts)
