@@ -146,21 +146,21 @@ def test_auto_under_cross_validation_sees_only_the_training_rows(pool, described
     assert not seen & set(pool["test"].texts)
     assert choice.protocol["kind"] == "cross-validation" and choice.protocol["repeats"] == 3
     assert {e["method"] for e in choice.leaderboard} == {"zeroshot", "prior", "knn", "linear", "nb", "ensemble"}
-    assert all(len(e["scores"]) == 3 * 2 * choice.protocol["folds"] for e in choice.leaderboard)  # halves swap
+    assert all(len(e["scores"]) == 3 * choice.protocol["folds"] for e in choice.leaderboard)  # a score per fold
 
 
-def test_the_optional_one_standard_error_rule_prefers_the_simpler_candidate():
-    from fewlabel.retrieval.methods.auto import _one_standard_error
+def test_the_optional_simplest_within_rule_prefers_the_simpler_candidate():
+    from fewlabel.retrieval.methods.auto import _simplest_within
 
     def entry(score, spread):
         return {"entry": {"score": score, "spread": spread}}
 
     # linear is best by 0.02, but fold scores spread 0.1 over 4 folds: SE 0.05, so zeroshot (rank -20) wins
     noisy = {"zeroshot": entry(0.70, 0.0), "knn": entry(0.69, 0.1), "linear": entry(0.72, 0.1)}
-    assert _one_standard_error(noisy, "linear", 4) == "zeroshot"
+    assert _simplest_within(noisy, "linear", 4) == "zeroshot"
     # a clear win (best minus its SE still above the others) stands
     clear = {"zeroshot": entry(0.60, 0.0), "knn": entry(0.65, 0.02), "linear": entry(0.80, 0.02)}
-    assert _one_standard_error(clear, "linear", 4) == "linear"
+    assert _simplest_within(clear, "linear", 4) == "linear"
 
 
 def test_bad_label_names_are_one_line_before_any_model_loads(tmp_path, capsys):

@@ -210,3 +210,21 @@ def test_auto_with_a_budget_shares_it_between_the_trained_heads(minilm):
     plan = trained_plan("auto", calls, 10, ["0", "1"], said.append)
     assert set(plan) == {"setfit", "finetune"} and plan["setfit"][1] == pytest.approx(10 * 60 * 0.75 / 2)
     assert trained_plan("auto", calls, 0, ["0", "1"], said.append) == {}
+
+
+def test_cross_validation_tunes_each_fold_on_the_other_folds_so_thresholds_are_not_set_on_one_row():
+    """10 multi-label rows in 3 clear clusters, 5 folds of 2: tuning a fold's thresholds on half of that fold
+    (one row) left the linear head deciding nothing and scoring 0 under cross-validation; tuned on the other
+    folds' out-of-fold answers, it scores what a good learner scores. Each draw is scored on all rows at once."""
+    rng = np.random.default_rng(3)
+    centres = _unit(rng.normal(size=(3, 32)))
+    labels = np.arange(10) % 3
+    texts = [f"t{i}x{rng.integers(1e9)}" for i in range(10)]
+    views = Views(_unit(centres[labels] * 3 + rng.normal(size=(10, 32))), texts)
+    choice = select_method(views, np.eye(3, dtype=bool)[labels], multi_label=True, methods=["knn", "linear"],
+                           se_factor=0)
+    board = {e["method"]: e for e in choice.leaderboard}
+    assert board["linear"]["score"] > 0.4 and board["knn"]["score"] > 0.4, board
+    assert all(len(e["draws"]) == choice.protocol["repeats"] == 3 for e in board.values())
+    assert all(e["score"] == pytest.approx(np.mean(e["draws"]), abs=1e-4) for e in board.values())
+    assert all(len(e["scores"]) == 3 * choice.protocol["folds"] for e in board.values())  # a score per fold

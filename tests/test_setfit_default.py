@@ -63,9 +63,10 @@ def test_setfit_is_cross_validated_by_default_at_small_n_and_budget_0_leaves_it_
     method = _build(main, training_file, body, tmp_path / "default")
     board = {entry["method"]: entry for entry in method["leaderboard"]}
     assert "setfit" in board and method["budget_minutes"] is None and method["protocol"]["kind"] == "cross-validation"
-    # SetFit is scored on the first draw of the folds only (3 folds, each held-out fold scored in two halves),
-    # the fast candidates on all 3 draws (12 rows <= SMALL_N); it trains 3 + 1 times, each for 1/4 of its bound
-    assert len(board["setfit"]["scores"]) == 3 * 2 and len(board["knn"]["scores"]) == 3 * 3 * 2
+    # SetFit is scored on the first draw of the folds only (3 folds, a score each), the fast candidates on all
+    # 3 draws (12 rows <= SMALL_N); it trains 3 + 1 times, each for 1/4 of its bound
+    assert len(board["setfit"]["scores"]) == 3 and len(board["knn"]["scores"]) == 3 * 3
+    assert len(board["setfit"]["draws"]) == 1 and len(board["knn"]["draws"]) == 3
     assert given == pytest.approx([SETFIT_MINUTES * 60 / 4] * 4)
     assert all(0.0 <= e["score"] <= 1.0 for e in board.values())
     given.clear()
