@@ -193,15 +193,15 @@ def efficiency(curve: dict) -> dict:
     return {"goal": goal, "labels": out}
 
 
-def plot(path: Path, state: dict, names: list[str]) -> None:
+def plot(path: Path, state: dict, names: list[str], starts: tuple[int, ...] = STARTS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(STARTS), len(names), figsize=(5 * len(names), 4 * len(STARTS)), squeeze=False)
+    fig, axes = plt.subplots(len(starts), len(names), figsize=(5 * len(names), 4 * len(starts)), squeeze=False)
     for col, name in enumerate(names):
-        for row, start in enumerate(STARTS):
+        for row, start in enumerate(starts):
             ax = axes[row][col]
             for strategy, (sizes, mean, std, _) in curves(state, name, start).items():
                 mean, std = np.array(mean), np.array(std)
@@ -217,16 +217,18 @@ def plot(path: Path, state: dict, names: list[str]) -> None:
     plt.close(fig)
 
 
-def report(out: Path, state: dict, names: list[str]) -> None:
+def report(out: Path, state: dict, names: list[str], name: str = "active",
+           starts: tuple[int, ...] = STARTS) -> None:
     body = []
     auto_hits, check_hits = 0, 0
+    report_name = name
     for name in names:
         if not any(k.startswith(name + "|") for k in state["runs"]):
             continue
         meta = state["sets"][name]
         body += [f"## {meta['title']}", "", f"pool {meta['pool']:,} rows, test {meta['test']:,} rows; "
                  + "; ".join(meta["notes"]), ""]
-        for start in STARTS:
+        for start in starts:
             curve = curves(state, name, start)
             if not curve:
                 continue
@@ -264,11 +266,12 @@ def report(out: Path, state: dict, names: list[str]) -> None:
              f"- `--strategy auto` (from 0 rows) reaches random's 256-label score with at most 128 labels on "
              f"{auto_hits} of {len(done)} sets (target: 2 of 3): " + ("reached" if auto_hits >= 2 else
                                                                    "**not reached**") + ".",
-             f"- `check` finds at least 60% of the flipped labels in its top 2x on {check_hits} of {len(done)} sets "
-             "(target: 2 of 3): " + ("reached" if check_hits >= 2 else "**not reached**") + ".", ""]
-    plot(out / "active.png", state, done)
-    body += ["![learning curves](active.png)", ""]
-    write_report(out, "active", "The labelling loop with a simulated annotator", "\n".join(body), state,
+             *([f"- `check` finds at least 60% of the flipped labels in its top 2x on {check_hits} of {len(done)} "
+                "sets (target: 2 of 3): " + ("reached" if check_hits >= 2 else "**not reached**") + "."]
+               if state["checks"] else []), ""]
+    plot(out / f"{report_name}.png", state, done, starts)
+    body += [f"![learning curves]({report_name}.png)", ""]
+    write_report(out, report_name, "The labelling loop with a simulated annotator", "\n".join(body), state,
                  data_note="NSMC (rebuilt), GoEmotions-ekman, SemEval-2010 Task 8 from ../shared/data; pools capped at "
                            "10,000 rows, test at 2,000 (stratified, fixed); encoder e5-small (the default), vectors "
                            "cached once")
@@ -285,10 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DATA, help="the shared data folder (default ../shared/data)")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--deadline", default=None, help="HH:MM UTC: start no new run after it")
+    p.add_argument("--starts", default=",".join(map(str, STARTS)), help="labelled rows a run starts from")
+    p.add_argument("--no-check", action="store_true", help="only the learning curves")
+    p.add_argument("--name", default="active", help="the report's and state file's name under --out")
     args = p.parse_args(argv)
     names = [n for n in args.sets.split(",") if n]
     strategies = [s for s in args.strategies.split(",") if s]
-    state_path = args.out / "active.json"
+    starts = tuple(int(v) for v in args.starts.split(",") if v)
+    state_path = args.out / f"{args.name}.json"
     state: dict[str, dict] = {"runs": {}, "checks": {}, "sets": {}}
     if state_path.is_file():
         loaded = json.loads(state_path.read_text())
@@ -301,12 +308,13 @@ def main(argv: list[str] | None = None) -> int:
         # short by --deadline leaves whole seeds of the most telling comparisons
         jobs: list[tuple[str, int, str, int | None, str | None]]
         jobs = [("run", seed, name, 0, strategy) for seed in range(args.seeds) for name in names
-                for strategy in ("random", "auto") if strategy in strategies]
-        jobs += [("check", seed, name, None, None) for seed in range(args.seeds) for name in names]
+                for strategy in ("random", "auto") if strategy in strategies and 0 in starts]
+        jobs += [("check", seed, name, None, None) for seed in range(args.seeds) for name in names
+                 if not args.no_check]
         jobs += [("run", seed, name, 0, strategy) for seed in range(args.seeds) for name in names
-                 for strategy in ("uncertainty", "diverse") if strategy in strategies]
-        jobs += [("run", seed, name, 8, strategy) for seed in range(args.seeds) for name in names
-                 for strategy in STRATEGIES if strategy in strategies]
+                 for strategy in ("uncertainty", "diverse") if strategy in strategies and 0 in starts]
+        jobs += [("run", seed, name, start, strategy) for start in starts if start for seed in range(args.seeds)
+                 for name in names for strategy in STRATEGIES if strategy in strategies]
         for kind, seed, name, start, strategy in jobs:
             if args.deadline and time.strftime("%H:%M", time.gmtime()) >= args.deadline:
                 print(f"deadline {args.deadline} UTC reached: stopping before {kind} {name} {seed}", flush=True)
@@ -329,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(key, f"{time.perf_counter() - started:.0f}s", r["scores"][-1], r["sizes"][-1], flush=True)
             args.out.mkdir(parents=True, exist_ok=True)
             state_path.write_text(json.dumps(state, indent=1))
-    report(args.out, state, names)
+    report(args.out, state, names, args.name, starts)
     return 0
 
 

@@ -175,6 +175,12 @@ def summarise(cells: list[dict], protocol: str, pool: bool = False) -> dict:
     return out
 
 
+def _fixed_regret(cell: dict) -> float:
+    """The best single candidate's mean test score over the seeds minus auto's mean (the per-seed regret above is
+    stricter: it compares with whichever candidate was best on each seed)."""
+    return max(np.mean(v) for v in cell["candidates"].values()) - float(np.mean(cell["auto"]))
+
+
 def render_set(title: str, cells: list[dict]) -> str:
     parts = [f"## {title}"]
     for protocol, label in (("a", "(a) true few-shot: auto sees only the N rows"),
@@ -190,6 +196,7 @@ def render_set(title: str, cells: list[dict]) -> str:
         rows.append(["**auto**", *[f"**{_mean_std(table[n]['auto'])}**" for n in sizes]])
         rows.append(["auto (no names)", *[_mean_std(table[n]["auto_no_names"]) for n in sizes]])
         rows.append(["auto's regret", *[_mean_std(table[n]["regret"]) for n in sizes]])
+        rows.append(["regret vs the best fixed candidate", *[f"{_fixed_regret(table[n]):.3f}" for n in sizes]])
         rows.append(["auto chose", *[", ".join(f"{m}×{table[n]['chosen'].count(m)}"
                                                for m in dict.fromkeys(table[n]["chosen"])) for n in sizes]])
         rows.append(["auto build (s)", *[f"{np.mean(table[n]['seconds']):.1f}" for n in sizes]])
@@ -215,8 +222,10 @@ def targets(sets: dict[str, list[dict]]) -> str:
         worst = max(((n, np.mean(t["regret"])) for n, t in table.items() if n not in (0, "all")),
                     key=lambda item: item[1], default=None)
         if worst:
-            lines.append(f"- {name}: auto's largest mean regret {worst[1]:.3f} (at {worst[0]} rows) against "
-                         "0.02: " + ("reached" if worst[1] <= 0.02 else "**not reached**") + ".")
+            fixed = max(_fixed_regret(t) for n, t in table.items() if n not in (0, "all"))
+            lines.append(f"- {name}: auto's largest mean regret {worst[1]:.3f} (at {worst[0]} rows; against the best "
+                         f"fixed candidate at most {fixed:.3f}) against 0.02: "
+                         + ("reached" if worst[1] <= 0.02 else "**not reached**") + ".")
         for n in (8, 16):
             if n in table:
                 t = table[n]
