@@ -1,7 +1,8 @@
 """Few labels for real: every candidate, auto, and auto's regret, at 0-256 labelled rows, under two protocols.
 
-* **(a) true few-shot**: auto sees only the N training rows (repeated stratified cross-validation on them, with
-  the one-standard-error rule), as `fewlabel index build --label-names … --method auto` without `--valid` does;
+* **(a) true few-shot**: auto sees only the N training rows (repeated stratified cross-validation on them, the
+  simplest candidate within half a standard error of the best), as `fewlabel index build --label-names …
+  --method auto` without `--valid` does;
 * **(b) dev set**: auto chooses on a 1,000-row dev set the user of N rows would not have (the old reports'
   protocol), as `--valid DEV` does.
 

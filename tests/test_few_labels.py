@@ -1,7 +1,7 @@
 """Few labels (issue 23): label descriptions live in the index, an index of descriptions alone predicts, the
 label prior is zero-shot at 0 rows and moves to the rows' answer as rows come, auto under cross-validation sees
-only the training rows and prefers the simpler candidate within one standard error. Real MiniLM, bundled
-GoEmotions sample."""
+only the training rows and prefers the simpler candidate within a fraction of a standard error. Real MiniLM,
+bundled GoEmotions sample."""
 
 from __future__ import annotations
 
