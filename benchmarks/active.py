@@ -217,11 +217,10 @@ def plot(path: Path, state: dict, names: list[str], starts: tuple[int, ...] = ST
     plt.close(fig)
 
 
-def report(out: Path, state: dict, names: list[str], name: str = "active",
+def report(out: Path, state: dict, names: list[str], report_name: str = "active",
            starts: tuple[int, ...] = STARTS) -> None:
     body = []
     auto_hits, check_hits = 0, 0
-    report_name = name
     for name in names:
         if not any(k.startswith(name + "|") for k in state["runs"]):
             continue

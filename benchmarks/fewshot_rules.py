@@ -71,10 +71,11 @@ def _rank(method: str) -> int:
 
 def within_se(cell: dict, allowed: tuple[str, ...], factor: float) -> str:
     """The simplest candidate within ``factor`` standard errors of the best (0: the best mean)."""
-    board = {e["method"]: e for e in cell["leaderboard"] if e["method"] in allowed}
-    best = max(board, key=lambda m: (round(board[m]["score"], 9), -_rank(m)))
-    bar = board[best]["score"] - factor * board[best]["spread"] / np.sqrt(cell["folds"]) - 1e-9
-    return min((m for m in board if board[m]["score"] >= bar), key=lambda m: (_rank(m), -board[m]["score"]))
+    from fewlabel.retrieval.methods.auto import _simplest_within
+
+    board = {e["method"]: {"entry": e} for e in cell["leaderboard"] if e["method"] in allowed}
+    best = max(board, key=lambda m: (round(board[m]["entry"]["score"], 9), -_rank(m)))
+    return _simplest_within(board, best, cell["folds"], factor)
 
 
 def measured_prior(cells: list[dict]) -> dict:

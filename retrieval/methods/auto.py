@@ -264,20 +264,20 @@ def _cross_validated(train: Views, y: np.ndarray, methods: list[str], multi_labe
     once every fold is held out, each fold's settings are tuned on the other folds' out-of-fold states and its
     rows decided with them. The draw's score is the metric over all rows' decisions at once (pooled), the
     candidate's the mean over draws; its spread is the standard deviation of the per-fold scores."""
-    plans = [cv_plan(y, n_folds, seed + r) for r in range(repeats)]
+    draws = [_stratified_folds(y, n_folds, seed + r) for r in range(repeats)]  # a fold number per row, per draw
     per_fit = {name: (trainer, seconds / (n_folds + 1), labels) for name, (trainer, seconds, labels) in
                (trained or {}).items()}  # k fold fits and the final one share a trained candidate's time
-    max_k = max(1, min(max_k, min(len(fit) for plan in plans for fit, _, _ in plan)))  # one state shape for all
+    smallest_fit = min(int((fold != f).sum()) for fold in draws for f in range(n_folds))
+    max_k = max(1, min(max_k, smallest_fit))  # one state shape for all
     fold_scores: dict[str, list[float]] = {name: [] for name in methods}
     draw_scores: dict[str, list[float]] = {name: [] for name in methods}
     seconds = dict.fromkeys(methods, 0.0)
     first_states: dict[str, dict] = {}
-    for repeat, plan in enumerate(plans):
-        folds: dict[str, list[tuple[LabellingMethod, np.ndarray]]] = {name: [] for name in methods}
+    for repeat, fold in enumerate(draws):
+        folds: dict[str, list[tuple[int, LabellingMethod]]] = {name: [] for name in methods}  # (fold, its model)
         states: dict[str, dict] = {name: {} for name in methods}  # every row's out-of-fold state, this draw
-        for start in range(0, len(plan), 2):  # a fold's two entries hold the same rows (its two halves)
-            fit_rows, first, second = plan[start]
-            held = np.sort(np.concatenate([first, second]))
+        for f in range(n_folds):
+            fit_rows, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
             fitted: dict = {}
             fit_views, held_views = train.take(fit_rows), train.take(held)
             for name in methods:
@@ -290,15 +290,15 @@ def _cross_validated(train: Views, y: np.ndarray, methods: list[str], multi_labe
                 for key, value in candidate.state(held_views).items():
                     store = states[name].setdefault(key, np.zeros((len(train), *value.shape[1:]), dtype=value.dtype))
                     store[held] = value
-                folds[name].append((candidate, held))
+                folds[name].append((f, candidate))
                 seconds[name] += time.perf_counter() - started
         for name in methods:
             if not folds[name]:
                 continue
             started = time.perf_counter()
             decided = np.zeros(y.shape, dtype=bool)
-            for candidate, held in folds[name]:
-                others = np.setdiff1d(np.arange(len(train)), held)
+            for f, candidate in folds[name]:
+                held, others = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
                 settings = candidate.select(subset(states[name], others), y[others], metric)
                 decided[held] = candidate.decide(subset(states[name], held), settings)
                 fold_scores[name].append(score(decided[held], y[held], metric))
